@@ -1,0 +1,61 @@
+"""Encoder contracts: the index needs dense and sparse vectors, cost accounting needs token counts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from leanrank.types import Lang
+
+Matrix = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class SparseVec:
+    """A sparse vector as parallel index/value tuples (engine-neutral)."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+@runtime_checkable
+class DenseEncoder(Protocol):
+    """Embeds passages and queries into one L2-normalised space (cosine = dot product)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed_passages(self, texts: Sequence[str]) -> Matrix:
+        """Shape (len(texts), dim), float32, rows L2-normalised."""
+        ...
+
+    def embed_query(self, text: str) -> Matrix:
+        """Shape (dim,), float32, L2-normalised."""
+        ...
+
+    def token_count(self, text: str) -> int:
+        """Tokens of `text` alone, without special tokens or instruction prefixes."""
+        ...
+
+
+@runtime_checkable
+class SparseEncoder(Protocol):
+    """Lexical vectors analysed per language (stemming and stopwords of the text's own language)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def embed_documents(self, texts: Sequence[str], langs: Sequence[Lang]) -> list[SparseVec]: ...
+
+    def embed_query(self, text: str) -> SparseVec: ...
+
+    def token_count(self, text: str) -> int:
+        """Index terms `text` yields after analysis."""
+        ...

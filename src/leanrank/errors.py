@@ -1,0 +1,90 @@
+"""The exception tree: callers catch at the level they care about.
+
+    LeanrankError
+    ├── ConfigError             settings or names that cannot work
+    ├── InputError              the caller sent something unusable (→ 4xx in the service)
+    │   ├── EmptyQueryError
+    │   ├── QueryTooLongError
+    │   ├── UnknownCourseError
+    │   └── DocumentError       one file could not be ingested (others go on)
+    │       ├── UnsupportedFileTypeError
+    │       ├── EmptyDocumentError
+    │       ├── BinaryDocumentError
+    │       ├── FileTooLargeError
+    │       └── EncodingError
+    ├── DependencyError         an optional extra is not installed
+    ├── BackendError            an encoder, reranker or remote server failed (→ 424/502)
+    └── StoreError              the index could not be read or written
+"""
+
+from __future__ import annotations
+
+
+class LeanrankError(Exception):
+    """Root of every error leanrank raises on purpose."""
+
+
+class ConfigError(LeanrankError):
+    """A setting, model name or combination of options that cannot work."""
+
+
+class InputError(LeanrankError):
+    """The caller sent something unusable; the message says what and how to fix it."""
+
+
+class EmptyQueryError(InputError):
+    """A query with no searchable text."""
+
+
+class QueryTooLongError(InputError):
+    """A query longer than the configured limit."""
+
+
+class UnknownCourseError(InputError):
+    """A course id with nothing indexed under it."""
+
+
+class DocumentError(InputError):
+    """One source file could not be ingested; ingestion of the other files continues."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class UnsupportedFileTypeError(DocumentError):
+    """A file extension no loader handles."""
+
+
+class EmptyDocumentError(DocumentError):
+    """A file with no text once loaded."""
+
+
+class BinaryDocumentError(DocumentError):
+    """A file that claims to be text but holds binary data."""
+
+
+class FileTooLargeError(DocumentError):
+    """A file above `ingest.max_file_bytes`."""
+
+
+class EncodingError(DocumentError):
+    """A text file whose encoding could not be determined."""
+
+
+class DependencyError(LeanrankError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(f"{package} is not installed; install it with: pip install 'leanrank[{extra}]'")
+        self.package = package
+        self.extra = extra
+
+
+class BackendError(LeanrankError):
+    """An encoder, reranker or remote model server failed."""
+
+
+class StoreError(LeanrankError):
+    """The index could not be read or written."""
