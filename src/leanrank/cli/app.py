@@ -1,0 +1,214 @@
+"""`leanrank` command line: ingest, search, courses, delete, demo.
+
+Errors the user can fix print one line on stderr and exit with status 2; nothing prints a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from leanrank.errors import InputError, LeanrankError
+from leanrank.pipeline import FileReport, IngestReport, Pipeline, SearchResult
+from leanrank.settings import Settings
+from leanrank.types import Hit, Lang
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+out = Console()
+err = Console(stderr=True)
+
+
+@contextmanager
+def _pipeline(settings: Settings | None = None) -> Iterator[Pipeline]:
+    """Open the pipeline; turn leanrank's own errors into one line and an exit status."""
+    try:
+        with Pipeline(settings) as pipe:
+            yield pipe
+    except LeanrankError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    """The `--json` shape of one hit (stable field names; offsets index the source file's text)."""
+    c = hit.chunk
+    return {
+        "chunk_id": hit.chunk_id,
+        "score": hit.score,
+        "text": c.text,
+        "course": c.course,
+        "source": c.source,
+        "lang": c.lang,
+        "heading": c.heading_path,
+        "start": c.start,
+        "end": c.end,
+        "tokens": c.tokens,
+        "meta": c.meta,
+        "stage_scores": hit.stage_scores,
+    }
+
+
+def _ingest(pipe: Pipeline, path: Path, course: str) -> IngestReport:
+    files = pipe.ingest_plan(path) if path.exists() else []
+    with Progress(
+        TextColumn("[bold]ingest[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(course, total=len(files))
+
+        def step(report: FileReport) -> None:
+            progress.advance(task)
+            if report.status == "skipped":
+                progress.console.print(f"[yellow]skipped[/yellow] {report.source}: {report.reason}", highlight=False)
+
+        report = pipe.ingest(path, course, on_file=step)
+    summary = (
+        f"course {course}: {len(report.files)} files — {report.count('added')} added, "
+        f"{report.count('updated')} updated, {report.count('unchanged')} unchanged, "
+        f"{report.count('skipped')} skipped; {report.chunks} chunks written"
+    )
+    err.print(summary, highlight=False)
+    return report
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="A file or a folder of course material.")],
+    course: Annotated[str, typer.Option("--course", "-c", help="Course id the chunks belong to.")],
+) -> None:
+    """Index a file or folder into a course; unchanged files are skipped, changed ones replaced."""
+    with _pipeline() as pipe:
+        _ingest(pipe, path, course)
+
+
+def _print_hits(result: SearchResult) -> None:
+    table = Table(title=f"{result.query}  [dim]({result.course}, {result.candidates} candidates)[/dim]")
+    for col in ("#", "score", "source", "heading", "lang", "text"):
+        table.add_column(col, overflow="fold")
+    for i, hit in enumerate(result.hits, 1):
+        snippet = " ".join(hit.chunk.text.split())
+        table.add_row(
+            str(i),
+            f"{hit.score:.3f}",
+            hit.chunk.source,
+            hit.chunk.heading_path,
+            hit.chunk.lang,
+            snippet[:160] + ("…" if len(snippet) > 160 else ""),
+        )
+    out.print(table)
+
+
+def _read_queries(path: Path) -> list[tuple[str, str]]:
+    """JSON lines with `id` and `query`; a bad line names the file and line number."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read queries ({exc})") from None
+    queries = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            queries.append((str(obj["id"]), str(obj["query"])))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise InputError(f'{path}:{n}: expected a JSON object with "id" and "query"') from None
+    return queries
+
+
+@app.command()
+def search(
+    course: Annotated[str, typer.Option("--course", "-c", help="Course to search in.")],
+    query: Annotated[str | None, typer.Argument(help="The student's question.")] = None,
+    lang: Annotated[list[str] | None, typer.Option("--lang", help="Only chunks in this language (ru, en).")] = None,
+    heading: Annotated[
+        str | None, typer.Option("--heading", help="Only chunks under this heading path, e.g. 'Lesson 2 > Loops'.")
+    ] = None,
+    k: Annotated[int | None, typer.Option("-k", min=1, help="Hits to return.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    queries: Annotated[
+        Path | None, typer.Option("--queries", help="JSON-lines file of {id, query}: many queries in one run.")
+    ] = None,
+) -> None:
+    """Hybrid search in one course, then the rerank step."""
+    langs: list[Lang] = []
+    for code in lang or []:
+        if code not in ("ru", "en", "mixed"):
+            err.print(f"error: unknown language {code!r}; use ru, en or mixed", highlight=False)
+            raise typer.Exit(2)
+        langs.append(code)  # type: ignore[arg-type]  # checked just above
+    prefix = tuple(p.strip() for p in heading.split(">")) if heading else ()
+    with _pipeline() as pipe:
+        if queries is not None:
+            if query is not None:
+                raise InputError("give either a QUERY or --queries FILE, not both")
+            for qid, text in _read_queries(queries):
+                result = pipe.search(text, course, langs=langs, heading_prefix=prefix, k=k)
+                sys.stdout.write(json.dumps({"id": qid, "hits": [hit_json(h) for h in result.hits]}, ensure_ascii=False) + "\n")
+            return
+        if query is None:
+            raise InputError("give a QUERY or --queries FILE")
+        result = pipe.search(query, course, langs=langs, heading_prefix=prefix, k=k)
+        if as_json:
+            for hit in result.hits:
+                sys.stdout.write(json.dumps(hit_json(hit), ensure_ascii=False) + "\n")
+        else:
+            _print_hits(result)
+
+
+@app.command()
+def courses() -> None:
+    """List indexed courses with their chunk counts."""
+    with _pipeline() as pipe:
+        table = Table("course", "chunks")
+        for name, n in sorted(pipe.courses().items()):
+            table.add_row(name, str(n))
+        out.print(table)
+
+
+@app.command()
+def delete(course: Annotated[str, typer.Option("--course", "-c", help="Course to remove.")]) -> None:
+    """Remove every chunk of a course."""
+    with _pipeline() as pipe:
+        n = pipe.delete_course(course)
+        err.print(f"deleted course {course}: {n} chunks", highlight=False)
+
+
+@app.command()
+def demo() -> None:
+    """Ingest the bundled bilingual sample course into a fresh store and answer its sample questions."""
+    course_dir = Path(str(resources.files("leanrank") / "sample_course"))
+    questions = json.loads((course_dir / "questions.json").read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix="leanrank-demo-") as tmp:
+        settings = Settings(data_dir=Path(tmp))
+        with _pipeline(settings) as pipe:
+            _ingest(pipe, course_dir, "demo")
+            found = 0
+            for q in questions:
+                result = pipe.search(q["query"], "demo", k=3)
+                _print_hits(result)
+                top = result.hits[0].chunk.source if result.hits else None
+                ok = top == q["expect_source"]
+                found += ok
+                mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
+                out.print(f"{mark} expected {q['expect_source']}, top hit {top}\n", highlight=False)
+            out.print(f"[bold]{found}/{len(questions)}[/bold] questions answered from the expected lesson")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,71 @@
+"""The `Store` contract: what retrieval and ingestion need from a vector engine, and nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from leanrank.encode.base import Matrix, SparseVec
+from leanrank.types import Chunk, Lang
+
+
+@dataclass(frozen=True, slots=True)
+class HybridQuery:
+    """One first-stage request: both vectors, the filters applied to both prefetches, and the fusion."""
+
+    course: str
+    dense: Matrix
+    sparse: SparseVec
+    limit: int
+    prefetch: int
+    rrf_k: int
+    weights: tuple[float, float] = (1.0, 1.0)
+    langs: tuple[Lang, ...] = ()
+    heading_prefix: tuple[str, ...] = ()
+    min_score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A fused first-stage hit; `dense`/`bm25` are `None` when the chunk was outside that list's prefetch."""
+
+    chunk_id: str
+    chunk: Chunk
+    fused: float
+    dense: float | None
+    bm25: float | None
+    dense_rank: int | None
+    bm25_rank: int | None
+
+
+class Store(Protocol):
+    """A course-partitioned hybrid index. Every write of one source is all-or-nothing for readers."""
+
+    def replace_source(
+        self, course: str, source: str, chunks: Sequence[Chunk], dense: Matrix, sparse: Sequence[SparseVec]
+    ) -> None:
+        """Make `chunks` the whole content of (`course`, `source`), removing what was there before."""
+        ...
+
+    def source_file_hashes(self, course: str, source: str) -> set[str]:
+        """File hashes of the versions of `source` currently indexed (normally zero or one)."""
+        ...
+
+    def sources(self, course: str) -> dict[str, int]:
+        """Chunk count per source of `course`."""
+        ...
+
+    def delete_source(self, course: str, source: str) -> int: ...
+
+    def delete_course(self, course: str) -> int: ...
+
+    def courses(self) -> dict[str, int]:
+        """Chunk count per course."""
+        ...
+
+    def hybrid(self, query: HybridQuery) -> list[Candidate]:
+        """Dense and BM25 prefetches with the same filters, fused by weighted RRF, best first."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,225 @@
+"""The embedded store: Qdrant Edge, the real Qdrant engine running in-process.
+
+Only this module imports the engine's storage API. Schema: named dense vector `dense` (cosine) and sparse
+vector `bm25` with the IDF modifier; keyword payload indexes on course, lang, source, file hash and heading
+prefixes. Point ids are UUIDv5 of (course, source, chunk index, content hash), so re-ingesting the same
+content rewrites the same points.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from leanrank.encode.base import Matrix, SparseVec
+from leanrank.errors import ConfigError, StoreError
+from leanrank.index.base import Candidate, HybridQuery
+from leanrank.types import Chunk
+
+SCHEMA_VERSION = 1
+_NAMESPACE = uuid.UUID("6f1c2b1e-3c55-4a8e-9f0e-6c65616e72a1")
+_KEYWORD_FIELDS = ("course", "lang", "source", "file_hash", "heading_prefixes")
+_FACET_LIMIT = 1_000_000
+
+
+def point_id(chunk: Chunk) -> str:
+    """Deterministic id: the same chunk content at the same place always maps to the same point."""
+    key = "\x00".join((chunk.course, chunk.source, str(chunk.index), chunk.content_hash))
+    return str(uuid.uuid5(_NAMESPACE, key))
+
+
+def _heading_prefixes(heading: Sequence[str]) -> list[str]:
+    return [" > ".join(heading[: i + 1]) for i in range(len(heading))]
+
+
+def _payload(chunk: Chunk) -> dict[str, Any]:
+    return {
+        "course": chunk.course,
+        "source": chunk.source,
+        "index": chunk.index,
+        "text": chunk.text,
+        "start": chunk.start,
+        "end": chunk.end,
+        "heading": list(chunk.heading),
+        "heading_prefixes": _heading_prefixes(chunk.heading),
+        "lang": chunk.lang,
+        "content_hash": chunk.content_hash,
+        "file_hash": chunk.file_hash,
+        "tokens": chunk.tokens,
+        "meta": dict(chunk.meta),
+    }
+
+
+def _chunk(payload: dict[str, Any]) -> Chunk:
+    return Chunk(
+        course=payload["course"],
+        source=payload["source"],
+        index=int(payload["index"]),
+        text=payload["text"],
+        start=int(payload["start"]),
+        end=int(payload["end"]),
+        heading=tuple(payload["heading"]),
+        lang=payload["lang"],
+        content_hash=payload["content_hash"],
+        file_hash=payload["file_hash"],
+        tokens=int(payload["tokens"]),
+        meta={str(k): str(v) for k, v in (payload.get("meta") or {}).items()},
+    )
+
+
+def _match(key: str, value: str) -> qe.FieldCondition:
+    return qe.FieldCondition(key=key, match=qe.MatchValue(value))
+
+
+def _sparse(vec: SparseVec) -> qe.SparseVector:
+    return qe.SparseVector(indices=list(vec.indices), values=list(vec.values))
+
+
+@contextmanager
+def _engine_errors(action: str) -> Iterator[None]:
+    """The engine raises bare `Exception`s; give callers one typed error with the engine's reason."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as exc:  # the engine's only exception type
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "WouldBlock" in reason:
+            reason = "the index is open in another process (stop it or use another LEANRANK_DATA_DIR)"
+        raise StoreError(f"{action} failed: {reason}") from exc
+
+
+class EdgeStore:
+    """A `Store` on one Qdrant Edge shard under `path`; `dim` and `encoder` are checked against the index."""
+
+    def __init__(self, path: Path, *, dim: int, encoder: str) -> None:
+        self.path = path
+        meta_file = path / "leanrank-index.json"
+        shard_dir = path / "shard"
+        expected = {"schema": SCHEMA_VERSION, "dim": dim, "encoder": encoder}
+        if meta_file.exists():
+            found = json.loads(meta_file.read_text(encoding="utf-8"))
+            if found != expected:
+                raise ConfigError(
+                    f"index at {path} was built with {found}, settings ask for {expected}; "
+                    "use another data directory or re-ingest"
+                )
+        with _engine_errors(f"opening the index at {path}"):
+            if (shard_dir / "edge_config.json").exists():
+                self._shard = qe.EdgeShard.load(str(shard_dir))
+            else:
+                shard_dir.mkdir(parents=True, exist_ok=True)
+                config = qe.EdgeConfig(
+                    vectors={"dense": qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+                    sparse_vectors={"bm25": qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+                )
+                self._shard = qe.EdgeShard.create(str(shard_dir), config)
+                for field in _KEYWORD_FIELDS:
+                    self._shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
+                self._shard.flush()
+                meta_file.write_text(json.dumps(expected), encoding="utf-8")
+
+    def replace_source(
+        self, course: str, source: str, chunks: Sequence[Chunk], dense: Matrix, sparse: Sequence[SparseVec]
+    ) -> None:
+        if not len(chunks) == len(dense) == len(sparse):
+            raise ValueError("chunks, dense and sparse must have the same length")
+        hashes = {c.file_hash for c in chunks}
+        points = [
+            qe.Point(point_id(c), {"dense": d.tolist(), "bm25": _sparse(s)}, _payload(c))
+            for c, d, s in zip(chunks, dense, sparse, strict=True)
+        ]
+        with _engine_errors(f"writing {course}/{source}"):
+            # One operation for the whole file: the WAL applies it entirely or not at all.
+            if points:
+                self._shard.update(qe.UpdateOperation.upsert_points(points))
+            stale = qe.Filter(
+                must=[_match("course", course), _match("source", source)],
+                must_not=[qe.FieldCondition(key="file_hash", match=qe.MatchAny(sorted(hashes)))] if hashes else None,
+            )
+            self._shard.update(qe.UpdateOperation.delete_points_by_filter(stale))
+            self._shard.flush()
+
+    def source_file_hashes(self, course: str, source: str) -> set[str]:
+        flt = qe.Filter(must=[_match("course", course), _match("source", source)])
+        return {str(v) for v in self._facet("file_hash", flt)}
+
+    def sources(self, course: str) -> dict[str, int]:
+        return {str(k): v for k, v in self._facet("source", qe.Filter(must=[_match("course", course)])).items()}
+
+    def courses(self) -> dict[str, int]:
+        return {str(k): v for k, v in self._facet("course", None).items()}
+
+    def _facet(self, key: str, flt: qe.Filter | None) -> dict[str | int | bool, int]:
+        with _engine_errors(f"listing {key}"):
+            response = self._shard.facet(qe.FacetRequest(key=key, limit=_FACET_LIMIT, exact=True, filter=flt))
+        # The engine keeps values whose points were all deleted, with a count of 0.
+        return {hit.value: int(hit.count) for hit in response.hits if hit.count}
+
+    def _delete(self, flt: qe.Filter, what: str) -> int:
+        with _engine_errors(f"deleting {what}"):
+            n = int(self._shard.count(qe.CountRequest(exact=True, filter=flt)))
+            if n:
+                self._shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
+                self._shard.flush()
+        return n
+
+    def delete_source(self, course: str, source: str) -> int:
+        return self._delete(qe.Filter(must=[_match("course", course), _match("source", source)]), source)
+
+    def delete_course(self, course: str) -> int:
+        return self._delete(qe.Filter(must=[_match("course", course)]), f"course {course}")
+
+    def hybrid(self, query: HybridQuery) -> list[Candidate]:
+        must: list[Any] = [_match("course", query.course)]
+        if query.langs:
+            must.append(qe.FieldCondition(key="lang", match=qe.MatchAny(list(query.langs))))
+        if query.heading_prefix:
+            must.append(_match("heading_prefixes", " > ".join(query.heading_prefix)))
+        flt = qe.Filter(must=must)
+        dense_q = qe.Query.Nearest(query.dense.tolist(), using="dense")
+        prefetches = [qe.Prefetch(limit=query.prefetch, query=dense_q, filter=flt)]
+        requests = [qe.QueryRequest(limit=query.prefetch, query=dense_q, filter=flt)]
+        if query.sparse.indices:
+            sparse_q = qe.Query.Nearest(_sparse(query.sparse), using="bm25")
+            prefetches.append(qe.Prefetch(limit=query.prefetch, query=sparse_q, filter=flt))
+            requests.append(qe.QueryRequest(limit=query.prefetch, query=sparse_q, filter=flt))
+        weights = list(query.weights[: len(prefetches)])
+        fused = qe.QueryRequest(
+            limit=query.limit,
+            prefetches=prefetches,
+            query=qe.Fusion.Rrf(k=query.rrf_k, weights=weights),
+            with_payload=True,
+            score_threshold=query.min_score,
+        )
+        with _engine_errors("hybrid search"):
+            results = self._shard.query_batch(qe.QueryBatchRequest([fused, *requests]))
+        per_list = [{str(p.id): (rank, float(p.score)) for rank, p in enumerate(r)} for r in results[1:]]
+        dense_hits = per_list[0]
+        bm25_hits = per_list[1] if len(per_list) > 1 else {}
+        out = []
+        for p in results[0]:
+            pid = str(p.id)
+            d, b = dense_hits.get(pid), bm25_hits.get(pid)
+            out.append(
+                Candidate(
+                    chunk_id=pid,
+                    chunk=_chunk(p.payload or {}),
+                    fused=float(p.score),
+                    dense=d[1] if d else None,
+                    bm25=b[1] if b else None,
+                    dense_rank=d[0] if d else None,
+                    bm25_rank=b[0] if b else None,
+                )
+            )
+        return out
+
+    def close(self) -> None:
+        with _engine_errors("closing the index"):
+            self._shard.close()

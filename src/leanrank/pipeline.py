@@ -1,0 +1,237 @@
+"""The one place that wires ingest → encode → index → retrieve → rerank.
+
+Everything above it (CLI, service, evaluation) talks to `Pipeline`; everything below it knows nothing of
+the others. The core is async where a network may be involved (reranking); `search` is a thin sync wrapper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from leanrank.encode.base import DenseEncoder, SparseEncoder
+from leanrank.encode.bm25 import Bm25Encoder
+from leanrank.encode.catalog import dense_encoder
+from leanrank.errors import (
+    DocumentError,
+    EmptyQueryError,
+    InputError,
+    QueryTooLongError,
+    UnknownCourseError,
+    UnsupportedFileTypeError,
+)
+from leanrank.index.base import Store
+from leanrank.index.edge import EdgeStore
+from leanrank.ingest.chunker import ChunkerConfig, chunk_source
+from leanrank.ingest.files import discover, file_hash, source_id
+from leanrank.ingest.loaders import SUPPORTED_SUFFIXES, load_file
+from leanrank.rerank.base import Reranker, Usage
+from leanrank.rerank.catalog import reranker as reranker_by_name
+from leanrank.rerank.stage import RerankStage
+from leanrank.retrieve.hybrid import HybridRetriever, RetrieveFilter
+from leanrank.settings import Settings
+from leanrank.types import Hit, Lang
+
+_COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+FileStatus = Literal["added", "updated", "unchanged", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileReport:
+    """What ingesting one file did; `reason` says why a file was skipped."""
+
+    source: str
+    status: FileStatus
+    chunks: int = 0
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """Totals of one ingest run, file by file."""
+
+    course: str
+    files: list[FileReport] = field(default_factory=list)
+
+    def count(self, status: FileStatus) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def chunks(self) -> int:
+        return sum(f.chunks for f in self.files if f.status in ("added", "updated"))
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """Hits best first, how many candidates reached the rerank step, its usage, and time per stage."""
+
+    query: str
+    course: str
+    hits: list[Hit]
+    candidates: int
+    usage: Usage
+    timings_s: dict[str, float]
+
+
+def check_course_id(course: str) -> str:
+    """Course ids become payload keys and file names in reports: keep them plain."""
+    if not _COURSE_ID.match(course):
+        raise InputError(
+            f"invalid course id {course!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    return course
+
+
+class Pipeline:
+    """Ingest course files and answer course-scoped questions on one machine, offline by default."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        dense: DenseEncoder | None = None,
+        sparse: SparseEncoder | None = None,
+        store: Store | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.dense = dense or dense_encoder(self.settings.encoder)
+        self.sparse = sparse or Bm25Encoder()
+        self.store = store or EdgeStore(
+            self.settings.data_dir / "index", dim=self.dense.dim, encoder=self.dense.name
+        )
+        self.retriever = HybridRetriever(self.store, self.dense, self.sparse, self.settings.retrieve)
+        self.rerank = RerankStage(reranker or reranker_by_name(self.settings.rerank.backend), self.settings.rerank.top_k)
+        ing = self.settings.ingest
+        self._chunker = ChunkerConfig(
+            max_tokens=ing.max_tokens, overlap_sentences=ing.overlap_sentences, min_tokens=ing.min_tokens
+        )
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ingest -------------------------------------------------------------------------------------------------
+
+    def ingest(
+        self, path: Path, course: str, *, on_file: Callable[[FileReport], None] | None = None
+    ) -> IngestReport:
+        """Index every supported file under `path`; a bad file is reported and skipped, the rest go on."""
+        check_course_id(course)
+        if not path.exists():
+            raise InputError(f"{path}: no such file or directory")
+        root = path if path.is_dir() else path.parent
+        report = IngestReport(course)
+        for file in discover(path):
+            result = self._ingest_file(file, root, course)
+            report.files.append(result)
+            if on_file:
+                on_file(result)
+        return report
+
+    def ingest_plan(self, path: Path) -> list[Path]:
+        """The files `ingest` will look at, for progress bars."""
+        return discover(path)
+
+    def _ingest_file(self, file: Path, root: Path, course: str) -> FileReport:
+        sid = source_id(file, root)
+        try:
+            if file.suffix.lower() not in SUPPORTED_SUFFIXES:
+                raise UnsupportedFileTypeError(
+                    sid, f"unsupported file type; supported: {' '.join(sorted(SUPPORTED_SUFFIXES))}"
+                )
+            fhash = file_hash(file)
+            present = self.store.source_file_hashes(course, sid)
+            if present == {fhash}:
+                return FileReport(sid, "unchanged")
+            source = dataclasses.replace(load_file(file, max_bytes=self.settings.ingest.max_file_bytes), path=sid)
+            chunks = chunk_source(
+                source, course=course, file_hash=fhash, count_tokens=self.dense.token_count, config=self._chunker
+            )
+            if not chunks:
+                raise DocumentError(sid, "no text to index")
+            texts = [c.text for c in chunks]
+            dense = self.dense.embed_passages(texts)
+            sparse = self.sparse.embed_documents(texts, [c.lang for c in chunks])
+            self.store.replace_source(course, sid, chunks, dense, sparse)
+        except DocumentError as exc:
+            return FileReport(sid, "skipped", reason=exc.reason)
+        return FileReport(sid, "updated" if present else "added", len(chunks))
+
+    # search -------------------------------------------------------------------------------------------------
+
+    def check_query(self, query: str) -> str:
+        """Refuse queries that cannot be searched, before any model runs."""
+        text = query.strip()
+        if not text:
+            raise EmptyQueryError("the query is empty")
+        limit = self.settings.max_query_chars
+        if len(text) > limit:
+            raise QueryTooLongError(
+                f"the query has {len(text)} characters, the limit is {limit} (LEANRANK_MAX_QUERY_CHARS)"
+            )
+        return text
+
+    def check_course(self, course: str) -> None:
+        courses = self.store.courses()
+        if course not in courses:
+            known = ", ".join(sorted(courses)) or "none yet"
+            raise UnknownCourseError(f"unknown course {course!r}; indexed courses: {known}")
+
+    async def asearch(
+        self,
+        query: str,
+        course: str,
+        *,
+        langs: Sequence[Lang] = (),
+        heading_prefix: Sequence[str] = (),
+        k: int | None = None,
+        depth: int | None = None,
+    ) -> SearchResult:
+        """Hybrid first stage, then the rerank step; hits are from `course` only."""
+        text = self.check_query(query)
+        self.check_course(course)
+        where = RetrieveFilter(course, tuple(langs), tuple(heading_prefix))
+        t0 = time.perf_counter()
+        candidates = await asyncio.to_thread(self.retriever.retrieve, text, where, depth=depth)
+        t1 = time.perf_counter()
+        hits, usage = await self.rerank.run(text, candidates, top_k=k)
+        t2 = time.perf_counter()
+        return SearchResult(text, course, hits, len(candidates), usage, {"retrieve": t1 - t0, "rerank": t2 - t1})
+
+    def search(
+        self,
+        query: str,
+        course: str,
+        *,
+        langs: Sequence[Lang] = (),
+        heading_prefix: Sequence[str] = (),
+        k: int | None = None,
+        depth: int | None = None,
+    ) -> SearchResult:
+        """Sync wrapper of `asearch` for scripts and the CLI."""
+        return asyncio.run(
+            self.asearch(query, course, langs=langs, heading_prefix=heading_prefix, k=k, depth=depth)
+        )
+
+    # courses ------------------------------------------------------------------------------------------------
+
+    def courses(self) -> dict[str, int]:
+        return self.store.courses()
+
+    def delete_course(self, course: str) -> int:
+        self.check_course(course)
+        return self.store.delete_course(course)
+

@@ -1,0 +1,86 @@
+"""The hybrid first stage: encode the query both ways, fuse in the engine, then trim the list.
+
+Dedup and the per-source cap run after fusion, on an over-fetched list, so that removing candidates
+never leaves fewer than `depth` when enough distinct ones exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from leanrank.encode.base import DenseEncoder, SparseEncoder
+from leanrank.index.base import Candidate, HybridQuery, Store
+from leanrank.settings import RetrieveSettings
+from leanrank.types import Lang
+
+_SPACE = re.compile(r"\s+")
+_OVERFETCH = 3
+
+
+def normalised_hash(text: str) -> str:
+    """Hash of the text up to case and whitespace: two chunks with the same hash say the same thing."""
+    return hashlib.sha256(_SPACE.sub(" ", text).strip().casefold().encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RetrieveFilter:
+    """What a search is restricted to; the course is mandatory so tenants never mix."""
+
+    course: str
+    langs: tuple[Lang, ...] = ()
+    heading_prefix: tuple[str, ...] = ()
+
+
+class HybridRetriever:
+    """Dense + BM25 prefetches fused by RRF inside the store, then dedup and a per-source cap."""
+
+    def __init__(
+        self, store: Store, dense: DenseEncoder, sparse: SparseEncoder, settings: RetrieveSettings
+    ) -> None:
+        self._store = store
+        self._dense = dense
+        self._sparse = sparse
+        self.settings = settings
+
+    def retrieve(self, query: str, where: RetrieveFilter, *, depth: int | None = None) -> list[Candidate]:
+        s = self.settings
+        want = depth or s.depth
+        trims = s.dedup or s.max_per_source > 0
+        request = HybridQuery(
+            course=where.course,
+            dense=self._dense.embed_query(query),
+            sparse=self._sparse.embed_query(query),
+            limit=want * _OVERFETCH if trims else want,
+            prefetch=max(s.prefetch, want),
+            rrf_k=s.rrf_k,
+            weights=(s.dense_weight, s.sparse_weight),
+            langs=where.langs,
+            heading_prefix=where.heading_prefix,
+            min_score=s.min_score,
+        )
+        return trim(self._store.hybrid(request), depth=want, dedup=s.dedup, max_per_source=s.max_per_source)
+
+
+def trim(candidates: Sequence[Candidate], *, depth: int, dedup: bool, max_per_source: int) -> list[Candidate]:
+    """Keep the best `depth` candidates, skipping repeated texts and sources over their cap."""
+    seen: set[str] = set()
+    per_source: dict[str, int] = {}
+    out: list[Candidate] = []
+    for cand in candidates:
+        if len(out) == depth:
+            break
+        if dedup:
+            key = normalised_hash(cand.chunk.text)
+            if key in seen:
+                continue
+            seen.add(key)
+        if max_per_source:
+            n = per_source.get(cand.chunk.source, 0)
+            if n >= max_per_source:
+                continue
+            per_source[cand.chunk.source] = n + 1
+        out.append(cand)
+    return out

@@ -1,0 +1,118 @@
+"""The embedded store against the real Qdrant Edge engine (no encoder: hand-made 4-d vectors)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leanrank.encode.base import SparseVec
+from leanrank.errors import ConfigError, StoreError
+from leanrank.index.base import HybridQuery
+from leanrank.index.edge import EdgeStore, point_id
+from leanrank.types import Chunk, Lang
+
+
+def chunk(course: str, source: str, i: int, text: str, fh: str = "f1", heading: tuple[str, ...] = ()) -> Chunk:
+    lang: Lang = "ru" if any("а" <= ch <= "я" for ch in text) else "en"
+    return Chunk(course, source, i, text, i * 10, i * 10 + len(text), heading, lang, f"h{text}", fh, 3)
+
+
+def vec(*xs: float) -> np.ndarray:
+    v = np.array(xs, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def write(store: EdgeStore, chunks: list[Chunk], dense: list[np.ndarray], terms: list[list[int]]) -> None:
+    course, source = chunks[0].course, chunks[0].source
+    sparse = [SparseVec(tuple(t), tuple(1.0 for _ in t)) for t in terms]
+    store.replace_source(course, source, chunks, np.stack(dense), sparse)
+
+
+def query(course: str, dense: np.ndarray, terms: list[int], **kw: object) -> HybridQuery:
+    return HybridQuery(
+        course=course,
+        dense=dense,
+        sparse=SparseVec(tuple(terms), tuple(1.0 for _ in terms)),
+        limit=10,
+        prefetch=10,
+        rrf_k=60,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = EdgeStore(tmp_path / "idx", dim=4, encoder="test")
+    yield s
+    s.close()
+
+
+def test_fused_score_is_rrf_with_zero_based_ranks(store: EdgeStore) -> None:
+    chunks = [chunk("c", "a.md", i, t) for i, t in enumerate(["alpha", "beta", "gamma"])]
+    write(store, chunks, [vec(1, 0, 0, 0), vec(0.9, 0.1, 0, 0), vec(0, 0, 1, 0)], [[1], [2], [2, 3]])
+    got = store.hybrid(query("c", vec(1, 0, 0, 0), [2]))
+    by_text = {c.chunk.text: c for c in got}
+    beta = by_text["beta"]
+    assert beta.dense_rank == 1
+    assert beta.bm25_rank is not None
+    assert beta.fused == pytest.approx(1 / (60 + 1) + 1 / (60 + beta.bm25_rank), rel=1e-6)
+    alpha = by_text["alpha"]
+    assert alpha.bm25 is None
+    assert alpha.fused == pytest.approx(1 / 60, rel=1e-6)
+
+
+def test_course_filter_isolates_tenants(store: EdgeStore) -> None:
+    write(store, [chunk("a", "x.md", 0, "secret of course a")], [vec(1, 0, 0, 0)], [[7]])
+    write(store, [chunk("b", "x.md", 0, "text of course b")], [vec(1, 0, 0, 0)], [[7]])
+    hits = store.hybrid(query("b", vec(1, 0, 0, 0), [7]))
+    assert [h.chunk.course for h in hits] == ["b"]
+    assert store.courses() == {"a": 1, "b": 1}
+
+
+def test_replace_source_is_idempotent_and_replaces_changed_files(store: EdgeStore) -> None:
+    v1 = [chunk("c", "l.md", 0, "one", "v1"), chunk("c", "l.md", 1, "two", "v1")]
+    write(store, v1, [vec(1, 0, 0, 0), vec(0, 1, 0, 0)], [[1], [2]])
+    write(store, v1, [vec(1, 0, 0, 0), vec(0, 1, 0, 0)], [[1], [2]])
+    assert store.sources("c") == {"l.md": 2}
+    assert store.source_file_hashes("c", "l.md") == {"v1"}
+    v2 = [chunk("c", "l.md", 0, "one", "v2"), chunk("c", "l.md", 1, "three", "v2"), chunk("c", "l.md", 2, "four", "v2")]
+    write(store, v2, [vec(1, 0, 0, 0), vec(0, 0, 1, 0), vec(0, 0, 0, 1)], [[1], [3], [4]])
+    assert store.source_file_hashes("c", "l.md") == {"v2"}
+    texts = sorted(h.chunk.text for h in store.hybrid(query("c", vec(1, 1, 1, 1), [1, 2, 3, 4])))
+    assert texts == ["four", "one", "three"]
+    assert point_id(v1[0]) == point_id(chunk("c", "l.md", 0, "one", "other-file-hash"))
+
+
+def test_filters_by_language_and_heading_prefix(store: EdgeStore) -> None:
+    chunks = [
+        chunk("c", "l.md", 0, "циклы for", heading=("Урок 2", "Циклы")),
+        chunk("c", "l.md", 1, "loops for", heading=("Lesson 2", "Loops")),
+        chunk("c", "l.md", 2, "functions", heading=("Lesson 3",)),
+    ]
+    write(store, chunks, [vec(1, 0, 0, 0)] * 3, [[1]] * 3)
+    assert [h.chunk.text for h in store.hybrid(query("c", vec(1, 0, 0, 0), [1], langs=("ru",)))] == ["циклы for"]
+    got = store.hybrid(query("c", vec(1, 0, 0, 0), [1], heading_prefix=("Lesson 2",)))
+    assert [h.chunk.text for h in got] == ["loops for"]
+
+
+def test_delete_course_and_source(store: EdgeStore) -> None:
+    write(store, [chunk("a", "x.md", 0, "a1")], [vec(1, 0, 0, 0)], [[1]])
+    write(store, [chunk("a", "y.md", 0, "a2")], [vec(1, 0, 0, 0)], [[1]])
+    write(store, [chunk("b", "x.md", 0, "b1")], [vec(1, 0, 0, 0)], [[1]])
+    assert store.delete_source("a", "x.md") == 1
+    assert store.sources("a") == {"y.md": 1}
+    assert store.delete_course("a") == 1
+    assert store.courses() == {"b": 1}
+
+
+def test_reopen_keeps_data_and_checks_the_encoder(tmp_path: Path) -> None:
+    s = EdgeStore(tmp_path / "idx", dim=4, encoder="test")
+    write(s, [chunk("a", "x.md", 0, "kept")], [vec(1, 0, 0, 0)], [[1]])
+    with pytest.raises(StoreError, match="open in another process"):
+        EdgeStore(tmp_path / "idx", dim=4, encoder="test")
+    s.close()
+    s = EdgeStore(tmp_path / "idx", dim=4, encoder="test")
+    assert s.courses() == {"a": 1}
+    s.close()
+    with pytest.raises(ConfigError, match="was built with"):
+        EdgeStore(tmp_path / "idx", dim=8, encoder="other")
