@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -33,8 +34,13 @@ err = Console(stderr=True)
 def _pipeline(settings: Settings | None = None) -> Iterator[Pipeline]:
     """Open the pipeline; turn leanrank's own errors into one line and an exit status."""
     try:
-        with Pipeline(settings) as pipe:
+        with Pipeline(settings or Settings()) as pipe:
             yield pipe
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        err.print(f"[red]error:[/red] invalid setting {where}: {first['msg']}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
     except LeanrankError as exc:
         err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None

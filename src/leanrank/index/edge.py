@@ -179,7 +179,7 @@ class EdgeStore:
     def hybrid(self, query: HybridQuery) -> list[Candidate]:
         must: list[Any] = [_match("course", query.course)]
         if query.langs:
-            must.append(qe.FieldCondition(key="lang", match=qe.MatchAny(list(query.langs))))
+            must.append(qe.FieldCondition(key="lang", match=qe.MatchAny([str(lang) for lang in query.langs])))
         if query.heading_prefix:
             must.append(_match("heading_prefixes", " > ".join(query.heading_prefix)))
         flt = qe.Filter(must=must)
@@ -194,7 +194,7 @@ class EdgeStore:
         fused = qe.QueryRequest(
             limit=query.limit,
             prefetches=prefetches,
-            query=qe.Fusion.Rrf(k=query.rrf_k, weights=weights),
+            query=qe.Fusion.Rrf(k=query.rrf_k, weights=weights),  # type: ignore[arg-type]  # stub: Rrf is a Fusion
             with_payload=True,
             score_threshold=query.min_score,
         )

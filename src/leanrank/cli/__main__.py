@@ -1,0 +1,3 @@
+from leanrank.cli.app import main
+
+main()

@@ -1,0 +1,130 @@
+"""End to end on the real engine and the real encoder, over the bundled sample course."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leanrank.encode.bm25 import Bm25Encoder
+from leanrank.encode.e5 import E5SmallEncoder
+from leanrank.errors import EmptyQueryError, InputError, QueryTooLongError, UnknownCourseError
+from leanrank.pipeline import Pipeline
+from tests.conftest import SAMPLE_COURSE, make_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory: pytest.TempPathFactory, e5: E5SmallEncoder, bm25: Bm25Encoder) -> Iterator[Pipeline]:
+    other = tmp_path_factory.mktemp("other")
+    (other / "cooking.md").write_text(
+        "# Борщ\n\nСвёклу варят отдельно, потом добавляют в бульон.\n\n# Pasta\n\nBoil water, add salt, cook pasta.\n",
+        encoding="utf-8",
+    )
+    with make_pipeline(tmp_path_factory.mktemp("data"), e5, bm25) as p:
+        p.ingest(SAMPLE_COURSE, "demo")
+        p.ingest(other, "cooking")
+        yield p
+
+
+def test_sample_questions_find_their_lesson(pipe: Pipeline, sample_questions: list[dict[str, Any]]) -> None:
+    assert {q["lang"] for q in sample_questions} == {"ru", "en"}
+    for q in sample_questions:
+        result = pipe.search(q["query"], "demo", k=3)
+        assert result.hits[0].chunk.source == q["expect_source"], q["query"]
+
+
+def test_hits_carry_offsets_into_the_source_text(pipe: Pipeline) -> None:
+    result = pipe.search("цикл for", "demo", k=5)
+    for hit in result.hits:
+        c = hit.chunk
+        assert c.course == "demo"
+        assert {"fusion", "rerank"} <= set(hit.stage_scores)
+        if c.source.endswith((".md", ".txt")):
+            text = (SAMPLE_COURSE / c.source).read_text(encoding="utf-8-sig")
+            assert text[c.start : c.end] == c.text
+
+
+def test_course_a_never_returns_course_b(pipe: Pipeline, sample_questions: list[dict[str, Any]]) -> None:
+    for q in sample_questions:
+        assert {h.chunk.course for h in pipe.search(q["query"], "cooking", k=10).hits} == {"cooking"}
+    assert {h.chunk.course for h in pipe.search("как варить борщ", "demo", k=10).hits} == {"demo"}
+
+
+def test_language_filter(pipe: Pipeline) -> None:
+    hits = pipe.search("loops", "demo", langs=["ru"], k=10).hits
+    assert hits
+    assert {h.chunk.lang for h in hits} == {"ru"}
+
+
+def test_max_chunks_per_source(pipe: Pipeline) -> None:
+    hits = pipe.search("Python", "demo", k=20, depth=20).hits
+    per_source: dict[str, int] = {}
+    for h in hits:
+        per_source[h.chunk.source] = per_source.get(h.chunk.source, 0) + 1
+    assert max(per_source.values()) <= pipe.settings.retrieve.max_per_source
+
+
+def test_bad_queries_and_courses(pipe: Pipeline) -> None:
+    with pytest.raises(EmptyQueryError):
+        pipe.search("   ", "demo")
+    with pytest.raises(QueryTooLongError, match="limit is 2000"):
+        pipe.search("слово " * 20_000, "demo")
+    with pytest.raises(UnknownCourseError, match="indexed courses: cooking, demo"):
+        pipe.search("loops", "nope")
+    with pytest.raises(InputError, match="invalid course id"):
+        pipe.ingest(SAMPLE_COURSE, "../etc")
+
+
+def test_reingest_is_idempotent_and_changed_files_are_replaced(
+    tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    course = tmp_path / "course"
+    shutil.copytree(SAMPLE_COURSE, course)
+    with make_pipeline(tmp_path / "data", e5, bm25) as p:
+        first = p.ingest(course, "c")
+        assert first.count("added") == len(first.files) - first.count("skipped")
+        before = p.store.sources("c")
+        again = p.ingest(course, "c")
+        assert again.chunks == 0
+        assert {f.status for f in again.files} <= {"unchanged", "skipped"}
+        assert p.store.sources("c") == before
+
+        md = sorted(course.rglob("*.md"))[0]
+        source = md.relative_to(course).as_posix()
+        md.write_text("# Новый урок\n\nСовершенно новый текст про квантовые компьютеры.\n", encoding="utf-8")
+        third = p.ingest(course, "c")
+        assert [f.source for f in third.files if f.status == "updated"] == [source]
+        after = p.store.sources("c")
+        assert after[source] == 1
+        assert {k: v for k, v in after.items() if k != source} == {k: v for k, v in before.items() if k != source}
+        top = p.search("квантовые компьютеры", "c", k=1).hits[0]
+        assert top.chunk.source == source
+        assert "квантовые" in top.chunk.text
+
+
+def test_bad_files_are_skipped_and_leave_nothing_behind(
+    tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "good.md").write_text("# Loops\n\nA for loop repeats a block of code.\n", encoding="utf-8")
+    (course / "empty.md").write_text("", encoding="utf-8")
+    (course / "binary.txt").write_bytes(b"\x00\x01\x02PNG\x00" * 100)
+    (course / "slides.pptx").write_bytes(b"PK\x03\x04")
+    (course / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a pdf")
+    with (course / "huge.txt").open("wb") as f:
+        f.truncate(50 * 1024 * 1024)
+    (course / "latin1.txt").write_bytes("Ceci est un café très spécial, naïve façade, œuvre".encode("latin-1"))
+    with make_pipeline(tmp_path / "data", e5, bm25) as p:
+        report = p.ingest(course, "c")
+        status = {f.source: f for f in report.files}
+        assert status["good.md"].status == "added"
+        skipped = {s for s, f in status.items() if f.status == "skipped"}
+        assert {"empty.md", "binary.txt", "slides.pptx", "broken.pdf", "huge.txt"} <= skipped
+        assert "unsupported file type" in status["slides.pptx"].reason
+        assert all("\n" not in f.reason for f in report.files)
+        assert set(p.store.sources("c")) <= {"good.md", "latin1.txt"}
+        assert "good.md" in p.store.sources("c")
