@@ -75,10 +75,16 @@ def build_pool(pipe: Pipeline, shared: Path, chunker: ChunkerConfig) -> tuple[li
                 sections.append(Section(context, start, (f"p{p_i}",)))
                 text += context + "\n\n"
                 for qa in para["qas"]:
-                    answers.append((qa["id"], qa["question"], start + qa["answers"][0]["answer_start"] - lead))
+                    answers.append(
+                        (qa["id"], qa["question"], start + qa["answers"][0]["answer_start"] - lead)
+                    )
             source = SourceText(f"{lang}/article{a_i:02d}.txt", text, tuple(sections), "txt")
             art_chunks = chunk_source(
-                source, course=COURSE, file_hash=f"{lang}{a_i}", count_tokens=pipe.dense.token_count, config=chunker
+                source,
+                course=COURSE,
+                file_hash=f"{lang}{a_i}",
+                count_tokens=pipe.dense.token_count,
+                config=chunker,
             )
             chunks.extend(art_chunks)
             for qid, question, offset in answers:
@@ -89,7 +95,19 @@ def build_pool(pipe: Pipeline, shared: Path, chunker: ChunkerConfig) -> tuple[li
         for i in range(0, len(lines), 3):
             body = " ".join(lines[i : i + 3])
             chunks.append(
-                Chunk(COURSE, f"ntrex/{lang}.txt", i // 3, body, 0, len(body), (), detect_lang(body), f"n{lang}{i}", "n", 0)
+                Chunk(
+                    COURSE,
+                    f"ntrex/{lang}.txt",
+                    i // 3,
+                    body,
+                    0,
+                    len(body),
+                    (),
+                    detect_lang(body),
+                    f"n{lang}{i}",
+                    "n",
+                    0,
+                )
             )
     return chunks, questions
 
@@ -107,13 +125,24 @@ def index(pipe: Pipeline, chunks: list[Chunk]) -> np.ndarray:
         dense[ids] = vecs
         sparse = pipe.sparse.embed_documents([c.text for c in part], [c.lang for c in part])
         pipe.store.replace_source(part[0].course, source, part, vecs, sparse)
-        print(f"\r  indexed {done}/{len(by_source)} sources ({time.perf_counter() - t0:.0f}s)", end="", flush=True)
+        print(
+            f"\r  indexed {done}/{len(by_source)} sources ({time.perf_counter() - t0:.0f}s)",
+            end="",
+            flush=True,
+        )
     print()
     return dense
 
 
-def ranked(pipe: Pipeline, q: Question, qd: np.ndarray, qs: SparseVec, weights: tuple[float, float], k: int,
-           limit: int = 100) -> list[str]:
+def ranked(
+    pipe: Pipeline,
+    q: Question,
+    qd: np.ndarray,
+    qs: SparseVec,
+    weights: tuple[float, float],
+    k: int,
+    limit: int = 100,
+) -> list[str]:
     """Top `limit` point ids; weight 0 on one list gives the other list's pure ranking."""
     request = HybridQuery(
         course=COURSE, dense=qd, sparse=qs, limit=limit, prefetch=100, rrf_k=k, weights=weights
@@ -142,7 +171,10 @@ def main() -> None:
         dense = index(pipe, chunks)
 
         t0 = time.perf_counter()
-        qvecs = {q.qid + q.lang: (pipe.dense.embed_query(q.text), pipe.sparse.embed_query(q.text)) for q in questions}
+        qvecs = {
+            q.qid + q.lang: (pipe.dense.embed_query(q.text), pipe.sparse.embed_query(q.text))
+            for q in questions
+        }
         print(f"  encoded {len(questions)} queries in {time.perf_counter() - t0:.0f}s")
 
         def run(weights: tuple[float, float], k: int, qs: list[Question]) -> dict[str, list[str]]:
@@ -150,7 +182,11 @@ def main() -> None:
 
         tune = [q for q in questions if q.split == "tune"]
         test = [q for q in questions if q.split == "test"]
-        grid = [(w, k) for w in ((1.0, 1.0), (1.0, 0.5), (1.0, 0.75), (0.75, 1.0), (1.0, 1.5)) for k in (10, 30, 60)]
+        grid = [
+            (w, k)
+            for w in ((1.0, 1.0), (1.0, 0.5), (1.0, 0.75), (0.75, 1.0), (1.0, 1.5))
+            for k in (10, 30, 60)
+        ]
         scored = []
         for weights, k in grid:
             r = recall(run(weights, k, tune), tune)
@@ -173,14 +209,41 @@ def main() -> None:
         # latency at scale ---------------------------------------------------------------------------------
         filler_n = max(0, args.scale - len(chunks))
         sentences = [c.text for c in chunks if c.source.startswith("ntrex")]
-        scale_chunks = [Chunk(SCALE_COURSE, c.source, c.index, c.text, c.start, c.end, c.heading, c.lang,
-                              c.content_hash, c.file_hash, c.tokens) for c in chunks]
+        scale_chunks = [
+            Chunk(
+                SCALE_COURSE,
+                c.source,
+                c.index,
+                c.text,
+                c.start,
+                c.end,
+                c.heading,
+                c.lang,
+                c.content_hash,
+                c.file_hash,
+                c.tokens,
+            )
+            for c in chunks
+        ]
         scale_dense = [dense]
         batch_chunks: list[Chunk] = []
         for i in range(filler_n):
             body = " ".join(rng.sample(sentences, 2))
-            batch_chunks.append(Chunk(SCALE_COURSE, f"filler/{i // 1000}.txt", i % 1000, body, 0, len(body), (),
-                                      detect_lang(body), f"f{i}", "f", 0))
+            batch_chunks.append(
+                Chunk(
+                    SCALE_COURSE,
+                    f"filler/{i // 1000}.txt",
+                    i % 1000,
+                    body,
+                    0,
+                    len(body),
+                    (),
+                    detect_lang(body),
+                    f"f{i}",
+                    "f",
+                    0,
+                )
+            )
         noise = np.random.default_rng(0).normal(0, 0.05, (filler_n, dense.shape[1])).astype(np.float32)
         filler_dense = dense[np.random.default_rng(1).integers(0, len(dense), filler_n)] + noise
         filler_dense /= np.linalg.norm(filler_dense, axis=1, keepdims=True)
@@ -206,8 +269,17 @@ def main() -> None:
             end_to_end.append(time.perf_counter() - t0)
             qd, qs_ = qvecs[q.qid + q.lang]
             t0 = time.perf_counter()
-            pipe.store.hybrid(HybridQuery(course=SCALE_COURSE, dense=qd, sparse=qs_, limit=60, prefetch=100,
-                                          rrf_k=best_k, weights=best_w))
+            pipe.store.hybrid(
+                HybridQuery(
+                    course=SCALE_COURSE,
+                    dense=qd,
+                    sparse=qs_,
+                    limit=60,
+                    prefetch=100,
+                    rrf_k=best_k,
+                    weights=best_w,
+                )
+            )
             engine.append(time.perf_counter() - t0)
 
         def pct(xs: list[float], p: int) -> float:
@@ -228,7 +300,9 @@ def main() -> None:
         "recall": results,
         "latency": latency,
     }
-    (args.out / "retrieval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    (args.out / "retrieval.json").write_text(
+        json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
     lines = [
         f"Recall@k on the test split ({len(test)} questions, {len(chunks)} chunks; "
         f"fusion weights {best_w}, k={best_k} chosen on the tune split):",
@@ -242,8 +316,8 @@ def main() -> None:
         "",
         f"Latency over {latency['queries']} queries, course of {latency['chunks']} chunks: "
         f"end-to-end (query encoding + engine + trim) p50 {latency['end_to_end_ms']['p50']:.1f} ms, "
-        f"p95 {latency['end_to_end_ms']['p95']:.1f} ms; engine only p50 {latency['engine_ms']['p50']:.1f} ms, "
-        f"p95 {latency['engine_ms']['p95']:.1f} ms.",
+        f"p95 {latency['end_to_end_ms']['p95']:.1f} ms; "
+        f"engine only p50 {latency['engine_ms']['p50']:.1f} ms, p95 {latency['engine_ms']['p95']:.1f} ms.",
     ]
     table = "\n".join(lines)
     (args.out / "retrieval.md").write_text(table + "\n", encoding="utf-8")

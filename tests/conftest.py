@@ -29,7 +29,9 @@ def bm25() -> Bm25Encoder:
 
 @pytest.fixture(scope="session")
 def sample_questions() -> list[dict[str, Any]]:
-    return list(json.loads((Path(str(resources.files("leanrank"))) / "sample_questions.json").read_text("utf-8")))
+    return list(
+        json.loads((Path(str(resources.files("leanrank"))) / "sample_questions.json").read_text("utf-8"))
+    )
 
 
 def make_pipeline(data_dir: Path, e5: E5SmallEncoder, bm25: Bm25Encoder, **settings: Any) -> Pipeline:

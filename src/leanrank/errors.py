@@ -1,20 +1,20 @@
 """The exception tree: callers catch at the level they care about.
 
-    LeanrankError
-    ├── ConfigError             settings or names that cannot work
-    ├── InputError              the caller sent something unusable (→ 4xx in the service)
-    │   ├── EmptyQueryError
-    │   ├── QueryTooLongError
-    │   ├── UnknownCourseError
-    │   └── DocumentError       one file could not be ingested (others go on)
-    │       ├── UnsupportedFileTypeError
-    │       ├── EmptyDocumentError
-    │       ├── BinaryDocumentError
-    │       ├── FileTooLargeError
-    │       └── EncodingError
-    ├── DependencyError         an optional extra is not installed
-    ├── BackendError            an encoder, reranker or remote server failed (→ 424/502)
-    └── StoreError              the index could not be read or written
+LeanrankError
+├── ConfigError             settings or names that cannot work
+├── InputError              the caller sent something unusable (→ 4xx in the service)
+│   ├── EmptyQueryError
+│   ├── QueryTooLongError
+│   ├── UnknownCourseError
+│   └── DocumentError       one file could not be ingested (others go on)
+│       ├── UnsupportedFileTypeError
+│       ├── EmptyDocumentError
+│       ├── BinaryDocumentError
+│       ├── FileTooLargeError
+│       └── EncodingError
+├── DependencyError         an optional extra is not installed
+├── BackendError            an encoder, reranker or remote server failed (→ 424/502)
+└── StoreError              the index could not be read or written
 """
 
 from __future__ import annotations

@@ -84,7 +84,8 @@ def check_course_id(course: str) -> str:
     """Course ids become payload keys and file names in reports: keep them plain."""
     if not _COURSE_ID.match(course):
         raise InputError(
-            f"invalid course id {course!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+            f"invalid course id {course!r}: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
         )
     return course
 
@@ -108,7 +109,9 @@ class Pipeline:
             self.settings.data_dir / "index", dim=self.dense.dim, encoder=self.dense.name
         )
         self.retriever = HybridRetriever(self.store, self.dense, self.sparse, self.settings.retrieve)
-        self.rerank = RerankStage(reranker or reranker_by_name(self.settings.rerank.backend), self.settings.rerank.top_k)
+        self.rerank = RerankStage(
+            reranker or reranker_by_name(self.settings.rerank.backend), self.settings.rerank.top_k
+        )
         ing = self.settings.ingest
         self._chunker = ChunkerConfig(
             max_tokens=ing.max_tokens, overlap_sentences=ing.overlap_sentences, min_tokens=ing.min_tokens
@@ -156,9 +159,15 @@ class Pipeline:
             present = self.store.source_file_hashes(course, sid)
             if present == {fhash}:
                 return FileReport(sid, "unchanged")
-            source = dataclasses.replace(load_file(file, max_bytes=self.settings.ingest.max_file_bytes), path=sid)
+            source = dataclasses.replace(
+                load_file(file, max_bytes=self.settings.ingest.max_file_bytes), path=sid
+            )
             chunks = chunk_source(
-                source, course=course, file_hash=fhash, count_tokens=self.dense.token_count, config=self._chunker
+                source,
+                course=course,
+                file_hash=fhash,
+                count_tokens=self.dense.token_count,
+                config=self._chunker,
             )
             if not chunks:
                 raise DocumentError(sid, "no text to index")
@@ -209,7 +218,9 @@ class Pipeline:
         t1 = time.perf_counter()
         hits, usage = await self.rerank.run(text, candidates, top_k=k)
         t2 = time.perf_counter()
-        return SearchResult(text, course, hits, len(candidates), usage, {"retrieve": t1 - t0, "rerank": t2 - t1})
+        return SearchResult(
+            text, course, hits, len(candidates), usage, {"retrieve": t1 - t0, "rerank": t2 - t1}
+        )
 
     def search(
         self,
@@ -234,4 +245,3 @@ class Pipeline:
     def delete_course(self, course: str) -> int:
         self.check_course(course)
         return self.store.delete_course(course)
-

@@ -7,6 +7,7 @@ Nested groups are set from the environment with a double underscore, e.g.
 from __future__ import annotations
 
 from pathlib import Path
+
 from pydantic import BaseModel, Field
 from pydantic_settings import (
     BaseSettings,
@@ -21,7 +22,9 @@ class IngestSettings(BaseModel):
 
     max_file_bytes: int = Field(20_000_000, gt=0, description="Larger files are skipped with a message.")
     max_tokens: int = Field(160, ge=16, le=2048, description="Chunk budget in XLM-RoBERTa tokens.")
-    overlap_sentences: int = Field(0, ge=0, le=5, description="Trailing sentences repeated in the next chunk.")
+    overlap_sentences: int = Field(
+        0, ge=0, le=5, description="Trailing sentences repeated in the next chunk."
+    )
     min_tokens: int = Field(8, ge=0, description="Shorter trailing fragments merge into the previous chunk.")
 
 
@@ -33,7 +36,9 @@ class RetrieveSettings(BaseModel):
     """
 
     depth: int = Field(20, ge=1, le=1000, description="Candidates handed to the rerank step.")
-    prefetch: int = Field(100, ge=1, le=10_000, description="Hits each of dense and BM25 contribute to fusion.")
+    prefetch: int = Field(
+        100, ge=1, le=10_000, description="Hits each of dense and BM25 contribute to fusion."
+    )
     rrf_k: int = Field(60, ge=1, description="RRF constant k (0-based rank convention, see above).")
     dense_weight: float = Field(1.0, ge=0.0)
     sparse_weight: float = Field(1.0, ge=0.0)

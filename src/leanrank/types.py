@@ -35,7 +35,8 @@ class SourceText:
 class Chunk:
     """The unit that is indexed, retrieved and reranked.
 
-    `start`/`end` are character offsets into the source file's plain text, so `source_text[start:end] == text`.
+    `start`/`end` are character offsets into the source file's plain text:
+    `source_text[start:end] == text`.
     `meta` holds format-specific facts (e.g. transcript timestamps `t_start`/`t_end`, PDF `page`).
     """
 

@@ -12,7 +12,18 @@ import pytest
 
 from tests.conftest import SAMPLE_COURSE
 
-HIT_FIELDS = {"chunk_id", "score", "text", "course", "source", "lang", "heading", "start", "end", "stage_scores"}
+HIT_FIELDS = {
+    "chunk_id",
+    "score",
+    "text",
+    "course",
+    "source",
+    "lang",
+    "heading",
+    "start",
+    "end",
+    "stage_scores",
+}
 
 
 def leanrank(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,9 @@ from leanrank.index.edge import EdgeStore, point_id
 from leanrank.types import Chunk, Lang
 
 
-def chunk(course: str, source: str, i: int, text: str, fh: str = "f1", heading: tuple[str, ...] = ()) -> Chunk:
+def chunk(
+    course: str, source: str, i: int, text: str, fh: str = "f1", heading: tuple[str, ...] = ()
+) -> Chunk:
     lang: Lang = "ru" if any("а" <= ch <= "я" for ch in text) else "en"
     return Chunk(course, source, i, text, i * 10, i * 10 + len(text), heading, lang, f"h{text}", fh, 3)
 
@@ -75,7 +77,11 @@ def test_replace_source_is_idempotent_and_replaces_changed_files(store: EdgeStor
     write(store, v1, [vec(1, 0, 0, 0), vec(0, 1, 0, 0)], [[1], [2]])
     assert store.sources("c") == {"l.md": 2}
     assert store.source_file_hashes("c", "l.md") == {"v1"}
-    v2 = [chunk("c", "l.md", 0, "one", "v2"), chunk("c", "l.md", 1, "three", "v2"), chunk("c", "l.md", 2, "four", "v2")]
+    v2 = [
+        chunk("c", "l.md", 0, "one", "v2"),
+        chunk("c", "l.md", 1, "three", "v2"),
+        chunk("c", "l.md", 2, "four", "v2"),
+    ]
     write(store, v2, [vec(1, 0, 0, 0), vec(0, 0, 1, 0), vec(0, 0, 0, 1)], [[1], [3], [4]])
     assert store.source_file_hashes("c", "l.md") == {"v2"}
     texts = sorted(h.chunk.text for h in store.hybrid(query("c", vec(1, 1, 1, 1), [1, 2, 3, 4])))
@@ -90,7 +96,9 @@ def test_filters_by_language_and_heading_prefix(store: EdgeStore) -> None:
         chunk("c", "l.md", 2, "functions", heading=("Lesson 3",)),
     ]
     write(store, chunks, [vec(1, 0, 0, 0)] * 3, [[1]] * 3)
-    assert [h.chunk.text for h in store.hybrid(query("c", vec(1, 0, 0, 0), [1], langs=("ru",)))] == ["циклы for"]
+    assert [h.chunk.text for h in store.hybrid(query("c", vec(1, 0, 0, 0), [1], langs=("ru",)))] == [
+        "циклы for"
+    ]
     got = store.hybrid(query("c", vec(1, 0, 0, 0), [1], heading_prefix=("Lesson 2",)))
     assert [h.chunk.text for h in got] == ["loops for"]
 

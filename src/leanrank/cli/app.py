@@ -80,7 +80,9 @@ def _ingest(pipe: Pipeline, path: Path, course: str) -> IngestReport:
         def step(report: FileReport) -> None:
             progress.advance(task)
             if report.status == "skipped":
-                progress.console.print(f"[yellow]skipped[/yellow] {report.source}: {report.reason}", highlight=False)
+                progress.console.print(
+                    f"[yellow]skipped[/yellow] {report.source}: {report.reason}", highlight=False
+                )
 
         report = pipe.ingest(path, course, on_file=step)
     summary = (
@@ -141,14 +143,18 @@ def _read_queries(path: Path) -> list[tuple[str, str]]:
 def search(
     course: Annotated[str, typer.Option("--course", "-c", help="Course to search in.")],
     query: Annotated[str | None, typer.Argument(help="The student's question.")] = None,
-    lang: Annotated[list[str] | None, typer.Option("--lang", help="Only chunks in this language (ru, en).")] = None,
+    lang: Annotated[
+        list[str] | None, typer.Option("--lang", help="Only chunks in this language (ru, en).")
+    ] = None,
     heading: Annotated[
-        str | None, typer.Option("--heading", help="Only chunks under this heading path, e.g. 'Lesson 2 > Loops'.")
+        str | None,
+        typer.Option("--heading", help="Only chunks under this heading path, e.g. 'Lesson 2 > Loops'."),
     ] = None,
     k: Annotated[int | None, typer.Option("-k", min=1, help="Hits to return.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
     queries: Annotated[
-        Path | None, typer.Option("--queries", help="JSON-lines file of {id, query}: many queries in one run.")
+        Path | None,
+        typer.Option("--queries", help="JSON-lines file of {id, query}: many queries in one run."),
     ] = None,
 ) -> None:
     """Hybrid search in one course, then the rerank step."""
@@ -165,7 +171,10 @@ def search(
                 raise InputError("give either a QUERY or --queries FILE, not both")
             for qid, text in _read_queries(queries):
                 result = pipe.search(text, course, langs=langs, heading_prefix=prefix, k=k)
-                sys.stdout.write(json.dumps({"id": qid, "hits": [hit_json(h) for h in result.hits]}, ensure_ascii=False) + "\n")
+                sys.stdout.write(
+                    json.dumps({"id": qid, "hits": [hit_json(h) for h in result.hits]}, ensure_ascii=False)
+                    + "\n"
+                )
             return
         if query is None:
             raise InputError("give a QUERY or --queries FILE")
@@ -198,8 +207,9 @@ def delete(course: Annotated[str, typer.Option("--course", "-c", help="Course to
 @app.command()
 def demo() -> None:
     """Ingest the bundled bilingual sample course into a fresh store and answer its sample questions."""
-    course_dir = Path(str(resources.files("leanrank") / "sample_course"))
-    questions = json.loads((course_dir / "questions.json").read_text(encoding="utf-8"))
+    package = Path(str(resources.files("leanrank")))
+    course_dir = package / "sample_course"
+    questions = json.loads((package / "sample_questions.json").read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="leanrank-demo-") as tmp:
         settings = Settings(data_dir=Path(tmp))
         with _pipeline(settings) as pipe:

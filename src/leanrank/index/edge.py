@@ -121,7 +121,9 @@ class EdgeStore:
                 )
                 self._shard = qe.EdgeShard.create(str(shard_dir), config)
                 for field in _KEYWORD_FIELDS:
-                    self._shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
+                    self._shard.update(
+                        qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
+                    )
                 self._shard.flush()
                 meta_file.write_text(json.dumps(expected), encoding="utf-8")
 
@@ -141,7 +143,9 @@ class EdgeStore:
                 self._shard.update(qe.UpdateOperation.upsert_points(points))
             stale = qe.Filter(
                 must=[_match("course", course), _match("source", source)],
-                must_not=[qe.FieldCondition(key="file_hash", match=qe.MatchAny(sorted(hashes)))] if hashes else None,
+                must_not=[qe.FieldCondition(key="file_hash", match=qe.MatchAny(sorted(hashes)))]
+                if hashes
+                else None,
             )
             self._shard.update(qe.UpdateOperation.delete_points_by_filter(stale))
             self._shard.flush()
@@ -151,7 +155,9 @@ class EdgeStore:
         return {str(v) for v in self._facet("file_hash", flt)}
 
     def sources(self, course: str) -> dict[str, int]:
-        return {str(k): v for k, v in self._facet("source", qe.Filter(must=[_match("course", course)])).items()}
+        return {
+            str(k): v for k, v in self._facet("source", qe.Filter(must=[_match("course", course)])).items()
+        }
 
     def courses(self) -> dict[str, int]:
         return {str(k): v for k, v in self._facet("course", None).items()}

@@ -1,0 +1,237 @@
+"""Split a `SourceText` into token-budgeted `Chunk`s that follow the document's structure.
+
+A chunk never spans two sections (a heading's body, a PDF page), so its heading path and page are exact.
+Transcripts are the exception: cues are a few words each, so consecutive cues are packed together and the
+chunk keeps the start time of its first cue and the end time of its last.
+
+Inside a section the text is cut into paragraphs (blank lines), then sentences (razdel, which knows Russian
+abbreviations such as "т. е." and "г."), and sentences are packed greedily while the chunk's exact token count
+stays within the budget. Every chunk is a slice of the source text, so its offsets point back into the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from razdel import sentenize
+
+from leanrank.errors import ConfigError
+from leanrank.ingest.lang import detect_lang
+from leanrank.types import Chunk, Section, SourceText
+
+_BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
+_WORD = re.compile(r"\S+")
+_CUE_KEYS = ("t_start", "t_end")
+_HASH_CHARS = 32
+
+
+@dataclass(frozen=True)
+class ChunkerConfig:
+    """`max_tokens`: the budget per chunk, in the tokens of the counter passed to `chunk_source`.
+
+    `overlap_sentences`: trailing sentences (cues, for transcripts) of a chunk repeated at the start of the
+    next chunk of the same section, so an answer cut at a boundary is still whole in one chunk.
+    `min_tokens`: a section's last chunk below this takes sentences over from the chunk before it, as far as
+    the budget allows; a fragment that small retrieves noise.
+    """
+
+    max_tokens: int = 160
+    overlap_sentences: int = 0
+    min_tokens: int = 8
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ConfigError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if self.overlap_sentences < 0:
+            raise ConfigError(f"overlap_sentences must be 0 or more, got {self.overlap_sentences}")
+        if not 0 <= self.min_tokens <= self.max_tokens:
+            raise ConfigError(f"min_tokens must be between 0 and max_tokens, got {self.min_tokens}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    """What chunks are packed from: a sentence, a whole cue, or a word run of an over-long sentence."""
+
+    start: int
+    end: int
+    section: int
+
+
+class _Measure:
+    """Exact token counts of slices of the source text, memoised because packing asks for some twice."""
+
+    def __init__(self, text: str, count_tokens: Callable[[str], int], max_tokens: int) -> None:
+        self._text = text
+        self._count = count_tokens
+        self._max = max_tokens
+        self._memo: dict[tuple[int, int], int] = {}
+
+    def tokens(self, start: int, end: int) -> int:
+        key = (start, end)
+        if key not in self._memo:
+            self._memo[key] = self._count(self._text[start:end])
+        return self._memo[key]
+
+    def fits(self, start: int, end: int) -> bool:
+        return self.tokens(start, end) <= self._max
+
+
+def chunk_source(
+    source: SourceText,
+    *,
+    course: str,
+    file_hash: str,
+    count_tokens: Callable[[str], int],
+    config: ChunkerConfig,
+) -> list[Chunk]:
+    """The chunks of one file in file order; deterministic for the same input and counter."""
+    measure = _Measure(source.text, count_tokens, config.max_tokens)
+    file_lang = detect_lang(source.text)
+    chunks: list[Chunk] = []
+    for group in _groups(source.sections):
+        units = [u for i in group for u in _units(source.text, source.sections[i], i, measure)]
+        for first, stop in _pack(units, measure, config):
+            start, end = units[first].start, units[stop - 1].end
+            text = source.text[start:end]
+            head = source.sections[units[first].section]
+            meta = dict(head.meta)
+            if _is_cue(head):
+                meta["t_end"] = source.sections[units[stop - 1].section].meta["t_end"]
+            chunks.append(
+                Chunk(
+                    course=course,
+                    source=source.path,
+                    index=len(chunks),
+                    text=text,
+                    start=start,
+                    end=end,
+                    heading=head.heading,
+                    lang=detect_lang(text, default=file_lang),
+                    content_hash=hashlib.sha256(text.encode()).hexdigest()[:_HASH_CHARS],
+                    file_hash=file_hash,
+                    tokens=measure.tokens(start, end),
+                    meta=meta,
+                )
+            )
+    return chunks
+
+
+def _is_cue(section: Section) -> bool:
+    return all(key in section.meta for key in _CUE_KEYS)
+
+
+def _groups(sections: Sequence[Section]) -> Iterator[list[int]]:
+    """Section indices that may share chunks: a run of consecutive cues, or one other section alone."""
+    run: list[int] = []
+    for i, section in enumerate(sections):
+        if _is_cue(section):
+            run.append(i)
+            continue
+        if run:
+            yield run
+            run = []
+        yield [i]
+    if run:
+        yield run
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """`(start, end)` narrowed to exclude surrounding whitespace; None when nothing else is left."""
+    body = text[start:end]
+    stripped = body.strip()
+    if not stripped:
+        return None
+    lead = len(body) - len(body.lstrip())
+    return start + lead, start + lead + len(stripped)
+
+
+def _units(text: str, section: Section, index: int, measure: _Measure) -> Iterator[_Unit]:
+    """A cue that fits stays whole (its times stay exact); other text goes down to sentences, then words."""
+    start, end = section.start, section.start + len(section.text)
+    if _is_cue(section) and measure.fits(start, end):
+        yield _Unit(start, end, index)
+        return
+    for block in _paragraphs(text, start, end):
+        for sentence in _sentences(text, *block):
+            if measure.fits(*sentence):
+                yield _Unit(*sentence, index)
+            else:
+                yield from (_Unit(*run, index) for run in _word_runs(text, *sentence, measure))
+
+
+def _paragraphs(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    cut = start
+    for blank in _BLANK_LINE.finditer(text, start, end):
+        if span := _trim(text, cut, blank.start()):
+            yield span
+        cut = blank.end()
+    if span := _trim(text, cut, end):
+        yield span
+
+
+def _sentences(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    for sentence in sentenize(text[start:end]):
+        if span := _trim(text, start + sentence.start, start + sentence.stop):
+            yield span
+
+
+def _word_runs(text: str, start: int, end: int, measure: _Measure) -> Iterator[tuple[int, int]]:
+    """An over-long sentence as greedy runs of whole words; a single word over the budget stays whole."""
+    run_start = run_end = -1
+    for word in _WORD.finditer(text, start, end):
+        if run_start < 0:
+            run_start, run_end = word.span()
+        elif measure.fits(run_start, word.end()):
+            run_end = word.end()
+        else:
+            yield run_start, run_end
+            run_start, run_end = word.span()
+    if run_start >= 0:
+        yield run_start, run_end
+
+
+def _pack(units: Sequence[_Unit], measure: _Measure, config: ChunkerConfig) -> list[tuple[int, int]]:
+    """Greedy `[first, stop)` unit ranges within the budget, with the configured overlap and tail fix-up."""
+    ranges: list[tuple[int, int]] = []
+    i = 0
+    while i < len(units):
+        first = i
+        if ranges and config.overlap_sentences:
+            # Repeat up to N trailing units, never all of the previous chunk, as far as the budget allows.
+            first = max(i - config.overlap_sentences, ranges[-1][0] + 1)
+            while first < i and not measure.fits(units[first].start, units[i].end):
+                first += 1
+        stop = i + 1
+        while stop < len(units) and measure.fits(units[first].start, units[stop].end):
+            stop += 1
+        ranges.append((first, stop))
+        i = stop
+    _settle_tail(ranges, units, measure, config)
+    return ranges
+
+
+def _settle_tail(
+    ranges: list[tuple[int, int]], units: Sequence[_Unit], measure: _Measure, config: ChunkerConfig
+) -> None:
+    """Grow a last chunk below `min_tokens` backwards over the previous chunk's units while the budget allows.
+
+    Merging the two whole never fits: greedy packing already found that the previous chunk could not take
+    even the tail's first unit. Without overlap the previous chunk gives up the units it lends; it always
+    keeps its first one.
+    """
+    if len(ranges) < 2:
+        return
+    (prev_first, _), (first, stop) = ranges[-2:]
+    end = units[stop - 1].end
+    while (
+        first > prev_first + 1
+        and measure.tokens(units[first].start, end) < config.min_tokens
+        and measure.fits(units[first - 1].start, end)
+    ):
+        first -= 1
+    ranges[-1] = (first, stop)
+    if not config.overlap_sentences:
+        ranges[-2] = (prev_first, first)

@@ -1,0 +1,42 @@
+"""Which files a course path holds, how each is named in the index, and how a change is noticed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from leanrank.errors import InputError
+
+
+def discover(root: Path) -> list[Path]:
+    """`root` itself if it is a file, else every file under it, recursively, in a stable order.
+
+    Hidden files and folders (`.git`, `.DS_Store`, editor swap files) are left out. Unsupported files are
+    kept so that ingestion can report them as skipped instead of silently ignoring them.
+    """
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise InputError(f"{root}: no such file or directory")
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(Path(folder, f) for f in files if not f.startswith("."))
+    return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
+def file_hash(path: Path) -> str:
+    """sha256 hex of the file's bytes: re-ingesting skips files whose hash the index already holds."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def source_id(path: Path, root: Path) -> str:
+    """The file's name in the index: its POSIX path relative to a folder root, or its name for a file root.
+
+    Relative ids keep a course's index independent of where the course folder sits on disk.
+    """
+    if root.is_dir():
+        return path.relative_to(root).as_posix()
+    return path.name

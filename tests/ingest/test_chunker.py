@@ -1,0 +1,324 @@
+"""Chunker: exact slices of the source, within budget, never across sections, deterministic."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from razdel import sentenize
+
+from leanrank.encode.e5 import E5SmallEncoder
+from leanrank.errors import ConfigError
+from leanrank.ingest.chunker import ChunkerConfig, chunk_source
+from leanrank.ingest.loaders import SUPPORTED_SUFFIXES, load_file
+from leanrank.types import Chunk, Section, SourceText
+from tests.ingest.conftest import MakePdf, words
+
+SAMPLE_COURSE = Path(str(resources.files("leanrank") / "sample_course"))
+SAMPLE_FILES = sorted(p for p in SAMPLE_COURSE.iterdir() if p.suffix in SUPPORTED_SUFFIXES)
+Counter = Callable[[str], int]
+
+
+def chunk(source: SourceText, count: Counter = words, **config: int) -> list[Chunk]:
+    chunks = chunk_source(
+        source, course="py101", file_hash="f" * 64, count_tokens=count, config=ChunkerConfig(**config)
+    )
+    assert_valid(source, chunks, count)
+    return chunks
+
+
+def assert_valid(source: SourceText, chunks: list[Chunk], count: Counter) -> None:
+    """What every chunk of every file must satisfy, whatever the format and budget."""
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    for c in chunks:
+        assert c.text == source.text[c.start : c.end]
+        assert c.text.strip() == c.text
+        assert c.text
+        assert c.tokens == count(c.text)
+        assert c.content_hash == hashlib.sha256(c.text.encode()).hexdigest()[:32]
+        assert (c.course, c.source, c.file_hash) == ("py101", source.path, "f" * 64)
+        home = next(s for s in source.sections if s.start <= c.start < s.start + len(s.text))
+        if "t_start" in home.meta:
+            assert c.meta["t_start"] == home.meta["t_start"]
+        else:
+            assert c.end <= home.start + len(home.text), "a chunk crossed a section boundary"
+            assert (c.heading, c.meta) == (home.heading, home.meta)
+    starts = [c.start for c in chunks]
+    assert starts == sorted(set(starts))
+
+
+def within_budget(chunks: list[Chunk], max_tokens: int) -> None:
+    for c in chunks:
+        assert c.tokens <= max_tokens or len(c.text.split()) == 1, c.text
+
+
+def sentences(n: int, length: int, word: str = "слово") -> list[str]:
+    """`n` sentences of `length` words; each starts with a capital letter, as razdel expects."""
+    return [" ".join([f"{word.capitalize()}{i}", *[f"{word}{i}"] * (length - 1)]) + "." for i in range(n)]
+
+
+def text_source(text: str, heading: tuple[str, ...] = (), path: str = "lesson.txt") -> SourceText:
+    start = len(text) - len(text.lstrip())
+    return SourceText(path, text, (Section(text.strip(), start, heading),), "text")
+
+
+# --- every format, real tokenizer --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("max_tokens", [160, 40])
+def test_sample_course_chunks_with_the_real_tokenizer(
+    path: Path, max_tokens: int, e5: E5SmallEncoder
+) -> None:
+    source = load_file(path, max_bytes=10_000_000)
+    chunks = chunk(source, e5.token_count, max_tokens=max_tokens)
+    assert chunks
+    within_budget(chunks, max_tokens)
+    assert {c.lang for c in chunks} <= {"ru", "en", "mixed"}
+    assert chunks[0].lang in (("ru", "mixed") if ".ru." in path.name else ("en",))
+
+
+def test_sample_course_covers_every_format() -> None:
+    assert {p.suffix for p in SAMPLE_FILES} >= {".md", ".pdf", ".vtt", ".srt", ".html"}
+
+
+PARAGRAPHS = "\n\n".join(" ".join(sentences(4, 6, word=f"p{k}w")) for k in range(5))
+
+
+@pytest.fixture
+def every_format(tmp_path: Path, make_pdf: MakePdf) -> list[Path]:
+    """One file per supported suffix, long enough that a small budget splits it."""
+    cues = sentences(12, 5, word="cue")
+    vtt = "WEBVTT\n\n" + "".join(
+        f"00:00:{i:02d}.000 --> 00:00:{i + 1:02d}.000\n{t}\n\n" for i, t in enumerate(cues)
+    )
+    srt = "".join(
+        f"{i + 1}\n00:00:{i:02d},000 --> 00:00:{i + 1:02d},500\n{t}\n\n" for i, t in enumerate(cues)
+    )
+    html = "".join(f"<h2>Part {k}</h2>\n<p>{p}</p>\n" for k, p in enumerate(PARAGRAPHS.split("\n\n")))
+    files = {
+        "a.md": "# Lesson\n\n" + PARAGRAPHS + "\n\n## More\n\n" + PARAGRAPHS,
+        "a.markdown": PARAGRAPHS,
+        "a.txt": PARAGRAPHS,
+        "a.html": f"<html><body><h1>Lesson</h1>{html}</body></html>",
+        "a.htm": html,
+        "a.vtt": vtt,
+        "a.srt": srt,
+    }
+    paths = [tmp_path / name for name in files]
+    for path in paths:
+        path.write_text(files[path.name], encoding="utf-8")
+    paths.append(make_pdf([PARAGRAPHS[:900], PARAGRAPHS[900:1800]]))
+    assert {p.suffix for p in paths} == SUPPORTED_SUFFIXES
+    return paths
+
+
+@pytest.mark.parametrize("max_tokens", [8, 13, 40])
+@pytest.mark.parametrize("overlap", [0, 2])
+def test_every_format_keeps_offsets_and_budget(
+    every_format: list[Path], max_tokens: int, overlap: int
+) -> None:
+    for path in every_format:
+        source = load_file(path, max_bytes=1_000_000)
+        chunks = chunk(source, max_tokens=max_tokens, overlap_sentences=overlap, min_tokens=4)
+        within_budget(chunks, max_tokens)
+        assert len(chunks) > 1, path.name
+
+
+# --- structure -------------------------------------------------------------------------------------
+
+
+def test_sections_are_never_merged(tmp_path: Path) -> None:
+    path = tmp_path / "two.md"
+    path.write_text("# Variables\n\nA name for a value.\n\n# Loops\n\nRepeat a block.\n", encoding="utf-8")
+    chunks = chunk(load_file(path, max_bytes=1000), max_tokens=100)
+    assert [(c.heading, c.text) for c in chunks] == [
+        (("Variables",), "A name for a value."),
+        (("Loops",), "Repeat a block."),
+    ]
+
+
+def test_pdf_chunks_keep_their_page(make_pdf: MakePdf) -> None:
+    source = load_file(make_pdf(["Loops repeat code.", "Functions name code."]), max_bytes=100_000)
+    chunks = chunk(source, max_tokens=100)
+    assert [(c.meta, c.text) for c in chunks] == [
+        ({"page": "1"}, "Loops repeat code."),
+        ({"page": "2"}, "Functions name code."),
+    ]
+
+
+def transcript(cues: list[str]) -> SourceText:
+    sections, start = [], 0
+    for i, cue in enumerate(cues):
+        sections.append(
+            Section(cue, start, (), {"t_start": f"00:00:{i:02d}.000", "t_end": f"00:00:{i:02d}.900"})
+        )
+        start += len(cue) + 1
+    return SourceText("talk.vtt", "\n".join(cues), tuple(sections), "vtt")
+
+
+def test_transcript_cues_are_packed_with_first_start_and_last_end() -> None:
+    source = transcript(sentences(7, 5))
+    chunks = chunk(source, max_tokens=12, min_tokens=0)
+    assert [c.meta for c in chunks] == [
+        {"t_start": "00:00:00.000", "t_end": "00:00:01.900"},
+        {"t_start": "00:00:02.000", "t_end": "00:00:03.900"},
+        {"t_start": "00:00:04.000", "t_end": "00:00:05.900"},
+        {"t_start": "00:00:06.000", "t_end": "00:00:06.900"},
+    ]
+    assert [c.tokens for c in chunks] == [10, 10, 10, 5]
+
+
+def test_an_over_long_cue_is_split_into_sentences_that_keep_its_times() -> None:
+    s = sentences(3, 6)
+    source = transcript(["Short cue.", " ".join(s), "Another short one."])
+    chunks = chunk(source, max_tokens=8, min_tokens=0)
+    assert [(c.text, c.meta["t_start"], c.meta["t_end"]) for c in chunks] == [
+        (f"Short cue.\n{s[0]}", "00:00:00.000", "00:00:01.900"),
+        (s[1], "00:00:01.000", "00:00:01.900"),
+        (s[2], "00:00:01.000", "00:00:01.900"),
+        ("Another short one.", "00:00:02.000", "00:00:02.900"),
+    ]
+
+
+def test_transcript_next_to_other_sections_is_packed_separately() -> None:
+    cue = SourceText(
+        "mixed.vtt",
+        "Intro text.\nFirst cue.\nSecond cue.",
+        (
+            Section("Intro text.", 0, ("Intro",)),
+            Section("First cue.", 12, (), {"t_start": "00:00:01.000", "t_end": "00:00:02.000"}),
+            Section("Second cue.", 23, (), {"t_start": "00:00:02.000", "t_end": "00:00:03.000"}),
+        ),
+        "vtt",
+    )
+    chunks = chunk(cue, max_tokens=50)
+    assert [c.text for c in chunks] == ["Intro text.", "First cue.\nSecond cue."]
+    assert chunks[1].meta == {"t_start": "00:00:01.000", "t_end": "00:00:03.000"}
+
+
+# --- sentences, words, budget ----------------------------------------------------------------------
+
+GUIDO = "В 1991 г. Гвидо ван Россум выпустил первую версию Python."
+SHOW = "Язык назван в честь шоу, т. е. вовсе не в честь змеи."
+MILLIONS = "Им пользуются миллионы людей."
+RUSSIAN = f"{GUIDO} {SHOW} {MILLIONS}"
+
+
+def test_razdel_keeps_russian_abbreviations_inside_sentences() -> None:
+    assert [s.text for s in sentenize(RUSSIAN)] == [GUIDO, SHOW, MILLIONS]
+
+
+@pytest.mark.parametrize(("first", "second"), [(GUIDO, SHOW), (SHOW, GUIDO)])
+def test_overlap_repeats_whole_russian_sentences(first: str, second: str) -> None:
+    # 22 words hold the first two sentences; the next chunk must open with the whole second one.
+    chunks = chunk(
+        text_source(f"{first} {second} {MILLIONS}"), max_tokens=22, overlap_sentences=1, min_tokens=0
+    )
+    assert [c.text for c in chunks] == [f"{first} {second}", f"{second} {MILLIONS}"]
+
+
+def test_sentences_are_packed_greedily_across_paragraphs() -> None:
+    s = sentences(4, 3)
+    source = text_source(f"{s[0]} {s[1]}\n\n{s[2]}\n\n\n{s[3]}")
+    assert [c.tokens for c in chunk(source, max_tokens=9, min_tokens=0)] == [9, 3]
+    assert [c.text for c in chunk(source, max_tokens=6, min_tokens=0)] == [
+        f"{s[0]} {s[1]}",
+        f"{s[2]}\n\n\n{s[3]}",
+    ]
+
+
+def test_over_long_sentence_is_split_on_word_boundaries() -> None:
+    sentence = " ".join(f"w{i}" for i in range(25)) + "."
+    chunks = chunk(text_source(sentence), max_tokens=10, min_tokens=0)
+    assert [c.tokens for c in chunks] == [10, 10, 5]
+    assert " ".join(c.text for c in chunks) == sentence
+
+
+def test_a_single_word_over_budget_stays_whole() -> None:
+    source = text_source("Tiny words here. Pneumonoultramicroscopicsilicovolcanoconiosis. Short end.")
+    chunks = chunk(source, len, max_tokens=20, min_tokens=0)
+    assert [c.text for c in chunks] == [
+        "Tiny words here.",
+        "Pneumonoultramicroscopicsilicovolcanoconiosis.",
+        "Short end.",
+    ]
+    within_budget(chunks, 20)
+
+
+def test_real_tokenizer_budget_on_long_russian_text(e5: E5SmallEncoder) -> None:
+    source = text_source(" ".join([RUSSIAN] * 30))
+    chunks = chunk(source, e5.token_count, max_tokens=24)
+    assert len(chunks) > 10
+    within_budget(chunks, 24)
+
+
+# --- overlap and tails -----------------------------------------------------------------------------
+
+
+def test_overlap_repeats_trailing_sentences() -> None:
+    s = sentences(6, 3)
+    source = text_source(" ".join(s))
+    plain = chunk(source, max_tokens=7, min_tokens=0)
+    assert [c.text for c in plain] == [f"{s[0]} {s[1]}", f"{s[2]} {s[3]}", f"{s[4]} {s[5]}"]
+    overlapped = chunk(source, max_tokens=7, overlap_sentences=1, min_tokens=0)
+    assert [c.text for c in overlapped] == [f"{s[i]} {s[i + 1]}" for i in range(5)]
+
+
+def test_overlap_shrinks_to_fit_the_budget() -> None:
+    s0, s1, s2, s3 = (sentences(4, n)[i] for i, n in enumerate([3, 2, 2, 5]))
+    chunks = chunk(text_source(f"{s0} {s1} {s2} {s3}"), max_tokens=8, overlap_sentences=2, min_tokens=0)
+    assert [c.text for c in chunks] == [f"{s0} {s1} {s2}", f"{s2} {s3}"]
+
+
+def test_overlap_never_repeats_a_whole_chunk() -> None:
+    s = sentences(3, 5)
+    chunks = chunk(text_source(" ".join(s)), max_tokens=6, overlap_sentences=3, min_tokens=0)
+    assert [c.text for c in chunks] == s
+
+
+def test_tiny_tail_takes_sentences_from_the_previous_chunk() -> None:
+    six, three, two = sentences(1, 6)[0], sentences(1, 3)[0], sentences(1, 2)[0]
+    source = text_source(f"{six} {three} {two}")
+    assert [c.tokens for c in chunk(source, max_tokens=10, min_tokens=0)] == [9, 2]
+    assert [c.text for c in chunk(source, max_tokens=10, min_tokens=4)] == [six, f"{three} {two}"]
+
+
+def test_tiny_whole_section_stays() -> None:
+    chunks = chunk(text_source("Да."), max_tokens=50, min_tokens=8)
+    assert [c.text for c in chunks] == ["Да."]
+
+
+# --- metadata ---------------------------------------------------------------------------------------
+
+
+def test_language_per_chunk_defaults_to_the_file_language(tmp_path: Path) -> None:
+    path = tmp_path / "mix.md"
+    path.write_text(
+        "# Циклы\n\nЦикл повторяет блок кода много раз подряд, пока условие истинно.\n\n"
+        "# Loops\n\nA loop repeats code.\n\n# Таблица\n\n1 2 3 4\n",
+        encoding="utf-8",
+    )
+    chunks = chunk(load_file(path, max_bytes=1000), max_tokens=50)
+    assert [c.lang for c in chunks] == ["ru", "en", "ru"]
+
+
+def test_chunking_is_deterministic(tmp_path: Path) -> None:
+    path = tmp_path / "lesson.md"
+    path.write_text("# Урок\n\n" + " ".join(sentences(40, 7)), encoding="utf-8")
+    first = chunk(load_file(path, max_bytes=100_000), max_tokens=20, overlap_sentences=1)
+    again = chunk(load_file(path, max_bytes=100_000), max_tokens=20, overlap_sentences=1)
+    assert first == again
+    assert len({c.content_hash for c in first}) == len(first)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"max_tokens": 0}, {"overlap_sentences": -1}, {"min_tokens": -1}, {"max_tokens": 10, "min_tokens": 11}],
+)
+def test_config_is_validated(config: dict[str, int]) -> None:
+    with pytest.raises(ConfigError):
+        ChunkerConfig(**config)
