@@ -40,7 +40,7 @@ from leanrank.types import Hit, Lang
 
 _COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-FileStatus = Literal["added", "updated", "unchanged", "skipped"]
+FileStatus = Literal["added", "updated", "unchanged", "skipped", "removed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,20 +129,41 @@ class Pipeline:
     # ingest -------------------------------------------------------------------------------------------------
 
     def ingest(
-        self, path: Path, course: str, *, on_file: Callable[[FileReport], None] | None = None
+        self,
+        path: Path,
+        course: str,
+        *,
+        prune: bool = False,
+        on_file: Callable[[FileReport], None] | None = None,
     ) -> IngestReport:
-        """Index every supported file under `path`; a bad file is reported and skipped, the rest go on."""
+        """Index every supported file under `path`; a bad file is reported and skipped, the rest go on.
+
+        With `prune`, sources of the course that are no longer under the folder `path` are deleted, so the
+        index mirrors the folder (off by default: ingesting one sub-folder must not drop the others).
+        """
         check_course_id(course)
         if not path.exists():
             raise InputError(f"{path}: no such file or directory")
+        if prune and not path.is_dir():
+            raise InputError(f"{path}: --prune needs a folder, the whole course")
         root = path if path.is_dir() else path.parent
         report = IngestReport(course)
         for file in discover(path):
-            result = self._ingest_file(file, root, course)
-            report.files.append(result)
-            if on_file:
-                on_file(result)
+            self._record(report, self._ingest_file(file, root, course), on_file)
+        if prune:
+            seen = {f.source for f in report.files}
+            for source in sorted(set(self.store.sources(course)) - seen):
+                n = self.store.delete_source(course, source)
+                self._record(report, FileReport(source, "removed", n), on_file)
         return report
+
+    @staticmethod
+    def _record(
+        report: IngestReport, result: FileReport, on_file: Callable[[FileReport], None] | None
+    ) -> None:
+        report.files.append(result)
+        if on_file:
+            on_file(result)
 
     def ingest_plan(self, path: Path) -> list[Path]:
         """The files `ingest` will look at, for progress bars."""

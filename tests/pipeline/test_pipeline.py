@@ -109,6 +109,16 @@ def test_reingest_is_idempotent_and_changed_files_are_replaced(
         assert top.chunk.source == source
         assert "квантовые" in top.chunk.text
 
+        md.unlink()
+        kept = p.ingest(course, "c")
+        assert source in p.store.sources("c")
+        assert kept.count("removed") == 0
+        pruned = p.ingest(course, "c", prune=True)
+        assert [(f.source, f.chunks) for f in pruned.files if f.status == "removed"] == [(source, 1)]
+        assert source not in p.store.sources("c")
+        with pytest.raises(InputError, match="needs a folder"):
+            p.ingest(sorted(course.rglob("*.md"))[0], "c", prune=True)
+
 
 def test_bad_files_are_skipped_and_leave_nothing_behind(
     tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder

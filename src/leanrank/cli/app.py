@@ -65,7 +65,7 @@ def hit_json(hit: Hit) -> dict[str, Any]:
     }
 
 
-def _ingest(pipe: Pipeline, path: Path, course: str) -> IngestReport:
+def _ingest(pipe: Pipeline, path: Path, course: str, *, prune: bool = False) -> IngestReport:
     files = pipe.ingest_plan(path) if path.exists() else []
     with Progress(
         TextColumn("[bold]ingest[/bold] {task.description}"),
@@ -84,11 +84,12 @@ def _ingest(pipe: Pipeline, path: Path, course: str) -> IngestReport:
                     f"[yellow]skipped[/yellow] {report.source}: {report.reason}", highlight=False
                 )
 
-        report = pipe.ingest(path, course, on_file=step)
+        report = pipe.ingest(path, course, prune=prune, on_file=step)
     summary = (
         f"course {course}: {len(report.files)} files — {report.count('added')} added, "
         f"{report.count('updated')} updated, {report.count('unchanged')} unchanged, "
-        f"{report.count('skipped')} skipped; {report.chunks} chunks written"
+        f"{report.count('skipped')} skipped, {report.count('removed')} removed; "
+        f"{report.chunks} chunks written"
     )
     err.print(summary, highlight=False)
     return report
@@ -98,10 +99,13 @@ def _ingest(pipe: Pipeline, path: Path, course: str) -> IngestReport:
 def ingest(
     path: Annotated[Path, typer.Argument(help="A file or a folder of course material.")],
     course: Annotated[str, typer.Option("--course", "-c", help="Course id the chunks belong to.")],
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete the course's sources that are no longer in the folder.")
+    ] = False,
 ) -> None:
     """Index a file or folder into a course; unchanged files are skipped, changed ones replaced."""
     with _pipeline() as pipe:
-        _ingest(pipe, path, course)
+        _ingest(pipe, path, course, prune=prune)
 
 
 def _print_hits(result: SearchResult) -> None:
