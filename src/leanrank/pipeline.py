@@ -24,13 +24,12 @@ from leanrank.errors import (
     InputError,
     QueryTooLongError,
     UnknownCourseError,
-    UnsupportedFileTypeError,
 )
 from leanrank.index.base import Store
 from leanrank.index.edge import EdgeStore
 from leanrank.ingest.chunker import ChunkerConfig, chunk_source
 from leanrank.ingest.files import discover, file_hash, source_id
-from leanrank.ingest.loaders import SUPPORTED_SUFFIXES, load_file
+from leanrank.ingest.loaders import parse_file, read_file
 from leanrank.rerank.base import Reranker, Usage
 from leanrank.rerank.catalog import reranker as reranker_by_name
 from leanrank.rerank.stage import RerankStage
@@ -172,17 +171,12 @@ class Pipeline:
     def _ingest_file(self, file: Path, root: Path, course: str) -> FileReport:
         sid = source_id(file, root)
         try:
-            if file.suffix.lower() not in SUPPORTED_SUFFIXES:
-                raise UnsupportedFileTypeError(
-                    sid, f"unsupported file type; supported: {' '.join(sorted(SUPPORTED_SUFFIXES))}"
-                )
-            fhash = file_hash(file)
+            data = read_file(file, max_bytes=self.settings.ingest.max_file_bytes)
+            fhash = file_hash(data)
             present = self.store.source_file_hashes(course, sid)
             if present == {fhash}:
                 return FileReport(sid, "unchanged")
-            source = dataclasses.replace(
-                load_file(file, max_bytes=self.settings.ingest.max_file_bytes), path=sid
-            )
+            source = dataclasses.replace(parse_file(file, data), path=sid)
             chunks = chunk_source(
                 source,
                 course=course,

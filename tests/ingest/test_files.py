@@ -68,10 +68,10 @@ def test_source_id_is_relative_posix_or_the_file_name(course: Path) -> None:
 def test_file_hash_is_sha256_of_the_bytes(tmp_path: Path) -> None:
     path = tmp_path / "a.md"
     path.write_bytes(b"# One\n")
-    first = file_hash(path)
+    first = file_hash(path.read_bytes())
     assert first == hashlib.sha256(b"# One\n").hexdigest()
     path.write_bytes(b"# Two\n")
-    assert file_hash(path) != first
+    assert file_hash(path.read_bytes()) != first
 
 
 # --- the sample course -----------------------------------------------------------------------------

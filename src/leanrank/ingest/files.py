@@ -26,10 +26,9 @@ def discover(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).parts)
 
 
-def file_hash(path: Path) -> str:
-    """sha256 hex of the file's bytes: re-ingesting skips files whose hash the index already holds."""
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+def file_hash(data: bytes) -> str:
+    """sha256 hex of a file's bytes: re-ingesting skips files whose hash the index already holds."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def source_id(path: Path, root: Path) -> str:

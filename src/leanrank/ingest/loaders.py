@@ -53,24 +53,33 @@ _Loader = Callable[[bytes, str], tuple[str, list[Section]]]
 
 
 def load_file(path: Path, *, max_bytes: int) -> SourceText:
-    """Load one file; raises a `DocumentError` subclass saying in one line why it cannot be used.
+    """Load one file; raises a `DocumentError` subclass saying in one line why it cannot be used."""
+    return parse_file(path, read_file(path, max_bytes=max_bytes))
 
-    The size is checked with `stat` before reading, so an oversized file costs nothing.
+
+def read_file(path: Path, *, max_bytes: int) -> bytes:
+    """The bytes of a file of a supported type and size, so they are read once for both hashing and parsing.
+
+    The type and the size are checked before reading, so an unsupported or oversized file costs nothing.
     """
     name = str(path)
     suffix = path.suffix.lower()
-    entry = _LOADERS.get(suffix)
-    if entry is None:
+    if suffix not in _LOADERS:
         what = f"unsupported file type {suffix!r}" if suffix else "no file extension"
         raise UnsupportedFileTypeError(name, f"{what}; supported: {' '.join(sorted(SUPPORTED_SUFFIXES))}")
-    kind, loader = entry
     try:
         size = path.stat().st_size
         if size > max_bytes:
             raise FileTooLargeError(name, f"{size} bytes is over the limit of {max_bytes} bytes")
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise DocumentError(name, f"cannot read: {exc.strerror or _one_line(exc)}") from None
+
+
+def parse_file(path: Path, data: bytes) -> SourceText:
+    """Parse bytes read by `read_file` with the loader of the file's type."""
+    name = str(path)
+    kind, loader = _LOADERS[path.suffix.lower()]
     text, sections = loader(data, name)
     if not sections:
         raise EmptyDocumentError(name, "no text in the file")
