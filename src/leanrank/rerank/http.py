@@ -1,0 +1,225 @@
+"""Shared async HTTP machinery for the rerank providers: one JSON POST with bounded retries and typed errors.
+
+Every provider speaks JSON over `POST` with a bearer key, fails with the same status codes and wants the
+same courtesy on overload (back off, honour `Retry-After`), so that lives here once and `providers.py`
+only describes what differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from leanrank.errors import BackendError, ConfigError
+
+_log = logging.getLogger(__name__)
+
+# Overload and gateway failures pass; other 4xx would fail the same way again.
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The request never reached the model or the connection dropped: safe to resend (reranking is idempotent).
+# A read timeout is not retried: the server is busy with the batch, resending doubles its load.
+_RETRY_ERRORS = (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ConnectTimeout)
+
+
+class RerankHttpError(BackendError):
+    """A rerank provider call failed; `status` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RerankAuthError(RerankHttpError):
+    """401/403: the key is missing, wrong or not allowed to use this model; retrying cannot help."""
+
+
+class RateLimitedError(RerankHttpError):
+    """429 persisted through every retry."""
+
+
+class RerankServerError(RerankHttpError):
+    """5xx or a dropped connection persisted through every retry."""
+
+
+class RequestRejectedError(RerankHttpError):
+    """Any other 4xx: the provider refused this request as sent."""
+
+
+class PayloadTooLargeError(RequestRejectedError):
+    """413: too many or too long documents for one request; the caller may split and resend."""
+
+
+class BadResponseError(RerankHttpError):
+    """A 2xx answer that is not the documented shape (bad JSON, missing or duplicate indices, ...)."""
+
+
+class RerankTimeoutError(RerankHttpError):
+    """No answer within the configured timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """`max_attempts` bounds the total tries; waits grow from `backoff_s` doubling, capped at `max_wait_s`.
+
+    Jitter spreads the retries of concurrent callers so they do not hit a recovering server in lockstep;
+    a `Retry-After` from the server replaces the computed wait (still capped).
+    """
+
+    max_attempts: int = 4
+    backoff_s: float = 0.5
+    max_wait_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.backoff_s < 0 or self.max_wait_s < 0:
+            raise ConfigError("max_attempts must be positive, backoff_s and max_wait_s not negative")
+
+    def wait_s(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to sleep before retry number `attempt` (1-based)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_wait_s)
+        return min(self.backoff_s * 2.0 ** (attempt - 1), self.max_wait_s) * random.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonReply:
+    """A decoded 2xx body with the headers some providers report usage in."""
+
+    body: Any
+    headers: httpx.Headers
+
+
+class JsonClient:
+    """An `httpx.AsyncClient` for one provider; use as `async with`. Timeouts are always on."""
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        *,
+        api_key: str | None,
+        timeout_s: float,
+        retry: RetryPolicy,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        check_endpoint(provider, base_url, timeout_s)
+        self._provider = provider
+        self._base_url = base_url.rstrip("/")
+        self._retry = retry
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=self._base_url, headers=headers, timeout=httpx.Timeout(timeout_s), transport=transport
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._client.aclose()
+
+    async def post(self, path: str, payload: dict[str, Any]) -> JsonReply:
+        """The decoded answer to `POST path`, retrying 429/5xx and dropped connections; typed errors after."""
+        where = f"{self._provider} POST {self._base_url}{path}"
+        attempts = self._retry.max_attempts
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                response = await self._client.post(path, json=payload)
+            except _RETRY_ERRORS as exc:
+                failure: RerankHttpError = RerankServerError(
+                    f"{where} failed: {type(exc).__name__}: {_one_line(str(exc))}"
+                )
+            except httpx.TimeoutException as exc:
+                raise RerankTimeoutError(f"{where} timed out: {type(exc).__name__}") from exc
+            except httpx.HTTPError as exc:
+                raise RerankServerError(
+                    f"{where} failed: {type(exc).__name__}: {_one_line(str(exc))}"
+                ) from exc
+            else:
+                if response.status_code not in _RETRY_STATUSES:
+                    return _decode(where, response)
+                failure = _status_error(where, response)
+                retry_after = _retry_after_s(response)
+            if attempt == attempts:
+                failure.args = (f"{failure} (gave up after {attempts} attempts)",)
+                raise failure
+            delay = self._retry.wait_s(attempt, retry_after)
+            _log.warning("%s; retry %d in %.2fs", failure, attempt, delay)
+            await asyncio.sleep(delay)
+
+
+def _decode(where: str, response: httpx.Response) -> JsonReply:
+    if response.is_error:
+        raise _status_error(where, response)
+    try:
+        return JsonReply(response.json(), response.headers)
+    except ValueError as exc:
+        raise BadResponseError(f"{where} returned invalid JSON: {response.text[:120]!r}") from exc
+
+
+def check_endpoint(provider: str, base_url: str, timeout_s: float) -> None:
+    """ConfigError at construction rather than a confusing failure at the first request."""
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{provider} base url must start with http:// or https://, got {base_url!r}")
+    if timeout_s <= 0:
+        raise ConfigError(f"{provider} timeout must be positive, got {timeout_s}")
+
+
+def _status_error(where: str, response: httpx.Response) -> RerankHttpError:
+    status = response.status_code
+    message = f"{where} failed: HTTP {status}: {_detail(response)}"
+    if status in (401, 403):
+        return RerankAuthError(message, status)
+    if status == 429:
+        return RateLimitedError(message, status)
+    if status == 413:
+        return PayloadTooLargeError(message, status)
+    if status >= 500:
+        return RerankServerError(message, status)
+    return RequestRejectedError(message, status)
+
+
+def _detail(response: httpx.Response) -> str:
+    """The provider's own `message`/`error`/`detail` when the body carries one, else the raw body."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("message", "error", "detail"):
+            value = body.get(key)
+            if isinstance(value, str):
+                return _one_line(value)
+    return _one_line(response.text) or response.reason_phrase
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    """`Retry-After` as seconds: either a number of seconds or an HTTP date."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= 200 else flat[:197] + "..."

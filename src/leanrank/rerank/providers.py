@@ -1,0 +1,404 @@
+"""Hosted and self-hosted rerank APIs as data: one `ProviderSpec` each, one adapter class for all.
+
+The providers differ only in where things sit on the wire (URL path, documents key, results key, score
+key, where usage is reported) and in their limits and billing unit, so those are fields, not branches.
+Wire formats follow docs/PROVIDERS.md; limits it marks unverified are defaults the caller can override.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from leanrank.errors import ConfigError
+from leanrank.rerank.base import BilledUnit, RerankResponse, Usage
+from leanrank.rerank.http import (
+    BadResponseError,
+    JsonClient,
+    PayloadTooLargeError,
+    RetryPolicy,
+    check_endpoint,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """Usage one response reported: billed units and, where the provider states it, the price paid."""
+
+    units: float
+    cost_usd: float | None = None
+
+
+UsageReader = Callable[[Any, httpx.Headers], Reported | None]
+
+
+def _dig(body: Any, path: Sequence[str]) -> Any:
+    for key in path:
+        if not isinstance(body, dict):
+            return None
+        body = body.get(key)
+    return body
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return float(value)
+
+
+def body_usage(*paths: tuple[str, ...], cost: tuple[str, ...] = ()) -> UsageReader:
+    """Units at the first of `paths` present in the JSON body (providers moved it between API versions)."""
+
+    def read(body: Any, headers: httpx.Headers) -> Reported | None:
+        for path in paths:
+            units = _number(_dig(body, path))
+            if units is not None:
+                return Reported(units, _number(_dig(body, cost)) if cost else None)
+        return None
+
+    return read
+
+
+def header_usage(name: str) -> UsageReader:
+    """Units in a response header (TEI reports usage only there)."""
+
+    def read(body: Any, headers: httpx.Headers) -> Reported | None:
+        try:
+            return Reported(float(headers[name]))
+        except (KeyError, ValueError):
+            return None
+
+    return read
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """Everything that differs between providers.
+
+    `path` may contain `{model}`. `results_key` None means the body is a bare array; `index_key` None means
+    the results are plain scores in input order. `batch_multiple` aligns splits to the billing unit (Cohere
+    bills per 100 documents, so a split of 150 + 150 would cost 4 units where 100 + 100 + 100 costs 3).
+    """
+
+    name: str
+    default_base_url: str | None
+    path: str
+    usage: UsageReader
+    billed_unit: BilledUnit
+    max_docs: int
+    documents_key: str = "documents"
+    query_key: str = "query"
+    results_key: str | None = "results"
+    index_key: str | None = "index"
+    score_key: str = "relevance_score"
+    model_in_body: bool = True
+    needs_key: bool = True
+    split_on_413: bool = False
+    batch_multiple: int = 1
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def env_prefix(self) -> str:
+        return f"LEANRANK_{self.name.upper()}"
+
+
+_TOTAL_TOKENS = body_usage(("usage", "total_tokens"))
+
+PROVIDERS: dict[str, ProviderSpec] = {
+    spec.name: spec
+    for spec in (
+        ProviderSpec(
+            "cohere",
+            "https://api.cohere.com",
+            "/v2/rerank",
+            body_usage(("meta", "billed_units", "search_units")),
+            "search_units",
+            max_docs=10_000,
+            batch_multiple=100,
+        ),
+        ProviderSpec(
+            "jina",
+            "https://api.jina.ai",
+            "/v1/rerank",
+            _TOTAL_TOKENS,
+            "tokens",
+            max_docs=1_000,  # unverified
+            extra_body={"return_documents": False},
+        ),
+        ProviderSpec(
+            "voyage",
+            "https://api.voyageai.com",
+            "/v1/rerank",
+            _TOTAL_TOKENS,
+            "tokens",
+            max_docs=1_000,
+            results_key="data",
+            extra_body={"return_documents": False, "truncation": True},
+        ),
+        ProviderSpec(
+            "mixedbread",
+            "https://api.mixedbread.com",
+            "/v1/reranking",
+            _TOTAL_TOKENS,
+            "tokens",
+            max_docs=1_000,
+            documents_key="input",
+            results_key="data",
+            score_key="score",
+            extra_body={"return_input": False},
+        ),
+        ProviderSpec(
+            "siliconflow",
+            "https://api.siliconflow.com",
+            "/v1/rerank",
+            body_usage(("meta", "tokens", "input_tokens"), ("tokens", "input_tokens")),
+            "tokens",
+            max_docs=1_000,  # unverified
+            extra_body={"return_documents": False},
+        ),
+        ProviderSpec(
+            "deepinfra",
+            "https://api.deepinfra.com",
+            "/v1/inference/{model}",
+            body_usage(
+                ("input_tokens",), ("inference_status", "tokens_input"), cost=("inference_status", "cost")
+            ),
+            "tokens",
+            max_docs=1_024,
+            results_key="scores",
+            index_key=None,
+            model_in_body=False,
+        ),
+        ProviderSpec(
+            "fireworks",
+            "https://api.fireworks.ai",
+            "/inference/v1/rerank",
+            _TOTAL_TOKENS,
+            "tokens",
+            max_docs=1_000,  # unverified
+            results_key="data",
+            extra_body={"return_documents": False},
+        ),
+        ProviderSpec(
+            "tei",
+            None,
+            "/rerank",
+            header_usage("x-compute-tokens"),
+            "tokens",
+            max_docs=32,  # TEI's default --max-client-batch-size; 413 beyond it is split anyway
+            documents_key="texts",
+            results_key=None,
+            score_key="score",
+            model_in_body=False,
+            needs_key=False,
+            split_on_413=True,
+            extra_body={"raw_scores": False, "return_text": False},
+        ),
+        ProviderSpec(
+            "infinity",
+            "http://127.0.0.1:7997",
+            "/rerank",
+            _TOTAL_TOKENS,
+            "characters",  # unless the server runs with --lengths-via-tokenize: pass billed_unit="tokens"
+            max_docs=2_048,
+            needs_key=False,
+            extra_body={"return_documents": False},
+        ),
+    )
+}
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters per token: a local count for providers that report none."""
+    return math.ceil(len(text) / 4)
+
+
+class HttpReranker:
+    """A `Reranker` over one provider's HTTP API.
+
+    The key and base URL come from the arguments, else from `LEANRANK_<PROVIDER>_API_KEY` /
+    `LEANRANK_<PROVIDER>_BASE_URL`. Documents beyond `max_docs` (the provider's per-request limit by
+    default) are sent in consecutive requests, one at a time to stay under per-key rate limits, and merged.
+    A fresh HTTP client serves each `rerank` call: the protocol has no `close`, and a client must not
+    outlive the event loop it was made on.
+
+    Usage: `billed_units` is what the responses reported, summed over requests (`count_source="reported"`);
+    if any response reported none, the whole call is estimated at four characters per token
+    (`count_source="estimated"`). Token totals that providers report include the query and cannot be split,
+    so they go to `document_tokens` with `query_tokens` 0; otherwise both token fields are estimates.
+    """
+
+    def __init__(
+        self,
+        spec: ProviderSpec,
+        model: str = "",
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        max_docs: int | None = None,
+        billed_unit: BilledUnit | None = None,
+        query_key: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if spec.model_in_body and not model:
+            raise ConfigError(f"{spec.name} reranker needs a model name, e.g. {spec.name}:MODEL")
+        base = base_url or os.environ.get(f"{spec.env_prefix}_BASE_URL") or spec.default_base_url
+        if not base:
+            raise ConfigError(
+                f"{spec.name} reranker needs a base URL: pass it or set {spec.env_prefix}_BASE_URL"
+            )
+        key = api_key or os.environ.get(f"{spec.env_prefix}_API_KEY") or None
+        if spec.needs_key and key is None:
+            raise ConfigError(
+                f"{spec.name} reranker needs an API key: pass it or set {spec.env_prefix}_API_KEY"
+            )
+        check_endpoint(spec.name, base, timeout_s)
+        limit = spec.max_docs if max_docs is None else max_docs
+        if limit < 1:
+            raise ConfigError(f"max_docs must be positive, got {limit}")
+        self._spec = spec
+        self._model = model
+        self._base_url = base
+        self._api_key = key
+        self._timeout_s = timeout_s
+        self._retry = retry or RetryPolicy()
+        multiple = spec.batch_multiple
+        self._step = limit - limit % multiple if limit >= multiple else limit
+        self._billed_unit = billed_unit or spec.billed_unit
+        self._query_key = query_key or spec.query_key
+        self._extra_body = {**spec.extra_body, **(extra_body or {})}
+        self._transport = transport
+
+    @property
+    def name(self) -> str:
+        return f"{self._spec.name}:{self._model or self._base_url}"
+
+    async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+        t0 = time.perf_counter()
+        docs = list(documents)
+        if not docs:
+            return RerankResponse((), Usage(0, 0, 0.0, self._billed_unit, "none", 0.0, 0))
+        scores: list[float] = []
+        reports: list[Reported | None] = []
+        async with JsonClient(
+            self._spec.name,
+            self._base_url,
+            api_key=self._api_key,
+            timeout_s=self._timeout_s,
+            retry=self._retry,
+            transport=self._transport,
+        ) as client:
+            for start in range(0, len(docs), self._step):
+                await self._score(client, query, docs[start : start + self._step], scores, reports)
+        usage = self._usage(query, docs, reports, time.perf_counter() - t0)
+        return RerankResponse(tuple(scores), usage)
+
+    async def _score(
+        self,
+        client: JsonClient,
+        query: str,
+        docs: list[str],
+        scores: list[float],
+        reports: list[Reported | None],
+    ) -> None:
+        """Append the scores of `docs` in input order; halve and resend on 413 where the server wants that."""
+        payload: dict[str, Any] = {self._query_key: query, self._spec.documents_key: docs, **self._extra_body}
+        if self._spec.model_in_body:
+            payload = {"model": self._model, **payload}
+        try:
+            reply = await client.post(self._spec.path.format(model=self._model), payload)
+        except PayloadTooLargeError:
+            if not self._spec.split_on_413 or len(docs) == 1:
+                raise
+            half = len(docs) // 2
+            await self._score(client, query, docs[:half], scores, reports)
+            await self._score(client, query, docs[half:], scores, reports)
+            return
+        scores.extend(self._parse_scores(reply.body, len(docs)))
+        reports.append(self._spec.usage(reply.body, reply.headers))
+
+    def _parse_scores(self, body: Any, n: int) -> list[float]:
+        spec = self._spec
+        where = f"{spec.name} {spec.path}"
+        results = body if spec.results_key is None else _dig(body, (spec.results_key,))
+        if not isinstance(results, list) or len(results) != n:
+            raise BadResponseError(f"{where}: expected {n} results, got {_preview(results)}")
+        if spec.index_key is None:
+            values = [_number_or_nan(item) for item in results]
+            if any(math.isnan(v) for v in values):
+                raise BadResponseError(f"{where}: non-numeric score in {_preview(results)}")
+            return values
+        by_index: dict[int, float] = {}
+        for item in results:
+            index = _dig(item, (spec.index_key,))
+            score = _number_or_nan(_dig(item, (spec.score_key,)))
+            if (
+                not isinstance(index, int)
+                or isinstance(index, bool)
+                or not 0 <= index < n
+                or math.isnan(score)
+            ):
+                raise BadResponseError(f"{where}: bad result {_preview(item)} for {n} documents")
+            if index in by_index:
+                raise BadResponseError(f"{where}: index {index} returned twice")
+            by_index[index] = score
+        return [by_index[i] for i in range(n)]
+
+    def _usage(self, query: str, docs: list[str], reports: list[Reported | None], latency_s: float) -> Usage:
+        query_tokens = estimate_tokens(query)
+        document_tokens = sum(estimate_tokens(doc) for doc in docs)
+        if reports and all(report is not None for report in reports):
+            known = [report for report in reports if report is not None]
+            units = sum(report.units for report in known)
+            costs = [report.cost_usd for report in known]
+            cost = sum(c for c in costs if c is not None) if all(c is not None for c in costs) else None
+            if self._billed_unit == "tokens":
+                return Usage(0, int(units), units, "tokens", "reported", latency_s, len(docs), cost)
+            return Usage(
+                query_tokens,
+                document_tokens,
+                units,
+                self._billed_unit,
+                "reported",
+                latency_s,
+                len(docs),
+                cost,
+            )
+        estimates: dict[BilledUnit, float] = {
+            # Token-billed providers pay for the query once per document.
+            "tokens": query_tokens * len(docs) + document_tokens,
+            "search_units": sum(
+                math.ceil(len(docs[i : i + self._step]) / 100) for i in range(0, len(docs), self._step)
+            ),
+            "characters": len(query) * len(docs) + sum(len(doc) for doc in docs),
+            "none": 0.0,
+        }
+        return Usage(
+            query_tokens,
+            document_tokens,
+            float(estimates[self._billed_unit]),
+            self._billed_unit,
+            "estimated",
+            latency_s,
+            len(docs),
+        )
+
+
+def _number_or_nan(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    return float(value)
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."

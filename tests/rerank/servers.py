@@ -1,0 +1,309 @@
+"""Loopback stand-ins for the rerank providers, each speaking its documented wire (docs/PROVIDERS.md).
+
+A real HTTP server in a thread, so the adapters are tested through sockets, timeouts and status codes
+rather than mocks. It rejects any request body whose fields differ from what the provider documents,
+records every request, and can be scripted to answer faults before it answers normally.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from leanrank.rerank.http import RetryPolicy
+from leanrank.rerank.providers import PROVIDERS, HttpReranker
+
+API_KEY = "test-key"
+MODEL = "test-model"
+
+
+def score_of(text: str) -> float:
+    """A deterministic score, so the expected order of any document list is known."""
+    return zlib.crc32(text.encode()) / 2**32
+
+
+def tokens_of(text: str) -> int:
+    return len(text.split())
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One scripted answer: `status` with `body` (JSON-encoded unless bytes) after `delay_s`."""
+
+    status: int
+    body: Any = field(default_factory=lambda: {"message": "scripted fault"})
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+Answer = tuple[Any, dict[str, str]]
+
+
+def _ranked(scores: list[float], score_key: str) -> list[dict[str, Any]]:
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    return [{"index": i, score_key: scores[i]} for i in order]
+
+
+def _pair_tokens(query: str, docs: list[str]) -> int:
+    """The query is paid once per document (Voyage's formula; used for every token-billed fake)."""
+    return tokens_of(query) * len(docs) + sum(tokens_of(d) for d in docs)
+
+
+def _cohere(query: str, docs: list[str], scores: list[float]) -> Answer:
+    meta = {"api_version": {"version": "2"}, "billed_units": {"search_units": math.ceil(len(docs) / 100)}}
+    return {"id": "r1", "results": _ranked(scores, "relevance_score"), "meta": meta}, {}
+
+
+def _jina(query: str, docs: list[str], scores: list[float]) -> Answer:
+    usage = {"total_tokens": _pair_tokens(query, docs)}
+    return {"model": MODEL, "usage": usage, "results": _ranked(scores, "relevance_score")}, {}
+
+
+def _voyage(query: str, docs: list[str], scores: list[float]) -> Answer:
+    data = _ranked(scores, "relevance_score")
+    return {
+        "object": "list",
+        "data": data,
+        "model": MODEL,
+        "usage": {"total_tokens": _pair_tokens(query, docs)},
+    }, {}
+
+
+def _mixedbread(query: str, docs: list[str], scores: list[float]) -> Answer:
+    tokens = _pair_tokens(query, docs)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return {"object": "list", "model": MODEL, "data": _ranked(scores, "score"), "usage": usage}, {}
+
+
+def _siliconflow(query: str, docs: list[str], scores: list[float]) -> Answer:
+    tokens = {"input_tokens": _pair_tokens(query, docs), "output_tokens": 0}
+    meta = {"billed_units": {"input_tokens": tokens["input_tokens"]}, "tokens": tokens}
+    return {"id": "r1", "results": _ranked(scores, "relevance_score"), "meta": meta}, {}
+
+
+def siliconflow_legacy(query: str, docs: list[str], scores: list[float]) -> Answer:
+    tokens = {"input_tokens": _pair_tokens(query, docs), "output_tokens": 0}
+    return {"id": "r1", "results": _ranked(scores, "relevance_score"), "tokens": tokens}, {}
+
+
+def _deepinfra(query: str, docs: list[str], scores: list[float]) -> Answer:
+    tokens = _pair_tokens(query, docs)
+    status = {"status": "succeeded", "cost": tokens * 1e-8, "tokens_input": tokens, "runtime_ms": 3}
+    return {"scores": scores, "input_tokens": tokens, "inference_status": status}, {}
+
+
+def _fireworks(query: str, docs: list[str], scores: list[float]) -> Answer:
+    tokens = _pair_tokens(query, docs)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return {"object": "list", "model": MODEL, "data": _ranked(scores, "relevance_score"), "usage": usage}, {}
+
+
+def _tei(query: str, docs: list[str], scores: list[float]) -> Answer:
+    headers = {
+        "x-compute-tokens": str(_pair_tokens(query, docs)),
+        "x-compute-characters": str(len(query) * len(docs) + sum(len(d) for d in docs)),
+        "x-inference-time": "3",
+    }
+    return _ranked(scores, "score"), headers
+
+
+def _infinity(query: str, docs: list[str], scores: list[float]) -> Answer:
+    chars = len(query) * len(docs) + sum(len(d) for d in docs)
+    body = {
+        "object": "rerank",
+        "results": _ranked(scores, "relevance_score"),
+        "model": MODEL,
+        "usage": {"prompt_tokens": chars, "total_tokens": chars},
+        "id": "r1",
+        "created": 0,
+    }
+    return body, {}
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """What one provider accepts and how it answers."""
+
+    path: str
+    fields: frozenset[str]
+    documents_key: str
+    answer: Callable[[str, list[str], list[float]], Answer]
+    max_docs: int
+    too_many_status: int = 422
+    needs_key: bool = True
+    query_key: str = "query"
+
+
+def _fields(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+WIRES: dict[str, Wire] = {
+    "cohere": Wire("/v2/rerank", _fields("model", "query", "documents"), "documents", _cohere, 10_000),
+    "jina": Wire(
+        "/v1/rerank", _fields("model", "query", "documents", "return_documents"), "documents", _jina, 1_000
+    ),
+    "voyage": Wire(
+        "/v1/rerank",
+        _fields("model", "query", "documents", "return_documents", "truncation"),
+        "documents",
+        _voyage,
+        1_000,
+    ),
+    "mixedbread": Wire(
+        "/v1/reranking", _fields("model", "query", "input", "return_input"), "input", _mixedbread, 1_000
+    ),
+    "siliconflow": Wire(
+        "/v1/rerank",
+        _fields("model", "query", "documents", "return_documents"),
+        "documents",
+        _siliconflow,
+        1_000,
+    ),
+    "deepinfra": Wire(
+        f"/v1/inference/{MODEL}", _fields("query", "documents"), "documents", _deepinfra, 1_024
+    ),
+    "fireworks": Wire(
+        "/inference/v1/rerank",
+        _fields("model", "query", "documents", "return_documents"),
+        "documents",
+        _fireworks,
+        1_000,
+    ),
+    "tei": Wire(
+        "/rerank",
+        _fields("query", "texts", "raw_scores", "return_text"),
+        "texts",
+        _tei,
+        32,
+        too_many_status=413,
+        needs_key=False,
+    ),
+    "infinity": Wire(
+        "/rerank",
+        _fields("model", "query", "documents", "return_documents"),
+        "documents",
+        _infinity,
+        2_048,
+        needs_key=False,
+    ),
+}
+
+
+class FakeProvider:
+    """A running fake of `provider` on 127.0.0.1; `script()` queues faults, `requests` records traffic."""
+
+    def __init__(self, provider: str, *, wire: Wire | None = None, usage_headers: bool = True) -> None:
+        self.provider = provider
+        self.wire = wire or WIRES[provider]
+        self.usage_headers = usage_headers
+        self.requests: list[Recorded] = []
+        self.faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def script(self, *faults: Fault) -> None:
+        self.faults.extend(faults)
+
+    def batch_sizes(self) -> list[int]:
+        return [len(r.body[self.wire.documents_key]) for r in self.requests]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _respond(self, path: str, headers: dict[str, str], raw: bytes) -> Fault:
+        """The answer to one request: the next scripted fault, else the provider's documented behaviour."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        with self._lock:
+            self.requests.append(Recorded(path, headers, body))
+            if self.faults:
+                return self.faults.popleft()
+        wire = self.wire
+        if path != wire.path:
+            return Fault(404, {"message": f"no route {path}"})
+        if wire.needs_key and headers.get("authorization") != f"Bearer {API_KEY}":
+            return Fault(401, {"message": "invalid api key"})
+        if not isinstance(body, dict) or set(body) != wire.fields:
+            keys = sorted(body) if isinstance(body, dict) else body
+            return Fault(422, {"message": f"expected fields {sorted(wire.fields)}, got {keys}"})
+        query, docs = body[wire.query_key], body[wire.documents_key]
+        if "model" in body and body["model"] != MODEL:
+            return Fault(404, {"message": f"unknown model {body['model']!r}"})
+        if (
+            not isinstance(query, str)
+            or not isinstance(docs, list)
+            or not all(isinstance(d, str) for d in docs)
+        ):
+            return Fault(422, {"message": "query must be a string and documents a list of strings"})
+        if not docs:
+            return Fault(400, {"error": "empty documents"})
+        if len(docs) > wire.max_docs:
+            return Fault(wire.too_many_status, {"error": f"batch size {len(docs)} > maximum {wire.max_docs}"})
+        answer, answer_headers = wire.answer(query, docs, [score_of(d) for d in docs])
+        return Fault(200, answer, answer_headers if self.usage_headers else {})
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                fault = fake._respond(self.path, headers, raw)
+                time.sleep(fault.delay_s)
+                payload = fault.body if isinstance(fault.body, bytes) else json.dumps(fault.body).encode()
+                try:
+                    self.send_response(fault.status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(payload)))
+                    for name, value in fault.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Silent: pytest output stays readable."""
+
+        return Handler
+
+
+def adapter(fake: FakeProvider, **options: Any) -> HttpReranker:
+    """An adapter aimed at `fake` with fast retries and a short timeout, so fault tests stay quick."""
+    settings: dict[str, Any] = {
+        "api_key": API_KEY,
+        "base_url": fake.url,
+        "timeout_s": 2.0,
+        "retry": RetryPolicy(max_attempts=3, backoff_s=0.01),
+        **options,
+    }
+    model = "" if fake.provider == "tei" else MODEL
+    return HttpReranker(PROVIDERS[fake.provider], model, **settings)
