@@ -209,9 +209,9 @@ class Pipeline:
         return text
 
     def check_course(self, course: str) -> None:
-        courses = self.store.courses()
-        if course not in courses:
-            known = ", ".join(sorted(courses)) or "none yet"
+        """A filtered count on the hot path; the full course list only for the error message."""
+        if not self.store.count(course):
+            known = ", ".join(sorted(self.store.courses())) or "none yet"
             raise UnknownCourseError(f"unknown course {course!r}; indexed courses: {known}")
 
     async def asearch(

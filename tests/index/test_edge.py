@@ -69,6 +69,7 @@ def test_course_filter_isolates_tenants(store: EdgeStore) -> None:
     hits = store.hybrid(query("b", vec(1, 0, 0, 0), [7]))
     assert [h.chunk.course for h in hits] == ["b"]
     assert store.courses() == {"a": 1, "b": 1}
+    assert (store.count("a"), store.count("b"), store.count("zzz")) == (1, 1, 0)
 
 
 def test_replace_source_is_idempotent_and_replaces_changed_files(store: EdgeStore) -> None:

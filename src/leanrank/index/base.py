@@ -64,6 +64,10 @@ class Store(Protocol):
         """Chunk count per course."""
         ...
 
+    def count(self, course: str) -> int:
+        """Chunks of one course; cheap enough to check on every search."""
+        ...
+
     def hybrid(self, query: HybridQuery) -> list[Candidate]:
         """Dense and BM25 prefetches with the same filters, fused by weighted RRF, best first."""
         ...

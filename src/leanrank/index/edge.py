@@ -162,6 +162,14 @@ class EdgeStore:
     def courses(self) -> dict[str, int]:
         return {str(k): v for k, v in self._facet("course", None).items()}
 
+    def count(self, course: str) -> int:
+        with _engine_errors(f"counting course {course}"):
+            return int(
+                self._shard.count(
+                    qe.CountRequest(exact=True, filter=qe.Filter(must=[_match("course", course)]))
+                )
+            )
+
     def _facet(self, key: str, flt: qe.Filter | None) -> dict[str | int | bool, int]:
         with _engine_errors(f"listing {key}"):
             response = self._shard.facet(qe.FacetRequest(key=key, limit=_FACET_LIMIT, exact=True, filter=flt))
