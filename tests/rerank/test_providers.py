@@ -135,7 +135,7 @@ async def test_tei_413_on_one_document_is_raised(serve: Any) -> None:
 async def test_tei_without_usage_headers_is_estimated(serve: Any) -> None:
     fake = serve("tei", usage_headers=False)
     usage = (await adapter(fake).rerank(QUERY, DOCS)).usage
-    assert usage.count_source == "estimated"
+    assert usage.count_source == "estimate"
     assert usage.query_tokens == math.ceil(len(QUERY) / 4)
     assert usage.document_tokens == sum(math.ceil(len(d) / 4) for d in DOCS)
     assert usage.billed_units == usage.query_tokens * len(DOCS) + usage.document_tokens

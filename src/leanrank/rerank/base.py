@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 BilledUnit = Literal["tokens", "search_units", "characters", "none"]
-CountSource = Literal["reported", "tokenizer", "estimated", "none"]
+CountSource = Literal["reported", "tokenizer", "estimate", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,11 @@ class Usage:
     latency_s: float
     documents: int
     cost_usd: float | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        """Tokens the call consumed; providers that report one total put it all in `document_tokens`."""
+        return self.query_tokens + self.document_tokens
 
     @classmethod
     def free(cls, documents: int, latency_s: float) -> Usage:

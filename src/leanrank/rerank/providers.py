@@ -230,7 +230,7 @@ class HttpReranker:
 
     Usage: `billed_units` is what the responses reported, summed over requests (`count_source="reported"`);
     if any response reported none, the whole call is estimated at four characters per token
-    (`count_source="estimated"`). Token totals that providers report include the query and cannot be split,
+    (`count_source="estimate"`). Token totals that providers report include the query and cannot be split,
     so they go to `document_tokens` with `query_tokens` 0; otherwise both token fields are estimates.
     """
 
@@ -387,7 +387,7 @@ class HttpReranker:
             document_tokens,
             float(estimates[self._billed_unit]),
             self._billed_unit,
-            "estimated",
+            "estimate",
             latency_s,
             len(docs),
         )
