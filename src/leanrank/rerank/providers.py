@@ -101,6 +101,9 @@ class ProviderSpec:
     needs_key: bool = True
     split_on_413: bool = False
     batch_multiple: int = 1
+    # Client-side caps from the provider's documented limits; the server would truncate beyond them anyway.
+    max_doc_tokens: int | None = None
+    max_query_tokens: int | None = None
     extra_body: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -121,6 +124,8 @@ PROVIDERS: dict[str, ProviderSpec] = {
             "search_units",
             max_docs=10_000,
             batch_multiple=100,
+            max_doc_tokens=4_096,  # v2's max_tokens_per_doc default
+            max_query_tokens=2_048,
         ),
         ProviderSpec(
             "jina",
@@ -140,6 +145,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             max_docs=1_000,
             results_key="data",
             extra_body={"return_documents": False, "truncation": True},
+            max_query_tokens=8_000,
         ),
         ProviderSpec(
             "mixedbread",
@@ -152,6 +158,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             results_key="data",
             score_key="score",
             extra_body={"return_input": False},
+            max_query_tokens=256,
         ),
         ProviderSpec(
             "siliconflow",
@@ -199,6 +206,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             needs_key=False,
             split_on_413=True,
             extra_body={"raw_scores": False, "return_text": False},
+            max_doc_tokens=8_192,  # bge-reranker-v2-m3's maximum; TEI truncates beyond the model's
         ),
         ProviderSpec(
             "infinity",

@@ -1,0 +1,142 @@
+"""`leanrank rerank` and `leanrank backends`: try any backend on your own documents and see what it bills."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from leanrank.errors import InputError, LeanrankError
+from leanrank.rerank.base import RerankResponse, Usage
+from leanrank.rerank.catalog import catalog_rows, reranker
+
+out = Console()
+err = Console(stderr=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Doc:
+    id: str
+    text: str
+
+
+def read_docs(path: Path) -> list[Doc]:
+    """JSON lines of `{"text": ..., "id": ...}` (`id` defaults to the line number); errors name the line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read documents ({exc})") from None
+    docs = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            raise InputError(f"{path}:{n}: not valid JSON") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            raise InputError(f'{path}:{n}: expected a JSON object with a string "text"')
+        docs.append(Doc(str(obj.get("id", n)), obj["text"]))
+    if not docs:
+        raise InputError(f"{path}: no documents")
+    return docs
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """The usage record in the CLI's and the service's JSON shape (`null` where a field does not apply)."""
+    return {
+        "search_units": usage.billed_units if usage.billed_unit == "search_units" else None,
+        "total_tokens": usage.total_tokens,
+        "query_tokens": usage.query_tokens,
+        "document_tokens": usage.document_tokens,
+        "billed_units": usage.billed_units,
+        "billed_unit": usage.billed_unit,
+        "cost_usd": usage.cost_usd,
+        "source": usage.count_source,
+        "documents": usage.documents,
+        "latency_s": round(usage.latency_s, 6),
+    }
+
+
+def rerank_command(
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Reranker name; see `leanrank backends`.")],
+    query: Annotated[str, typer.Option("--query", "-q", help="The query to rank the documents for.")],
+    docs: Annotated[Path, typer.Option("--docs", help='JSON lines: {"text": ..., "id": ...} per line.')],
+    top_n: Annotated[int | None, typer.Option("--top-n", min=1, help="Show only the best N.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: scores and usage.")] = False,
+) -> None:
+    """Rerank a file of documents with one backend; print scores and the usage record."""
+    try:
+        if not query.strip():
+            raise InputError("the query is empty")
+        documents = read_docs(docs)
+        model = reranker(backend)
+        response = asyncio.run(model.rerank(query, [d.text for d in documents]))
+    except LeanrankError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
+    order = sorted(range(len(documents)), key=lambda i: -response.scores[i])[:top_n]
+    if as_json:
+        sys.stdout.write(json.dumps(_result_json(model.name, documents, response, order), ensure_ascii=False))
+        sys.stdout.write("\n")
+        return
+    table = Table(title=f"{query}  [dim]({response.served_by or model.name})[/dim]")
+    for col in ("#", "score", "id", "text"):
+        table.add_column(col, overflow="fold")
+    for rank, i in enumerate(order, 1):
+        snippet = " ".join(documents[i].text.split())
+        cut = snippet[:120] + ("…" if len(snippet) > 120 else "")
+        table.add_row(str(rank), f"{response.scores[i]:.4f}", documents[i].id, cut)
+    out.print(table)
+    fields = ", ".join(f"{k}={v}" for k, v in usage_json(response.usage).items() if v is not None)
+    out.print(f"usage: {fields}", highlight=False)
+    for failure in response.failed:
+        err.print(f"[yellow]fell back:[/yellow] {failure}", highlight=False)
+
+
+def _result_json(
+    name: str, documents: list[Doc], response: RerankResponse, order: list[int]
+) -> dict[str, Any]:
+    return {
+        "backend": response.served_by or name,
+        "scores": list(response.scores),
+        "ranking": [{"index": i, "id": documents[i].id, "score": response.scores[i]} for i in order],
+        "usage": usage_json(response.usage),
+        "failed": list(response.failed),
+    }
+
+
+def backends_command(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """List the reranker kinds: name format, where they run, billing unit, limits, configuration."""
+    rows = catalog_rows()
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table("kind", "example", "where", "billed", "docs/req", "doc tokens", "extra")
+    for row in rows:
+        table.add_row(
+            row["kind"],
+            row["example"],
+            row["where"],
+            row["billed_unit"],
+            str(row["max_docs_per_request"] or "—"),
+            str(row["max_doc_tokens"] or "—"),
+            "|".join(row["extras"]) or "—",
+        )
+    out.print(table)
+    out.print(
+        "Names: KIND:TARGET[?option=value&...]; join with ' | ' for a fallback chain. Keys and URLs: "
+        "LEANRANK_<KIND>_API_KEY, LEANRANK_<KIND>_BASE_URL. "
+        "Options for long inputs: max_doc_tokens, long_docs=maxpool|truncate, overlap_tokens, "
+        "max_windows, max_query_tokens.",
+        highlight=False,
+    )
