@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS := dev,torch,onnx,postgres,redis,langchain,llamaindex,serve
+EXTRAS := dev,torch,onnx,postgres,redis,langchain,llamaindex,serve,qdrant
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: demo test lint typecheck unit bench clean
