@@ -208,14 +208,16 @@ WIRES: dict[str, Wire] = {
 class FakeProvider:
     """A running fake of `provider` on 127.0.0.1; `script()` queues faults, `requests` records traffic."""
 
-    def __init__(self, provider: str, *, wire: Wire | None = None, usage_headers: bool = True) -> None:
+    def __init__(
+        self, provider: str, *, wire: Wire | None = None, usage_headers: bool = True, port: int = 0
+    ) -> None:
         self.provider = provider
         self.wire = wire or WIRES[provider]
         self.usage_headers = usage_headers
         self.requests: list[Recorded] = []
         self.faults: deque[Fault] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
         self._thread.start()
@@ -307,3 +309,20 @@ def adapter(fake: FakeProvider, **options: Any) -> HttpReranker:
     }
     model = "" if fake.provider == "tei" else MODEL
     return HttpReranker(PROVIDERS[fake.provider], model, **settings)
+
+
+def main() -> None:
+    """`python -m tests.rerank.servers PROVIDER [PORT]`: serve one fake until Ctrl-C (README example)."""
+    import sys
+
+    provider, port = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    fake = FakeProvider(provider, port=port)
+    print(f"{provider} wire on {fake.url} (key {API_KEY!r}, model {MODEL!r})", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fake.close()
+
+
+if __name__ == "__main__":
+    main()
