@@ -26,6 +26,7 @@ class Usage:
     latency_s: float
     documents: int
     cost_usd: float | None = None
+    cache_hits: int = 0
 
     @property
     def total_tokens(self) -> int:

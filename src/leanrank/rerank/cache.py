@@ -1,0 +1,181 @@
+"""A score cache in front of any reranker: students ask the same questions, and a score never changes.
+
+A cross-encoder's score is a pure function of (model, query, document), so it is cached under exactly that:
+the backend's name, the normalised query and a hash of the document text. A re-ingested chunk whose text
+changed has a new hash and misses by construction; entries also expire after a TTL, so a provider's model
+update behind an unchanged name cannot serve stale scores forever. Only the misses are sent to the backend
+and billed; the usage record counts the hits.
+
+SQLite (one file, any number of processes on one machine) is the default; Redis shares hits between
+machines. Only this module imports `redis`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import sqlite3
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from leanrank.errors import ConfigError, DependencyError
+from leanrank.rerank.base import Reranker, RerankResponse, Usage
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_SPACE = re.compile(r"\s+")
+_EDGE_PUNCT = "?!.,;:¿¡…"
+
+
+def normalize_query(query: str) -> str:
+    """Case, width, whitespace and trailing punctuation do not change what a student asked."""
+    text = unicodedata.normalize("NFKC", query).casefold().replace("ё", "е")
+    return _SPACE.sub(" ", text).strip().strip(_EDGE_PUNCT).strip()
+
+
+def score_key(model: str, query: str, document: str) -> str:
+    """The cache key of one (model, normalised query, document text) score."""
+    doc = hashlib.sha256(document.encode()).hexdigest()
+    return hashlib.sha256(f"{model}\x00{normalize_query(query)}\x00{doc}".encode()).hexdigest()
+
+
+class ScoreCache(Protocol):
+    """Scores by key; a missing or expired key is simply absent from `get_many`'s answer."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, float]: ...
+
+    def put_many(self, scores: Mapping[str, float]) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+class SqliteScoreCache:
+    """WAL-mode SQLite: readers never block the writer, and several processes may share the file."""
+
+    def __init__(self, path: Path, ttl_s: float = 30 * 86_400) -> None:
+        if ttl_s <= 0:
+            raise ConfigError(f"cache ttl must be positive, got {ttl_s}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # a lost cache write costs one re-score, not data
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS scores"
+            " (key TEXT PRIMARY KEY, score REAL NOT NULL, expires REAL NOT NULL)"
+        )
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, float]:
+        if not keys:
+            return {}
+        now = time.time()
+        found: dict[str, float] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+                part = list(keys[start : start + 500])
+                marks = ",".join("?" * len(part))
+                rows = self._db.execute(
+                    f"SELECT key, score FROM scores WHERE expires > ? AND key IN ({marks})",
+                    [now, *part],
+                )
+                found.update(rows.fetchall())
+        return found
+
+    def put_many(self, scores: Mapping[str, float]) -> None:
+        expires = time.time() + self._ttl_s
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO scores (key, score, expires) VALUES (?, ?, ?)",
+                [(k, v, expires) for k, v in scores.items()],
+            )
+            self._db.execute("DELETE FROM scores WHERE expires <= ?", (time.time(),))
+            self._db.execute("COMMIT")
+
+    def clear(self) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM scores")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class RedisScoreCache:
+    """Redis with a TTL per key, under a namespace prefix so `clear` touches only leanrank's keys."""
+
+    def __init__(self, url: str, ttl_s: float = 30 * 86_400, prefix: str = "leanrank:score:") -> None:
+        try:
+            import redis
+        except ImportError as exc:
+            raise DependencyError("redis", "redis") from exc
+        if ttl_s <= 0:
+            raise ConfigError(f"cache ttl must be positive, got {ttl_s}")
+        self._ttl_ms = int(ttl_s * 1000)
+        self._prefix = prefix
+        self._client: Any = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, float]:
+        if not keys:
+            return {}
+        values = self._client.mget([self._prefix + k for k in keys])
+        return {k: float(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
+    def put_many(self, scores: Mapping[str, float]) -> None:
+        with self._client.pipeline(transaction=False) as pipe:
+            for key, score in scores.items():
+                pipe.set(self._prefix + key, repr(score), px=self._ttl_ms)
+            pipe.execute()
+
+    def clear(self) -> None:
+        for key in self._client.scan_iter(match=self._prefix + "*", count=1000):
+            self._client.delete(key)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class CachedReranker:
+    """Serves cached scores and sends only the misses to `inner`; the usage record is the misses' call.
+
+    `usage.cache_hits` counts the documents served from the cache, so the ledger and metrics can show what
+    the cache saved. A cache that fails (Redis down) degrades to a pass-through rather than failing search.
+    """
+
+    def __init__(self, inner: Reranker, cache: ScoreCache) -> None:
+        self.inner = inner
+        self.cache = cache
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+        t0 = time.perf_counter()
+        keys = [score_key(self.inner.name, query, doc) for doc in documents]
+        hits: dict[str, float] = _safe(lambda: self.cache.get_many(keys), {})
+        missing = [i for i, key in enumerate(keys) if key not in hits]
+        if not missing:
+            usage = replace(Usage.free(len(documents), time.perf_counter() - t0), cache_hits=len(documents))
+            return RerankResponse(tuple(hits[k] for k in keys), usage, served_by="cache")
+        response = await self.inner.rerank(query, [documents[i] for i in missing])
+        fresh = {keys[i]: score for i, score in zip(missing, response.scores, strict=True)}
+        _safe(lambda: self.cache.put_many(fresh), None)
+        scores = tuple(fresh[k] if k in fresh else hits[k] for k in keys)
+        usage = replace(response.usage, cache_hits=len(documents) - len(missing))
+        return replace(response, scores=scores, usage=usage)
+
+
+def _safe(call: Callable[[], _T], default: _T) -> _T:
+    try:
+        return call()
+    except Exception as exc:  # a cache failure must degrade to a miss, never fail the search
+        _log.warning("score cache unavailable, scoring without it: %s", exc)
+        return default
