@@ -172,6 +172,11 @@ def _paragraphs(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
         yield span
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """`(start, end)` of each sentence of `text` (razdel), whitespace excluded; the trimming step uses it."""
+    return [s for block in _paragraphs(text, 0, len(text)) for s in _sentences(text, *block)]
+
+
 def _sentences(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
     for sentence in sentenize(text[start:end]):
         if span := _trim(text, start + sentence.start, start + sentence.stop):
