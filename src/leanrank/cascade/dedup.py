@@ -1,0 +1,90 @@
+"""Near-duplicate candidates, collapsed before anyone pays to rerank them twice.
+
+Course material repeats itself: the same paragraph in the lecture notes and the slides, a transcript and
+its summary, chunks that overlap by a sentence, the Russian and the English version of one lesson. Exact
+repeats are already dropped by the first stage (normalised hash); here two candidates are duplicates when
+one is mostly contained in the other — the share of the smaller one's word 3-shingles found in the larger —
+or, across languages, when their dense vectors are nearly parallel. The better-ranked one stays, except
+that across languages the one in the query's language is preferred (configurable), since that is the one
+the student can read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from leanrank.types import Lang
+
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True, slots=True)
+class DedupConfig:
+    """`containment`: share of the smaller text's shingles found in the other; `cross_lingual`: cosine."""
+
+    containment: float = 0.8
+    cross_lingual: float | None = 0.92
+    prefer_query_lang: bool = True
+
+
+def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
+    """Word n-grams of the case-folded text; a text shorter than n words is one shingle."""
+    words = [w.casefold() for w in _WORD.findall(text)]
+    if len(words) <= n:
+        return frozenset([tuple(words)]) if words else frozenset()
+    return frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+
+
+def containment(a: frozenset[tuple[str, ...]], b: frozenset[tuple[str, ...]]) -> float:
+    """|A ∩ B| / min(|A|, |B|): 1.0 when the smaller text is wholly inside the larger."""
+    if not a or not b:
+        return 0.0
+    return len(a & b) / min(len(a), len(b))
+
+
+def collapse(
+    texts: Sequence[str],
+    langs: Sequence[Lang],
+    config: DedupConfig,
+    *,
+    query_lang: Lang | None = None,
+    vectors: np.ndarray | None = None,
+) -> list[int]:
+    """Indices (into the ranked `texts`) to keep, in rank order; each dropped one duplicates a kept one.
+
+    `vectors` (one L2-normalised dense row per text) enable cross-lingual duplicates; without them only
+    same-text overlap is detected.
+    """
+    grams = [shingles(t) for t in texts]
+    kept: list[int] = []
+    for i in range(len(texts)):
+        twin = next((k for k in kept if _same(i, k, grams, langs, vectors, config)), None)
+        if twin is None:
+            kept.append(i)
+        elif (
+            config.prefer_query_lang
+            and query_lang in ("ru", "en")
+            and langs[i] == query_lang
+            and langs[twin] != query_lang
+        ):
+            kept[kept.index(twin)] = i  # the student's language takes the better one's place
+    return kept
+
+
+def _same(
+    i: int,
+    k: int,
+    grams: Sequence[frozenset[tuple[str, ...]]],
+    langs: Sequence[Lang],
+    vectors: np.ndarray | None,
+    config: DedupConfig,
+) -> bool:
+    if containment(grams[i], grams[k]) >= config.containment:
+        return True
+    if vectors is None or config.cross_lingual is None or langs[i] == langs[k]:
+        return False
+    return float(vectors[i] @ vectors[k]) >= config.cross_lingual
