@@ -1,7 +1,8 @@
-"""Tiny random-weight XLM-RoBERTa checkpoints built at test time (the hub cannot be reached from tests).
+"""Tiny random-weight checkpoints built at test time (the hub cannot be reached from tests).
 
-They have bge-m3's layout (tokenizer.json + config.json + model.safetensors, XLM-R special tokens and
-position offset), so encoders and rerankers load them through exactly the code path of the real models.
+The XLM-RoBERTa ones have bge-m3's layout (tokenizer.json + config.json + model.safetensors, XLM-R special
+tokens and position offset) and the Qwen3 one Qwen3-Reranker's (byte-level BPE with Qwen's pre-tokenizer
+and chat tokens), so encoders and rerankers load them through exactly the code path of the real models.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from tokenizers import AddedToken, pre_tokenizers
 from transformers import (
+    Qwen2Tokenizer,
+    Qwen3Config,
+    Qwen3ForCausalLM,
     XLMRobertaConfig,
     XLMRobertaForSequenceClassification,
     XLMRobertaModel,
@@ -80,7 +85,9 @@ def build_tiny_xlmr(path: Path, with_classification_head: bool = False) -> Path:
     """Save a tokenizer and a 2-layer, 32-wide XLM-R model to `path`; every build writes identical files.
 
     With `with_classification_head` the model is an `XLMRobertaForSequenceClassification` with one logit,
-    the shape of cross-encoder rerankers such as bge-reranker-v2-m3.
+    the shape of cross-encoder rerankers such as bge-reranker-v2-m3. Its weights are drawn ten times wider
+    than transformers' default, which would leave every score within 1e-3 of zero, too close together
+    for tests to tell documents apart.
     """
     path.mkdir(parents=True, exist_ok=True)
     vocab = unigram_vocab()
@@ -101,6 +108,8 @@ def build_tiny_xlmr(path: Path, with_classification_head: bool = False) -> Path:
         eos_token_id=2,
     )
     config.num_labels = 1  # rerankers score with one logit; the bare encoder ignores it
+    if with_classification_head:
+        config.initializer_range = 0.2
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = (
@@ -108,5 +117,69 @@ def build_tiny_xlmr(path: Path, with_classification_head: bool = False) -> Path:
             if with_classification_head
             else XLMRobertaModel(config)
         )
+    model.save_pretrained(path)
+    return path
+
+
+QWEN3_CHAT_TOKENS = ["<|im_start|>", "<|im_end|>"]
+QWEN3_THINK_TOKENS = ["<think>", "</think>"]  # added but not special in Qwen3's tokenizer, as here
+QWEN3_PROMPT_WORDS = [
+    "system user assistant Judge whether the Document meets the requirements based on the Query and the "
+    'Instruct provided. Note that the answer can only be "yes" or "no".',
+    "<Instruct>: Given a web search query, retrieve relevant passages that answer the query\n<Query>: "
+    "\n<Document>: \n\n",
+    "yes",
+    "no",
+]
+
+
+def byte_level_bpe(texts: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Vocab and merges under which every Qwen pre-token of `texts` is one token.
+
+    Each pre-token gets the chain of merges that builds it left to right (`Ġ y`, `Ġy es`...); the 256
+    byte symbols come first, so any other text still tokenises, byte by byte, as with the real vocab.
+    Counted rather than trained, for identical files on every build.
+    """
+    pre_tokenizer = Qwen2Tokenizer().backend_tokenizer.pre_tokenizer
+    words = sorted({piece for text in texts for piece, _ in pre_tokenizer.pre_tokenize_str(text)})
+    merges = sorted(
+        {(word[:i], word[i]) for word in words for i in range(1, len(word))},
+        key=lambda pair: (len(pair[0]), pair),
+    )
+    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    for left, right in merges:
+        vocab.setdefault(left + right, len(vocab))
+    return vocab, merges
+
+
+def build_tiny_qwen3(path: Path) -> Path:
+    """Save a Qwen3-Reranker-shaped tokenizer and 2-layer, 32-wide `Qwen3ForCausalLM`; builds are identical.
+
+    Weights are drawn ten times wider than the default so that P(yes) differs visibly between documents.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    vocab, merges = byte_level_bpe(CORPUS + QWEN3_PROMPT_WORDS)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
+    tokenizer.add_tokens([AddedToken(token, special=True, normalized=False) for token in QWEN3_CHAT_TOKENS])
+    tokenizer.add_tokens([AddedToken(token, special=False, normalized=False) for token in QWEN3_THINK_TOKENS])
+    tokenizer.save_pretrained(path)
+
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=4 * MAX_TOKENS,
+        initializer_range=0.2,
+        tie_word_embeddings=True,  # as in Qwen3-Reranker-0.6B
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Qwen3ForCausalLM(config)
     model.save_pretrained(path)
     return path
