@@ -7,8 +7,9 @@ Nested groups are set from the environment with a double underscore, e.g.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,6 +36,9 @@ class RetrieveSettings(BaseModel):
     `score(d) = Σ_i w_i / (k + rank_i(d))` with **0-based** ranks (the top hit of a list adds `w_i / k`).
     """
 
+    mode: Literal["hybrid", "dense", "sparse"] = Field(
+        "hybrid", description="Both lists fused, or one list alone (the baselines the evaluation compares)."
+    )
     depth: int = Field(20, ge=1, le=1000, description="Candidates handed to the rerank step.")
     prefetch: int = Field(
         100, ge=1, le=10_000, description="Hits each of dense and BM25 contribute to fusion."
@@ -53,6 +57,91 @@ class RerankSettings(BaseModel):
 
     backend: str = Field("identity", description="Reranker name; `identity` keeps the fusion order.")
     top_k: int = Field(5, ge=1, le=1000, description="Hits returned after reranking.")
+
+
+class ServeSettings(BaseModel):
+    """The HTTP service (`leanrank serve`): where it listens, who may call it, and how much it accepts.
+
+    API keys are stored hashed, one entry `ID:SHA256_HEX:SCOPES` each, SCOPES being `admin` or a
+    comma-separated list of course ids; `leanrank serve --new-key ID:SCOPES` prints a key and its entry.
+    """
+
+    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes the service.")
+    port: int = Field(8000, ge=0, le=65535)
+    api_keys: list[str] = Field([], description="Hashed key entries `ID:SHA256_HEX:SCOPES`.")
+    api_keys_file: Path | None = Field(None, description="More entries, one a line; `#` starts a comment.")
+    max_documents: int = Field(1_000, ge=1, description="Documents per rerank request (413 beyond).")
+    max_request_bytes: int = Field(5_000_000, ge=1, description="JSON request body size (413 beyond).")
+    max_tokens: int = Field(
+        1_000_000, ge=1, description="Tokens per rerank request, query counted once per document."
+    )
+    max_concurrent: int = Field(64, ge=1, description="Requests worked on at once.")
+    max_queue: int = Field(256, ge=0, description="Requests waiting for a slot; more are refused (429).")
+    micro_batch_ms: float = Field(
+        2.0, ge=0.0, le=100.0, description="Window merging concurrent calls to a batching local model."
+    )
+    micro_batch_max_documents: int = Field(256, ge=1, description="A batch is sent once this full.")
+    max_upload_bytes: int = Field(100_000_000, ge=1, description="Multipart upload size (413 beyond).")
+    max_upload_files: int = Field(200, ge=1, description="Files per upload.")
+    background_ingest_bytes: int = Field(
+        1_000_000, ge=0, description="Larger uploads are ingested in the background (202 and a job)."
+    )
+
+
+class StoreSettings(BaseModel):
+    """Where the index lives: the embedded engine by default, a Qdrant server or cluster by configuration."""
+
+    url: str = Field(
+        "edge:",
+        description="`edge:` (embedded, under data_dir) or `edge:PATH`; `http(s)://HOST:6333` or "
+        "`qdrant:URL` for a Qdrant server; `:memory:` or a folder (or `qdrant:PATH`) for qdrant-client's "
+        "local mode.",
+    )
+    api_key: SecretStr | None = Field(None, description="Qdrant API key; never logged.")
+    collection: str = Field(
+        "leanrank", min_length=1, max_length=255, description="One collection holds all courses."
+    )
+    # Set when the collection is created; BM25 IDF is computed per shard, so only 1 shard ranks exactly as
+    # the embedded store does (see deploy/README.md).
+    shard_number: int = Field(1, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    write_consistency_factor: int = Field(1, ge=1)
+    timeout_s: int = Field(10, ge=1, description="Per request to a Qdrant server.")
+    retries: int = Field(3, ge=0, le=10, description="Retries on connection errors and 5xx, with backoff.")
+
+
+class BudgetSettings(BaseModel):
+    """One spending cap: a soft cap warns, a hard cap stops paid rerankers (the fallback serves instead)."""
+
+    scope: Literal["course", "tenant"]
+    name: str = Field(min_length=1, description="Course or tenant id; `*` caps each one separately.")
+    period: Literal["day", "month"] = Field("month", description="UTC day or calendar month.")
+    soft_usd: float | None = Field(None, ge=0, description="Log a warning and count from here on.")
+    hard_usd: float | None = Field(None, ge=0, description="Serve from the fallback from here on.")
+
+    @model_validator(mode="after")
+    def _caps(self) -> BudgetSettings:
+        if self.soft_usd is None and self.hard_usd is None:
+            raise ValueError("a budget needs soft_usd, hard_usd or both")
+        if self.soft_usd is not None and self.hard_usd is not None and self.soft_usd > self.hard_usd:
+            raise ValueError("soft_usd must not exceed hard_usd")
+        return self
+
+
+class CostSettings(BaseModel):
+    """The cost ledger, price files and budgets (`leanrank costs`, `leanrank pricing`)."""
+
+    ledger_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. `postgresql+psycopg://user:pw@host/db` (never logged); None: "
+        "SQLite at <data_dir>/ledger.sqlite.",
+    )
+    pricing_dir: Path | None = Field(
+        None, description="User price files (*.toml), read by name; None: <data_dir>/pricing if present."
+    )
+    pricing_files: list[Path] = Field([], description="More price files, read last; later entries win.")
+    budgets: list[BudgetSettings] = Field([], description="Caps per course or tenant and day or month.")
+    fallback: str = Field("identity", description="Reranker that serves when a hard cap stops a paid one.")
 
 
 class Settings(BaseSettings):
@@ -74,6 +163,9 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     retrieve: RetrieveSettings = RetrieveSettings()
     rerank: RerankSettings = RerankSettings()
+    store: StoreSettings = StoreSettings()
+    serve: ServeSettings = ServeSettings()
+    cost: CostSettings = CostSettings()
 
     @classmethod
     def settings_customise_sources(

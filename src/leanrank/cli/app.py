@@ -1,4 +1,4 @@
-"""`leanrank` command line: ingest, search, courses, delete, demo, rerank, backends.
+"""`leanrank` command line: ingest, search, courses, delete, demo, rerank, backends, pricing, costs.
 
 Errors the user can fix print one line on stderr and exit with status 2; nothing prints a stack trace.
 """
@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from leanrank.cli.costs import costs_app, pricing_command
 from leanrank.cli.rerank import backends_command, rerank_command
 from leanrank.errors import InputError, LeanrankError
 from leanrank.pipeline import FileReport, IngestReport, Pipeline, SearchResult
@@ -31,6 +32,8 @@ out = Console()
 err = Console(stderr=True)
 app.command("rerank")(rerank_command)
 app.command("backends")(backends_command)
+app.command("pricing")(pricing_command)
+app.add_typer(costs_app, name="costs")
 
 
 @contextmanager

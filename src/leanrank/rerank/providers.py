@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from leanrank.errors import ConfigError
-from leanrank.rerank.base import BilledUnit, RerankResponse, Usage
+from leanrank.rerank.base import BilledUnit, CountSource, RerankResponse, Usage
 from leanrank.rerank.http import (
     BadResponseError,
     JsonClient,
@@ -237,9 +237,10 @@ class HttpReranker:
     outlive the event loop it was made on.
 
     Usage: `billed_units` is what the responses reported, summed over requests (`count_source="reported"`);
-    if any response reported none, the whole call is estimated at four characters per token
-    (`count_source="estimate"`). Token totals that providers report include the query and cannot be split,
-    so they go to `document_tokens` with `query_tokens` 0; otherwise both token fields are estimates.
+    if any response reported none, the whole call is counted locally with `count` — the model's own
+    tokenizer where the catalog knows it (`count_source="tokenizer"`), else four characters per token
+    (`"estimate"`). Token totals that providers report include the query and cannot be split, so they go
+    to `document_tokens` with `query_tokens` 0; otherwise both token fields are local counts.
     """
 
     def __init__(
@@ -256,6 +257,8 @@ class HttpReranker:
         query_key: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        count: Callable[[str], int] | None = None,
+        count_source: CountSource = "estimate",
     ) -> None:
         if spec.model_in_body and not model:
             raise ConfigError(f"{spec.name} reranker needs a model name, e.g. {spec.name}:MODEL")
@@ -285,6 +288,8 @@ class HttpReranker:
         self._query_key = query_key or spec.query_key
         self._extra_body = {**spec.extra_body, **(extra_body or {})}
         self._transport = transport
+        self._count = count or estimate_tokens
+        self._count_source: CountSource = count_source if count is not None else "estimate"
 
     @property
     def name(self) -> str:
@@ -362,8 +367,8 @@ class HttpReranker:
         return [by_index[i] for i in range(n)]
 
     def _usage(self, query: str, docs: list[str], reports: list[Reported | None], latency_s: float) -> Usage:
-        query_tokens = estimate_tokens(query)
-        document_tokens = sum(estimate_tokens(doc) for doc in docs)
+        query_tokens = self._count(query)
+        document_tokens = sum(self._count(doc) for doc in docs)
         if reports and all(report is not None for report in reports):
             known = [report for report in reports if report is not None]
             units = sum(report.units for report in known)
@@ -395,7 +400,7 @@ class HttpReranker:
             document_tokens,
             float(estimates[self._billed_unit]),
             self._billed_unit,
-            "estimate",
+            self._count_source,
             latency_s,
             len(docs),
         )

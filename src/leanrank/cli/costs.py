@@ -1,0 +1,428 @@
+"""`leanrank costs report|project` and `leanrank pricing`: what reranking cost, and what it would cost.
+
+Registered by the main app as `app.add_typer(costs_app, name="costs")` and
+`app.command("pricing")(pricing_command)`. Errors print one line on stderr (status 2 for the user's input,
+1 otherwise), never a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from leanrank.cost.ledger import GroupBy, Ledger, Total
+from leanrank.cost.period import Period
+from leanrank.cost.pricing import GpuPrice, Pricing
+from leanrank.cost.projection import Projection, Volume, gpu_capacity, measured_volume, project
+from leanrank.cost.report import CostReport, cost_report
+from leanrank.errors import InputError, LeanrankError
+from leanrank.settings import Settings
+
+costs_app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Rerank cost: ledger reports, projections."
+)
+out = Console()
+err = Console(stderr=True)
+_N = TypeVar("_N", int, float)
+
+# A course of ~100 students asking ~20 questions a month each; a one-sentence question.
+DEFAULT_QUERIES_PER_COURSE_MONTH = 2_000.0
+DEFAULT_COURSES = 10
+DEFAULT_QUERY_TOKENS = 20.0
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        err.print(
+            f"[red]error:[/red] invalid setting {where}: {first['msg']}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(2) from None
+    except LeanrankError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
+
+
+def _chart(draw: Callable[[Path], None], path: Path) -> None:
+    with _errors():
+        try:
+            draw(path)
+        except OSError as exc:
+            raise InputError(f"cannot write the chart to {path}: {exc.strerror or exc}") from None
+    err.print(f"chart written to {path}", highlight=False)
+
+
+def _period(text: str | None) -> Period:
+    return Period.parse(text) if text else Period.month_of(datetime.now(UTC))
+
+
+def _tokens(total: Total) -> int:
+    return total.query_tokens + total.document_tokens
+
+
+def _total_json(total: Total) -> dict[str, Any]:
+    return {
+        "key": total.key,
+        "calls": total.calls,
+        "requests": total.requests,
+        "documents": total.documents,
+        "cache_hits": total.cache_hits,
+        "query_tokens": total.query_tokens,
+        "document_tokens": total.document_tokens,
+        "cost_usd": total.cost_usd,
+        "unpriced_calls": total.unpriced,
+    }
+
+
+def _print_report(report: CostReport) -> None:
+    if not report.rows:
+        out.print(f"no rerank calls recorded in {report.period.label}", highlight=False)
+        return
+    table = Table(title=f"Rerank cost by {report.by}, {report.period.label} (UTC)")
+    table.add_column(report.by, overflow="fold")
+    for col in ("calls", "requests", "documents", "cache hits", "tokens", "cost, $", "unpriced"):
+        table.add_column(col, justify="right")
+    total = report.total
+    for row in (*report.rows, total):
+        name = "[bold]total[/bold]" if row is total else (row.key or "—")
+        table.add_row(
+            name,
+            f"{row.calls:,}",
+            f"{row.requests:,}",
+            f"{row.documents:,}",
+            f"{row.cache_hits:,}",
+            f"{_tokens(row):,}",
+            f"{row.cost_usd:,.4f}",
+            f"{row.unpriced:,}" if row.unpriced else "",
+            end_section=row is report.rows[-1],
+        )
+    out.print(table)
+    if total.unpriced:
+        out.print(f"{total.unpriced} calls have no known price and are not in the cost", highlight=False)
+
+
+@costs_app.command("report")
+def report_command(
+    by: Annotated[
+        GroupBy, typer.Option("--by", help="Group by course, backend, UTC day or tenant.")
+    ] = "course",
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period", help="YYYY-MM, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD (UTC); default: this month."
+        ),
+    ] = None,
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Also draw a bar chart into this PNG file.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Totals from the cost ledger for one period: calls, documents, tokens and dollars."""
+    with _errors():
+        chosen = _period(period)
+        with Ledger.from_settings(Settings()) as ledger:
+            report = cost_report(ledger, by, chosen)
+    if as_json:
+        body = {
+            "by": by,
+            "period": chosen.label,
+            "rows": [_total_json(r) for r in report.rows],
+            "total": _total_json(report.total),
+        }
+        sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
+    else:
+        _print_report(report)
+    if png is not None:
+        from leanrank.cost.plots import report_chart
+
+        _chart(lambda path: report_chart(report, path), png)
+
+
+def _base_volume(settings: Settings, from_ledger: bool, period: str | None) -> tuple[Volume, str]:
+    if from_ledger:
+        chosen = _period(period)
+        with Ledger.from_settings(settings) as ledger:
+            return measured_volume(ledger, chosen), f"measured in {chosen.label}"
+    if period is not None:
+        raise InputError("--period needs --from-ledger")
+    assumed = Volume(
+        DEFAULT_QUERIES_PER_COURSE_MONTH,
+        DEFAULT_COURSES,
+        settings.retrieve.depth,
+        settings.ingest.max_tokens,
+        DEFAULT_QUERY_TOKENS,
+    )
+    return assumed, "assumed"
+
+
+def _given(value: _N | None, default: _N) -> _N:
+    return default if value is None else value
+
+
+def _gpus(
+    pricing: Pricing, keys: list[str] | None, usd_per_hour: float | None, pairs: float | None
+) -> list[GpuPrice]:
+    if keys:
+        unknown = [k for k in keys if k not in pricing.gpus]
+        if unknown:
+            raise InputError(f"unknown GPU {', '.join(unknown)}; `leanrank pricing` lists them")
+        chosen = [pricing.gpus[k] for k in keys]
+    else:
+        chosen = list(pricing.gpus.values())
+    return [
+        replace(
+            g,
+            usd_per_hour=_given(usd_per_hour, g.usd_per_hour),
+            pairs_per_second=_given(pairs, g.pairs_per_second),
+        )
+        for g in chosen
+    ]
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f}" if value >= 1 else f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def _print_projection(p: Projection, origin: str) -> None:
+    v = p.volume
+    out.print(
+        f"[bold]{v.queries_per_course_month:,.0f}[/bold] calls per course-month × "
+        f"[bold]{v.courses}[/bold] courses = {v.queries_per_month:,.0f} calls a month; "
+        f"{v.candidates:g} candidates × {v.tokens_per_candidate:g} tokens, query {v.query_tokens:g} tokens "
+        f"({origin})",
+        highlight=False,
+    )
+    apis = Table(title="Paid rerank APIs, cheapest first")
+    apis.add_column("backend", overflow="fold")
+    for col in ("$ / call", "$ / course-month", "$ / month"):
+        apis.add_column(col, justify="right")
+    apis.add_column("price as of")
+    for a in p.apis:
+        mark = "" if a.price.verified else " [yellow]unverified[/yellow]"
+        apis.add_row(
+            a.price.key,
+            _money(a.per_query),
+            _money(a.per_course_month),
+            _money(a.per_month),
+            f"{a.price.as_of}{mark}",
+        )
+    out.print(apis)
+    if not p.gpus:
+        return
+    gpus = Table(
+        title="Self-hosted GPU: always on, one card; the API becomes dearer above these monthly calls"
+    )
+    gpus.add_column("backend", overflow="fold")
+    for g in p.gpus:
+        example = " (example)" if g.example else ""
+        gpus.add_column(
+            f"{g.key}{example}\n${g.usd_per_hour:g}/h = ${g.month_usd:,.0f}/month\n"
+            f"{g.pairs_per_second:g} pairs/s = {gpu_capacity(g, v.candidates):,.0f} calls/month",
+            justify="right",
+        )
+    for a in p.apis:
+        cells = []
+        for c in p.crossovers:
+            if c.api != a.price.key:
+                continue
+            if c.queries_per_month is None:
+                cells.append("never")
+            else:
+                courses = f" ({c.courses:,.1f} courses)" if c.courses is not None else ""
+                cells.append(f"{c.queries_per_month:,.0f}{courses}")
+        gpus.add_row(a.price.key, *cells)
+    out.print(gpus)
+
+
+def _projection_json(p: Projection, origin: str) -> dict[str, Any]:
+    v = p.volume
+    return {
+        "volume": {
+            "queries_per_course_month": v.queries_per_course_month,
+            "courses": v.courses,
+            "queries_per_month": v.queries_per_month,
+            "candidates": v.candidates,
+            "tokens_per_candidate": v.tokens_per_candidate,
+            "query_tokens": v.query_tokens,
+            "origin": origin,
+        },
+        "apis": [
+            {
+                "backend": a.price.key,
+                "per_query_usd": a.per_query,
+                "per_course_month_usd": a.per_course_month,
+                "per_month_usd": a.per_month,
+                "verified": a.price.verified,
+                "as_of": a.price.as_of.isoformat(),
+            }
+            for a in p.apis
+        ],
+        "gpus": [
+            {
+                "gpu": g.key,
+                "usd_per_hour": g.usd_per_hour,
+                "month_usd": g.month_usd,
+                "pairs_per_second": g.pairs_per_second,
+                "capacity_queries_per_month": gpu_capacity(g, v.candidates),
+                "example": g.example,
+            }
+            for g in p.gpus
+        ],
+        "crossovers": [
+            {"backend": c.api, "gpu": c.gpu, "queries_per_month": c.queries_per_month, "courses": c.courses}
+            for c in p.crossovers
+        ],
+    }
+
+
+@costs_app.command("project")
+def project_command(
+    queries_per_course_month: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help=f"Rerank calls per course and month [default: {DEFAULT_QUERIES_PER_COURSE_MONTH:g}].",
+        ),
+    ] = None,
+    courses: Annotated[int | None, typer.Option(min=1, help=f"Courses [default: {DEFAULT_COURSES}].")] = None,
+    candidates: Annotated[
+        int | None, typer.Option(min=1, help="Documents per call [default: the retrieve.depth setting].")
+    ] = None,
+    tokens_per_candidate: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Tokens per document [default: the ingest.max_tokens setting]."),
+    ] = None,
+    query_tokens: Annotated[
+        float | None, typer.Option(min=0.0, help=f"Tokens per query [default: {DEFAULT_QUERY_TOKENS:g}].")
+    ] = None,
+    from_ledger: Annotated[
+        bool,
+        typer.Option("--from-ledger", help="Start from the volume the ledger measured; flags override it."),
+    ] = False,
+    period: Annotated[
+        str | None, typer.Option("--period", help="Ledger period for --from-ledger; default: this month.")
+    ] = None,
+    gpu: Annotated[
+        list[str] | None,
+        typer.Option("--gpu", help="GPU price key, e.g. selfhost:h100 [default: every one]."),
+    ] = None,
+    gpu_usd_per_hour: Annotated[
+        float | None, typer.Option(min=0.0, help="Override the GPUs' hourly price (use with --gpu).")
+    ] = None,
+    pairs_per_second: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Override the GPUs' throughput in (query, document) pairs per second at your pair length "
+            "[default: each GPU's pairs_per_second in the price files; the packaged ones are rough "
+            "estimates for bge-reranker-v2-m3 in fp16: measure yours].",
+        ),
+    ] = None,
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Also plot cost against volume into this PNG.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of tables.")] = False,
+) -> None:
+    """Monthly cost of a rerank volume at every priced API, and the volume above which a GPU is cheaper."""
+    with _errors():
+        settings = Settings()
+        base, origin = _base_volume(settings, from_ledger, period)
+        volume = Volume(
+            _given(queries_per_course_month, base.queries_per_course_month),
+            _given(courses, base.courses),
+            _given(candidates, base.candidates),
+            _given(tokens_per_candidate, base.tokens_per_candidate),
+            _given(query_tokens, base.query_tokens),
+        )
+        if from_ledger and volume != base:
+            origin += ", with overrides"
+        pricing = Pricing.from_settings(settings)
+        gpus = _gpus(pricing, gpu, gpu_usd_per_hour, pairs_per_second)
+        projection = project(pricing.models.values(), gpus, volume)
+    if as_json:
+        sys.stdout.write(json.dumps(_projection_json(projection, origin)) + "\n")
+    else:
+        _print_projection(projection, origin)
+    if png is not None:
+        from leanrank.cost.plots import projection_chart
+
+        _chart(lambda path: projection_chart(projection, path), png)
+
+
+def pricing_command(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of tables.")] = False,
+) -> None:
+    """List the rerank prices in use (packaged and your own files) with their dates and sources."""
+    with _errors():
+        pricing = Pricing.from_settings(Settings())
+    models = sorted(pricing.models.values(), key=lambda m: m.key)
+    gpus = sorted(pricing.gpus.values(), key=lambda g: g.key)
+    if as_json:
+        body = {
+            "models": [
+                {
+                    "key": m.key,
+                    "unit": m.unit,
+                    "price": m.price,
+                    "currency": "USD",
+                    "as_of": m.as_of.isoformat(),
+                    "source": m.source,
+                    "verified": m.verified,
+                    "note": m.note,
+                }
+                for m in models
+            ],
+            "gpus": [
+                {
+                    "key": g.key,
+                    "unit": "per_gpu_hour",
+                    "price": g.usd_per_hour,
+                    "currency": "USD",
+                    "pairs_per_second": g.pairs_per_second,
+                    "as_of": g.as_of.isoformat(),
+                    "source": g.source,
+                    "verified": g.verified,
+                    "example": g.example,
+                    "note": g.note,
+                }
+                for g in gpus
+            ],
+        }
+        sys.stdout.write(json.dumps(body, indent=2) + "\n")
+        return
+    table = Table(title="Rerank API prices")
+    for col in ("backend", "price, USD", "unit", "as of", "verified", "source"):
+        table.add_column(col, overflow="fold")
+    for m in models:
+        verified = "yes" if m.verified else "[yellow]no[/yellow]"
+        table.add_row(m.key, f"{m.price:g}", m.unit, str(m.as_of), verified, m.source)
+    out.print(table)
+    if gpus:
+        gpu_table = Table(title="Self-hosted GPUs")
+        for col in ("gpu", "USD / hour", "pairs/s", "as of", "kind", "source"):
+            gpu_table.add_column(col, overflow="fold")
+        for g in gpus:
+            kind = "example" if g.example else ("verified" if g.verified else "[yellow]unverified[/yellow]")
+            gpu_table.add_row(
+                g.key, f"{g.usd_per_hour:g}", f"{g.pairs_per_second:g}", str(g.as_of), kind, g.source
+            )
+        out.print(gpu_table)
+    out.print(
+        "Override or add prices with TOML files in cost.pricing_dir (default <data_dir>/pricing).",
+        highlight=False,
+    )

@@ -1,0 +1,179 @@
+"""The cost commands registered on a tiny app exactly as the main app registers them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner, Result
+
+from leanrank.cli.costs import costs_app, pricing_command
+from leanrank.cost.ledger import Ledger
+from tests.cost.conftest import make_record
+
+app = typer.Typer()
+app.add_typer(costs_app, name="costs")
+app.command("pricing")(pricing_command)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # no leanrank.toml from elsewhere
+    monkeypatch.setenv("LEANRANK_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "200")  # tables fold long keys at the default 80
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def seeded(data_dir: Path) -> Path:
+    with Ledger(f"sqlite:///{data_dir / 'ledger.sqlite'}") as ledger:
+        ledger.record(make_record("a", course="c1", documents=20, query_tokens=20, document_tokens=3200))
+        ledger.record(make_record("b", course="c2", documents=20, query_tokens=20, document_tokens=3200))
+        ledger.record(
+            make_record("c", course="c2", cost_usd=None, backend="tei:http://gpu", model="http://gpu")
+        )
+    return data_dir
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+def run_json(*args: str) -> Any:
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_pricing_lists_models_and_gpus(data_dir: Path) -> None:
+    body = run_json("pricing")
+    cohere = next(m for m in body["models"] if m["key"] == "cohere:rerank-v3.5")
+    assert (cohere["price"], cohere["unit"], cohere["verified"]) == (2.0, "per_1k_search_units", True)
+    assert {g["key"] for g in body["gpus"]} == {"selfhost:h100", "selfhost:l4"}
+    table = run("pricing")
+    assert table.exit_code == 0
+    assert "cohere:rerank-v3.5" in table.stdout
+    assert "example" in table.stdout
+
+
+def test_report_json_and_table(seeded: Path) -> None:
+    body = run_json("costs", "report", "--by", "course", "--period", "2026-11")
+    assert [(r["key"], r["calls"], r["cost_usd"], r["unpriced_calls"]) for r in body["rows"]] == [
+        ("c1", 1, 0.004, 0),
+        ("c2", 2, 0.004, 1),
+    ]
+    assert body["total"]["cost_usd"] == pytest.approx(0.008)
+    table = run("costs", "report", "--by", "backend", "--period", "2026-11")
+    assert table.exit_code == 0
+    assert "tei:http://gpu" in table.stdout
+    assert "total" in table.stdout
+    assert "1 calls have no known price" in table.stdout
+
+
+def test_report_png(seeded: Path, tmp_path: Path) -> None:
+    result = run("costs", "report", "--by", "day", "--period", "2026-11", "--png", str(tmp_path / "r.png"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_report_of_an_empty_period(seeded: Path) -> None:
+    result = run("costs", "report", "--period", "2026-10")
+    assert (result.exit_code, result.stdout.strip()) == (0, "no rerank calls recorded in 2026-10")
+
+
+def test_project_assumed_volume_by_hand(data_dir: Path) -> None:
+    body = run_json("costs", "project", "--candidates", "20", "--tokens-per-candidate", "160")
+    assert body["volume"]["queries_per_month"] == 2000 * 10
+    cohere = next(a for a in body["apis"] if a["backend"] == "cohere:rerank-v3.5")
+    assert cohere["per_month_usd"] == pytest.approx(0.002 * 20_000)
+    cross = next(
+        c for c in body["crossovers"] if (c["backend"], c["gpu"]) == ("cohere:rerank-v3.5", "selfhost:h100")
+    )
+    assert cross["queries_per_month"] == pytest.approx(2.5 * 730 / 0.002)
+
+
+def test_project_gpu_overrides(data_dir: Path) -> None:
+    body = run_json(
+        "costs", "project", "--candidates", "20", "--gpu", "selfhost:h100", "--gpu-usd-per-hour", "1",
+        "--pairs-per-second", "100",
+    )  # fmt: skip
+    assert [g["gpu"] for g in body["gpus"]] == ["selfhost:h100"]
+    assert body["gpus"][0]["capacity_queries_per_month"] == pytest.approx(100 * 3600 * 730 / 20)
+    cross = next(c for c in body["crossovers"] if c["backend"] == "cohere:rerank-v3.5")
+    assert cross["queries_per_month"] == pytest.approx(730 / 0.002)
+
+
+def test_project_from_ledger_with_an_override(seeded: Path) -> None:
+    body = run_json("costs", "project", "--from-ledger", "--period", "2026-11", "--courses", "50")
+    volume = body["volume"]
+    assert (volume["courses"], volume["candidates"], volume["tokens_per_candidate"]) == (
+        50,
+        (20 + 20 + 120) / 3,
+        160,
+    )
+    assert volume["queries_per_course_month"] == pytest.approx(3 / 2)
+    assert volume["origin"] == "measured in 2026-11, with overrides"
+
+
+def test_project_table_and_png(data_dir: Path, tmp_path: Path) -> None:
+    result = run("costs", "project", "--png", str(tmp_path / "p.png"))
+    assert result.exit_code == 0, result.output
+    assert "cohere:rerank-v3.5" in result.stdout
+    assert "unverified" in result.stdout
+    assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (("costs", "report", "--period", "November"), 2, "error: period 'November': expected YYYY-MM"),
+        (("costs", "project", "--period", "2026-11"), 2, "error: --period needs --from-ledger"),
+        (("costs", "project", "--gpu", "selfhost:tpu"), 2, "error: unknown GPU selfhost:tpu"),
+        (
+            ("costs", "project", "--png", "/nonexistent/dir/p.png"),
+            2,
+            "error: cannot write the chart to /nonexistent",
+        ),
+        (
+            ("costs", "project", "--from-ledger", "--period", "2026-10"),
+            2,
+            "error: no rerank calls recorded in 2026-10",
+        ),
+    ],
+)
+def test_errors_are_one_line(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], status: int, message: str
+) -> None:
+    monkeypatch.delenv("COLUMNS")  # one line even where rich would wrap at 80 columns
+    result = run(*args)
+    assert result.exit_code == status
+    assert result.stderr.strip() == result.stderr.strip().splitlines()[0]
+    assert result.stderr.startswith(message)
+    assert "Traceback" not in result.output
+
+
+def test_bad_settings_are_one_line(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS")
+    monkeypatch.setenv("LEANRANK_COST__LEDGER_URL", "mysql://u:pw@h/db")
+    result = run("costs", "report")
+    assert (result.exit_code, result.stderr.strip()) == (
+        1,
+        "error: ledger database mysql://u:***@h/db: only sqlite and postgresql are supported",
+    )
+    monkeypatch.setenv("LEANRANK_COST__BUDGETS", '[{"scope": "planet", "name": "x", "hard_usd": 1}]')
+    result = run("pricing")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: invalid setting cost.budgets.0.scope")
+
+
+def test_a_broken_price_file_is_named(data_dir: Path) -> None:
+    (data_dir / "pricing").mkdir(parents=True)
+    (data_dir / "pricing" / "mine.toml").write_text('provider = "cohere"\n')
+    result = run("pricing")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"error: price file {data_dir / 'pricing' / 'mine.toml'}: price: Field required"
+    )

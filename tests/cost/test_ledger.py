@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
+from multiprocessing.synchronize import Event
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from leanrank.cost.ledger import DEFAULT_TABLE, Ledger, LedgerRecord, Total
+from leanrank.cost.period import Period
+from leanrank.errors import ConfigError, StoreError
+from leanrank.settings import Settings
+from tests.cost.conftest import make_record
+
+NOVEMBER = Period.parse("2026-11")
+
+
+def test_same_request_and_stage_is_recorded_once(ledger: Ledger) -> None:
+    assert ledger.record(make_record("r1")) is True
+    assert ledger.record(make_record("r1", cost_usd=99.0)) is False  # a retry: dropped, not updated
+    assert ledger.record(make_record("r1", stage="rerank2")) is True  # another stage of the same request
+    [total] = ledger.totals("course", NOVEMBER)
+    assert (total.calls, total.requests, total.cost_usd) == (2, 1, pytest.approx(0.008))
+
+
+def test_totals_by_each_key_add_up_by_hand(ledger: Ledger) -> None:
+    ledger.record(make_record("a", course="c1", tenant="t1", cost_usd=0.004))
+    ledger.record(make_record("b", course="c1", tenant="t2", cost_usd=0.002, documents=50, cache_hits=10))
+    ledger.record(
+        make_record(
+            "c",
+            course="c2",
+            tenant=None,
+            backend="voyage:rerank-2.5",
+            model="rerank-2.5",
+            time=datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC),
+            cost_usd=None,
+            query_tokens=0,
+            document_tokens=1000,
+        )
+    )
+    ledger.record(make_record("outside", time=datetime(2026, 12, 1, 0, 0, tzinfo=UTC)))
+
+    c1, c2 = ledger.totals("course", NOVEMBER)
+    assert c1 == Total("c1", 2, 2, 120 + 50, 10, 12 + 12, 19_200 + 19_200, c1.cost_usd, 0)
+    assert c1.cost_usd == pytest.approx(0.004 + 0.002)
+    assert c2 == Total("c2", 1, 1, 120, 0, 0, 1000, 0.0, 1)  # unknown cost: counted, not summed
+    assert [(t.key, t.calls) for t in ledger.totals("tenant", NOVEMBER)] == [("t1", 1), ("t2", 1), (None, 1)]
+    assert [(t.key, t.calls) for t in ledger.totals("backend", NOVEMBER)] == [
+        ("cohere:rerank-v3.5", 2),
+        ("voyage:rerank-2.5", 1),
+    ]
+    assert [(t.key, t.calls) for t in ledger.totals("day", NOVEMBER)] == [
+        ("2026-11-03", 2),
+        ("2026-11-30", 1),
+    ]
+    assert [(t.key, t.calls) for t in ledger.totals("day", Period.parse("2026-12"))] == [("2026-12-01", 1)]
+
+
+def test_day_boundaries_are_utc_whatever_the_offset_given(ledger: Ledger) -> None:
+    moscow = timezone(timedelta(hours=3))
+    ledger.record(make_record("late", time=datetime(2026, 11, 4, 1, 30, tzinfo=moscow)))  # 22:30 UTC, 3rd
+    assert [t.key for t in ledger.totals("day", NOVEMBER)] == ["2026-11-03"]
+    assert ledger.spent("course", "python-101", Period.parse("2026-11-03")) == pytest.approx(0.004)
+    assert ledger.spent("course", "python-101", Period.parse("2026-11-04")) == 0.0
+
+
+def test_spent_sums_known_costs_of_one_course_or_tenant(ledger: Ledger) -> None:
+    ledger.record(make_record("a", course="c1", tenant="t1", cost_usd=0.25))
+    ledger.record(make_record("b", course="c1", tenant="t2", cost_usd=0.5))
+    ledger.record(make_record("c", course="c2", tenant="t1", cost_usd=None))
+    assert ledger.spent("course", "c1", NOVEMBER) == 0.75
+    assert ledger.spent("tenant", "t1", NOVEMBER) == 0.25
+    assert ledger.spent("course", "nobody", NOVEMBER) == 0.0
+
+
+def test_empty_period_has_no_rows(ledger: Ledger) -> None:
+    assert ledger.totals("course", NOVEMBER) == []
+
+
+def test_sqlite_file_is_wal_and_syncs_every_commit(sqlite_url: str, tmp_path: Path) -> None:
+    with Ledger(sqlite_url) as ledger:
+        ledger.record(make_record())
+        with ledger._engine.connect() as conn:  # the pragmas are per connection: ask one of the pool's
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def _record_then_die(url: str) -> None:
+    ledger = Ledger(url)
+    ledger.record(make_record("last-words"))
+    os.kill(os.getpid(), signal.SIGKILL)  # no close, no atexit, no flush
+
+
+def test_a_record_survives_the_process_being_killed_right_after(sqlite_url: str) -> None:
+    process = multiprocessing.get_context("spawn").Process(target=_record_then_die, args=(sqlite_url,))
+    process.start()
+    process.join(30)
+    assert process.exitcode == -signal.SIGKILL
+    with Ledger(sqlite_url) as ledger:
+        assert [(t.calls, t.cost_usd) for t in ledger.totals("course", NOVEMBER)] == [(1, 0.004)]
+
+
+def _write_many(
+    url: str, table: str, first: int, last: int, start: Event, results: multiprocessing.Queue[int]
+) -> None:
+    with Ledger(url, table=table) as ledger:
+        start.wait(30)  # both processes then also race to create the table
+        results.put(sum(ledger.record(make_record(f"req-{i}", cost_usd=0.001)) for i in range(first, last)))
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_processes_writing_at_once_lose_and_duplicate_nothing(
+    database: str, request: pytest.FixtureRequest, sqlite_url: str
+) -> None:
+    if database == "sqlite":
+        url, table = sqlite_url, DEFAULT_TABLE
+    else:
+        url, table = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_table")
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Event(), ctx.Queue()
+    # Overlapping ranges: requests 100..199 are written by both processes, at the same time.
+    workers = [
+        ctx.Process(target=_write_many, args=(url, table, a, b, start, results))
+        for a, b in ((0, 200), (100, 300))
+    ]
+    for worker in workers:
+        worker.start()
+    start.set()
+    inserted = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    assert sum(inserted) == 300
+    with Ledger(url, table=table) as ledger:
+        [total] = ledger.totals("course", NOVEMBER)
+    assert (total.calls, total.requests) == (300, 300)
+    assert total.cost_usd == pytest.approx(0.3)
+
+
+def test_from_settings_defaults_to_sqlite_in_data_dir(tmp_path: Path) -> None:
+    with Ledger.from_settings(Settings(data_dir=tmp_path / "data")) as ledger:
+        ledger.record(make_record())
+    assert (tmp_path / "data" / "ledger.sqlite").is_file()
+
+
+def test_plain_postgresql_urls_use_psycopg(pg_url: str, pg_table: str) -> None:
+    plain = pg_url.replace("+psycopg", "")  # SQLAlchemy would pick psycopg2, which is not installed
+    with Ledger(plain, table=pg_table) as ledger:
+        assert ledger.record(make_record())
+
+
+def test_ledger_url_comes_from_settings(tmp_path: Path) -> None:
+    settings = Settings(cost={"ledger_url": f"sqlite:///{tmp_path / 'elsewhere.sqlite'}"})  # type: ignore[arg-type]
+    with Ledger.from_settings(settings) as ledger:
+        ledger.record(make_record())
+    assert (tmp_path / "elsewhere.sqlite").is_file()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "not a database URL"),
+        ("mysql://u@h/db", "only sqlite and postgresql"),
+        ("sqlite://", "needs a file"),
+    ],
+)
+def test_unusable_urls_are_config_errors(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Ledger(url)
+
+
+def test_bad_table_name_is_refused(sqlite_url: str) -> None:
+    with pytest.raises(ConfigError, match="table name"):
+        Ledger(sqlite_url, table="calls; DROP TABLE x")
+
+
+def test_unreachable_database_is_a_store_error_without_the_password() -> None:
+    ledger = Ledger("postgresql+psycopg://u:s3cret@127.0.0.1:9/db", connect_timeout_s=2)
+    with pytest.raises(StoreError, match=r"ledger postgresql\+psycopg://u:\*\*\*@127.0.0.1:9/db") as caught:
+        ledger.record(make_record())
+    assert "s3cret" not in str(caught.value)
+
+
+def test_naive_times_are_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        make_record(time=datetime(2026, 11, 3))
+
+
+def test_cache_hit_means_nothing_was_sent() -> None:
+    assert make_record(documents=5, cache_hits=5).cache_hit
+    assert not make_record(documents=5, cache_hits=2).cache_hit
+    assert not make_record(documents=0, cache_hits=0).cache_hit
+
+
+def test_written_columns_round_trip(sqlite_url: str) -> None:
+    record: LedgerRecord = make_record("x", tenant=None, cost_usd=None, cache_hits=120)
+    with Ledger(sqlite_url) as ledger:
+        ledger.record(record)
+        with ledger._engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT * FROM leanrank_rerank_calls")).mappings().one()
+    assert row["time"] == "2026-11-03 10:00:00.000000"
+    assert (row["tenant"], row["cost_usd"], row["cache_hit"], row["cache_hits"]) == (None, None, 1, 120)
+    assert (row["request_id"], row["billed_unit"], row["latency_ms"]) == ("x", "search_units", 85.0)

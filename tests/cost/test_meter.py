@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from leanrank.cost.budget import Budget, BudgetExceededError
+from leanrank.cost.ledger import Ledger, LedgerRecord
+from leanrank.cost.meter import Meter
+from leanrank.cost.period import Period
+from leanrank.cost.pricing import Pricing
+from leanrank.rerank.base import RerankResponse, Usage
+from leanrank.rerank.identity import IdentityReranker
+from leanrank.settings import BudgetSettings, Settings
+from tests.cost.conftest import NOV_3, make_record
+
+NOVEMBER = Period.parse("2026-11")
+DOCS = [f"документ номер {i}" for i in range(120)]
+PRICING = Pricing.load()
+
+
+@dataclass
+class FakeReranker:
+    """A backend answering with a fixed usage shape: the meter is tested, not a provider."""
+
+    name: str
+    usage: Callable[[str, Sequence[str]], Usage]
+    served_by: str | None = None
+    calls: int = 0
+
+    async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+        self.calls += 1
+        scores = tuple(-float(i) for i in range(len(documents)))
+        return RerankResponse(scores, self.usage(query, documents), served_by=self.served_by)
+
+
+def cohere_usage(query: str, documents: Sequence[str]) -> Usage:
+    units = float(-(-len(documents) // 100))
+    return Usage(0, 0, units, "search_units", "reported", 0.2, len(documents))
+
+
+def cohere() -> FakeReranker:
+    return FakeReranker("cohere:rerank-v3.5", cohere_usage)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    return Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+
+
+def meter(ledger: Ledger, *rules: BudgetSettings) -> Meter:
+    return Meter(ledger, PRICING, Budget(rules, ledger) if rules else None, clock=lambda: NOV_3)
+
+
+async def test_a_paid_call_is_priced_recorded_and_returned(ledger: Ledger) -> None:
+    backend = cohere()
+    got = await meter(ledger).rerank(
+        backend, "что такое список", DOCS, request_id="q1", course="py", tenant="t"
+    )
+    assert got.served_by == "cohere:rerank-v3.5"
+    assert got.cost_usd == pytest.approx(0.004)  # 120 documents = 2 search units at $2 / 1k
+    assert got.response.usage.cost_usd == pytest.approx(0.004)
+    assert (got.budget_state.level, got.recorded) == ("ok", True)
+    assert len(got.response.scores) == 120
+    [total] = ledger.totals("backend", NOVEMBER)
+    assert (total.key, total.calls, total.documents, total.cost_usd) == ("cohere:rerank-v3.5", 1, 120, 0.004)
+
+
+async def test_a_retried_request_is_served_but_billed_once(ledger: Ledger) -> None:
+    m, backend = meter(ledger), cohere()
+    first = await m.rerank(backend, "q", DOCS, request_id="q1", course="py")
+    again = await m.rerank(backend, "q", DOCS, request_id="q1", course="py")
+    assert (first.recorded, again.recorded, backend.calls) == (True, False, 2)
+    assert [t.calls for t in ledger.totals("course", NOVEMBER)] == [1]
+
+
+async def test_budget_moves_from_paid_to_fallback_at_the_hard_cap(ledger: Ledger) -> None:
+    # $0.004 a call against a hard cap of $0.006: two paid calls (0 and 0.004 spent before them), then free.
+    m, backend = meter(ledger, BudgetSettings(scope="course", name="py", hard_usd=0.006)), cohere()
+    served = []
+    for i in range(3):
+        got = await m.rerank(backend, "q", DOCS, request_id=f"q{i}", course="py", fallback=IdentityReranker())
+        served.append((got.served_by, got.budget_state.level, got.cost_usd))
+    assert served == [
+        ("cohere:rerank-v3.5", "ok", pytest.approx(0.004)),
+        ("cohere:rerank-v3.5", "ok", pytest.approx(0.004)),
+        ("identity", "hard", 0.0),
+    ]
+    assert backend.calls == 2
+    assert got.response.failed == ("cohere:rerank-v3.5: budget course:py/month reached, $0.0080 spent",)
+    assert got.response.scores == tuple(1 - i / 120 for i in range(120))  # identity order
+    assert [(t.key, t.calls) for t in ledger.totals("backend", NOVEMBER)] == [
+        ("cohere:rerank-v3.5", 2),
+        ("identity", 1),
+    ]
+
+
+async def test_over_a_hard_cap_without_a_free_fallback_nothing_is_called(ledger: Ledger) -> None:
+    ledger.record(_spent_record(1.0))
+    m, backend = meter(ledger, BudgetSettings(scope="tenant", name="t", hard_usd=1.0)), cohere()
+    with pytest.raises(BudgetExceededError, match="tenant:t/month"):
+        await m.rerank(backend, "q", DOCS, request_id="q1", course="py", tenant="t")
+    paid_fallback = FakeReranker("voyage:rerank-2.5", cohere_usage)
+    with pytest.raises(BudgetExceededError):
+        await m.rerank(backend, "q", DOCS, request_id="q1", course="py", tenant="t", fallback=paid_fallback)
+    assert (backend.calls, paid_fallback.calls) == (0, 0)
+    assert sum(t.calls for t in ledger.totals("course", NOVEMBER)) == 1  # only the seeded record
+
+
+async def test_a_free_backend_is_not_stopped_by_a_hard_cap(ledger: Ledger) -> None:
+    ledger.record(_spent_record(1.0))
+    m = meter(ledger, BudgetSettings(scope="course", name="py", hard_usd=0.5))
+    local = FakeReranker(
+        "local:BAAI/bge-reranker-v2-m3", lambda q, d: Usage(3, 30, 33.0, "tokens", "tokenizer", 0.1, 3)
+    )
+    got = await m.rerank(local, "q", ["a", "b", "c"], request_id="q1", course="py")
+    assert (got.served_by, got.budget_state.level, got.cost_usd, local.calls) == (local.name, "hard", 0.0, 1)
+
+
+async def test_soft_cap_serves_the_paid_backend(ledger: Ledger) -> None:
+    ledger.record(_spent_record(1.0))
+    got = await meter(ledger, BudgetSettings(scope="course", name="py", soft_usd=0.5, hard_usd=2.0)).rerank(
+        cohere(), "q", DOCS, request_id="q1", course="py"
+    )
+    assert (got.served_by, got.budget_state.level) == ("cohere:rerank-v3.5", "soft")
+
+
+async def test_reported_cost_wins_over_the_price_list(ledger: Ledger) -> None:
+    deepinfra = FakeReranker(
+        "deepinfra:Qwen/Qwen3-Reranker-0.6B",
+        lambda q, d: Usage(0, 5000, 5000.0, "tokens", "reported", 0.1, len(d), cost_usd=0.00123),
+    )
+    got = await meter(ledger).rerank(deepinfra, "q", DOCS[:3], request_id="q1", course="py")
+    assert got.cost_usd == 0.00123
+
+
+async def test_a_character_estimate_is_recounted_with_the_models_tokenizer(ledger: Ledger) -> None:
+    estimated = FakeReranker(
+        "siliconflow:Qwen/Qwen3-Reranker-0.6B",
+        lambda q, d: Usage(3, 6, 15.0, "tokens", "estimate", 0.1, len(d)),
+    )
+    got = await meter(ledger).rerank(
+        estimated, "Привет, мир!", ["Hello world", "Привет, мир!"], request_id="q", course="c"
+    )
+    usage = got.response.usage
+    # Qwen tokens (pinned in test_tokens): query 6; documents 2 + 6; the query is paid once per document.
+    assert (usage.query_tokens, usage.document_tokens, usage.billed_units) == (6, 8, 6 * 2 + 8)
+    assert usage.count_source == "tokenizer"
+    assert got.cost_usd == pytest.approx(20 * 0.01 / 1e6)
+
+
+async def test_estimates_without_a_bundled_tokenizer_are_kept(ledger: Ledger) -> None:
+    voyage = FakeReranker(
+        "voyage:rerank-2.5", lambda q, d: Usage(3, 6, 12.0, "tokens", "estimate", 0.1, len(d))
+    )
+    got = await meter(ledger).rerank(voyage, "q", ["a", "b"], request_id="q", course="c")
+    assert (got.response.usage.billed_units, got.response.usage.count_source) == (12.0, "estimate")
+    assert got.cost_usd == pytest.approx(12 * 0.05 / 1e6)
+
+
+async def test_cache_hits_cost_nothing_and_are_counted(ledger: Ledger) -> None:
+    cached = FakeReranker(
+        "cohere:rerank-v3.5",
+        lambda q, d: replace(Usage.free(len(d), 0.001), cache_hits=len(d)),
+        served_by="cache",
+    )
+    got = await meter(ledger).rerank(cached, "q", DOCS[:10], request_id="q1", course="py")
+    assert (got.served_by, got.cost_usd) == ("cache", 0.0)
+    [total] = ledger.totals("backend", NOVEMBER)
+    assert (total.key, total.documents, total.cache_hits, total.cost_usd) == ("cache", 10, 10, 0.0)
+
+
+def test_from_settings_builds_ledger_prices_and_budgets(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path, cost={"budgets": [{"scope": "course", "name": "*", "hard_usd": 1}]}
+    )  # type: ignore[arg-type]
+    assert isinstance(Meter.from_settings(settings), Meter)
+    assert (tmp_path / "ledger.sqlite").exists() is False  # nothing is written before the first call
+
+
+def _spent_record(usd: float) -> LedgerRecord:
+    return make_record("seed", course="py", tenant="t", cost_usd=usd)
