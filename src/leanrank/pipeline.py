@@ -26,7 +26,7 @@ from leanrank.errors import (
     UnknownCourseError,
 )
 from leanrank.index.base import Store
-from leanrank.index.edge import EdgeStore
+from leanrank.index.factory import open_store
 from leanrank.ingest.chunker import ChunkerConfig, chunk_source
 from leanrank.ingest.files import discover, file_hash, source_id
 from leanrank.ingest.loaders import parse_file, read_file
@@ -104,9 +104,7 @@ class Pipeline:
         self.settings = settings or Settings()
         self.dense = dense or dense_encoder(self.settings.encoder)
         self.sparse = sparse or Bm25Encoder()
-        self.store = store or EdgeStore(
-            self.settings.data_dir / "index", dim=self.dense.dim, encoder=self.dense.name
-        )
+        self.store = store or open_store(self.settings, self.dense.dim, self.dense.name)
         self.retriever = HybridRetriever(self.store, self.dense, self.sparse, self.settings.retrieve)
         self.rerank = RerankStage(
             reranker or reranker_by_name(self.settings.rerank.backend), self.settings.rerank.top_k

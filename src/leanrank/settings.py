@@ -33,7 +33,8 @@ class RetrieveSettings(BaseModel):
     """The hybrid first stage.
 
     Fusion is reciprocal rank fusion computed inside Qdrant with its convention:
-    `score(d) = Σ_i w_i / (k + rank_i(d))` with **0-based** ranks (the top hit of a list adds `w_i / k`).
+    `score(d) = Σ_i 1 / ((rank_i(d) + 1) / w_i + k - 1)` with **0-based** ranks: unweighted, the top hit of
+    a list adds `1/k`; a weight stretches the list's ranks (see `leanrank.retrieve.fusion`).
     """
 
     mode: Literal["hybrid", "dense", "sparse"] = Field(

@@ -1,4 +1,8 @@
-"""The embedded store against the real Qdrant Edge engine (no encoder: hand-made 4-d vectors)."""
+"""The store contract against the real Qdrant Edge engine and qdrant-client's local mode.
+
+No encoder: hand-made 4-d vectors. The generic tests take the parametrised `store` fixture, so both stores
+pass the same ones.
+"""
 
 from pathlib import Path
 
@@ -7,8 +11,9 @@ import pytest
 
 from leanrank.encode.base import SparseVec
 from leanrank.errors import ConfigError, StoreError
-from leanrank.index.base import HybridQuery
+from leanrank.index.base import HybridQuery, Store
 from leanrank.index.edge import EdgeStore, point_id
+from leanrank.index.qdrant import QdrantStore
 from leanrank.types import Chunk, Lang
 
 
@@ -24,7 +29,7 @@ def vec(*xs: float) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def write(store: EdgeStore, chunks: list[Chunk], dense: list[np.ndarray], terms: list[list[int]]) -> None:
+def write(store: Store, chunks: list[Chunk], dense: list[np.ndarray], terms: list[list[int]]) -> None:
     course, source = chunks[0].course, chunks[0].source
     sparse = [SparseVec(tuple(t), tuple(1.0 for _ in t)) for t in terms]
     store.replace_source(course, source, chunks, np.stack(dense), sparse)
@@ -42,14 +47,18 @@ def query(course: str, dense: np.ndarray, terms: list[int], **kw: object) -> Hyb
     )
 
 
-@pytest.fixture
-def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = EdgeStore(tmp_path / "idx", dim=4, encoder="test")
+@pytest.fixture(params=["edge", "qdrant"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    s: Store
+    if request.param == "edge":
+        s = EdgeStore(tmp_path / "idx", dim=4, encoder="test")
+    else:
+        s = QdrantStore(":memory:", dim=4, encoder="test")
     yield s
     s.close()
 
 
-def test_fused_score_is_rrf_with_zero_based_ranks(store: EdgeStore) -> None:
+def test_fused_score_is_rrf_with_zero_based_ranks(store: Store) -> None:
     chunks = [chunk("c", "a.md", i, t) for i, t in enumerate(["alpha", "beta", "gamma"])]
     write(store, chunks, [vec(1, 0, 0, 0), vec(0.9, 0.1, 0, 0), vec(0, 0, 1, 0)], [[1], [2], [2, 3]])
     got = store.hybrid(query("c", vec(1, 0, 0, 0), [2]))
@@ -63,7 +72,18 @@ def test_fused_score_is_rrf_with_zero_based_ranks(store: EdgeStore) -> None:
     assert alpha.fused == pytest.approx(1 / 60, rel=1e-6)
 
 
-def test_course_filter_isolates_tenants(store: EdgeStore) -> None:
+def test_weighted_fusion_stretches_ranks(store: Store) -> None:
+    """Qdrant's weighted RRF divides the 1-based rank by the weight: w=0.5 scores rank r like rank 2r+1."""
+    chunks = [chunk("c", "a.md", i, t) for i, t in enumerate(["alpha", "beta", "gamma"])]
+    write(store, chunks, [vec(1, 0, 0, 0), vec(0.9, 0.1, 0, 0), vec(0, 0, 1, 0)], [[1], [2], [2, 3]])
+    got = store.hybrid(query("c", vec(1, 0, 0, 0), [2], weights=(1.0, 0.5)))
+    for c in got:
+        terms = [(c.dense_rank, 1.0), (c.bm25_rank, 0.5)]
+        expected = sum(1 / ((r + 1) / w + 60 - 1) for r, w in terms if r is not None)
+        assert c.fused == pytest.approx(expected, rel=1e-6), c.chunk.text
+
+
+def test_course_filter_isolates_tenants(store: Store) -> None:
     write(store, [chunk("a", "x.md", 0, "secret of course a")], [vec(1, 0, 0, 0)], [[7]])
     write(store, [chunk("b", "x.md", 0, "text of course b")], [vec(1, 0, 0, 0)], [[7]])
     hits = store.hybrid(query("b", vec(1, 0, 0, 0), [7]))
@@ -72,7 +92,7 @@ def test_course_filter_isolates_tenants(store: EdgeStore) -> None:
     assert (store.count("a"), store.count("b"), store.count("zzz")) == (1, 1, 0)
 
 
-def test_replace_source_is_idempotent_and_replaces_changed_files(store: EdgeStore) -> None:
+def test_replace_source_is_idempotent_and_replaces_changed_files(store: Store) -> None:
     v1 = [chunk("c", "l.md", 0, "one", "v1"), chunk("c", "l.md", 1, "two", "v1")]
     write(store, v1, [vec(1, 0, 0, 0), vec(0, 1, 0, 0)], [[1], [2]])
     write(store, v1, [vec(1, 0, 0, 0), vec(0, 1, 0, 0)], [[1], [2]])
@@ -90,7 +110,7 @@ def test_replace_source_is_idempotent_and_replaces_changed_files(store: EdgeStor
     assert point_id(v1[0]) == point_id(chunk("c", "l.md", 0, "one", "other-file-hash"))
 
 
-def test_filters_by_language_and_heading_prefix(store: EdgeStore) -> None:
+def test_filters_by_language_and_heading_prefix(store: Store) -> None:
     chunks = [
         chunk("c", "l.md", 0, "циклы for", heading=("Урок 2", "Циклы")),
         chunk("c", "l.md", 1, "loops for", heading=("Lesson 2", "Loops")),
@@ -104,7 +124,7 @@ def test_filters_by_language_and_heading_prefix(store: EdgeStore) -> None:
     assert [h.chunk.text for h in got] == ["loops for"]
 
 
-def test_delete_course_and_source(store: EdgeStore) -> None:
+def test_delete_course_and_source(store: Store) -> None:
     write(store, [chunk("a", "x.md", 0, "a1")], [vec(1, 0, 0, 0)], [[1]])
     write(store, [chunk("a", "y.md", 0, "a2")], [vec(1, 0, 0, 0)], [[1]])
     write(store, [chunk("b", "x.md", 0, "b1")], [vec(1, 0, 0, 0)], [[1]])
@@ -125,3 +145,16 @@ def test_reopen_keeps_data_and_checks_the_encoder(tmp_path: Path) -> None:
     s.close()
     with pytest.raises(ConfigError, match="was built with"):
         EdgeStore(tmp_path / "idx", dim=8, encoder="other")
+
+
+def test_a_query_without_terms_is_dense_only(store: Store) -> None:
+    write(
+        store,
+        [chunk("c", "a.md", 0, "alpha"), chunk("c", "a.md", 1, "beta")],
+        [vec(1, 0, 0, 0), vec(0, 1, 0, 0)],
+        [[1], [2]],
+    )
+    hits = store.hybrid(query("c", vec(1, 0, 0, 0), []))
+    assert [h.chunk.text for h in hits] == ["alpha", "beta"]
+    assert hits[0].fused == pytest.approx(1 / 60, rel=1e-6)
+    assert {h.bm25_rank for h in hits} == {None}

@@ -39,6 +39,16 @@ class Candidate:
     bm25_rank: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class StoredPoint:
+    """One indexed chunk with both its vectors: what a migration copies from one store to another."""
+
+    chunk_id: str
+    chunk: Chunk
+    dense: Matrix
+    sparse: SparseVec
+
+
 class Store(Protocol):
     """A course-partitioned hybrid index. Every write of one source is all-or-nothing for readers."""
 
@@ -73,3 +83,11 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class PointSource(Store, Protocol):
+    """A store that can stream out everything it holds; kept out of `Store`, which retrieval uses."""
+
+    def scroll(self, limit: int, offset: str | None = None) -> tuple[list[StoredPoint], str | None]:
+        """Up to `limit` points in id order from `offset`, and where to go on from (`None` at the end)."""
+        ...

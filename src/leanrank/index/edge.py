@@ -15,17 +15,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import qdrant_edge as qe
 
 from leanrank.encode.base import Matrix, SparseVec
 from leanrank.errors import ConfigError, StoreError
-from leanrank.index.base import Candidate, HybridQuery
+from leanrank.index.base import Candidate, HybridQuery, StoredPoint
 from leanrank.types import Chunk
 
 SCHEMA_VERSION = 1
 _NAMESPACE = uuid.UUID("6f1c2b1e-3c55-4a8e-9f0e-6c65616e72a1")
-_KEYWORD_FIELDS = ("course", "lang", "source", "file_hash", "heading_prefixes")
+KEYWORD_FIELDS = ("course", "lang", "source", "file_hash", "heading_prefixes")
 _FACET_LIMIT = 1_000_000
+META_FILE = "leanrank-index.json"
 
 
 def point_id(chunk: Chunk) -> str:
@@ -38,7 +40,8 @@ def _heading_prefixes(heading: Sequence[str]) -> list[str]:
     return [" > ".join(heading[: i + 1]) for i in range(len(heading))]
 
 
-def _payload(chunk: Chunk) -> dict[str, Any]:
+def chunk_payload(chunk: Chunk) -> dict[str, Any]:
+    """The payload every store writes (the Qdrant server store too), so a migration copies it unchanged."""
     return {
         "course": chunk.course,
         "source": chunk.source,
@@ -56,7 +59,8 @@ def _payload(chunk: Chunk) -> dict[str, Any]:
     }
 
 
-def _chunk(payload: dict[str, Any]) -> Chunk:
+def payload_chunk(payload: dict[str, Any]) -> Chunk:
+    """The inverse of `chunk_payload`."""
     return Chunk(
         course=payload["course"],
         source=payload["source"],
@@ -81,6 +85,15 @@ def _sparse(vec: SparseVec) -> qe.SparseVector:
     return qe.SparseVector(indices=list(vec.indices), values=list(vec.values))
 
 
+def stored_meta(path: Path) -> dict[str, Any] | None:
+    """What the index at `path` was built with (schema, dim, encoder), or `None` if there is no index yet.
+
+    Lets a tool open an existing index (e.g. to migrate it) without loading the encoder to learn its dim.
+    """
+    meta_file = path / META_FILE
+    return dict(json.loads(meta_file.read_text(encoding="utf-8"))) if meta_file.exists() else None
+
+
 @contextmanager
 def _engine_errors(action: str) -> Iterator[None]:
     """The engine raises bare `Exception`s; give callers one typed error with the engine's reason."""
@@ -100,16 +113,14 @@ class EdgeStore:
 
     def __init__(self, path: Path, *, dim: int, encoder: str) -> None:
         self.path = path
-        meta_file = path / "leanrank-index.json"
         shard_dir = path / "shard"
         expected = {"schema": SCHEMA_VERSION, "dim": dim, "encoder": encoder}
-        if meta_file.exists():
-            found = json.loads(meta_file.read_text(encoding="utf-8"))
-            if found != expected:
-                raise ConfigError(
-                    f"index at {path} was built with {found}, settings ask for {expected}; "
-                    "use another data directory or re-ingest"
-                )
+        found = stored_meta(path)
+        if found is not None and found != expected:
+            raise ConfigError(
+                f"index at {path} was built with {found}, settings ask for {expected}; "
+                "use another data directory or re-ingest"
+            )
         with _engine_errors(f"opening the index at {path}"):
             if (shard_dir / "edge_config.json").exists():
                 self._shard = qe.EdgeShard.load(str(shard_dir))
@@ -120,12 +131,12 @@ class EdgeStore:
                     sparse_vectors={"bm25": qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
                 )
                 self._shard = qe.EdgeShard.create(str(shard_dir), config)
-                for field in _KEYWORD_FIELDS:
+                for field in KEYWORD_FIELDS:
                     self._shard.update(
                         qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
                     )
                 self._shard.flush()
-                meta_file.write_text(json.dumps(expected), encoding="utf-8")
+                (path / META_FILE).write_text(json.dumps(expected), encoding="utf-8")
 
     def replace_source(
         self, course: str, source: str, chunks: Sequence[Chunk], dense: Matrix, sparse: Sequence[SparseVec]
@@ -134,7 +145,7 @@ class EdgeStore:
             raise ValueError("chunks, dense and sparse must have the same length")
         hashes = {c.file_hash for c in chunks}
         points = [
-            qe.Point(point_id(c), {"dense": d.tolist(), "bm25": _sparse(s)}, _payload(c))
+            qe.Point(point_id(c), {"dense": d.tolist(), "bm25": _sparse(s)}, chunk_payload(c))
             for c, d, s in zip(chunks, dense, sparse, strict=True)
         ]
         with _engine_errors(f"writing {course}/{source}"):
@@ -224,7 +235,7 @@ class EdgeStore:
             out.append(
                 Candidate(
                     chunk_id=pid,
-                    chunk=_chunk(p.payload or {}),
+                    chunk=payload_chunk(p.payload or {}),
                     fused=float(p.score),
                     dense=d[1] if d else None,
                     bm25=b[1] if b else None,
@@ -233,6 +244,25 @@ class EdgeStore:
                 )
             )
         return out
+
+    def scroll(self, limit: int, offset: str | None = None) -> tuple[list[StoredPoint], str | None]:
+        """Up to `limit` points in id order from `offset`, with both vectors; the next offset or `None`."""
+        request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=True)
+        with _engine_errors("reading points"):
+            records, next_offset = self._shard.scroll(request)
+        points = []
+        for r in records:
+            vectors: dict[str, Any] = r.vector  # type: ignore[assignment]  # named vectors: a dict
+            sparse = vectors["bm25"]
+            points.append(
+                StoredPoint(
+                    str(r.id),
+                    payload_chunk(r.payload or {}),
+                    np.asarray(vectors["dense"], dtype=np.float32),
+                    SparseVec(tuple(sparse.indices), tuple(float(v) for v in sparse.values)),
+                )
+            )
+        return points, None if next_offset is None else str(next_offset)
 
     def close(self) -> None:
         with _engine_errors("closing the index"):
