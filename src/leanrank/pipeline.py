@@ -10,11 +10,13 @@ import asyncio
 import dataclasses
 import re
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from leanrank.cost.meter import Meter
 from leanrank.encode.base import DenseEncoder, SparseEncoder
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.catalog import dense_encoder
@@ -69,7 +71,11 @@ class IngestReport:
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
-    """Hits best first, how many candidates reached the rerank step, its usage, and time per stage."""
+    """Hits best first, how many candidates reached the rerank step, its usage, and time per stage.
+
+    `served_by` is the reranker that produced the order (a fallback or a hard budget cap may have chosen
+    it); `cost_usd` is what the call cost (None: no known price); `budget` is the budget level before it.
+    """
 
     query: str
     course: str
@@ -77,6 +83,11 @@ class SearchResult:
     candidates: int
     usage: Usage
     timings_s: dict[str, float]
+    request_id: str = ""
+    served_by: str = ""
+    cost_usd: float | None = None
+    budget: str = "ok"
+    failed: tuple[str, ...] = ()
 
 
 def check_course_id(course: str) -> str:
@@ -100,14 +111,19 @@ class Pipeline:
         sparse: SparseEncoder | None = None,
         store: Store | None = None,
         reranker: Reranker | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.dense = dense or dense_encoder(self.settings.encoder)
         self.sparse = sparse or Bm25Encoder()
         self.store = store or open_store(self.settings, self.dense.dim, self.dense.name)
         self.retriever = HybridRetriever(self.store, self.dense, self.sparse, self.settings.retrieve)
+        self.meter = meter or Meter.from_settings(self.settings)
         self.rerank = RerankStage(
-            reranker or reranker_by_name(self.settings.rerank.backend), self.settings.rerank.top_k
+            reranker or reranker_by_name(self.settings.rerank.backend),
+            self.settings.rerank.top_k,
+            meter=self.meter,
+            fallback=reranker_by_name(self.settings.cost.fallback),
         )
         ing = self.settings.ingest
         self._chunker = ChunkerConfig(
@@ -122,6 +138,7 @@ class Pipeline:
 
     def close(self) -> None:
         self.store.close()
+        self.meter.close()
 
     # ingest -------------------------------------------------------------------------------------------------
 
@@ -221,18 +238,35 @@ class Pipeline:
         heading_prefix: Sequence[str] = (),
         k: int | None = None,
         depth: int | None = None,
+        request_id: str | None = None,
+        tenant: str | None = None,
     ) -> SearchResult:
-        """Hybrid first stage, then the rerank step; hits are from `course` only."""
+        """Hybrid first stage, then the rerank step; hits are from `course` only.
+
+        The rerank call is written to the cost ledger under `request_id` (a fresh one when None): a
+        client retrying with the same id is billed once.
+        """
         text = self.check_query(query)
         self.check_course(course)
         where = RetrieveFilter(course, tuple(langs), tuple(heading_prefix))
         t0 = time.perf_counter()
         candidates = await asyncio.to_thread(self.retriever.retrieve, text, where, depth=depth)
         t1 = time.perf_counter()
-        hits, usage = await self.rerank.run(text, candidates, top_k=k)
+        rid = request_id or uuid.uuid4().hex
+        stage = await self.rerank.run(text, candidates, top_k=k, request_id=rid, course=course, tenant=tenant)
         t2 = time.perf_counter()
         return SearchResult(
-            text, course, hits, len(candidates), usage, {"retrieve": t1 - t0, "rerank": t2 - t1}
+            text,
+            course,
+            stage.hits,
+            len(candidates),
+            stage.usage,
+            {"retrieve": t1 - t0, "rerank": t2 - t1},
+            request_id=rid,
+            served_by=stage.served_by,
+            cost_usd=stage.cost_usd,
+            budget=stage.budget,
+            failed=stage.failed,
         )
 
     def search(
@@ -244,10 +278,21 @@ class Pipeline:
         heading_prefix: Sequence[str] = (),
         k: int | None = None,
         depth: int | None = None,
+        request_id: str | None = None,
+        tenant: str | None = None,
     ) -> SearchResult:
         """Sync wrapper of `asearch` for scripts and the CLI."""
         return asyncio.run(
-            self.asearch(query, course, langs=langs, heading_prefix=heading_prefix, k=k, depth=depth)
+            self.asearch(
+                query,
+                course,
+                langs=langs,
+                heading_prefix=heading_prefix,
+                k=k,
+                depth=depth,
+                request_id=request_id,
+                tenant=tenant,
+            )
         )
 
     # courses ------------------------------------------------------------------------------------------------

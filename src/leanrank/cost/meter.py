@@ -56,13 +56,22 @@ class Meter:
         self._pricing = pricing
         self._budget = budget
         self._clock = clock
+        self._owned: Ledger | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Meter:
         """Ledger, prices and budgets as configured; the fallback reranker is the caller's to build."""
         ledger = Ledger.from_settings(settings)
         budget = Budget(settings.cost.budgets, ledger) if settings.cost.budgets else None
-        return cls(ledger, Pricing.from_settings(settings), budget)
+        meter = cls(ledger, Pricing.from_settings(settings), budget)
+        meter._owned = ledger
+        return meter
+
+    def close(self) -> None:
+        """Close the ledger this meter opened itself; one passed in belongs to the caller."""
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
 
     async def rerank(
         self,

@@ -1,13 +1,23 @@
-"""The rerank step: hand the candidates to a `Reranker`, keep the best `top_k`, record every stage's score."""
+"""The rerank step: hand the candidates to a `Reranker`, keep the best `top_k`, record every stage's score.
+
+With a meter (the cost ledger, prices and budgets) the call is checked against the budget first, and
+written to the ledger before its hits are returned; without one the reranker is called directly.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from leanrank.errors import BackendError
 from leanrank.index.base import Candidate
-from leanrank.rerank.base import Reranker, Usage
+from leanrank.rerank.base import Reranker, RerankResponse, Usage
 from leanrank.types import Hit
+
+if TYPE_CHECKING:
+    from leanrank.cost.meter import Meter
 
 
 def first_stage_scores(cand: Candidate) -> dict[str, float]:
@@ -20,17 +30,61 @@ def first_stage_scores(cand: Candidate) -> dict[str, float]:
     return scores
 
 
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    """Hits best first; who served them (a fallback or the budget may have chosen), at what cost."""
+
+    hits: list[Hit]
+    usage: Usage
+    served_by: str
+    cost_usd: float | None
+    budget: str
+    failed: tuple[str, ...]
+
+
 class RerankStage:
     """Applies one reranker to the candidates; stable for ties, so equal scores keep the fusion order."""
 
-    def __init__(self, reranker: Reranker, top_k: int) -> None:
+    def __init__(
+        self,
+        reranker: Reranker,
+        top_k: int,
+        *,
+        meter: Meter | None = None,
+        fallback: Reranker | None = None,
+    ) -> None:
         self.reranker = reranker
         self.top_k = top_k
+        self.meter = meter
+        self.fallback = fallback
 
     async def run(
-        self, query: str, candidates: Sequence[Candidate], *, top_k: int | None = None
-    ) -> tuple[list[Hit], Usage]:
-        response = await self.reranker.rerank(query, [c.chunk.text for c in candidates])
+        self,
+        query: str,
+        candidates: Sequence[Candidate],
+        *,
+        top_k: int | None = None,
+        request_id: str | None = None,
+        course: str | None = None,
+        tenant: str | None = None,
+    ) -> StageResult:
+        texts = [c.chunk.text for c in candidates]
+        budget = "ok"
+        cost: float | None
+        if self.meter is None:
+            response: RerankResponse = await self.reranker.rerank(query, texts)
+            cost = response.usage.cost_usd
+        else:
+            metered = await self.meter.rerank(
+                self.reranker,
+                query,
+                texts,
+                request_id=request_id or uuid.uuid4().hex,
+                course=course,
+                tenant=tenant,
+                fallback=self.fallback,
+            )
+            response, cost, budget = metered.response, metered.cost_usd, metered.budget_state.level
         if len(response.scores) != len(candidates):
             raise BackendError(
                 f"reranker {self.reranker.name} returned {len(response.scores)} scores "
@@ -42,4 +96,5 @@ class RerankStage:
             cand = candidates[i]
             score = response.scores[i]
             hits.append(Hit(cand.chunk_id, cand.chunk, score, {**first_stage_scores(cand), "rerank": score}))
-        return hits, response.usage
+        served_by = response.served_by or self.reranker.name
+        return StageResult(hits, response.usage, served_by, cost, budget, response.failed)
