@@ -177,3 +177,18 @@ def test_a_broken_price_file_is_named(data_dir: Path) -> None:
     assert result.stderr.startswith(
         f"error: price file {data_dir / 'pricing' / 'mine.toml'}: price: Field required"
     )
+
+
+def test_the_seeds_scenario_in_one_command(data_dir: Path) -> None:
+    """$0.02/M and $10 a course is 500 M tokens; 100 → 20 candidates saves 80%; a $0.01/M model halves it."""
+    body = run_json(
+        "costs", "project", "--courses", "1", "--queries-per-course-month", "10000",
+        "--candidates", "100", "--tokens-per-candidate", "500", "--query-tokens", "0", "--cut-to", "20",
+    )  # fmt: skip
+    rows = {row["backend"]: row for row in body["cut_to"]["apis"]}
+    at_2_cents = rows["voyage:rerank-2.5-lite"]  # $0.02 per million tokens
+    assert at_2_cents["per_course_month"] == pytest.approx(10_000 * 100 * 500 * 0.02 / 1e6) == 10.0
+    assert at_2_cents["per_course_month_after"] == pytest.approx(2.0)
+    assert at_2_cents["saving"] == pytest.approx(0.8)
+    at_1_cent = rows["siliconflow:Qwen/Qwen3-Reranker-0.6B"]  # $0.01 per million tokens
+    assert at_1_cent["per_course_month_after"] == pytest.approx(1.0)

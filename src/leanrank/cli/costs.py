@@ -24,7 +24,7 @@ from rich.table import Table
 from leanrank.cost.ledger import GroupBy, Ledger, Total
 from leanrank.cost.period import Period
 from leanrank.cost.pricing import GpuPrice, Pricing
-from leanrank.cost.projection import Projection, Volume, gpu_capacity, measured_volume, project
+from leanrank.cost.projection import Projection, Volume, api_cost, gpu_capacity, measured_volume, project
 from leanrank.cost.report import CostReport, cost_report
 from leanrank.errors import InputError, LeanrankError
 from leanrank.settings import Settings
@@ -336,6 +336,14 @@ def project_command(
     png: Annotated[
         Path | None, typer.Option("--png", help="Also plot cost against volume into this PNG.")
     ] = None,
+    cut_to: Annotated[
+        int | None,
+        typer.Option(
+            "--cut-to",
+            min=1,
+            help="Also price the same traffic with this many candidates per call, and the saving.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of tables.")] = False,
 ) -> None:
     """Monthly cost of a rerank volume at every priced API, and the volume above which a GPU is cheaper."""
@@ -354,14 +362,53 @@ def project_command(
         pricing = Pricing.from_settings(settings)
         gpus = _gpus(pricing, gpu, gpu_usd_per_hour, pairs_per_second)
         projection = project(pricing.models.values(), gpus, volume)
+    cut = _cut(projection, volume, cut_to) if cut_to is not None else []
     if as_json:
-        sys.stdout.write(json.dumps(_projection_json(projection, origin)) + "\n")
+        body = _projection_json(projection, origin)
+        if cut_to is not None:
+            body["cut_to"] = {"candidates": cut_to, "apis": cut}
+        sys.stdout.write(json.dumps(body) + "\n")
     else:
         _print_projection(projection, origin)
+        if cut_to is not None:
+            _print_cut(volume, cut_to, cut)
     if png is not None:
         from leanrank.cost.plots import projection_chart
 
         _chart(lambda path: projection_chart(projection, path), png)
+
+
+def _cut(projection: Projection, volume: Volume, cut_to: int) -> list[dict[str, Any]]:
+    """Each API's monthly cost per course before and after sending `cut_to` candidates instead."""
+    fewer = replace(volume, candidates=cut_to)
+    rows = []
+    for api in projection.apis:
+        after = api_cost(api.price, fewer)
+        saving = 1 - after.per_month / api.per_month if api.per_month else 0.0
+        rows.append(
+            {
+                "backend": api.price.key,
+                "per_course_month": api.per_course_month,
+                "per_course_month_after": after.per_course_month,
+                "per_month_after": after.per_month,
+                "saving": saving,
+            }
+        )
+    return rows
+
+
+def _print_cut(volume: Volume, cut_to: int, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{volume.candidates:g} → {cut_to} candidates per call")
+    for col in ("backend", "$ / course-month", f"at {cut_to}", "saving"):
+        table.add_column(col, justify="left" if col == "backend" else "right")
+    for row in rows:
+        table.add_row(
+            row["backend"],
+            f"{row['per_course_month']:,.2f}",
+            f"{row['per_course_month_after']:,.2f}",
+            f"{row['saving']:.0%}",
+        )
+    out.print(table)
 
 
 def pricing_command(
