@@ -76,6 +76,9 @@ class ServeSettings(BaseModel):
     max_tokens: int = Field(
         1_000_000, ge=1, description="Tokens per rerank request, query counted once per document."
     )
+    keep_alive_s: int = Field(
+        75, ge=1, description="Idle connections close after this; longer than clients' own (httpx: 5 s)."
+    )
     max_concurrent: int = Field(64, ge=1, description="Requests worked on at once.")
     max_queue: int = Field(256, ge=0, description="Requests waiting for a slot; more are refused (429).")
     micro_batch_ms: float = Field(

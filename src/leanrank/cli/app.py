@@ -1,4 +1,4 @@
-"""`leanrank` command line: ingest, search, courses, delete, demo, rerank, backends, pricing, costs, index.
+"""`leanrank` command line: ingest, search, courses, demo, rerank, backends, pricing, costs, index, serve.
 
 Errors the user can fix print one line on stderr and exit with status 2; nothing prints a stack trace.
 """
@@ -23,6 +23,7 @@ from rich.table import Table
 from leanrank.cli.costs import costs_app, pricing_command
 from leanrank.cli.index import index_app
 from leanrank.cli.rerank import backends_command, rerank_command
+from leanrank.cli.serve import serve_command
 from leanrank.errors import InputError, LeanrankError
 from leanrank.pipeline import FileReport, IngestReport, Pipeline, SearchResult
 from leanrank.settings import Settings
@@ -36,6 +37,7 @@ app.command("backends")(backends_command)
 app.command("pricing")(pricing_command)
 app.add_typer(costs_app, name="costs")
 app.add_typer(index_app, name="index")
+app.command("serve")(serve_command)
 
 
 @contextmanager

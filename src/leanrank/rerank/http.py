@@ -11,11 +11,14 @@ import asyncio
 import email.utils
 import logging
 import random
+import ssl
 import time
 from dataclasses import dataclass
+from functools import cache
 from types import TracebackType
 from typing import Any, Self
 
+import certifi
 import httpx
 
 from leanrank.errors import BackendError, ConfigError
@@ -115,7 +118,11 @@ class JsonClient:
         self._retry = retry
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
-            base_url=self._base_url, headers=headers, timeout=httpx.Timeout(timeout_s), transport=transport
+            base_url=self._base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s),
+            transport=transport,
+            verify=_tls_context(),
         )
 
     async def __aenter__(self) -> Self:
@@ -157,6 +164,13 @@ class JsonClient:
             delay = self._retry.wait_s(attempt, retry_after)
             _log.warning("%s; retry %d in %.2fs", failure, attempt, delay)
             await asyncio.sleep(delay)
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context per process: building one loads the CA bundle (tens of milliseconds), and a fresh
+    client per call would otherwise pay that on every rerank."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _decode(where: str, response: httpx.Response) -> JsonReply:

@@ -1,0 +1,143 @@
+"""`create_app`: the FastAPI service, assembled from settings and, for tests, injected parts.
+
+Layers point inward as in TEI: routes (HTTP, wire types) → service state (gate, batcher, accountant) →
+the pipeline and the `Reranker` contract. Every error leaves through `errors.error_response`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+
+from leanrank import __version__
+from leanrank.cost.budget import Budget
+from leanrank.cost.ledger import CostLedger, Ledger
+from leanrank.cost.meter import Meter
+from leanrank.cost.pricing import Pricing
+from leanrank.errors import LeanrankError
+from leanrank.pipeline import Pipeline
+from leanrank.rerank.base import Reranker
+from leanrank.rerank.catalog import reranker as reranker_by_name
+from leanrank.serve.accounting import Accountant
+from leanrank.serve.auth import KeyRing
+from leanrank.serve.batching import BatchReranker, MicroBatcher
+from leanrank.serve.errors import error_response
+from leanrank.serve.ingest import IngestJobs
+from leanrank.serve.limits import Gate
+from leanrank.serve.metrics import Metrics
+from leanrank.serve.middleware import EdgeMiddleware
+from leanrank.serve.routes import courses, ops, rerank, search, usage
+from leanrank.serve.service import Service, metered_view
+from leanrank.settings import Settings
+
+DESCRIPTION = """\
+leanrank as a service.
+
+* **Rerank gateway**: `POST /v2/rerank` and `POST /v1/rerank` speak Cohere v2 (and Jina on `/v1/rerank`),
+  `POST /rerank` speaks text-embeddings-inference. Point an existing client at this base URL with a
+  leanrank key; the configured policy answers and every request is billed once.
+* **Course search**: `POST /v1/search`, and the courses/documents endpoints to fill the index.
+* **Accounting**: `GET /v1/usage`, `GET /metrics`.
+
+Authenticate with `Authorization: Bearer <key>`. Errors are JSON `{error, error_type, limit, request_id}`.
+Every rerank answer says in `x-leanrank-backend` which backend served it and in `x-leanrank-cost-usd` what
+it cost; over a hard budget cap the free fallback (`cost.fallback`) serves and `x-leanrank-budget` says
+`hard`.
+"""
+
+
+def create_app(
+    settings: Settings,
+    *,
+    pipeline: Pipeline | None = None,
+    reranker: Reranker | None = None,
+    ledger: CostLedger | None = None,
+) -> FastAPI:
+    """The app; parts not given are built from `settings` (the pipeline when the app starts).
+
+    `reranker` answers the rerank endpoints (default: `settings.rerank.backend`); `pipeline` answers search
+    with its own reranker; `ledger` records both (default: `cost.ledger_url`, else SQLite under
+    `data_dir`), priced and budgeted per `settings.cost`. Raises `ConfigError` for settings that cannot
+    work (no API keys, an unknown backend) before serving anything.
+    """
+    keys = KeyRing.from_settings(settings.serve)
+    limits = settings.serve
+    metrics = Metrics()
+    policy = reranker or reranker_by_name(settings.rerank.backend)
+    if limits.micro_batch_ms > 0 and isinstance(policy, BatchReranker):
+        policy = MicroBatcher(
+            policy, window_s=limits.micro_batch_ms / 1000, max_documents=limits.micro_batch_max_documents
+        )
+    books = ledger if ledger is not None else Ledger.from_settings(settings)
+    budget = Budget(settings.cost.budgets, books) if settings.cost.budgets else None
+    meter = Meter(books, Pricing.from_settings(settings), budget)
+    accountant = Accountant(meter, books, reranker_by_name(settings.cost.fallback))
+    service = Service(
+        settings=settings,
+        keys=keys,
+        metrics=metrics,
+        gate=Gate(limits.max_concurrent, limits.max_queue, metrics),
+        accountant=accountant,
+        policy=policy,
+        jobs=IngestJobs(),
+        search_pipeline=None if pipeline is None else metered_view(pipeline, accountant),
+        owned_ledger=books if ledger is None and isinstance(books, Ledger) else None,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="leanrank", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.service = service
+    for module in (rerank, search, courses, usage, ops):
+        app.include_router(module.router)
+    app.add_middleware(EdgeMiddleware, keys=keys, limits=limits, metrics=metrics)
+    app.add_exception_handler(LeanrankError, _leanrank_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    return app
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+async def _leanrank_error(request: Request, exc: Exception) -> Response:
+    return error_response(exc, _request_id(request))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    """422 naming the first fields at fault (`body.documents.3: Input should be a valid string`)."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()[:3]
+    ]
+    body = {
+        "error": "; ".join(problems) or "invalid request",
+        "error_type": "invalid_request",
+        "limit": None,
+        "request_id": _request_id(request),
+    }
+    return JSONResponse(body, 422)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing errors (unknown path 404, wrong method 405, unparsable body 400) in the one error shape."""
+    assert isinstance(exc, HTTPException)
+    body = {
+        "error": str(exc.detail),
+        "error_type": "http_error",
+        "limit": None,
+        "request_id": _request_id(request),
+    }
+    return JSONResponse(body, exc.status_code, headers=exc.headers)

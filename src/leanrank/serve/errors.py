@@ -1,0 +1,142 @@
+"""The service's own errors and the ONE table that turns any error into an HTTP status.
+
+Layers below raise leanrank's error tree (`leanrank.errors`) and know nothing of HTTP; this module is the
+only place a status code is chosen, so a new error type needs one row here and nowhere else. A lookup
+walks the error's class hierarchy and takes the most specific row, e.g. `UnknownCourseError` (404)
+before its parent `InputError` (422).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from starlette.responses import JSONResponse
+
+from leanrank.cost.budget import BudgetExceededError
+from leanrank.errors import (
+    BackendError,
+    ConfigError,
+    DependencyError,
+    DocumentError,
+    EmptyQueryError,
+    InputError,
+    LeanrankError,
+    QueryTooLongError,
+    StoreError,
+    UnknownCourseError,
+)
+
+
+class ServeError(LeanrankError):
+    """Root of the errors only the service raises (the HTTP layer's own conditions)."""
+
+
+class UnauthorizedError(ServeError):
+    """No API key, or one that matches no stored hash."""
+
+
+class ForbiddenError(ServeError):
+    """A valid key used outside its scopes (another course, or an admin-only endpoint)."""
+
+
+class NotFoundError(ServeError):
+    """A document or ingest job that does not exist (in the caller's course)."""
+
+
+class EmptyInputError(InputError):
+    """Nothing to work on: no documents, an empty query (TEI answers these with 400)."""
+
+
+class LimitExceededError(InputError):
+    """A request above one of the configured limits; `limit` is the setting's name."""
+
+    def __init__(self, limit: str, value: int, maximum: int, what: str) -> None:
+        super().__init__(f"{what}: {value} is above the limit of {maximum} (serve.{limit})")
+        self.limit = limit
+
+
+class OverloadedError(ServeError):
+    """Every worker slot and queue place is taken: fail fast rather than queue without bound."""
+
+
+class NotReadyError(ServeError):
+    """The service is starting or stopping; load balancers should send traffic elsewhere."""
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What a client sees for one error type: the HTTP status, a stable name and the limit it concerns."""
+
+    code: int
+    error_type: str
+    limit: str | None = None
+
+
+STATUS_TABLE: dict[type[Exception], Status] = {
+    UnauthorizedError: Status(401, "unauthorized"),
+    ForbiddenError: Status(403, "forbidden"),
+    NotFoundError: Status(404, "not_found"),
+    UnknownCourseError: Status(404, "unknown_course"),
+    LimitExceededError: Status(413, "limit_exceeded"),
+    EmptyInputError: Status(400, "empty_input"),
+    EmptyQueryError: Status(400, "empty_input"),
+    QueryTooLongError: Status(422, "limit_exceeded", "max_query_chars"),
+    DocumentError: Status(422, "invalid_document"),
+    InputError: Status(422, "invalid_input"),
+    OverloadedError: Status(429, "overloaded"),
+    BudgetExceededError: Status(402, "budget_exceeded"),
+    BackendError: Status(424, "backend_failed"),
+    StoreError: Status(503, "store_unavailable"),
+    NotReadyError: Status(503, "not_ready"),
+    ConfigError: Status(500, "misconfigured"),
+    DependencyError: Status(500, "misconfigured"),
+    LeanrankError: Status(500, "internal"),
+    Exception: Status(500, "internal"),
+}
+
+
+def status_of(exc: BaseException) -> Status:
+    """The row of the most specific class of `exc` in `STATUS_TABLE` (anything unknown is a 500)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS_TABLE:
+            return STATUS_TABLE[cls]
+    return STATUS_TABLE[Exception]
+
+
+def error_response(exc: BaseException, request_id: str | None) -> JSONResponse:
+    """The JSON error for `exc` (see `wire.ErrorBody`); server-side failures are logged, never echoed.
+
+    A client's own mistakes come back with the error's message. Failures of backends and of the service
+    carry upstream URLs, provider messages or internals: those go to the log under the request id, the
+    client gets a fixed message and the id to quote. No stack trace ever reaches a client.
+    """
+    status = status_of(exc)
+    if isinstance(exc, ServeError) or (status.code < 500 and status.code != 424):
+        message = str(exc)
+    else:
+        message = _FIXED.get(status.error_type, "internal error; quote the request id to the operator")
+        unexpected = not isinstance(exc, LeanrankError)
+        _log.error(
+            "request %s failed: %s: %s",
+            request_id,
+            type(exc).__name__,
+            exc,
+            exc_info=exc if unexpected else None,
+        )
+    body = {
+        "error": message,
+        "error_type": status.error_type,
+        "limit": getattr(exc, "limit", None) or status.limit,
+        "request_id": request_id,
+    }
+    headers = {"retry-after": "1"} if status.code == 429 else None
+    return JSONResponse(body, status.code, headers=headers)
+
+
+_log = logging.getLogger("leanrank.serve")
+
+_FIXED = {
+    "backend_failed": "the rerank backend failed; quote the request id to the operator",
+    "store_unavailable": "the index is unavailable; quote the request id to the operator",
+}

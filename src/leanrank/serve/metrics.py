@@ -1,0 +1,73 @@
+"""Prometheus metrics of one app, in its own registry (two apps in one process never share counters).
+
+Labels stay bounded: routes are path templates (`/v1/courses/{course}`), unknown paths count as
+`unmatched`, and course labels are only the courses a key was allowed to use.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from leanrank.serve.accounting import Charge
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """Request, rerank-cost and backpressure series; `render()` is the `/metrics` body."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "leanrank_http_requests", "HTTP requests answered.", ["route", "method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "leanrank_http_request_duration_seconds",
+            "Time from request to response.",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge("leanrank_requests_in_flight", "Requests holding a worker slot.", registry=r)
+        self.rejected = Counter("leanrank_overload_rejections", "Requests refused with 429.", registry=r)
+        labels = ["backend", "course"]
+        self.rerank_calls = Counter("leanrank_rerank_calls", "Metered rerank calls.", labels, registry=r)
+        self.rerank_documents = Counter(
+            "leanrank_rerank_documents", "Documents sent to rerank.", labels, registry=r
+        )
+        self.rerank_tokens = Counter(
+            "leanrank_rerank_tokens", "Tokens the backends used.", labels, registry=r
+        )
+        self.rerank_cost = Counter(
+            "leanrank_rerank_cost_usd", "Known cost in US dollars.", labels, registry=r
+        )
+        self.rerank_fallbacks = Counter(
+            "leanrank_rerank_fallbacks", "Backends that failed before one answered.", labels, registry=r
+        )
+        self.cache_hits = Counter(
+            "leanrank_cache_hits",
+            "Documents scored from the cache (not sent, not billed).",
+            labels,
+            registry=r,
+        )
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
+    def observe_charge(self, charge: Charge, course: str | None) -> None:
+        labels = (charge.backend, course or "")
+        usage = charge.response.usage
+        self.rerank_calls.labels(*labels).inc()
+        self.rerank_documents.labels(*labels).inc(usage.documents)
+        self.rerank_tokens.labels(*labels).inc(usage.total_tokens)
+        if charge.cost_usd:
+            self.rerank_cost.labels(*labels).inc(charge.cost_usd)
+        if charge.response.failed:
+            self.rerank_fallbacks.labels(*labels).inc(len(charge.response.failed))
+        if usage.cache_hits:
+            self.cache_hits.labels(*labels).inc(usage.cache_hits)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,72 @@
+"""`POST /v1/search`: a course-scoped question through `Pipeline.asearch`, with the request's cost."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from leanrank.cli.rerank import usage_json
+from leanrank.serve.accounting import metering
+from leanrank.serve.service import PrincipalDep, RequestIdDep, ServiceDep, call_context, scoped_course
+from leanrank.serve.wire import SearchHit, SearchRequest, SearchResponse, UsageOut, errors
+from leanrank.types import Hit
+
+router = APIRouter(tags=["search"], responses=errors(400, 401, 403, 404, 413, 422, 424, 429, 503))
+
+
+def _hit(hit: Hit) -> SearchHit:
+    c = hit.chunk
+    return SearchHit(
+        chunk_id=hit.chunk_id,
+        score=hit.score,
+        text=c.text,
+        source=c.source,
+        lang=c.lang,
+        heading=list(c.heading),
+        start=c.start,
+        end=c.end,
+        tokens=c.tokens,
+        meta=c.meta,
+        stage_scores=hit.stage_scores,
+    )
+
+
+@router.post(
+    "/v1/search",
+    summary="Search one course",
+    description=(
+        "Hybrid retrieval (dense + BM25, fused in Qdrant) filtered to the course, then the rerank step. "
+        "Hits carry text, source, character offsets and each stage's score; `usage` and `cost_usd` are "
+        "what this request's rerank consumed."
+    ),
+)
+async def search(
+    body: SearchRequest, service: ServiceDep, principal: PrincipalDep, request_id: RequestIdDep
+) -> SearchResponse:
+    course = scoped_course(principal, body.course)
+    pipeline = service.pipeline
+    async with service.gate.slot():
+        with metering(call_context(principal, request_id, course, "rerank")) as charges:
+            result = await pipeline.asearch(
+                body.query,
+                course,
+                langs=body.langs,
+                heading_prefix=body.heading_prefix,
+                k=body.k,
+                depth=body.depth,
+            )
+    for charge in charges:
+        service.metrics.observe_charge(charge, course)
+    served_by = charges[-1].backend if charges else pipeline.rerank.reranker.name
+    costs = [c.cost_usd for c in charges]
+    return SearchResponse(
+        request_id=request_id,
+        query=result.query,
+        course=course,
+        candidates=result.candidates,
+        hits=[_hit(h) for h in result.hits],
+        served_by=served_by,
+        failed=[f for c in charges for f in c.response.failed],
+        usage=UsageOut.model_validate(usage_json(result.usage)),
+        cost_usd=None if None in costs else sum(c for c in costs if c is not None),
+        timings_ms={stage: round(s * 1000, 3) for stage, s in result.timings_s.items()},
+    )

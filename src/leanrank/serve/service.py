@@ -1,0 +1,118 @@
+"""The state one app holds (settings, keys, gate, accountant, rerank policy, pipeline, jobs) and the
+FastAPI dependencies that hand its parts to routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from leanrank.cost.ledger import Ledger
+from leanrank.pipeline import Pipeline, check_course_id
+from leanrank.rerank.base import Reranker
+from leanrank.serve.accounting import Accountant, CallContext, MeteredReranker
+from leanrank.serve.auth import KeyRing, Principal
+from leanrank.serve.errors import NotReadyError
+from leanrank.serve.ingest import IngestJobs
+from leanrank.serve.limits import Gate
+from leanrank.serve.metrics import Metrics
+from leanrank.settings import Settings
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="A leanrank API key: admin, or scoped to a list of courses.",
+)
+
+
+@dataclass
+class Service:
+    """Everything routes share. `search_pipeline` reranks through the accountant; None until started."""
+
+    settings: Settings
+    keys: KeyRing
+    metrics: Metrics
+    gate: Gate
+    accountant: Accountant
+    policy: Reranker
+    jobs: IngestJobs
+    search_pipeline: Pipeline | None = None
+    owns_pipeline: bool = False
+    owned_ledger: Ledger | None = None
+    ready: bool = False
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self.search_pipeline is None or not self.ready:
+            raise NotReadyError("the service is starting or stopping")
+        return self.search_pipeline
+
+    async def start(self) -> None:
+        """Open the index and load the encoder before taking traffic (both block: off the event loop)."""
+        if self.search_pipeline is None:
+            metered = MeteredReranker(self.policy, self.accountant)
+            self.search_pipeline = await asyncio.to_thread(Pipeline, self.settings, reranker=metered)
+            self.owns_pipeline = True
+        pipe = self.search_pipeline
+        await asyncio.to_thread(lambda: pipe.dense.dim)
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.jobs.drain()
+        if self.owns_pipeline and self.search_pipeline is not None:
+            self.search_pipeline.close()
+        if self.owned_ledger is not None:
+            self.owned_ledger.close()
+
+
+def metered_view(pipeline: Pipeline, accountant: Accountant) -> Pipeline:
+    """A pipeline over the same encoders and index whose rerank step is billed; the original is untouched."""
+    return Pipeline(
+        pipeline.settings,
+        dense=pipeline.dense,
+        sparse=pipeline.sparse,
+        store=pipeline.store,
+        reranker=MeteredReranker(pipeline.rerank.reranker, accountant),
+    )
+
+
+async def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+async def get_principal(
+    request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+) -> Principal:
+    """The caller, authenticated by the edge middleware (which already refused requests without a key).
+
+    Dependencies here are `async` although they do not await: FastAPI runs plain functions in a thread
+    pool, a hop that costs more than the rest of a rerank request's handling.
+    """
+    principal: Principal = request.state.principal
+    return principal
+
+
+async def get_request_id(request: Request) -> str:
+    request_id: str = request.state.request_id
+    return request_id
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+RequestIdDep = Annotated[str, Depends(get_request_id)]
+
+
+def call_context(principal: Principal, request_id: str, course: str | None, stage: str) -> CallContext:
+    """Ledger ids are prefixed with the key id: one tenant's `X-Request-Id` never collides with another's."""
+    return CallContext(f"{principal.key_id}/{request_id}", principal.key_id, course, stage)
+
+
+def scoped_course(principal: Principal, course: str) -> str:
+    """A course id from a path or body: well-formed (422) and within the key's scopes (403)."""
+    return principal.check_course(check_course_id(course))

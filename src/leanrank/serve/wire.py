@@ -1,0 +1,374 @@
+"""Wire types: the JSON the service accepts and returns, kept apart from leanrank's domain types.
+
+Rerank shapes copy the providers' documented wires (docs/PROVIDERS.md) so that their clients work
+unchanged; everything else is leanrank's own. Converters from domain objects live in the routes.
+Unknown request fields are refused (422 naming the field) rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from leanrank.cost.ledger import GroupBy
+from leanrank.rerank.base import BilledUnit, CountSource
+from leanrank.types import Lang
+
+_QUERY = "Как работает цикл for в Python?"
+_DOCS: list[JsonValue] = [
+    "Цикл for перебирает элементы последовательности по одному.",
+    "Functions are defined with the def keyword.",
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextDocument(_Request):
+    """A document as an object (Jina's alternative form)."""
+
+    text: str
+
+
+class _RerankFields(_Request):
+    model: str | None = Field(None, max_length=256, description="Recorded; the configured policy decides.")
+    query: str = Field(description="The search query.")
+    top_n: int | None = Field(None, ge=1, description="Return only the best N results.")
+    max_tokens_per_doc: int | None = Field(None, ge=1, description="Accepted; the policy's caps apply.")
+    priority: int | None = Field(None, ge=0, description="Accepted; requests are served in arrival order.")
+
+
+class CohereRerankRequest(_RerankFields):
+    """Cohere v2 `POST /v2/rerank`.
+
+    `model` is recorded and echoed; the service's configured policy (`rerank.backend`) picks the backend.
+    `max_tokens_per_doc` and `priority` are accepted for compatibility; the policy's own caps apply.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "rerank-v3.5", "query": _QUERY, "documents": _DOCS}]}
+    )
+
+    documents: list[str] = Field(description="Texts to score against the query.")
+
+
+class RerankRequest(_RerankFields):
+    """`POST /v1/rerank`: the Cohere v2 body, or Jina's (`return_documents`, documents as `{"text"}`).
+
+    The Jina response shape is chosen when the body has `return_documents` or any document object;
+    otherwise the answer is Cohere's.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"model": "rerank-v3.5", "query": _QUERY, "documents": _DOCS, "top_n": 1},
+                {
+                    "model": "jina-reranker-v2-base-multilingual",
+                    "query": _QUERY,
+                    "documents": _DOCS,
+                    "return_documents": True,
+                },
+            ]
+        }
+    )
+
+    documents: list[str | TextDocument] = Field(description='Texts, or `{"text": ...}` objects (Jina).')
+    return_documents: bool | None = Field(None, description="Jina: echo each document in its result.")
+
+    def texts(self) -> list[str]:
+        return [d if isinstance(d, str) else d.text for d in self.documents]
+
+    @property
+    def jina(self) -> bool:
+        return self.return_documents is not None or any(isinstance(d, TextDocument) for d in self.documents)
+
+
+class RerankResult(BaseModel):
+    index: int = Field(description="Position of the document in the request.")
+    relevance_score: float
+
+
+class ApiVersion(BaseModel):
+    version: str = "2"
+
+
+class BilledUnits(BaseModel):
+    search_units: float = Field(
+        description="Search units billed downstream (0 unless the backend bills them)."
+    )
+    input_tokens: int | None = Field(None, description="Tokens billed downstream, for token-billed backends.")
+
+
+class CohereMeta(BaseModel):
+    api_version: ApiVersion = ApiVersion()
+    billed_units: BilledUnits
+
+
+class CohereRerankResponse(BaseModel):
+    """Cohere v2: results best first, billed units in `meta`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "5d0f3c7e9b1a4c2e8f6a1b2c3d4e5f60",
+                    "results": [{"index": 0, "relevance_score": 0.98}, {"index": 1, "relevance_score": 0.02}],
+                    "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
+                }
+            ]
+        }
+    )
+
+    id: str
+    results: list[RerankResult]
+    meta: CohereMeta
+
+
+class JinaResult(RerankResult):
+    document: TextDocument | None = None
+
+
+class JinaUsage(BaseModel):
+    total_tokens: int
+
+
+class JinaRerankResponse(BaseModel):
+    """Jina: results best first, `usage.total_tokens`, documents echoed on request."""
+
+    model: str
+    usage: JinaUsage
+    results: list[JinaResult]
+
+
+class TeiRerankRequest(_Request):
+    """text-embeddings-inference `POST /rerank`.
+
+    Scores are probabilities unless `raw_scores`: a backend that returns logits is mapped through a
+    sigmoid, as TEI does. `truncate`/`truncation_direction` are accepted; the policy's own caps apply.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"query": _QUERY, "texts": _DOCS}]})
+
+    query: str
+    texts: list[str]
+    truncate: bool | None = None
+    truncation_direction: Literal["Left", "Right"] | None = None
+    raw_scores: bool = False
+    return_text: bool = False
+
+
+class TeiRank(BaseModel):
+    index: int
+    score: float
+    text: str | None = None
+
+
+class SearchRequest(_Request):
+    """A question about one course: hybrid retrieval, then the rerank step."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"query": _QUERY, "course": "python-101", "k": 3, "langs": ["ru"]}]}
+    )
+
+    query: str = Field(description="The student's question.")
+    course: str = Field(description="Course to search; the key must be allowed to use it.")
+    k: int | None = Field(None, ge=1, le=100, description="Hits to return (rerank.top_k by default).")
+    depth: int | None = Field(None, ge=1, le=1000, description="Candidates handed to the rerank step.")
+    langs: list[Lang] = Field([], max_length=3, description="Only chunks in these languages.")
+    heading_prefix: list[str] = Field(
+        [], max_length=16, description="Only chunks under this heading path, outermost first."
+    )
+
+
+class UsageOut(BaseModel):
+    """One rerank call's usage, as the CLI prints it (`null` where a field does not apply)."""
+
+    search_units: float | None
+    total_tokens: int
+    query_tokens: int
+    document_tokens: int
+    billed_units: float
+    billed_unit: BilledUnit
+    cost_usd: float | None
+    source: CountSource
+    documents: int
+    latency_s: float
+
+
+class SearchHit(BaseModel):
+    """A chunk of the course; `start`/`end` are character offsets into the source file's text."""
+
+    chunk_id: str
+    score: float
+    text: str
+    source: str
+    lang: Lang
+    heading: list[str]
+    start: int
+    end: int
+    tokens: int
+    meta: dict[str, str]
+    stage_scores: dict[str, float] = Field(description="Each stage's score: fusion, dense, bm25, rerank.")
+
+
+class SearchResponse(BaseModel):
+    request_id: str
+    query: str
+    course: str
+    candidates: int = Field(description="Candidates that reached the rerank step.")
+    hits: list[SearchHit]
+    served_by: str = Field(description="The rerank backend that produced the scores.")
+    failed: list[str] = Field(description="Backends tried first that failed, with why.")
+    usage: UsageOut
+    cost_usd: float | None = Field(description="What this request cost, when the price is known.")
+    timings_ms: dict[str, float]
+
+
+class CourseOut(BaseModel):
+    course: str
+    chunks: int
+
+
+class CourseList(BaseModel):
+    courses: list[CourseOut]
+
+
+class DocumentOut(BaseModel):
+    source: str
+    chunks: int
+
+
+class DocumentList(BaseModel):
+    course: str
+    documents: list[DocumentOut]
+
+
+class FileResult(BaseModel):
+    source: str
+    status: Literal["added", "updated", "unchanged", "skipped", "removed"]
+    chunks: int
+    reason: str
+
+
+class IngestJobOut(BaseModel):
+    """An upload's ingestion; small uploads come back `done`, large ones `queued` with a status URL."""
+
+    id: str
+    course: str
+    status: Literal["queued", "running", "done", "failed"]
+    bytes: int
+    files: list[FileResult]
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    status_url: str
+
+
+class Deleted(BaseModel):
+    course: str
+    source: str | None = None
+    deleted_chunks: int
+
+
+class UsageRowOut(BaseModel):
+    """Ledger totals of one group; `cost_usd` leaves out the `unpriced` calls (unknown price)."""
+
+    key: str | None = Field(description="The course, backend, UTC day or tenant; null: none recorded.")
+    calls: int
+    requests: int
+    documents: int
+    cache_hits: int
+    query_tokens: int
+    document_tokens: int
+    cost_usd: float
+    unpriced: int
+
+
+class UsageReport(BaseModel):
+    """Ledger totals over a period, grouped one way, never beyond the courses the key may see."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "period": "2026-11",
+                    "start": "2026-11-01T00:00:00Z",
+                    "end": "2026-12-01T00:00:00Z",
+                    "by": "course",
+                    "rows": [
+                        {
+                            "key": "python-101",
+                            "calls": 1200,
+                            "requests": 1200,
+                            "documents": 24000,
+                            "cache_hits": 5100,
+                            "query_tokens": 0,
+                            "document_tokens": 0,
+                            "cost_usd": 2.4,
+                            "unpriced": 0,
+                        }
+                    ],
+                    "calls": 1200,
+                    "cost_usd": 2.4,
+                    "unpriced": 0,
+                }
+            ]
+        }
+    )
+
+    period: str
+    start: datetime
+    end: datetime
+    by: GroupBy
+    rows: list[UsageRowOut]
+    calls: int
+    cost_usd: float
+    unpriced: int
+
+
+class Status(BaseModel):
+    status: str
+
+
+class ErrorBody(BaseModel):
+    """Every error: a message, a stable type, the limit concerned (if any) and the request id to quote."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "documents: 1200 is above the limit of 1000 (serve.max_documents)",
+                    "error_type": "limit_exceeded",
+                    "limit": "max_documents",
+                    "request_id": "5d0f3c7e9b1a4c2e8f6a1b2c3d4e5f60",
+                }
+            ]
+        }
+    )
+
+    error: str
+    error_type: str
+    limit: str | None = None
+    request_id: str | None = None
+
+
+_ERROR_CODES = {
+    400: "Empty query or no documents.",
+    401: "Missing or invalid API key.",
+    403: "The key may not use this course or endpoint.",
+    404: "No such course, document or job.",
+    413: "Over a configured limit; `limit` names it.",
+    422: "Invalid request; the message names the field.",
+    424: "The rerank backend failed (every link of a fallback chain).",
+    429: "At capacity; retry shortly.",
+    503: "Starting, stopping, or the index is unavailable.",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route can answer, all with `ErrorBody`."""
+    return {code: {"model": ErrorBody, "description": _ERROR_CODES[code]} for code in codes}
