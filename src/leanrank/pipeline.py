@@ -33,6 +33,7 @@ from leanrank.ingest.chunker import ChunkerConfig, chunk_source
 from leanrank.ingest.files import discover, file_hash, source_id
 from leanrank.ingest.loaders import parse_file, read_file
 from leanrank.rerank.base import Reranker, Usage
+from leanrank.rerank.cache import with_cache
 from leanrank.rerank.catalog import reranker as reranker_by_name
 from leanrank.rerank.stage import RerankStage
 from leanrank.retrieve.hybrid import HybridRetriever, RetrieveFilter
@@ -119,8 +120,10 @@ class Pipeline:
         self.store = store or open_store(self.settings, self.dense.dim, self.dense.name)
         self.retriever = HybridRetriever(self.store, self.dense, self.sparse, self.settings.retrieve)
         self.meter = meter or Meter.from_settings(self.settings)
+        rs = self.settings.rerank
         self.rerank = RerankStage(
-            reranker or reranker_by_name(self.settings.rerank.backend),
+            reranker
+            or with_cache(reranker_by_name(rs.backend), rs.cache, self.settings.data_dir, rs.cache_ttl_s),
             self.settings.rerank.top_k,
             meter=self.meter,
             fallback=reranker_by_name(self.settings.cost.fallback),

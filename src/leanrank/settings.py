@@ -58,6 +58,13 @@ class RerankSettings(BaseModel):
 
     backend: str = Field("identity", description="Reranker name; `identity` keeps the fusion order.")
     top_k: int = Field(5, ge=1, le=1000, description="Hits returned after reranking.")
+    cache: str = Field(
+        "off",
+        description="Score cache: `off`, `sqlite` (<data_dir>/score-cache.sqlite, one machine) or a "
+        "`redis://` URL (shared by replicas).",
+        pattern=r"^(off|sqlite|rediss?://.+)$",
+    )
+    cache_ttl_s: float = Field(30 * 86_400, gt=0, description="Cached scores expire after this long.")
 
 
 class ServeSettings(BaseModel):

@@ -154,3 +154,20 @@ async def test_a_broken_cache_degrades_to_the_backend() -> None:
     assert response.scores == (3.0, 5.0)
     assert response.usage.cache_hits == 0
     assert inner.sent == [["doc", "other"]]
+
+
+def test_settings_choose_the_cache(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from leanrank.rerank.cache import with_cache
+    from leanrank.rerank.identity import IdentityReranker
+    from leanrank.settings import Settings
+
+    inner = IdentityReranker()
+    assert with_cache(inner, "off", tmp_path, 60) is inner
+    cached = with_cache(inner, "sqlite", tmp_path, 60)
+    assert isinstance(cached, CachedReranker)
+    assert (tmp_path / "score-cache.sqlite").exists()
+    assert isinstance(with_cache(inner, REDIS_URL, tmp_path, 60), CachedReranker)
+    with pytest.raises(ValidationError, match="pattern"):
+        Settings(rerank={"cache": "memcached://x"})

@@ -179,3 +179,14 @@ def _safe(call: Callable[[], _T], default: _T) -> _T:
     except Exception as exc:  # a cache failure must degrade to a miss, never fail the search
         _log.warning("score cache unavailable, scoring without it: %s", exc)
         return default
+
+
+def with_cache(reranker: Reranker, spec: str, data_dir: Path, ttl_s: float) -> Reranker:
+    """`reranker` behind the score cache that `spec` (`rerank.cache`: off, sqlite or a Redis URL) names."""
+    if spec == "off":
+        return reranker
+    if spec == "sqlite":
+        return CachedReranker(reranker, SqliteScoreCache(data_dir / "score-cache.sqlite", ttl_s))
+    if spec.startswith(("redis://", "rediss://")):
+        return CachedReranker(reranker, RedisScoreCache(spec, ttl_s))
+    raise ConfigError(f"rerank.cache must be off, sqlite or a redis:// URL, got {spec!r}")

@@ -22,6 +22,7 @@ from leanrank.cost.pricing import Pricing
 from leanrank.errors import LeanrankError
 from leanrank.pipeline import Pipeline
 from leanrank.rerank.base import Reranker
+from leanrank.rerank.cache import with_cache
 from leanrank.rerank.catalog import reranker as reranker_by_name
 from leanrank.serve.accounting import Accountant
 from leanrank.serve.auth import KeyRing
@@ -68,7 +69,8 @@ def create_app(
     keys = KeyRing.from_settings(settings.serve)
     limits = settings.serve
     metrics = Metrics()
-    policy = reranker or reranker_by_name(settings.rerank.backend)
+    rs = settings.rerank
+    policy = reranker or with_cache(reranker_by_name(rs.backend), rs.cache, settings.data_dir, rs.cache_ttl_s)
     if limits.micro_batch_ms > 0 and isinstance(policy, BatchReranker):
         policy = MicroBatcher(
             policy, window_s=limits.micro_batch_ms / 1000, max_documents=limits.micro_batch_max_documents
