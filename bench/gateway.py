@@ -8,7 +8,7 @@ drifts of the machine's load hit every path alike:
 - gateway: the client posts to leanrank (`/v2/rerank`), which checks the key and limits, calls the
   backend through its adapter, prices the call and commits a ledger record (SQLite, synced to disk);
 - gateway, pooled adapter: the same, with the adapter's HTTP connections pooled across calls
-  (the shipped adapter opens a client, hence a TLS context, per call);
+  (the shipped adapter opens a client per call, sharing one TLS context per process);
 - gateway, pooled adapter, ledger on tmpfs: the same without the ledger's sync to disk (where /dev/shm is);
 - gateway, cache hit: the same query again through a score cache in front of the backend (nothing sent).
 
