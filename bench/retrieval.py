@@ -1,11 +1,13 @@
 """Retrieval quality and latency of the first stage: dense vs BM25 vs hybrid (RRF inside Qdrant Edge).
 
-Pool: XQuAD Russian + English paragraphs chunked by leanrank's own chunker (a few sentences per chunk),
-plus NTREX ru/en news sentences as distractors (3 sentences a chunk), all in one bilingual course.
-A question's relevant chunk is the one holding its answer's first character, in the question's language.
+Pool: the evaluation harness's `xquad:ru+en+ntrex` dataset (leanrank.eval.datasets) - XQuAD Russian +
+English paragraphs chunked by leanrank's own chunker (a few sentences per chunk), plus NTREX ru/en news as
+distractors, all in one bilingual course. A question's relevant chunk is the one holding its answer's
+first character, in the question's language.
 
 Fusion parameters are tuned on the first half of the articles (the "tune" split) and reported on the other
-half ("test"), so the reported numbers are not fitted to the questions they are measured on.
+half ("test"), so the reported numbers are not fitted to the questions they are measured on. Recall is
+ranx's, through leanrank.eval.metrics.
 
 Latency: the same pipeline against a course of ~50k chunks. Encoding 50k chunks with the 4-bit e5-small on
 2 cores takes ~45 minutes, so the 50k course is the real pool plus filler chunks: real NTREX sentence mixes
@@ -23,135 +25,73 @@ import random
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from leanrank.encode.base import SparseVec
+from leanrank.encode.base import Matrix, SparseVec
+from leanrank.eval.datasets import Dataset, Query, load_dataset
+from leanrank.eval.metrics import quality
+from leanrank.eval.runner import doc_chunks
 from leanrank.index.base import HybridQuery
-from leanrank.ingest.chunker import ChunkerConfig, chunk_source
+from leanrank.ingest.chunker import ChunkerConfig
 from leanrank.ingest.lang import detect_lang
 from leanrank.pipeline import Pipeline
 from leanrank.retrieve.hybrid import RetrieveFilter
 from leanrank.settings import Settings
-from leanrank.types import Chunk, Section, SourceText
+from leanrank.types import Chunk
 
 KS = (5, 10, 20, 100)
-COURSE = "xquad"
+SPEC = "xquad:ru+en+ntrex"
 SCALE_COURSE = "scale"
 
 
-@dataclass(frozen=True)
-class Question:
-    qid: str
-    lang: str
-    text: str
-    split: str
-    relevant: str  # point id of the chunk holding the answer start
-
-
-def load_xquad(shared: Path, lang: str) -> list[dict]:  # type: ignore[type-arg]
-    data = json.loads((shared / "data" / "xquad" / f"xquad.{lang}.json").read_text(encoding="utf-8"))
-    return list(data["data"])
-
-
-def build_pool(pipe: Pipeline, shared: Path, chunker: ChunkerConfig) -> tuple[list[Chunk], list[Question]]:
-    """Chunk XQuAD articles (one section per paragraph) and NTREX distractors; label each question."""
-    from leanrank.index.edge import point_id
-
-    chunks: list[Chunk] = []
-    questions: list[Question] = []
-    for lang in ("ru", "en"):
-        articles = load_xquad(shared, lang)
-        for a_i, article in enumerate(articles):
-            split = "tune" if a_i < len(articles) // 2 else "test"
-            text, sections, answers = "", [], []
-            for p_i, para in enumerate(article["paragraphs"]):
-                context = para["context"]
-                lead = len(context) - len(context.lstrip("\ufeff"))
-                context = context[lead:]
-                start = len(text)
-                sections.append(Section(context, start, (f"p{p_i}",)))
-                text += context + "\n\n"
-                for qa in para["qas"]:
-                    answers.append(
-                        (qa["id"], qa["question"], start + qa["answers"][0]["answer_start"] - lead)
-                    )
-            source = SourceText(f"{lang}/article{a_i:02d}.txt", text, tuple(sections), "txt")
-            art_chunks = chunk_source(
-                source,
-                course=COURSE,
-                file_hash=f"{lang}{a_i}",
-                count_tokens=pipe.dense.token_count,
-                config=chunker,
-            )
-            chunks.extend(art_chunks)
-            for qid, question, offset in answers:
-                holder = next(c for c in art_chunks if c.start <= offset < c.end)
-                questions.append(Question(qid, lang, question, split, point_id(holder)))
-    for lang, name in (("en", "newstest2019-src.eng.txt"), ("ru", "newstest2019-ref.rus.txt")):
-        lines = (shared / "data" / "ntrex" / name).read_text(encoding="utf-8").splitlines()
-        for i in range(0, len(lines), 3):
-            body = " ".join(lines[i : i + 3])
-            chunks.append(
-                Chunk(
-                    COURSE,
-                    f"ntrex/{lang}.txt",
-                    i // 3,
-                    body,
-                    0,
-                    len(body),
-                    (),
-                    detect_lang(body),
-                    f"n{lang}{i}",
-                    "n",
-                    0,
-                )
-            )
-    return chunks, questions
-
-
-def index(pipe: Pipeline, chunks: list[Chunk]) -> np.ndarray:
+def index(pipe: Pipeline, data: Dataset) -> tuple[list[Chunk], np.ndarray]:
     """Encode and write the pool, one source at a time (the pipeline's own write path)."""
-    by_source: dict[str, list[int]] = {}
-    for i, c in enumerate(chunks):
-        by_source.setdefault(c.source, []).append(i)
-    dense = np.zeros((len(chunks), pipe.dense.dim), dtype=np.float32)
+    by_source: dict[tuple[str, str], list[int]] = {}
+    for i, d in enumerate(data.docs):
+        by_source.setdefault((d.course, d.source), []).append(i)
+    chunks: list[Chunk] = []
+    dense = np.zeros((len(data.docs), pipe.dense.dim), dtype=np.float32)
     t0 = time.perf_counter()
-    for done, (source, ids) in enumerate(by_source.items(), 1):
-        part = [chunks[i] for i in ids]
+    for done, ids in enumerate(by_source.values(), 1):
+        part = doc_chunks([data.docs[i] for i in ids], pipe.dense.token_count)
         vecs = pipe.dense.embed_passages([c.text for c in part])
         dense[ids] = vecs
         sparse = pipe.sparse.embed_documents([c.text for c in part], [c.lang for c in part])
-        pipe.store.replace_source(part[0].course, source, part, vecs, sparse)
+        pipe.store.replace_source(part[0].course, part[0].source, part, vecs, sparse)
+        chunks.extend(part)
         print(
             f"\r  indexed {done}/{len(by_source)} sources ({time.perf_counter() - t0:.0f}s)",
             end="",
             flush=True,
         )
     print()
-    return dense
+    order = [i for ids in by_source.values() for i in ids]
+    return chunks, dense[order]
 
 
 def ranked(
     pipe: Pipeline,
-    q: Question,
-    qd: np.ndarray,
+    course: str,
+    qd: Matrix,
     qs: SparseVec,
     weights: tuple[float, float],
     k: int,
     limit: int = 100,
 ) -> list[str]:
-    """Top `limit` point ids; weight 0 on one list gives the other list's pure ranking."""
+    """Top `limit` doc ids; weight 0 on one list gives the other list's pure ranking."""
     request = HybridQuery(
-        course=COURSE, dense=qd, sparse=qs, limit=limit, prefetch=100, rrf_k=k, weights=weights
+        course=course, dense=qd, sparse=qs, limit=limit, prefetch=100, rrf_k=k, weights=weights
     )
-    return [c.chunk_id for c in pipe.store.hybrid(request)]
+    return [c.chunk.meta["doc_id"] for c in pipe.store.hybrid(request)]
 
 
-def recall(runs: dict[str, list[str]], questions: list[Question]) -> dict[int, float]:
-    return {k: sum(q.relevant in runs[q.qid + q.lang][:k] for q in questions) / len(questions) for k in KS}
+def recall(data: Dataset, runs: dict[str, list[str]], questions: list[Query]) -> dict[int, float]:
+    judged = {q.qid: data.qrels[q.qid] for q in questions}
+    scores = quality(judged, runs, [f"recall@{k}" for k in KS])
+    return {k: scores[f"recall@{k}"] for k in KS}
 
 
 def main() -> None:
@@ -166,19 +106,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, Pipeline(Settings(data_dir=Path(tmp))) as pipe:
         chunker = ChunkerConfig(max_tokens=args.max_tokens)
-        chunks, questions = build_pool(pipe, args.shared, chunker)
-        print(f"pool: {len(chunks)} chunks, {len(questions)} questions")
-        dense = index(pipe, chunks)
+        data = load_dataset(
+            SPEC, count_tokens=pipe.dense.token_count, chunker=chunker, data_root=args.shared / "data"
+        )
+        questions = list(data.queries)
+        print(f"pool: {len(data.docs)} chunks, {len(questions)} questions")
+        chunks, dense = index(pipe, data)
 
         t0 = time.perf_counter()
-        qvecs = {
-            q.qid + q.lang: (pipe.dense.embed_query(q.text), pipe.sparse.embed_query(q.text))
-            for q in questions
-        }
+        qvecs = {q.qid: (pipe.dense.embed_query(q.text), pipe.sparse.embed_query(q.text)) for q in questions}
         print(f"  encoded {len(questions)} queries in {time.perf_counter() - t0:.0f}s")
 
-        def run(weights: tuple[float, float], k: int, qs: list[Question]) -> dict[str, list[str]]:
-            return {q.qid + q.lang: ranked(pipe, q, *qvecs[q.qid + q.lang], weights, k) for q in qs}
+        def run(weights: tuple[float, float], k: int, qs: list[Query]) -> dict[str, list[str]]:
+            return {q.qid: ranked(pipe, q.course, *qvecs[q.qid], weights, k) for q in qs}
 
         tune = [q for q in questions if q.split == "tune"]
         test = [q for q in questions if q.split == "test"]
@@ -189,7 +129,7 @@ def main() -> None:
         ]
         scored = []
         for weights, k in grid:
-            r = recall(run(weights, k, tune), tune)
+            r = recall(data, run(weights, k, tune), tune)
             scored.append((r[20] + r[10] / 10, weights, k, r))
             print(f"  tune w={weights} k={k}: {r}")
         _, best_w, best_k, _ = max(scored, key=lambda s: s[0])
@@ -198,13 +138,15 @@ def main() -> None:
         results: dict[str, dict[str, dict[int, float]]] = {}
         for split_name, qs in (("test", test), ("tune", tune)):
             results[split_name] = {
-                "dense": recall(run((1.0, 0.0), 60, qs), qs),
-                "bm25": recall(run((0.0, 1.0), 60, qs), qs),
-                "hybrid": recall(run(best_w, best_k, qs), qs),
+                "dense": recall(data, run((1.0, 0.0), 60, qs), qs),
+                "bm25": recall(data, run((0.0, 1.0), 60, qs), qs),
+                "hybrid": recall(data, run(best_w, best_k, qs), qs),
             }
             for lang in ("ru", "en"):
                 sub = [q for q in qs if q.lang == lang]
-                results[split_name][f"hybrid ({lang} questions)"] = recall(run(best_w, best_k, sub), sub)
+                results[split_name][f"hybrid ({lang} questions)"] = recall(
+                    data, run(best_w, best_k, sub), sub
+                )
 
         # latency at scale ---------------------------------------------------------------------------------
         filler_n = max(0, args.scale - len(chunks))
@@ -267,7 +209,7 @@ def main() -> None:
             t0 = time.perf_counter()
             pipe.retriever.retrieve(q.text, RetrieveFilter(SCALE_COURSE), depth=20)
             end_to_end.append(time.perf_counter() - t0)
-            qd, qs_ = qvecs[q.qid + q.lang]
+            qd, qs_ = qvecs[q.qid]
             t0 = time.perf_counter()
             pipe.store.hybrid(
                 HybridQuery(
@@ -285,7 +227,7 @@ def main() -> None:
         def pct(xs: list[float], p: int) -> float:
             return 1000 * statistics.quantiles(xs, n=100)[p - 1]
 
-        latency = {
+        latency: dict[str, Any] = {
             "chunks": len(all_chunks),
             "queries": len(sample),
             "end_to_end_ms": {"p50": pct(end_to_end, 50), "p95": pct(end_to_end, 95)},

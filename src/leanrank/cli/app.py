@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from leanrank.cli.costs import costs_app, pricing_command
+from leanrank.cli.eval import eval_command
 from leanrank.cli.index import index_app
 from leanrank.cli.rerank import backends_command, rerank_command
 from leanrank.cli.serve import serve_command
@@ -38,6 +39,7 @@ app.command("pricing")(pricing_command)
 app.add_typer(costs_app, name="costs")
 app.add_typer(index_app, name="index")
 app.command("serve")(serve_command)
+app.command("eval")(eval_command)
 
 
 @contextmanager

@@ -18,6 +18,8 @@ from leanrank.types import Lang
 
 _SPACE = re.compile(r"\s+")
 _OVERFETCH = 3
+# One list alone: the other is weighted 0, so its hits only trail the fused list with score 0.
+_ONE_LIST = {"dense": (1.0, 0.0), "sparse": (0.0, 1.0)}
 
 
 def normalised_hash(text: str) -> str:
@@ -56,12 +58,15 @@ class HybridRetriever:
             limit=want * _OVERFETCH if trims else want,
             prefetch=max(s.prefetch, want),
             rrf_k=s.rrf_k,
-            weights=(s.dense_weight, s.sparse_weight),
+            weights=_ONE_LIST.get(s.mode, (s.dense_weight, s.sparse_weight)),
             langs=where.langs,
             heading_prefix=where.heading_prefix,
             min_score=s.min_score,
         )
-        return trim(self._store.hybrid(request), depth=want, dedup=s.dedup, max_per_source=s.max_per_source)
+        found = self._store.hybrid(request)
+        if s.mode != "hybrid":
+            found = [c for c in found if (c.dense_rank if s.mode == "dense" else c.bm25_rank) is not None]
+        return trim(found, depth=want, dedup=s.dedup, max_per_source=s.max_per_source)
 
 
 def trim(candidates: Sequence[Candidate], *, depth: int, dedup: bool, max_per_source: int) -> list[Candidate]:

@@ -1,0 +1,167 @@
+"""`leanrank eval`: run pipeline configurations over a labelled (or silver-labelled) dataset and report.
+
+The harness's modules load ranx and matplotlib, so they are imported when the command runs, not when the
+CLI starts.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from leanrank.errors import ConfigError, InputError, LeanrankError
+from leanrank.eval.configs import PRESETS
+from leanrank.eval.datasets import DEFAULT_DATA_ROOT
+from leanrank.settings import Settings
+
+if TYPE_CHECKING:
+    from leanrank.cost.pricing import ModelPrice
+
+err = Console(stderr=True)
+
+DATASET_HELP = (
+    "xquad:ru|en|ru+en|cross[+ntrex][:tune|:test], squad:FILE[:tune|:test], beir:DIR or own:DIR@QUERIES.jsonl"
+)
+
+
+def priced_models(settings: Settings, keys: Sequence[str] = ()) -> list[ModelPrice]:
+    """The paid rerank models of the price table (packaged files, then the user's), or just `keys`."""
+    from leanrank.cost.pricing import Pricing
+
+    models = Pricing.from_settings(settings).models
+    unknown = [k for k in keys if k not in models]
+    if unknown:
+        raise ConfigError(f"no price for {unknown[0]!r}; priced models: {', '.join(sorted(models))}")
+    return [models[k] for k in keys] if keys else [m for _, m in sorted(models.items()) if m.is_paid]
+
+
+def eval_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"Dataset SPEC: {DATASET_HELP}.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for report.md, report.json, runs/ and the chart.")
+    ],
+    configs: Annotated[
+        str, typer.Option("--configs", "-c", help=f"Comma-separated presets: {', '.join(PRESETS)}.")
+    ] = "naive,default",
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only N queries, spread over the set.")
+    ] = None,
+    silver: Annotated[
+        bool, typer.Option("--silver", help="Also score against a reference reranker over the naive top-100.")
+    ] = False,
+    reference: Annotated[
+        str | None,
+        typer.Option("--reference", help="Reranker of the silver reference (default: the configured one)."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Keep the encoded pool here to reuse it (default: a temporary one)."),
+    ] = None,
+    data_root: Annotated[
+        Path,
+        typer.Option("--data-root", envvar="LEANRANK_EVAL_DATA", help="Folder with xquad/ and ntrex/."),
+    ] = DEFAULT_DATA_ROOT,
+    distractors: Annotated[
+        list[Path] | None, typer.Option("--distractors", help="Files or folders added to every pool.")
+    ] = None,
+    price: Annotated[
+        list[str] | None,
+        typer.Option("--price", help="Price with this model (provider:model); default: every paid one."),
+    ] = None,
+) -> None:
+    """Compare pipeline configurations: quality (ranx), candidate recall, rerank tokens, $ and latency."""
+    try:
+        settings = Settings()
+        _run(
+            settings,
+            spec=dataset,
+            out_dir=out_dir,
+            names=configs,
+            limit=limit,
+            reference=(reference or settings.rerank.backend) if silver else None,
+            data_dir=data_dir,
+            data_root=data_root,
+            distractors=distractors or [],
+            prices=priced_models(settings, price or []),
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        err.print(f"[red]error:[/red] invalid setting {where}: {first['msg']}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    except LeanrankError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
+
+
+def _run(
+    settings: Settings,
+    *,
+    spec: str,
+    out_dir: Path,
+    names: str,
+    limit: int | None,
+    reference: str | None,
+    data_dir: Path | None,
+    data_root: Path,
+    distractors: list[Path],
+    prices: Sequence[ModelPrice],
+) -> None:
+    from leanrank.encode.bm25 import Bm25Encoder
+    from leanrank.encode.catalog import dense_encoder
+    from leanrank.encode.e5 import E5SmallEncoder, xlmr_token_count
+    from leanrank.eval.configs import resolve_configs
+    from leanrank.eval.datasets import add_distractors, load_dataset
+    from leanrank.eval.report import markdown, summarise, write_report
+    from leanrank.eval.runner import run_eval
+    from leanrank.ingest.chunker import ChunkerConfig
+
+    chosen = resolve_configs(names)
+    dense = dense_encoder(settings.encoder)
+    # Rerank bills are counted in XLM-R tokens (the bge/jina rerankers' own); e5 has that tokenizer.
+    count = dense.token_count if isinstance(dense, E5SmallEncoder) else xlmr_token_count
+    ing = settings.ingest
+    chunker = ChunkerConfig(
+        max_tokens=ing.max_tokens, overlap_sentences=ing.overlap_sentences, min_tokens=ing.min_tokens
+    )
+    data = load_dataset(spec, count_tokens=dense.token_count, chunker=chunker, data_root=data_root)
+    if distractors:
+        data = add_distractors(data, distractors, count_tokens=dense.token_count, chunker=chunker)
+    if limit:
+        data = data.limit(limit)
+    with ExitStack() as stack:
+        folder = data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leanrank-eval-")))
+        progress = stack.enter_context(
+            Progress(
+                TextColumn("[bold]{task.description}[/bold]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
+        )
+        result = run_eval(
+            data,
+            chosen,
+            dense=dense,
+            sparse=Bm25Encoder(),
+            data_dir=folder,
+            count_tokens=count,
+            base=settings,
+            reference=reference,
+            progress=progress,
+        )
+    report = summarise(result, prices)
+    written = write_report(report, result, out_dir, prices)
+    sys.stdout.write(markdown(report))
+    err.print(f"wrote {len(written)} files under {out_dir}", highlight=False)

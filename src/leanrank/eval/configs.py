@@ -1,0 +1,76 @@
+"""Named pipeline configurations the harness compares, as data: a registry that later issues extend.
+
+A configuration is what changes between runs over the same pool: the first stage (its full
+`RetrieveSettings`), the reranker, and the flags of features still to come. Everything else (encoder, chunker)
+is fixed by the pool, so differences in the report are caused by the configuration alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from leanrank.errors import ConfigError
+from leanrank.settings import RerankSettings, RetrieveSettings, Settings
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One pipeline variant. `retrieve` starts from the class defaults, not from the environment.
+
+    `trim` (send trimmed chunks to the reranker) and `cache` (reuse rerank scores) are reserved for the
+    issues that build them; the runner refuses a configuration that sets them, rather than ignoring them.
+    """
+
+    name: str
+    summary: str
+    retrieve: RetrieveSettings
+    reranker: str = "identity"
+    trim: bool = False
+    cache: bool = False
+
+    @property
+    def depth(self) -> int:
+        """Candidates handed to the rerank step."""
+        return self.retrieve.depth
+
+    def settings(self, base: Settings) -> Settings:
+        """`base` (encoder, data dir, limits) with this configuration's first stage and reranker."""
+        rerank = RerankSettings(backend=self.reranker, top_k=self.depth)
+        return base.model_copy(update={"retrieve": self.retrieve, "rerank": rerank})
+
+
+PRESETS: dict[str, EvalConfig] = {
+    c.name: c
+    for c in (
+        EvalConfig(
+            "naive",
+            "dense top-100, no dedup or per-source cap, full chunks to the reranker",
+            RetrieveSettings(mode="dense", depth=100, dedup=False, max_per_source=0),
+        ),
+        EvalConfig(
+            "default",
+            "the project's defaults: hybrid RRF, depth 20, dedup, per-source cap",
+            RetrieveSettings(),
+        ),
+        EvalConfig(
+            "hybrid-100", "hybrid RRF with the default trimming, depth 100", RetrieveSettings(depth=100)
+        ),
+        EvalConfig(
+            "dense-20",
+            "dense only with the default trimming, depth 20",
+            RetrieveSettings(mode="dense", depth=20),
+        ),
+    )
+}
+
+
+def resolve_configs(names: str) -> list[EvalConfig]:
+    """Comma-separated preset names, in the order given; an unknown name lists the known ones."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in PRESETS]
+    if unknown or not wanted:
+        what = repr(unknown[0]) if unknown else "(none given)"
+        raise ConfigError(f"unknown configuration {what}; known: {', '.join(PRESETS)}")
+    if len(set(wanted)) != len(wanted):
+        raise ConfigError(f"configuration listed twice in {names!r}")
+    return [PRESETS[n] for n in wanted]

@@ -1,0 +1,267 @@
+"""Run configurations over a dataset through the real embedded pipeline, and record what each one did.
+
+The pool is encoded and written once, straight through the store (its chunks are already made), grouped
+by source with a content hash as the file hash: a second run over the same data directory finds every
+source unchanged and encodes nothing, which is how benchmarks cache the encoded pool. Every configuration
+then runs as its own `Pipeline` over that one store, so a difference between configurations is never a
+difference between indexes.
+
+Queries run one at a time, after one unrecorded warm-up per configuration, so latencies are those of a
+single request rather than of a saturated machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from leanrank.encode.base import DenseEncoder, Matrix, SparseEncoder
+from leanrank.errors import ConfigError
+from leanrank.eval.configs import PRESETS, EvalConfig
+from leanrank.eval.datasets import Dataset, DatasetError, Doc, Query
+from leanrank.index.base import Store
+from leanrank.index.edge import EdgeStore
+from leanrank.pipeline import Pipeline
+from leanrank.rerank.base import Reranker
+from leanrank.rerank.catalog import reranker as reranker_by_name
+from leanrank.settings import Settings
+from leanrank.types import Chunk, Hit
+
+TokenCount = Callable[[str], int]
+ENCODE_BATCH = 32
+REFERENCE = "reference"
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One document handed to the rerank step: its tokens are what a priced backend bills.
+
+    `answer_survives` is the hook for context trimming: once chunks are trimmed before reranking, a
+    relevant chunk whose answer span was cut away no longer counts as reaching the reranker.
+    """
+
+    doc_id: str
+    tokens: int
+    answer_survives: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class QueryOutcome:
+    """One query under one configuration: final ranking, what was sent to rerank, time per stage."""
+
+    qid: str
+    ranking: tuple[str, ...]
+    sent: tuple[Sent, ...]
+    query_tokens: int
+    timings_s: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class ConfigRun:
+    """All outcomes of one configuration, in query order."""
+
+    config: EvalConfig
+    outcomes: tuple[QueryOutcome, ...]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def rankings(self) -> dict[str, list[str]]:
+        return {o.qid: list(o.ranking) for o in self.outcomes}
+
+    def candidates(self) -> dict[str, list[str]]:
+        """Per query, the candidates that reached the rerank step with their answer, in first-stage order."""
+        return {o.qid: [s.doc_id for s in o.sent if s.answer_survives] for o in self.outcomes}
+
+    def requests(self) -> list[tuple[int, list[int]]]:
+        """Per query, (query tokens, tokens of each document sent): what a rerank API would bill."""
+        return [(o.query_tokens, [s.tokens for s in o.sent]) for o in self.outcomes]
+
+    def timings(self, stage: str) -> list[float]:
+        return [o.timings_s[stage] for o in self.outcomes if stage in o.timings_s]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Every configuration's run over one dataset; `reference` is the silver reference run, when asked for."""
+
+    dataset: Dataset
+    runs: tuple[ConfigRun, ...]
+    reference: ConfigRun | None
+    encoded_docs: int
+    index_s: float
+
+
+def reference_config(reranker: str) -> EvalConfig:
+    """The silver reference: `reranker` over the naive dense top-100."""
+    naive = PRESETS["naive"]
+    return EvalConfig(REFERENCE, f"{reranker} over the naive dense top-100", naive.retrieve, reranker)
+
+
+def run_eval(
+    dataset: Dataset,
+    configs: Sequence[EvalConfig],
+    *,
+    dense: DenseEncoder,
+    sparse: SparseEncoder,
+    data_dir: Path,
+    count_tokens: TokenCount | None = None,
+    base: Settings | None = None,
+    reference: str | None = None,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Index the pool under `data_dir` (reusing what is already there), then run every configuration.
+
+    `count_tokens` counts what is sent to rerank (default: the dense encoder's tokenizer); `reference`
+    names the reranker of the silver reference run; `base` supplies the settings configurations leave
+    alone (query length limit).
+    """
+    if not dataset.queries:
+        raise DatasetError(f"{dataset.name}: no queries to run")
+    names = [c.name for c in configs]
+    if not names or len(set(names)) != len(names) or REFERENCE in names:
+        raise ConfigError(
+            f"need unique configuration names other than {REFERENCE!r}, got: {', '.join(names)}"
+        )
+    for c in configs:
+        if c.trim or c.cache:
+            raise ConfigError(
+                f"configuration {c.name}: context trimming and rerank caching are not built yet"
+            )
+    count = count_tokens or dense.token_count
+    settings = base or Settings(data_dir=data_dir)
+    store = EdgeStore(data_dir / "index", dim=dense.dim, encoder=dense.name)
+    try:
+        t0 = time.perf_counter()
+        encoded = index_pool(store, dense, sparse, dataset.docs, count_tokens=count, progress=progress)
+        index_s = time.perf_counter() - t0
+        todo = [*configs, reference_config(reference)] if reference else list(configs)
+        runs = asyncio.run(_run_all(todo, dataset.queries, settings, dense, sparse, store, count, progress))
+    finally:
+        store.close()
+    ref = runs.pop() if reference else None
+    return EvalResult(dataset, tuple(runs), ref, encoded, index_s)
+
+
+def index_pool(
+    store: Store,
+    dense: DenseEncoder,
+    sparse: SparseEncoder,
+    docs: Sequence[Doc],
+    *,
+    count_tokens: TokenCount,
+    progress: Progress | None = None,
+) -> int:
+    """Write the pool source by source, skipping sources already indexed with the same content; returns
+    how many docs were encoded. Sources of the pool's courses that the pool no longer has are deleted.
+    """
+    groups: dict[tuple[str, str], list[Doc]] = {}
+    for doc in docs:
+        groups.setdefault((doc.course, doc.source), []).append(doc)
+    for course in {c for c, _ in groups}:
+        for source in set(store.sources(course)) - {s for c, s in groups if c == course}:
+            store.delete_source(course, source)
+    pending = []
+    for (course, source), group in groups.items():
+        chunks = doc_chunks(group, count_tokens)
+        if store.source_file_hashes(course, source) != {chunks[0].file_hash}:
+            pending.append(chunks)
+    vectors = _encode(dense, [c.text for chunks in pending for c in chunks], progress)
+    at = 0
+    for chunks in pending:
+        block = vectors[at : at + len(chunks)]
+        at += len(chunks)
+        sparse_vecs = sparse.embed_documents([c.text for c in chunks], [c.lang for c in chunks])
+        store.replace_source(chunks[0].course, chunks[0].source, chunks, block, sparse_vecs)
+    return at
+
+
+def doc_chunks(group: Sequence[Doc], count_tokens: TokenCount) -> list[Chunk]:
+    """The docs of one source as indexed chunks; the content hash stands in for the file hash, so an
+    unchanged source is recognised, and `meta["doc_id"]` maps hits back to the dataset's ids.
+
+    Offsets are into each doc's own text: the pool has no source file to point into.
+    """
+    digest = hashlib.sha256()
+    for d in group:
+        digest.update(f"{d.doc_id}\x00{d.lang}\x00{d.text}\x01".encode())
+    return [
+        Chunk(
+            course=d.course,
+            source=d.source,
+            index=i,
+            text=d.text,
+            start=0,
+            end=len(d.text),
+            heading=(),
+            lang=d.lang,
+            content_hash=hashlib.sha256(d.text.encode()).hexdigest()[:32],
+            file_hash=digest.hexdigest(),
+            tokens=count_tokens(d.text),
+            meta={"doc_id": d.doc_id},
+        )
+        for i, d in enumerate(group)
+    ]
+
+
+def _encode(dense: DenseEncoder, texts: Sequence[str], progress: Progress | None) -> Matrix:
+    task = progress.add_task("encode pool", total=len(texts)) if progress and texts else None
+    parts = []
+    for i in range(0, len(texts), ENCODE_BATCH):
+        parts.append(dense.embed_passages(texts[i : i + ENCODE_BATCH]))
+        if progress and task is not None:
+            progress.advance(task, len(parts[-1]))
+    return np.concatenate(parts) if parts else np.zeros((0, dense.dim), dtype=np.float32)
+
+
+async def _run_all(
+    configs: Sequence[EvalConfig],
+    queries: Sequence[Query],
+    settings: Settings,
+    dense: DenseEncoder,
+    sparse: SparseEncoder,
+    store: Store,
+    count: TokenCount,
+    progress: Progress | None,
+) -> list[ConfigRun]:
+    rerankers: dict[str, Reranker] = {}
+    tokens: dict[str, int] = {}
+    runs = []
+    for config in configs:
+        model = rerankers.get(config.reranker) or reranker_by_name(config.reranker)
+        rerankers[config.reranker] = model
+        pipe = Pipeline(config.settings(settings), dense=dense, sparse=sparse, store=store, reranker=model)
+        task = progress.add_task(config.name, total=len(queries)) if progress else None
+        if queries:  # warm-up: lazy model loads and cold caches are not a query's latency
+            await pipe.asearch(queries[0].text, queries[0].course, k=config.depth)
+        outcomes = []
+        for q in queries:
+            t0 = time.perf_counter()
+            result = await pipe.asearch(q.text, q.course, k=config.depth)
+            timings = {**result.timings_s, "total": time.perf_counter() - t0}
+            sent = tuple(_sent(h, tokens, count) for h in sorted(result.hits, key=_first_stage_order))
+            ranking = tuple(h.chunk.meta["doc_id"] for h in result.hits)
+            outcomes.append(QueryOutcome(q.qid, ranking, sent, count(q.text), timings))
+            if progress and task is not None:
+                progress.advance(task)
+        runs.append(ConfigRun(config, tuple(outcomes)))
+    return runs
+
+
+def _first_stage_order(hit: Hit) -> float:
+    return -hit.stage_scores["fusion"]
+
+
+def _sent(hit: Hit, memo: dict[str, int], count: TokenCount) -> Sent:
+    doc_id = hit.chunk.meta["doc_id"]
+    if doc_id not in memo:
+        memo[doc_id] = count(hit.chunk.text)
+    return Sent(doc_id, memo[doc_id])

@@ -1,0 +1,64 @@
+"""`leanrank eval` registered on a Typer app exactly as `leanrank.cli.app` registers it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from leanrank.cli.eval import eval_command
+from tests.eval.conftest import write_beir
+
+app = typer.Typer()
+app.command("eval")(eval_command)
+
+
+@app.callback()
+def main() -> None:
+    """A group, as the real app is: `eval` is named on the command line."""
+
+
+@pytest.fixture(autouse=True)
+def no_project_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no leanrank.toml from the working directory
+
+
+def test_eval_writes_the_report(tmp_path: Path) -> None:
+    beir = write_beir(tmp_path / "tiny")
+    out = tmp_path / "out"
+    args = ["eval", "-d", f"beir:{beir}", "-o", str(out), "-c", "default,dense-20", "--limit", "3"]
+    result = CliRunner().invoke(
+        app, [*args, "--silver", "--reference", "identity", "--price", "cohere:rerank-v3.5"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "# leanrank eval: `beir:" in result.stdout
+    assert "| dense-20 | dense | 20 | identity |" in result.stdout
+    # Cohere bills one search unit per 100 documents: 20 documents a query are one unit, $2 per 1,000 units.
+    assert "| default | $2.00 |" in result.stdout
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["queries"] == 3
+    assert report["reference"] == "identity"
+    assert {p.name for p in (out / "runs").iterdir()} >= {"default.trec", "dense-20.trec", "reference.trec"}
+    assert (out / "cost_quality.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "status"),
+    [
+        (["-d", "nope:x"], "unknown dataset 'nope:x'", 2),
+        (["-d", "beir:missing"], "corpus.jsonl: cannot read", 2),
+        (["-d", "beir:missing", "-c", "naive,turbo"], "unknown configuration 'turbo'", 1),
+        (["-d", "beir:missing", "--price", "acme:fast"], "no price for 'acme:fast'; priced models:", 1),
+    ],
+)
+def test_bad_input_is_one_line_and_an_exit_status(
+    tmp_path: Path, args: list[str], message: str, status: int
+) -> None:
+    """Input errors exit 2 and configuration errors 1, as everywhere in the `leanrank` CLI."""
+    result = CliRunner().invoke(app, ["eval", *args, "-o", str(tmp_path / "out")])
+    assert result.exit_code == status
+    assert message in result.stderr
+    assert "Traceback" not in result.output

@@ -1,0 +1,122 @@
+"""End to end through the real embedded pipeline (e5 + BM25 + Qdrant Edge) on a 24-document dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leanrank.encode.bm25 import Bm25Encoder
+from leanrank.encode.e5 import E5SmallEncoder
+from leanrank.errors import ConfigError
+from leanrank.eval.configs import PRESETS, resolve_configs
+from leanrank.eval.datasets import Dataset, load_dataset
+from leanrank.eval.report import summarise, write_report
+from leanrank.eval.runner import EvalResult, run_eval
+from leanrank.settings import RetrieveSettings, Settings
+from tests.eval.conftest import QUERIES, PerMillion, words, write_beir
+
+NAIVE = {"mode": "dense", "depth": 100, "dedup": False, "max_per_source": 0}
+PRICE = PerMillion("jina:jina-reranker-v2-base-multilingual", usd_per_million=0.02)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    folder = write_beir(tmp_path_factory.mktemp("beir"))
+    return load_dataset(f"beir:{folder}", count_tokens=words)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("index")
+
+
+@pytest.fixture(scope="module")
+def result(tiny: Dataset, data_dir: Path, e5: E5SmallEncoder, bm25: Bm25Encoder) -> EvalResult:
+    configs = resolve_configs("naive,default")
+    return run_eval(tiny, configs, dense=e5, sparse=bm25, data_dir=data_dir, reference="identity")
+
+
+def test_presets_are_data_and_resolve_by_name() -> None:
+    assert list(PRESETS)[:4] == ["naive", "default", "hybrid-100", "dense-20"]
+    naive = PRESETS["naive"].retrieve
+    assert naive.model_dump() == {**RetrieveSettings().model_dump(), **NAIVE}
+    assert PRESETS["default"].retrieve == RetrieveSettings()  # the project's defaults, whatever the env says
+    settings = PRESETS["naive"].settings(Settings(data_dir=Path("x")))
+    assert settings.retrieve.depth == 100
+    assert settings.rerank.backend == "identity"
+    assert settings.data_dir == Path("x")
+    assert [c.name for c in resolve_configs("dense-20, naive")] == ["dense-20", "naive"]
+    with pytest.raises(ConfigError, match="unknown configuration 'fast'; known: naive, default"):
+        resolve_configs("naive,fast")
+
+
+def test_naive_sends_the_pure_dense_order_of_the_whole_pool(
+    result: EvalResult, tiny: Dataset, e5: E5SmallEncoder
+) -> None:
+    naive = result.runs[0]
+    vectors = e5.embed_passages([d.text for d in tiny.docs])
+    for outcome, query in zip(naive.outcomes, tiny.queries, strict=True):
+        order = np.argsort(-(vectors @ e5.embed_query(query.text)), kind="stable")
+        assert list(outcome.ranking) == [tiny.docs[i].doc_id for i in order]
+        assert [s.tokens for s in outcome.sent] == [
+            e5.token_count(t) for t in (tiny.docs[i].text for i in order)
+        ]
+    assert result.encoded_docs == len(tiny.docs)
+
+
+def test_summary_counts_what_reached_the_reranker_and_prices_it(
+    result: EvalResult, e5: E5SmallEncoder
+) -> None:
+    report = summarise(result, [PRICE])
+    naive, default = report.configs
+    assert naive.candidate_recall == 1.0  # the whole pool reaches the reranker
+    assert naive.docs_per_query == 24.0
+    assert default.docs_per_query == 20.0
+    pool_tokens = sum(s.tokens for s in result.runs[0].outcomes[0].sent)
+    query_tokens = [e5.token_count(text) for text, _ in QUERIES.values()]
+    expected = 1000 * sum(0.02 * (24 * q + pool_tokens) / 1e6 for q in query_tokens) / len(query_tokens)
+    assert naive.cost_per_1k[PRICE.key] == pytest.approx(expected)
+    assert naive.tokens_per_query == pytest.approx(sum(query_tokens) / 6 + pool_tokens)
+    assert naive.silver == {"overlap@5": 1.0, "overlap@10": 1.0, "ndcg@10": 1.0}  # the reference is naive
+    assert set(naive.latency_ms) == {"retrieve", "rerank", "total"}
+    assert 0 < naive.latency_ms["total"]["p50"] <= naive.latency_ms["total"]["p95"]
+    assert set(report.p_values["naive"]["default"]) == {"ndcg@10", "mrr@10", "recall@10"}
+
+
+def test_report_files(result: EvalResult, tmp_path: Path) -> None:
+    report = summarise(result, [PRICE])
+    written = write_report(report, result, tmp_path, [PRICE])
+    assert all(p.exists() for p in written)
+    assert (tmp_path / "cost_quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert [c["name"] for c in saved["configs"]] == ["naive", "default"]
+    assert saved["frontier"]
+    lines = (tmp_path / "runs" / "naive.trec").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 6 * 24
+    qid, q0, doc, rank, _score, name = lines[0].split()
+    assert (q0, rank, name) == ("Q0", "1", "naive")
+    assert doc == result.runs[0].rankings()[qid][0]
+    assert (tmp_path / "runs" / "qrels.trec").read_text(encoding="utf-8").count("\n") >= 5
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "| naive | dense | 100 | identity |" in md
+    assert "## $ per 1,000 queries" in md
+    assert "![cost vs quality](cost_quality.png)" in md
+
+
+def test_a_second_run_reuses_the_encoded_pool(
+    result: EvalResult, tiny: Dataset, data_dir: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    again = run_eval(tiny.limit(2), [PRESETS["default"]], dense=e5, sparse=bm25, data_dir=data_dir)
+    assert again.encoded_docs == 0
+    assert [o.qid for o in again.runs[0].outcomes] == [q.qid for q in tiny.limit(2).queries]
+    assert again.reference is None
+
+
+def test_features_not_built_yet_are_refused(tiny: Dataset, tmp_path: Path, e5: E5SmallEncoder) -> None:
+    trimmed = dataclasses.replace(PRESETS["default"], name="trimmed", trim=True)
+    with pytest.raises(ConfigError, match="trimmed: context trimming"):
+        run_eval(tiny, [trimmed], dense=e5, sparse=Bm25Encoder(), data_dir=tmp_path)
