@@ -14,7 +14,9 @@ Configurations, all in one run over the same pairs:
 Models have random weights built at run time, as speed does not depend on their values: `tiny` (the test
 models' 2 × 32 shape), `base` (XLM-R base: 12 layers, hidden 768, 12 heads, intermediate 3072) and,
 on a GPU only, `bge-m3` (bge-reranker-v2-m3's XLM-R large: 24, 1024, 16, 4096, 8194 positions); all with
-XLM-R's 250,002-token vocabulary. They are cached under bench/out/models.
+XLM-R's 250,002-token vocabulary. They are cached under bench/out/models. The int8 file is
+`quantize_onnx`'s default: weights per channel, signed where the CPU has VNNI (else unsigned); a model
+cached before that default is re-quantised with `quantize_onnx(model_dir)`.
 
 Tokenizer: the real XLM-R one cannot be downloaded here and the tests' tiny one splits this text into
 characters (about three times too many tokens), so a Unigram tokenizer is trained on the XQuAD text at
@@ -178,38 +180,36 @@ def build_model(directory: Path, shape: Shape, texts: list[str], with_onnx: bool
 
 
 def token_stats(
-    model_dir: Path, requests: list[Request], batch_size: int | None, max_batch_tokens: int
+    model_dir: Path, parts: list[list[Request]], batch_size: int | None, max_batch_tokens: int
 ) -> dict[str, Any]:
     """Pair lengths under the bench tokenizer, XLM-R's own counts for the same text, and the share of
-    computed tokens that is padding under fixed unsorted batches and under leanrank's packing."""
+    computed tokens that is padding in fixed unsorted batches and in leanrank's, round by round."""
     from tokenizers import Tokenizer
 
     from leanrank.encode.e5 import xlmr_token_count
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    pairs = [(query, doc) for query, docs in requests for doc in docs]
-    lengths = [min(len(e.ids), MAX_LENGTH) for e in tokenizer.encode_batch(pairs)]
-    texts = [query for query, _ in requests] + [doc for _, docs in requests for doc in docs]
+    lengths, fixed, packed = [], 0, 0
+    for part in parts:
+        pairs = [(query, doc) for query, docs in part for doc in docs]
+        these = [min(len(e.ids), MAX_LENGTH) for e in tokenizer.encode_batch(pairs)]
+        fixed += sum(
+            len(these[start : start + BASELINE_BATCH]) * max(these[start : start + BASELINE_BATCH])
+            for start in range(0, len(these), BASELINE_BATCH)
+        )
+        batches = length_sorted_batches(these, batch_size or max_batch_tokens, max_batch_tokens)
+        packed += sum(len(batch) * these[batch[0]] for batch in batches)
+        lengths += these
+    texts = [text for part in parts for query, docs in part for text in (query, *docs)]
     ours = sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
     xlmr = sum(xlmr_token_count(text) for text in texts)
-
-    def padding(batches: Sequence[Sequence[int]]) -> float:
-        computed = sum(len(batch) * max(lengths[i] for i in batch) for batch in batches)
-        return 1 - sum(lengths) / computed
-
-    fixed = [
-        range(start, min(start + BASELINE_BATCH, len(lengths)))
-        for start in range(0, len(lengths), BASELINE_BATCH)
-    ]
     return {
-        "pairs": len(pairs),
+        "pairs": len(lengths),
         "mean_tokens_per_pair": float(np.mean(lengths)),
         "p10_p50_p90_tokens": [float(p) for p in np.percentile(lengths, [10, 50, 90])],
         "tokens_vs_xlmr": ours / xlmr,
-        "padding_fixed_batches": padding(fixed),
-        "padding_leanrank": padding(
-            length_sorted_batches(lengths, batch_size or max_batch_tokens, max_batch_tokens)
-        ),
+        "padding_fixed_batches": 1 - sum(lengths) / fixed,
+        "padding_leanrank": 1 - sum(lengths) / packed,
     }
 
 
@@ -344,20 +344,23 @@ def runners(model_dir: Path, args: argparse.Namespace) -> list[Runner]:
     ]
 
 
+def rounds_of(requests: list[Request], rounds: int) -> list[list[Request]]:
+    return [[requests[i] for i in part] for part in np.array_split(np.arange(len(requests)), rounds)]
+
+
 def measure(
-    runners: list[Runner], requests: list[Request], rounds: int
+    runners: list[Runner], parts: list[list[Request]]
 ) -> tuple[dict[str, float], dict[str, list[list[float]]]]:
     """Seconds and scores per runner; every round runs every runner, starting one further each time."""
     seconds = {runner.name: 0.0 for runner in runners}
     scores: dict[str, list[list[float]]] = {runner.name: [] for runner in runners}
-    for r, part in enumerate(np.array_split(np.arange(len(requests)), rounds)):
-        chunk = [requests[i] for i in part]
+    for r, part in enumerate(parts):
         for runner in runners[r % len(runners) :] + runners[: r % len(runners)]:
             t0 = time.perf_counter()
-            got = runner.score(chunk)
+            got = runner.score(part)
             seconds[runner.name] += time.perf_counter() - t0
             scores[runner.name].extend(got)
-        print(f"  round {r + 1}/{rounds} done", file=sys.stderr)
+        print(f"  round {r + 1}/{len(parts)} done", file=sys.stderr)
     return seconds, scores
 
 
@@ -418,11 +421,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--shape", nargs="+", choices=list(SHAPES), help="default: tiny base (CPU), bge-m3 (cuda)"
     )
     parser.add_argument("--precision", choices=["fp16", "bf16"], default="bf16", help="GPU half precision")
-    parser.add_argument("--queries", type=int, help="default: 12 (CPU), 256 (cuda)")
+    parser.add_argument("--queries", type=int, help="default: 24 (CPU), 256 (cuda)")
     parser.add_argument(
         "--candidates", type=int, default=None, help="per query; default: 10 (CPU), 20 (cuda)"
     )
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of torch and ONNX Runtime")
     parser.add_argument("--batch-size", type=int, help="leanrank's row cap; default: none but the budget")
     parser.add_argument(
@@ -433,7 +436,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     gpu = args.device == "cuda"
     args.shape = args.shape or (["bge-m3"] if gpu else ["tiny", "base"])
-    args.queries = args.queries or (256 if gpu else 12)
+    args.queries = args.queries or (256 if gpu else 24)
     args.candidates = args.candidates or (20 if gpu else 10)
     args.max_batch_tokens = args.max_batch_tokens or (GPU_BATCH_TOKENS if gpu else CPU_BATCH_TOKENS)
     if not gpu and "bge-m3" in args.shape:
@@ -444,6 +447,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     import torch
+
+    from leanrank.rerank.onnx_backend import cpu_has_vnni
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: no CUDA device here", file=sys.stderr)
@@ -459,10 +464,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_dir = build_model(
             args.out / "models" / name, SHAPES[name], texts, with_onnx=args.device == "cpu"
         )
-        stats = token_stats(model_dir, requests, args.batch_size, args.max_batch_tokens)
+        parts = rounds_of(requests, args.rounds)
+        stats = token_stats(model_dir, parts, args.batch_size, args.max_batch_tokens)
         print(f"{name}: built in {time.perf_counter() - started:.0f}s; {json.dumps(stats)}", file=sys.stderr)
         chosen = runners(model_dir, args)
-        seconds, scores = measure(chosen, requests, args.rounds)
+        seconds, scores = measure(chosen, parts)
         rows = report(chosen, seconds, scores, stats["pairs"])
         failed |= any(row.guard.startswith("FAIL") for row in rows)
         device = torch.cuda.get_device_name() if args.device == "cuda" else f"{args.threads} CPU threads"
@@ -479,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "device": device,
             "machine": {
                 "cpus": platform.processor() or platform.machine(),
+                "vnni": cpu_has_vnni(),  # int8 weights are signed where true (quantize_onnx's "auto")
                 "python": platform.python_version(),
             },
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

@@ -43,6 +43,7 @@ DOCS = [  # sentences of the tiny models' corpus (tests/models.py), of very diff
 LONG = "Нейронная сеть состоит из слоёв нейронов. The lecture starts at ten in the morning. " * 100
 
 XQUAD = Path(__file__).resolve().parents[3] / "shared" / "data" / "xquad"
+
 # Recorded from the tiny models (tests/models.py, seed 0) for QUERY_RU over DOCS.
 XLMR_SCORES = [0.2186522, 0.2994185, 0.2030036, 0.2519063, 0.2360289, 0.2073015, 0.259136]
 QWEN3_SCORES = [0.5231571, 0.4907427, 0.3876639, 0.4680795, 0.0645428, 0.4771469, 0.4385638]
@@ -185,6 +186,32 @@ async def test_int8_loads_and_passes_the_guard(xlmr_int8_dir: Path, xquad: list[
     assert 1e-3 < agreement.max_abs_diff < 0.1
     onnx = xlmr_int8_dir / "onnx"
     assert (onnx / "model_int8.onnx.data").stat().st_size < (onnx / "model.onnx.data").stat().st_size / 3
+
+
+def test_quantize_stores_the_weights_asked_for(
+    xlmr_onnx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    onnx = pytest.importorskip("onnx")
+    from leanrank.rerank import onnx_backend
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(xlmr_onnx_dir, model_dir, ignore=shutil.ignore_patterns("model_int8.onnx*"))
+
+    def weight_types(**options: Any) -> set[int]:
+        """The element types of the MatMuls' weights (the embedding tables are stored as u8 either way)."""
+        path = onnx_backend.quantize_onnx(model_dir, **options)
+        graph = onnx.load(path, load_external_data=False).graph
+        weights = {node.input[1] for node in graph.node if node.op_type == "MatMulInteger"}
+        return {i.data_type for i in graph.initializer if i.name in weights}
+
+    signed, unsigned = {onnx.TensorProto.INT8}, {onnx.TensorProto.UINT8}
+    assert weight_types(weights="int8") == signed
+    assert weight_types(weights="uint8", per_channel=False) == unsigned
+    # "auto": signed only where the CPU multiplies u8 × s8 without saturating.
+    monkeypatch.setattr(onnx_backend, "cpu_has_vnni", lambda: True)
+    assert weight_types() == signed
+    monkeypatch.setattr(onnx_backend, "cpu_has_vnni", lambda: False)
+    assert weight_types() == unsigned
 
 
 def test_quantize_needs_the_fp32_export(xlmr_dir: Path) -> None:
