@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import json
 import re
 import time
 import uuid
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from leanrank.cascade.plan import Cascade, Sendable
+from leanrank.cascade.result_cache import result_cache, same_question
 from leanrank.cost.meter import Meter
 from leanrank.encode.base import DenseEncoder, SparseEncoder
 from leanrank.encode.bm25 import Bm25Encoder
@@ -31,11 +35,12 @@ from leanrank.index.base import Store
 from leanrank.index.factory import open_store
 from leanrank.ingest.chunker import ChunkerConfig, chunk_source
 from leanrank.ingest.files import discover, file_hash, source_id
+from leanrank.ingest.lang import detect_lang
 from leanrank.ingest.loaders import parse_file, read_file
-from leanrank.rerank.base import Reranker, Usage
+from leanrank.rerank.base import Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import with_cache
 from leanrank.rerank.catalog import reranker as reranker_by_name
-from leanrank.rerank.stage import RerankStage
+from leanrank.rerank.stage import RerankStage, first_stage_scores
 from leanrank.retrieve.hybrid import HybridRetriever, RetrieveFilter
 from leanrank.settings import Settings
 from leanrank.types import Hit, Lang
@@ -43,6 +48,8 @@ from leanrank.types import Hit, Lang
 _COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 FileStatus = Literal["added", "updated", "unchanged", "skipped", "removed"]
+_CHANGED = ("added", "updated", "removed")
+RESULT_CACHE = "result-cache"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,11 @@ class IngestReport:
 class SearchResult:
     """Hits best first, how many candidates reached the rerank step, its usage, and time per stage.
 
+    `retrieved` is how many the first stage returned, `dropped` how many each cascade stage removed before
+    the rerank step (`leanrank.cascade.plan`) and `sent` what the rerank step was handed. When fewer were
+    reranked than asked for, the candidates the cascade cut follow in first-stage order, with their fused
+    score as `score` and no `rerank` stage score.
+
     `served_by` is the reranker that produced the order (a fallback or a hard budget cap may have chosen
     it); `cost_usd` is what the call cost (None: no known price); `budget` is the budget level before it.
     """
@@ -89,6 +101,26 @@ class SearchResult:
     cost_usd: float | None = None
     budget: str = "ok"
     failed: tuple[str, ...] = ()
+    retrieved: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    sent: tuple[Sendable, ...] = ()
+
+    @property
+    def sent_tokens(self) -> int:
+        return sum(s.tokens for s in self.sent)
+
+
+class _Replay:
+    """The scores of a cached answer, replayed through the meter so the ledger sees a free call."""
+
+    name = RESULT_CACHE
+
+    def __init__(self, scores: list[float]) -> None:
+        self._scores = scores
+
+    async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+        usage = dataclasses.replace(Usage.free(len(documents), 0.0), cache_hits=len(documents))
+        return RerankResponse(tuple(self._scores), usage, served_by=RESULT_CACHE)
 
 
 def check_course_id(course: str) -> str:
@@ -120,6 +152,16 @@ class Pipeline:
         self.store = store or open_store(self.settings, self.dense.dim, self.dense.name)
         self.retriever = HybridRetriever(self.store, self.dense, self.sparse, self.settings.retrieve)
         self.meter = meter or Meter.from_settings(self.settings)
+        cs = self.settings.cascade
+        self.cascade = Cascade(
+            cs,
+            count=self.dense.token_count,
+            sparse=self.sparse,
+            gate=None if cs.gate == "off" else reranker_by_name(cs.gate),
+        )
+        self.results = result_cache(
+            cs.result_cache, self.settings.data_dir, threshold=cs.result_similarity, ttl_s=cs.result_ttl_s
+        )
         rs = self.settings.rerank
         self.rerank = RerankStage(
             reranker
@@ -142,6 +184,8 @@ class Pipeline:
     def close(self) -> None:
         self.store.close()
         self.meter.close()
+        if self.results is not None:
+            self.results.close()
 
     # ingest -------------------------------------------------------------------------------------------------
 
@@ -172,6 +216,8 @@ class Pipeline:
             for source in sorted(set(self.store.sources(course)) - seen):
                 n = self.store.delete_source(course, source)
                 self._record(report, FileReport(source, "removed", n), on_file)
+        if self.results is not None and any(f.status in _CHANGED for f in report.files):
+            self.results.invalidate(course)  # cached answers may cite chunks that are gone or stale
         return report
 
     @staticmethod
@@ -252,24 +298,101 @@ class Pipeline:
         text = self.check_query(query)
         self.check_course(course)
         where = RetrieveFilter(course, tuple(langs), tuple(heading_prefix))
-        t0 = time.perf_counter()
-        candidates = await asyncio.to_thread(self.retriever.retrieve, text, where, depth=depth)
-        t1 = time.perf_counter()
         rid = request_id or uuid.uuid4().hex
-        stage = await self.rerank.run(text, candidates, top_k=k, request_id=rid, course=course, tenant=tenant)
+        want = k or self.rerank.top_k
+        t0 = time.perf_counter()
+        vector, scope = None, ""
+        if self.results is not None:
+            vector = await asyncio.to_thread(self.dense.embed_query, text)
+            scope = self._scope(text, where, want, depth)
+            cached = await asyncio.to_thread(self.results.lookup, course, scope, vector)
+            if cached is not None and same_question(cached.query, text):
+                return await self._answered(text, course, cached.hits, rid, tenant, t0)
+        candidates = await asyncio.to_thread(
+            self.retriever.retrieve,
+            text,
+            where,
+            depth=depth,
+            vector=vector,
+            with_vectors=self.cascade.needs_vectors,
+        )
+        t1 = time.perf_counter()
+        selection = await self.cascade.select(text, candidates)
         t2 = time.perf_counter()
+        stage = await self.rerank.run(
+            text,
+            [s.candidate for s in selection.sent],
+            top_k=want,
+            request_id=rid,
+            course=course,
+            tenant=tenant,
+            windows=[(s.start, s.end) for s in selection.sent],
+        )
+        t3 = time.perf_counter()
+        tail = [
+            Hit(c.chunk_id, c.chunk, c.fused, first_stage_scores(c))
+            for c in selection.rest[: max(0, want - len(stage.hits))]
+        ]
+        hits = stage.hits + tail
+        if self.results is not None and vector is not None and not stage.failed and stage.budget == "ok":
+            await asyncio.to_thread(self.results.store, course, scope, text, vector, hits)
         return SearchResult(
             text,
             course,
-            stage.hits,
-            len(candidates),
+            hits,
+            len(selection.sent),
             stage.usage,
-            {"retrieve": t1 - t0, "rerank": t2 - t1},
+            {"retrieve": t1 - t0, "cascade": t2 - t1, "rerank": t3 - t2},
             request_id=rid,
             served_by=stage.served_by,
             cost_usd=stage.cost_usd,
             budget=stage.budget,
             failed=stage.failed,
+            retrieved=selection.retrieved,
+            dropped=selection.dropped,
+            sent=tuple(selection.sent),
+        )
+
+    def _scope(self, query: str, where: RetrieveFilter, want: int, depth: int | None) -> str:
+        """What must match, besides the course and a near-identical question, to reuse a cached answer:
+        the question's language, the filters, the hits asked for and everything that shapes the ranking."""
+        shape = {
+            "lang": detect_lang(query),
+            "langs": where.langs,
+            "heading_prefix": where.heading_prefix,
+            "k": want,
+            "depth": depth,
+            "reranker": self.rerank.reranker.name,
+            "retrieve": self.settings.retrieve.model_dump(mode="json"),
+            "cascade": self.settings.cascade.model_dump(mode="json", exclude={"preset"}),
+            "encoder": self.dense.name,
+        }
+        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
+
+    async def _answered(
+        self, query: str, course: str, hits: list[Hit], request_id: str, tenant: str | None, t0: float
+    ) -> SearchResult:
+        """A result-cache hit: recorded in the ledger as a free call whose documents were all cache hits."""
+        replay = _Replay([h.score for h in hits])
+        metered = await self.meter.rerank(
+            replay,
+            query,
+            [h.chunk.text for h in hits],
+            request_id=request_id,
+            course=course,
+            tenant=tenant,
+        )
+        return SearchResult(
+            query,
+            course,
+            hits,
+            0,
+            metered.response.usage,
+            {"result_cache": time.perf_counter() - t0},
+            request_id=request_id,
+            served_by=RESULT_CACHE,
+            cost_usd=0.0,
+            budget=metered.budget_state.level,
         )
 
     def search(
@@ -305,4 +428,6 @@ class Pipeline:
 
     def delete_course(self, course: str) -> int:
         self.check_course(course)
+        if self.results is not None:
+            self.results.invalidate(course)
         return self.store.delete_course(course)

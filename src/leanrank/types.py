@@ -60,9 +60,13 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A retrieved chunk with its final score and the score each stage gave it."""
+    """A retrieved chunk with its final score and the score each stage gave it.
+
+    `window` is the part of `chunk.text` the reranker saw (start, end) when the cascade trimmed it.
+    """
 
     chunk_id: str
     chunk: Chunk
     score: float
     stage_scores: dict[str, float]
+    window: tuple[int, int] | None = None

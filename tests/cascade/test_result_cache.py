@@ -16,6 +16,7 @@ from leanrank.cascade.result_cache import (
     ResultCache,
     SqliteResultCache,
     result_cache,
+    same_question,
 )
 from leanrank.errors import ConfigError
 from leanrank.types import Chunk, Hit
@@ -255,3 +256,13 @@ def test_the_spec_chooses_the_backend(tmp_path: Path) -> None:
         result_cache("sqlite", tmp_path, threshold=1.5, ttl_s=60)
     sqlite.close()
     redis.close()
+
+
+def test_same_question_means_the_same_words_up_to_surface_and_filler() -> None:
+    assert same_question("Что такое цикл while?", "  подскажите, пожалуйста, что такое цикл WHILE")
+    assert same_question("Who won Super Bowl 50?", "Quick question: who won super bowl 50")
+    assert same_question("When was it built?", "when was it built")
+    assert not same_question("Who won Super Bowl 50?", "Who lost Super Bowl 50?")
+    assert not same_question("When was it built?", "Where was it built?")
+    assert not same_question("Это цикл?", "Это не цикл?")  # a negation is never filler
+    assert not same_question("Tell me", "please")  # nothing left to compare

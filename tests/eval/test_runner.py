@@ -13,10 +13,10 @@ from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
 from leanrank.errors import ConfigError
 from leanrank.eval.configs import PRESETS, resolve_configs
-from leanrank.eval.datasets import Dataset, load_dataset
+from leanrank.eval.datasets import Answer, Dataset, load_dataset
 from leanrank.eval.report import summarise, write_report
-from leanrank.eval.runner import EvalResult, run_eval
-from leanrank.settings import RetrieveSettings, Settings
+from leanrank.eval.runner import EvalResult, answer_survives, run_eval
+from leanrank.settings import CascadeSettings, RetrieveSettings, Settings
 from tests.eval.conftest import QUERIES, PerMillion, words, write_beir
 
 NAIVE = {"mode": "dense", "depth": 100, "dedup": False, "max_per_source": 0}
@@ -41,10 +41,12 @@ def result(tiny: Dataset, data_dir: Path, e5: E5SmallEncoder, bm25: Bm25Encoder)
 
 
 def test_presets_are_data_and_resolve_by_name() -> None:
-    assert list(PRESETS)[:4] == ["naive", "default", "hybrid-100", "dense-20"]
+    assert list(PRESETS)[:4] == ["naive", "default", "cheap", "best"]
     naive = PRESETS["naive"].retrieve
     assert naive.model_dump() == {**RetrieveSettings().model_dump(), **NAIVE}
     assert PRESETS["default"].retrieve == RetrieveSettings()  # the project's defaults, whatever the env says
+    assert PRESETS["default"].cascade == Settings().cascade
+    assert PRESETS["naive"].cascade == CascadeSettings()  # off: every candidate sent whole
     settings = PRESETS["naive"].settings(Settings(data_dir=Path("x")))
     assert settings.retrieve.depth == 100
     assert settings.rerank.backend == "identity"
@@ -75,14 +77,15 @@ def test_summary_counts_what_reached_the_reranker_and_prices_it(
     naive, default = report.configs
     assert naive.candidate_recall == 1.0  # the whole pool reaches the reranker
     assert naive.docs_per_query == 24.0
-    assert default.docs_per_query == 20.0
+    # The balanced cascade's adaptive cut: every query of the tiny pool keeps its min_depth of 3.
+    assert default.docs_per_query == 3.0
     pool_tokens = sum(s.tokens for s in result.runs[0].outcomes[0].sent)
     query_tokens = [e5.token_count(text) for text, _ in QUERIES.values()]
     expected = 1000 * sum(0.02 * (24 * q + pool_tokens) / 1e6 for q in query_tokens) / len(query_tokens)
     assert naive.cost_per_1k[PRICE.key] == pytest.approx(expected)
     assert naive.tokens_per_query == pytest.approx(sum(query_tokens) / 6 + pool_tokens)
     assert naive.silver == {"overlap@5": 1.0, "overlap@10": 1.0, "ndcg@10": 1.0}  # the reference is naive
-    assert set(naive.latency_ms) == {"retrieve", "rerank", "total"}
+    assert set(naive.latency_ms) == {"retrieve", "cascade", "rerank", "total"}
     assert 0 < naive.latency_ms["total"]["p50"] <= naive.latency_ms["total"]["p95"]
     assert set(report.p_values["naive"]["default"]) == {"ndcg@10", "mrr@10", "recall@10"}
 
@@ -116,7 +119,30 @@ def test_a_second_run_reuses_the_encoded_pool(
     assert again.reference is None
 
 
-def test_features_not_built_yet_are_refused(tiny: Dataset, tmp_path: Path, e5: E5SmallEncoder) -> None:
-    trimmed = dataclasses.replace(PRESETS["default"], name="trimmed", trim=True)
-    with pytest.raises(ConfigError, match="trimmed: context trimming"):
-        run_eval(tiny, [trimmed], dense=e5, sparse=Bm25Encoder(), data_dir=tmp_path)
+def test_trimmed_configuration_sends_windows_and_checks_the_answer(
+    tiny: Dataset, data_dir: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    trimmed = dataclasses.replace(PRESETS["default"], name="trimmed", cascade=CascadeSettings(trim_tokens=12))
+    run = run_eval(tiny, [trimmed], dense=e5, sparse=bm25, data_dir=data_dir).runs[0]
+    sent = [s for o in run.outcomes for s in o.sent]
+    assert sent
+    assert all(s.tokens <= 12 for s in sent)
+    # A window that misses the answer span no longer counts the relevant chunk as a candidate.
+    lost = [s for s in sent if not s.answer_survives]
+    for o in run.outcomes:
+        kept = run.candidates()[o.qid]
+        assert kept == [s.doc_id for s in o.sent if s.answer_survives]
+    assert all(s.doc_id in {a.doc_id for a in tiny.answers.values()} for s in lost)
+
+
+def test_answer_survives_only_when_the_window_holds_the_span() -> None:
+    text = "First sentence. The answer is forty two. Last one."
+    answer = Answer("d", text.index("forty"), "forty two")
+    n = len(text)
+    assert answer_survives(answer, "d", (16, 40), n)  # "The answer is forty two."
+    assert not answer_survives(answer, "d", (0, 15), n)  # "First sentence."
+    assert not answer_survives(answer, "d", (16, 35), n)  # cuts "two"
+    assert answer_survives(answer, "other", (0, 15), n)  # another chunk cannot lose it
+    assert answer_survives(None, "d", (0, 15), n)  # unjudged query
+    running_on = Answer("d", text.index("Last"), "Last one. And more in the next chunk")
+    assert answer_survives(running_on, "d", (41, n), n)  # the part inside the chunk is kept

@@ -23,6 +23,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -41,6 +42,50 @@ _log = logging.getLogger(__name__)
 # float32 rounding: a vector compared with itself must reach a threshold of 1.0 and report 1.0.
 _EPS = 1e-6
 _Vector = npt.NDArray[np.float32]
+
+_WORD = re.compile(r"\w+")
+# Lead-ins and politeness that do not change what is asked. Negations and question words are never here:
+# "when"/"where" or "не" change the question, so they must match.
+FILLER_WORDS = frozenset(
+    [
+        "скажите",
+        "подскажите",
+        "пожалуйста",
+        "вопрос",
+        "слушайте",
+        "привет",
+        "ну",
+        "а",
+        "tell",
+        "me",
+        "please",
+        "quick",
+        "question",
+        "so",
+        "sorry",
+        "hi",
+        "hey",
+        "can",
+        "you",
+        "remind",
+    ]
+)
+
+
+def wording(text: str) -> frozenset[str]:
+    """The words that make a question: case-folded, in any order, without lead-ins and politeness."""
+    return frozenset(w for w in _WORD.findall(text.casefold()) if w not in FILLER_WORDS)
+
+
+def same_question(a: str, b: str) -> bool:
+    """Near-identical wording: the same words up to case, punctuation, spacing, order and filler.
+
+    Dense similarity alone is not enough: the e5 vectors of "Who won the final?" and "Who lost the
+    final?" are nearly parallel, and on XQuAD 8% of questions have another question of their course at
+    cosine ≥ 0.97. A reused answer to a different question is a wrong answer, so both must agree.
+    """
+    words = wording(a)
+    return bool(words) and words == wording(b)
 
 
 @dataclass(frozen=True, slots=True)

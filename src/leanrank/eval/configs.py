@@ -7,26 +7,21 @@ is fixed by the pool, so differences in the report are caused by the configurati
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from leanrank.errors import ConfigError
-from leanrank.settings import RerankSettings, RetrieveSettings, Settings
+from leanrank.settings import CascadeSettings, RerankSettings, RetrieveSettings, Settings
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """One pipeline variant. `retrieve` starts from the class defaults, not from the environment.
-
-    `trim` (send trimmed chunks to the reranker) and `cache` (reuse rerank scores) are reserved for the
-    issues that build them; the runner refuses a configuration that sets them, rather than ignoring them.
-    """
+    """One pipeline variant. `retrieve` and `cascade` start from the class defaults, not the environment."""
 
     name: str
     summary: str
     retrieve: RetrieveSettings
     reranker: str = "identity"
-    trim: bool = False
-    cache: bool = False
+    cascade: CascadeSettings = field(default_factory=CascadeSettings)
 
     @property
     def depth(self) -> int:
@@ -36,7 +31,7 @@ class EvalConfig:
     def settings(self, base: Settings) -> Settings:
         """`base` (encoder, data dir, limits) with this configuration's first stage and reranker."""
         rerank = RerankSettings(backend=self.reranker, top_k=self.depth)
-        return base.model_copy(update={"retrieve": self.retrieve, "rerank": rerank})
+        return base.model_copy(update={"retrieve": self.retrieve, "rerank": rerank, "cascade": self.cascade})
 
 
 PRESETS: dict[str, EvalConfig] = {
@@ -44,22 +39,30 @@ PRESETS: dict[str, EvalConfig] = {
     for c in (
         EvalConfig(
             "naive",
-            "dense top-100, no dedup or per-source cap, full chunks to the reranker",
+            "dense top-100, no dedup, full chunks to the reranker",
             RetrieveSettings(mode="dense", depth=100, dedup=False, max_per_source=0),
         ),
         EvalConfig(
             "default",
-            "the project's defaults: hybrid RRF, depth 20, dedup, per-source cap",
+            "the project's defaults: hybrid RRF top-20, then the balanced cascade (adaptive depth, dedup)",
             RetrieveSettings(),
+            cascade=CascadeSettings(preset="balanced"),
         ),
         EvalConfig(
-            "hybrid-100", "hybrid RRF with the default trimming, depth 100", RetrieveSettings(depth=100)
+            "cheap",
+            "hybrid top-20, the cheap cascade (tighter cut, 128-token windows)",
+            RetrieveSettings(),
+            cascade=CascadeSettings(preset="cheap"),
         ),
         EvalConfig(
-            "dense-20",
-            "dense only with the default trimming, depth 20",
-            RetrieveSettings(mode="dense", depth=20),
+            "best",
+            "hybrid top-20, the best cascade (looser cut)",
+            RetrieveSettings(),
+            cascade=CascadeSettings(preset="best"),
         ),
+        EvalConfig("hybrid-20", "hybrid RRF top-20, no cascade: the textbook cut", RetrieveSettings()),
+        EvalConfig("hybrid-100", "hybrid RRF top-100, no cascade", RetrieveSettings(depth=100)),
+        EvalConfig("dense-20", "dense top-20, no cascade", RetrieveSettings(mode="dense", depth=20)),
     )
 }
 

@@ -34,7 +34,7 @@ from leanrank.eval.runner import ConfigRun, EvalResult
 from leanrank.eval.silver import silver_scores
 
 COMPARED_METRICS = ("ndcg@10", "mrr@10", "recall@10")
-STAGES = ("retrieve", "rerank", "total")
+STAGES = ("retrieve", "cascade", "rerank", "total")
 CHART = "cost_quality.png"
 _LABELS = {
     "ndcg@10": "nDCG@10",

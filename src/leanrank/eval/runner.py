@@ -22,17 +22,18 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
+from leanrank.cascade.plan import Sendable
 from leanrank.encode.base import DenseEncoder, Matrix, SparseEncoder
 from leanrank.errors import ConfigError
 from leanrank.eval.configs import PRESETS, EvalConfig
-from leanrank.eval.datasets import Dataset, DatasetError, Doc, Query
+from leanrank.eval.datasets import Answer, Dataset, DatasetError, Doc
 from leanrank.index.base import Store
 from leanrank.index.edge import EdgeStore
 from leanrank.pipeline import Pipeline
 from leanrank.rerank.base import Reranker
 from leanrank.rerank.catalog import reranker as reranker_by_name
 from leanrank.settings import Settings
-from leanrank.types import Chunk, Hit
+from leanrank.types import Chunk
 
 TokenCount = Callable[[str], int]
 ENCODE_BATCH = 32
@@ -131,11 +132,6 @@ def run_eval(
         raise ConfigError(
             f"need unique configuration names other than {REFERENCE!r}, got: {', '.join(names)}"
         )
-    for c in configs:
-        if c.trim or c.cache:
-            raise ConfigError(
-                f"configuration {c.name}: context trimming and rerank caching are not built yet"
-            )
     count = count_tokens or dense.token_count
     settings = base or Settings(data_dir=data_dir)
     store = EdgeStore(data_dir / "index", dim=dense.dim, encoder=dense.name)
@@ -144,7 +140,7 @@ def run_eval(
         encoded = index_pool(store, dense, sparse, dataset.docs, count_tokens=count, progress=progress)
         index_s = time.perf_counter() - t0
         todo = [*configs, reference_config(reference)] if reference else list(configs)
-        runs = asyncio.run(_run_all(todo, dataset.queries, settings, dense, sparse, store, count, progress))
+        runs = asyncio.run(_run_all(todo, dataset, settings, dense, sparse, store, count, progress))
     finally:
         store.close()
     ref = runs.pop() if reference else None
@@ -224,7 +220,7 @@ def _encode(dense: DenseEncoder, texts: Sequence[str], progress: Progress | None
 
 async def _run_all(
     configs: Sequence[EvalConfig],
-    queries: Sequence[Query],
+    dataset: Dataset,
     settings: Settings,
     dense: DenseEncoder,
     sparse: SparseEncoder,
@@ -232,6 +228,7 @@ async def _run_all(
     count: TokenCount,
     progress: Progress | None,
 ) -> list[ConfigRun]:
+    queries = dataset.queries
     rerankers: dict[str, Reranker] = {}
     tokens: dict[str, int] = {}
     runs = []
@@ -247,7 +244,8 @@ async def _run_all(
             t0 = time.perf_counter()
             result = await pipe.asearch(q.text, q.course, k=config.depth)
             timings = {**result.timings_s, "total": time.perf_counter() - t0}
-            sent = tuple(_sent(h, tokens, count) for h in sorted(result.hits, key=_first_stage_order))
+            answer = dataset.answers.get(q.qid)
+            sent = tuple(_sent(s, tokens, count, answer) for s in result.sent)
             ranking = tuple(h.chunk.meta["doc_id"] for h in result.hits)
             outcomes.append(QueryOutcome(q.qid, ranking, sent, count(q.text), timings))
             if progress and task is not None:
@@ -256,12 +254,25 @@ async def _run_all(
     return runs
 
 
-def _first_stage_order(hit: Hit) -> float:
-    return -hit.stage_scores["fusion"]
-
-
-def _sent(hit: Hit, memo: dict[str, int], count: TokenCount) -> Sent:
-    doc_id = hit.chunk.meta["doc_id"]
+def _sent(sendable: Sendable, memo: dict[str, int], count: TokenCount, answer: Answer | None) -> Sent:
+    """What the rerank step was handed for one candidate: the whole chunk, or the window the cascade cut."""
+    chunk = sendable.candidate.chunk
+    doc_id = chunk.meta["doc_id"]
+    if sendable.trimmed:
+        window = (sendable.start, sendable.end)
+        return Sent(doc_id, count(sendable.text), answer_survives(answer, doc_id, window, len(chunk.text)))
     if doc_id not in memo:
-        memo[doc_id] = count(hit.chunk.text)
+        memo[doc_id] = count(chunk.text)
     return Sent(doc_id, memo[doc_id])
+
+
+def answer_survives(answer: Answer | None, doc_id: str, window: tuple[int, int], length: int) -> bool:
+    """Whether a window (offsets into a chunk of `length` characters) still holds the answer span, or the
+    part of it inside the chunk (an answer may run past a chunk's end).
+
+    Only the judged answer's chunk can lose it; for other chunks, and unjudged queries, it is True.
+    """
+    if answer is None or answer.doc_id != doc_id:
+        return True
+    start, end = window
+    return start <= answer.start and min(answer.start + len(answer.text), length) <= end

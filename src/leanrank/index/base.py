@@ -24,6 +24,7 @@ class HybridQuery:
     langs: tuple[Lang, ...] = ()
     heading_prefix: tuple[str, ...] = ()
     min_score: float | None = None
+    with_vectors: bool = False  # return each hit's dense vector (cross-lingual dedup compares them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class Candidate:
     bm25: float | None
     dense_rank: int | None
     bm25_rank: int | None
+    vector: Matrix | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,12 @@ def _sparse(vec: SparseVec) -> qe.SparseVector:
     return qe.SparseVector(indices=list(vec.indices), values=list(vec.values))
 
 
+def dense_of(vector: Any) -> Matrix | None:
+    """The named dense vector of a returned point, if the engine sent one."""
+    dense = vector.get("dense") if isinstance(vector, dict) else None
+    return None if dense is None else np.asarray(dense, dtype=np.float32)
+
+
 def stored_meta(path: Path) -> dict[str, Any] | None:
     """What the index at `path` was built with (schema, dim, encoder), or `None` if there is no index yet.
 
@@ -221,6 +227,7 @@ class EdgeStore:
             prefetches=prefetches,
             query=qe.Fusion.Rrf(k=query.rrf_k, weights=weights),  # type: ignore[arg-type]  # stub: Rrf is a Fusion
             with_payload=True,
+            with_vector=["dense"] if query.with_vectors else None,
             score_threshold=query.min_score,
         )
         with _engine_errors("hybrid search"):
@@ -241,6 +248,7 @@ class EdgeStore:
                     bm25=b[1] if b else None,
                     dense_rank=d[0] if d else None,
                     bm25_rank=b[0] if b else None,
+                    vector=dense_of(p.vector) if query.with_vectors else None,
                 )
             )
         return out

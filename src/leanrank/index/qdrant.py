@@ -29,7 +29,14 @@ import numpy as np
 from leanrank.encode.base import Matrix, SparseVec
 from leanrank.errors import ConfigError, DependencyError, LeanrankError, StoreError
 from leanrank.index.base import Candidate, HybridQuery, StoredPoint
-from leanrank.index.edge import KEYWORD_FIELDS, SCHEMA_VERSION, chunk_payload, payload_chunk, point_id
+from leanrank.index.edge import (
+    KEYWORD_FIELDS,
+    SCHEMA_VERSION,
+    chunk_payload,
+    dense_of,
+    payload_chunk,
+    point_id,
+)
 from leanrank.settings import StoreSettings
 from leanrank.types import Chunk
 
@@ -305,6 +312,7 @@ class QdrantStore:
             query=models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=list(query.weights[: len(lists)]))),
             limit=query.limit,
             with_payload=True,
+            with_vector=["dense"] if query.with_vectors else False,
             score_threshold=query.min_score,
         )
         singles = [models.QueryRequest(query=q, using=u, filter=flt, limit=query.prefetch) for u, q in lists]
@@ -327,6 +335,7 @@ class QdrantStore:
                     bm25=b[1] if b else None,
                     dense_rank=d[0] if d else None,
                     bm25_rank=b[0] if b else None,
+                    vector=dense_of(p.vector) if query.with_vectors else None,
                 )
             )
         return out

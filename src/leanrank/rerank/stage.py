@@ -67,8 +67,15 @@ class RerankStage:
         request_id: str | None = None,
         course: str | None = None,
         tenant: str | None = None,
+        windows: Sequence[tuple[int, int]] | None = None,
     ) -> StageResult:
-        texts = [c.chunk.text for c in candidates]
+        """Rerank `candidates`; with `windows` (offsets into each chunk's text) only those parts are sent."""
+        if windows is not None and len(windows) != len(candidates):
+            raise ValueError(f"{len(windows)} windows for {len(candidates)} candidates")
+        texts = [
+            c.chunk.text if windows is None else c.chunk.text[windows[i][0] : windows[i][1]]
+            for i, c in enumerate(candidates)
+        ]
         budget = "ok"
         cost: float | None
         if self.meter is None:
@@ -95,6 +102,8 @@ class RerankStage:
         for i in order[: top_k or self.top_k]:
             cand = candidates[i]
             score = response.scores[i]
-            hits.append(Hit(cand.chunk_id, cand.chunk, score, {**first_stage_scores(cand), "rerank": score}))
+            sent = None if windows is None or windows[i] == (0, len(cand.chunk.text)) else windows[i]
+            scores = {**first_stage_scores(cand), "rerank": score}
+            hits.append(Hit(cand.chunk_id, cand.chunk, score, scores, sent))
         served_by = response.served_by or self.reranker.name
         return StageResult(hits, response.usage, served_by, cost, budget, response.failed)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from leanrank.encode.base import DenseEncoder, SparseEncoder
+from leanrank.encode.base import DenseEncoder, Matrix, SparseEncoder
 from leanrank.index.base import Candidate, HybridQuery, Store
 from leanrank.settings import RetrieveSettings
 from leanrank.types import Lang
@@ -47,13 +47,23 @@ class HybridRetriever:
         self._sparse = sparse
         self.settings = settings
 
-    def retrieve(self, query: str, where: RetrieveFilter, *, depth: int | None = None) -> list[Candidate]:
+    def retrieve(
+        self,
+        query: str,
+        where: RetrieveFilter,
+        *,
+        depth: int | None = None,
+        vector: Matrix | None = None,
+        with_vectors: bool = False,
+    ) -> list[Candidate]:
+        """The fused, trimmed first-stage list; `vector` is the query's dense embedding when the caller has
+        already computed it (the result cache needs it first), `with_vectors` returns the hits' vectors."""
         s = self.settings
         want = depth or s.depth
         trims = s.dedup or s.max_per_source > 0
         request = HybridQuery(
             course=where.course,
-            dense=self._dense.embed_query(query),
+            dense=self._dense.embed_query(query) if vector is None else vector,
             sparse=self._sparse.embed_query(query),
             limit=want * _OVERFETCH if trims else want,
             prefetch=max(s.prefetch, want),
@@ -62,6 +72,7 @@ class HybridRetriever:
             langs=where.langs,
             heading_prefix=where.heading_prefix,
             min_score=s.min_score,
+            with_vectors=with_vectors,
         )
         found = self._store.hybrid(request)
         if s.mode != "hybrid":

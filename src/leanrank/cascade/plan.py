@@ -1,0 +1,155 @@
+"""The cascade: what the paid reranker is handed, decided by stages that cost nothing per token.
+
+Between the first stage and the paid reranker the candidates go through, in order:
+
+1. **adaptive depth**: when the fused list is confident (its top scores stand well clear of the rest),
+   fewer candidates go on; `keep_ratio` × the top fused score is the cut, never below `min_depth`;
+2. **near-duplicate collapse** (`leanrank.cascade.dedup`): overlapping chunks and translations of one text
+   are paid for once, the query's language preferred;
+3. **a gate**: an optional cheap local reranker that passes on its best `gate_keep`;
+4. **trimming** (`leanrank.cascade.trim`): each survivor is sent as its best window for the query.
+
+Each stage says what it dropped, so the evaluation can show where the savings come from. The stages keep
+the first-stage order (the gate, its own), which the paid reranker then replaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence, Set
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from leanrank.cascade.dedup import DedupConfig, collapse
+from leanrank.cascade.trim import Window, best_window
+from leanrank.encode.base import SparseEncoder
+from leanrank.index.base import Candidate
+from leanrank.ingest.lang import detect_lang
+from leanrank.rerank.base import Reranker
+from leanrank.rerank.windows import TokenCount
+from leanrank.settings import CascadeSettings
+from leanrank.types import Lang
+
+
+@dataclass(frozen=True, slots=True)
+class Sendable:
+    """A candidate as the paid stage sees it: `text == candidate.chunk.text[start:end]`."""
+
+    candidate: Candidate
+    text: str
+    start: int
+    end: int
+    tokens: int
+
+    @property
+    def trimmed(self) -> bool:
+        return self.end - self.start < len(self.candidate.chunk.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What goes to the paid stage, out of how many retrieved, and how many each stage dropped.
+
+    `rest` are the candidates cut by the adaptive depth or the gate, in first-stage order: not worth paying
+    for, but still answers, so a search that asks for more hits than were reranked lists them after the
+    reranked ones. Near-duplicates are not in it: their twin was sent.
+    """
+
+    sent: list[Sendable]
+    retrieved: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    rest: list[Candidate] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.tokens for s in self.sent)
+
+
+def adaptive_depth(candidates: Sequence[Candidate], keep_ratio: float, min_depth: int) -> int:
+    """How many of the fused list go on: those scoring ≥ `keep_ratio` × the top score, at least `min_depth`.
+
+    Fused RRF scores are rank based, so the ratio measures agreement: a chunk first in both lists scores
+    about twice one that is first in one list only, and a confident query has few chunks near its top.
+    """
+    if not candidates or keep_ratio <= 0:
+        return len(candidates)
+    floor = keep_ratio * candidates[0].fused
+    above = sum(1 for c in candidates if c.fused >= floor)
+    return min(len(candidates), max(min_depth, above))
+
+
+class Cascade:
+    """The stages between retrieval and the paid reranker, configured by `CascadeSettings`."""
+
+    def __init__(
+        self,
+        settings: CascadeSettings,
+        *,
+        count: TokenCount,
+        sparse: SparseEncoder,
+        gate: Reranker | None = None,
+    ) -> None:
+        self.settings = settings
+        self._count = count
+        self._sparse = sparse
+        self._gate = gate
+
+    @property
+    def needs_vectors(self) -> bool:
+        """Cross-lingual dedup compares the candidates' dense vectors, which the store must then return."""
+        return self.settings.cross_lingual is not None
+
+    async def select(self, query: str, candidates: Sequence[Candidate]) -> Selection:
+        s = self.settings
+        dropped: dict[str, int] = {}
+        depth = adaptive_depth(candidates, s.keep_ratio, s.min_depth) if s.adaptive else len(candidates)
+        kept, rest = list(candidates[:depth]), list(candidates[depth:])
+        dropped["depth"] = len(rest)
+        query_lang = detect_lang(query)
+        if s.near_dup is not None or s.cross_lingual is not None:
+            before = len(kept)
+            kept = self._dedup(kept, query_lang)
+            dropped["near_dup"] = before - len(kept)
+        if self._gate is not None and len(kept) > s.gate_keep:
+            response = await self._gate.rerank(query, [c.chunk.text for c in kept])
+            order = sorted(range(len(kept)), key=lambda i: -response.scores[i])
+            dropped["gate"] = len(kept) - s.gate_keep
+            passed = set(order[: s.gate_keep])
+            rest = [c for i, c in enumerate(kept) if i not in passed] + rest
+            kept = [kept[i] for i in order[: s.gate_keep]]
+        terms = set(self._sparse.embed_query(query).indices) if s.trim_tokens > 0 else set[int]()
+        sent = [self._sendable(terms, c) for c in kept]
+        return Selection(sent, len(candidates), dropped, rest)
+
+    def _dedup(self, kept: list[Candidate], query_lang: Lang) -> list[Candidate]:
+        s = self.settings
+        vectors = None
+        if s.cross_lingual is not None and kept and all(c.vector is not None for c in kept):
+            rows = np.stack([np.asarray(c.vector, dtype=np.float32) for c in kept])
+            vectors = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        config = DedupConfig(
+            containment=s.near_dup if s.near_dup is not None else 1.01,  # above 1: never by shingles
+            cross_lingual=s.cross_lingual,
+            prefer_query_lang=s.prefer_query_lang,
+        )
+        texts = [c.chunk.text for c in kept]
+        langs = [c.chunk.lang for c in kept]
+        return [kept[i] for i in collapse(texts, langs, config, query_lang=query_lang, vectors=vectors)]
+
+    def _sendable(self, query_terms: Set[int], cand: Candidate) -> Sendable:
+        text = cand.chunk.text
+        budget = self.settings.trim_tokens
+        if budget <= 0:
+            return Sendable(cand, text, 0, len(text), cand.chunk.tokens)
+        window = self.window(query_terms, text, cand.chunk.lang, budget, total=cand.chunk.tokens)
+        return Sendable(cand, window.text, window.start, window.end, window.tokens)
+
+    def window(
+        self, query_terms: Set[int], text: str, lang: Lang, budget: int, *, total: int | None = None
+    ) -> Window:
+        """The best window of one chunk for the query, by stemmed query terms (the first stage's analyser)."""
+
+        def terms_of(part: str) -> Set[int]:
+            return set(self._sparse.embed_documents([part], [lang])[0].indices)
+
+        return best_window(text, query_terms, budget, self._count, terms_of, total=total)

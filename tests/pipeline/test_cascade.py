@@ -1,0 +1,81 @@
+"""The cascade in the real pipeline: fewer candidates sent, the rest still listed, answers reused and
+invalidated, every reuse recorded as a free call."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from leanrank.cost.ledger import Ledger
+from leanrank.cost.period import Period
+from leanrank.encode.bm25 import Bm25Encoder
+from leanrank.encode.e5 import E5SmallEncoder
+from leanrank.pipeline import RESULT_CACHE, Pipeline
+from leanrank.settings import Settings
+from tests.conftest import SAMPLE_COURSE
+
+QUESTION = "Что такое цикл while?"
+
+
+def month() -> Period:
+    return Period.parse(datetime.now(UTC).strftime("%Y-%m"))
+
+
+def test_default_cascade_sends_fewer_and_lists_the_rest(
+    tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    with Pipeline(Settings(data_dir=tmp_path), dense=e5, sparse=bm25) as pipe:
+        pipe.ingest(SAMPLE_COURSE, "py")
+        result = pipe.search(QUESTION, "py", k=10)
+    assert pipe.settings.cascade.preset == "balanced"
+    assert result.retrieved == len(result.sent) + sum(result.dropped.values())
+    assert len(result.sent) < result.retrieved  # the adaptive cut sent fewer than the first stage found
+    assert result.sent_tokens == sum(s.candidate.chunk.tokens for s in result.sent)  # whole chunks
+    assert len(result.hits) == min(10, result.retrieved - result.dropped.get("near_dup", 0))
+    reranked = [h for h in result.hits if "rerank" in h.stage_scores]
+    assert len(reranked) == len(result.sent)
+    assert result.hits[: len(reranked)] == reranked  # the cut candidates follow the reranked ones
+
+
+def test_repeated_questions_are_answered_from_the_result_cache(
+    tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    course = tmp_path / "course"
+    shutil.copytree(SAMPLE_COURSE, course)
+    settings = Settings(data_dir=tmp_path / "data", cascade={"preset": "balanced", "result_cache": "sqlite"})
+    with Pipeline(settings, dense=e5, sparse=bm25) as pipe:
+        pipe.ingest(course, "py")
+        first = pipe.search(QUESTION, "py")
+        again = pipe.search("  что такое цикл WHILE ", "py")  # same words, another surface
+        other = pipe.search("How do I open a file?", "py")
+        assert first.served_by == "identity"
+        assert other.served_by == "identity"
+        assert again.served_by == RESULT_CACHE
+        assert again.hits == first.hits
+        assert again.cost_usd == 0.0
+        assert again.usage.cache_hits == len(first.hits)
+        # Re-ingesting a changed file drops the course's cached answers.
+        lesson = sorted(course.rglob("*.md"))[0]
+        lesson.write_text(
+            lesson.read_text(encoding="utf-8") + "\n\nНовый абзац о циклах.\n", encoding="utf-8"
+        )
+        assert pipe.ingest(course, "py").count("updated") == 1
+        after = pipe.search(QUESTION, "py")
+        assert after.served_by == "identity"
+        with Ledger(f"sqlite:///{settings.data_dir / 'ledger.sqlite'}") as ledger:
+            totals = {t.key: t for t in ledger.totals("backend", month())}
+    assert totals[RESULT_CACHE].calls == 1
+    assert totals[RESULT_CACHE].cost_usd == 0.0
+
+
+def test_a_strict_threshold_reuses_only_identical_wording(
+    tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    cascade = {"result_cache": "sqlite", "result_similarity": 1.0}
+    with Pipeline(Settings(data_dir=tmp_path, cascade=cascade), dense=e5, sparse=bm25) as pipe:
+        pipe.ingest(SAMPLE_COURSE, "py")
+        pipe.search(QUESTION, "py")
+        assert pipe.search(QUESTION, "py").served_by == RESULT_CACHE
+        assert pipe.search("Скажите, что такое цикл while?", "py").served_by == "identity"
+        assert pipe.search(QUESTION, "py", k=3).served_by == "identity"  # another k: another scope
