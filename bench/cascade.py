@@ -132,12 +132,12 @@ async def stream_part(
     finally:
         store.close()
     naive_total = sum(naive_tokens[q.qid] for q in stream)
-    wrong = sum(
-        1
-        for p, c in zip(plain["firsts"], cached["firsts"], strict=True)
-        if c["served_by"] == RESULT_CACHE and c["first"] != p["first"]
-    )
-    served = sum(1 for c in cached["firsts"] if c["served_by"] == RESULT_CACHE)
+    served = [i for i, c in enumerate(cached["firsts"]) if c["served_by"] == RESULT_CACHE]
+
+    def right(run: dict[str, Any], i: int) -> bool:
+        return run["firsts"][i]["first"] in data.qrels.get(stream[i].qid, {})
+
+    every = range(len(stream))
     return {
         "requests": len(stream),
         "stream": stream_stats(stream),
@@ -146,8 +146,11 @@ async def stream_part(
         "cached_tokens_per_request": cached["tokens"] / len(stream),
         "no_cache_vs_naive": plain["tokens"] / naive_total,
         "cached_vs_naive": cached["tokens"] / naive_total,
-        "result_cache_answers": served,
-        "result_cache_wrong_first_hit": wrong,
+        "result_cache_answers": len(served),
+        "hit@1_no_cache": sum(right(plain, i) for i in every) / len(stream),
+        "hit@1_cached": sum(right(cached, i) for i in every) / len(stream),
+        "hit@1_reused_answers": sum(right(cached, i) for i in served) / max(len(served), 1),
+        "hit@1_same_requests_no_cache": sum(right(plain, i) for i in served) / max(len(served), 1),
         "score_cache_hits": cached["score_hits"],
         "p95_ms_no_cache": plain["p95_ms"],
         "p95_ms_cached": cached["p95_ms"],
@@ -216,9 +219,11 @@ def markdown(cascade: dict[str, Any], stream: dict[str, Any] | None) -> str:
             f"| default + score cache + result cache | {s['cached_tokens_per_request']:,.0f} "
             f"| {s['cached_vs_naive']:.1%} |",
             "",
-            f"Result cache: {s['result_cache_answers']} answers reused, {s['result_cache_wrong_first_hit']} "
-            f"with a first hit other than the uncached run's; score cache: {s['score_cache_hits']} documents "
-            f"not re-sent. p95 per request: {s['p95_ms_no_cache']:.0f} ms without caches, "
+            f"Result cache: {s['result_cache_answers']} answers reused; hit@1 of those "
+            f"{s['hit@1_reused_answers']:.3f} against {s['hit@1_same_requests_no_cache']:.3f} for the same "
+            f"requests answered afresh (whole stream: {s['hit@1_cached']:.3f} with caches, "
+            f"{s['hit@1_no_cache']:.3f} without). Score cache: {s['score_cache_hits']} documents not "
+            f"re-sent. p95 per request: {s['p95_ms_no_cache']:.0f} ms without caches, "
             f"{s['p95_ms_cached']:.0f} ms with.",
         ]
     return "\n".join(lines)

@@ -35,7 +35,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from leanrank.errors import ConfigError, DependencyError
+from leanrank.errors import ConfigError
+from leanrank.rerank.cache import redis_client
 from leanrank.types import Chunk, Hit
 
 _log = logging.getLogger(__name__)
@@ -226,17 +227,13 @@ class RedisResultCache:
         prefix: str = "leanrank:results:",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        try:
-            import redis
-        except ImportError as exc:
-            raise DependencyError("redis", "redis") from exc
         _check(threshold, ttl_s, max_per_scope)
         self._threshold = threshold
         self._ttl_s = ttl_s
         self._max = max_per_scope
         self._prefix = prefix
         self._clock = clock
-        self._client: Any = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self._client: Any = redis_client(url)
 
     def lookup(self, course: str, scope: str, vector: np.ndarray) -> ResultHit | None:
         unit = _unit(vector)

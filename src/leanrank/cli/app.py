@@ -121,7 +121,9 @@ def ingest(
 
 
 def _print_hits(result: SearchResult) -> None:
-    table = Table(title=f"{result.query}  [dim]({result.course}, {result.candidates} candidates)[/dim]")
+    reused = not result.retrieved
+    sent = result.served_by if reused else f"{result.candidates} of {result.retrieved} candidates reranked"
+    table = Table(title=f"{result.query}  [dim]({result.course}, {sent})[/dim]")
     for col in ("#", "score", "source", "heading", "lang", "text"):
         table.add_column(col, overflow="fold")
     for i, hit in enumerate(result.hits, 1):

@@ -108,19 +108,24 @@ class SqliteScoreCache:
             self._db.close()
 
 
+def redis_client(url: str) -> Any:
+    """A Redis client with short timeouts (a cache that hangs is worse than none); shared by both caches."""
+    try:
+        import redis
+    except ImportError as exc:
+        raise DependencyError("redis", "redis") from exc
+    return redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+
+
 class RedisScoreCache:
     """Redis with a TTL per key, under a namespace prefix so `clear` touches only leanrank's keys."""
 
     def __init__(self, url: str, ttl_s: float = 30 * 86_400, prefix: str = "leanrank:score:") -> None:
-        try:
-            import redis
-        except ImportError as exc:
-            raise DependencyError("redis", "redis") from exc
         if ttl_s <= 0:
             raise ConfigError(f"cache ttl must be positive, got {ttl_s}")
         self._ttl_ms = int(ttl_s * 1000)
         self._prefix = prefix
-        self._client: Any = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self._client: Any = redis_client(url)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, float]:
         if not keys:

@@ -220,6 +220,8 @@ class SearchResponse(BaseModel):
     query: str
     course: str
     candidates: int = Field(description="Candidates that reached the rerank step.")
+    retrieved: int = Field(description="Candidates the first stage found (0: a reused answer).")
+    dropped: dict[str, int] = Field(description="Candidates each cascade stage kept from the reranker.")
     hits: list[SearchHit]
     served_by: str = Field(description="The rerank backend that produced the scores.")
     failed: list[str] = Field(description="Backends tried first that failed, with why.")

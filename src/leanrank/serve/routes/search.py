@@ -63,6 +63,8 @@ async def search(
         query=result.query,
         course=course,
         candidates=result.candidates,
+        retrieved=result.retrieved,
+        dropped=result.dropped,
         hits=[_hit(h) for h in result.hits],
         served_by=served_by,
         failed=[f for c in charges for f in c.response.failed],
