@@ -282,6 +282,7 @@ def test_the_guard_fails_loudly_beyond_tolerance() -> None:
     assert agreement(reference, shifted).violations(Tolerance()) == []
 
 
+@pytest.mark.skipif(not XQUAD.is_dir(), reason=f"XQuAD not found at {XQUAD} (../shared)")
 def test_xquad_requests_are_real_bilingual_and_repeatable() -> None:
     requests = xquad_requests(XQUAD, queries=4, candidates=5)
     assert requests == xquad_requests(XQUAD, queries=4, candidates=5)

@@ -88,6 +88,8 @@ def xlmr_int8_dir(xlmr_onnx_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def xquad() -> list[Request]:
     """Real Russian and English questions over paragraphs, for the quality guard."""
+    if not XQUAD.is_dir():
+        pytest.skip(f"XQuAD not found at {XQUAD} (../shared beside the repository)")
     return xquad_requests(XQUAD, queries=16, candidates=10)
 
 
