@@ -15,24 +15,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from leanrank.cli.costs import costs_app, pricing_command
+from leanrank.cli.errors import cli_errors, err
 from leanrank.cli.eval import eval_command
 from leanrank.cli.index import index_app
 from leanrank.cli.rerank import backends_command, rerank_command
 from leanrank.cli.serve import serve_command
-from leanrank.errors import InputError, LeanrankError
+from leanrank.errors import InputError
 from leanrank.pipeline import FileReport, IngestReport, Pipeline, SearchResult
 from leanrank.settings import Settings
 from leanrank.types import Hit, Lang
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 out = Console()
-err = Console(stderr=True)
 app.command("rerank")(rerank_command)
 app.command("backends")(backends_command)
 app.command("pricing")(pricing_command)
@@ -45,17 +44,8 @@ app.command("eval")(eval_command)
 @contextmanager
 def _pipeline(settings: Settings | None = None) -> Iterator[Pipeline]:
     """Open the pipeline; turn leanrank's own errors into one line and an exit status."""
-    try:
-        with Pipeline(settings or Settings()) as pipe:
-            yield pipe
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        err.print(f"[red]error:[/red] invalid setting {where}: {first['msg']}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
-    except LeanrankError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
+    with cli_errors(), Pipeline(settings or Settings()) as pipe:
+        yield pipe
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:

@@ -9,31 +9,29 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from leanrank.cli.errors import cli_errors, err
 from leanrank.cost.ledger import GroupBy, Ledger, Total
 from leanrank.cost.period import Period
 from leanrank.cost.pricing import GpuPrice, Pricing
 from leanrank.cost.projection import Projection, Volume, api_cost, gpu_capacity, measured_volume, project
 from leanrank.cost.report import CostReport, cost_report
-from leanrank.errors import InputError, LeanrankError
+from leanrank.errors import InputError
 from leanrank.settings import Settings
 
 costs_app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Rerank cost: ledger reports, projections."
 )
 out = Console()
-err = Console(stderr=True)
 _N = TypeVar("_N", int, float)
 
 # A course of ~100 students asking ~20 questions a month each; a one-sentence question.
@@ -42,24 +40,8 @@ DEFAULT_COURSES = 10
 DEFAULT_QUERY_TOKENS = 20.0
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        err.print(
-            f"[red]error:[/red] invalid setting {where}: {first['msg']}", highlight=False, soft_wrap=True
-        )
-        raise typer.Exit(2) from None
-    except LeanrankError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
-
-
 def _chart(draw: Callable[[Path], None], path: Path) -> None:
-    with _errors():
+    with cli_errors():
         try:
             draw(path)
         except OSError as exc:
@@ -133,7 +115,7 @@ def report_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
     """Totals from the cost ledger for one period: calls, documents, tokens and dollars."""
-    with _errors():
+    with cli_errors():
         chosen = _period(period)
         with Ledger.from_settings(Settings()) as ledger:
             report = cost_report(ledger, by, chosen)
@@ -347,7 +329,7 @@ def project_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of tables.")] = False,
 ) -> None:
     """Monthly cost of a rerank volume at every priced API, and the volume above which a GPU is cheaper."""
-    with _errors():
+    with cli_errors():
         settings = Settings()
         base, origin = _base_volume(settings, from_ledger, period)
         volume = Volume(
@@ -415,7 +397,7 @@ def pricing_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of tables.")] = False,
 ) -> None:
     """List the rerank prices in use (packaged and your own files) with their dates and sources."""
-    with _errors():
+    with cli_errors():
         pricing = Pricing.from_settings(Settings())
     models = sorted(pricing.models.values(), key=lambda m: m.key)
     gpus = sorted(pricing.gpus.values(), key=lambda g: g.key)

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from leanrank.errors import ConfigError, InputError, LeanrankError
+from leanrank.cli.errors import cli_errors, err
+from leanrank.errors import ConfigError
 from leanrank.eval.configs import PRESETS
 from leanrank.eval.datasets import DEFAULT_DATA_ROOT
 from leanrank.settings import Settings
@@ -26,7 +25,6 @@ from leanrank.settings import Settings
 if TYPE_CHECKING:
     from leanrank.cost.pricing import ModelPrice
 
-err = Console(stderr=True)
 
 DATASET_HELP = (
     "xquad:ru|en|ru+en|cross[+ntrex][:tune|:test], squad:FILE[:tune|:test], beir:DIR or own:DIR@QUERIES.jsonl"
@@ -79,7 +77,7 @@ def eval_command(
     ] = None,
 ) -> None:
     """Compare pipeline configurations: quality (ranx), candidate recall, rerank tokens, $ and latency."""
-    try:
+    with cli_errors():
         settings = Settings()
         _run(
             settings,
@@ -93,14 +91,6 @@ def eval_command(
             distractors=distractors or [],
             prices=priced_models(settings, price or []),
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        err.print(f"[red]error:[/red] invalid setting {where}: {first['msg']}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
-    except LeanrankError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
 
 
 def _run(

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from leanrank.errors import InputError, LeanrankError
+from leanrank.cli.errors import cli_errors, err
+from leanrank.errors import InputError
 from leanrank.index.edge import EdgeStore, stored_meta
 from leanrank.index.factory import parse_location
 from leanrank.settings import Settings
@@ -23,7 +23,6 @@ from leanrank.settings import Settings
 index_app = typer.Typer(add_completion=False, no_args_is_help=True)
 out = Console()
 # soft_wrap: messages stay one line each in logs, whatever the terminal width.
-err = Console(stderr=True, soft_wrap=True)
 
 
 # A callback keeps this a group even with one command, so the command is `leanrank index migrate`.
@@ -52,17 +51,9 @@ def migrate_command(
     The collection, API key, shards and replication come from the `store` settings
     (LEANRANK_STORE__COLLECTION, ...). An interrupted run continues where it stopped when run again.
     """
-    try:
+    with cli_errors():
         settings = Settings()
         ok = _migrate(settings, source, target, batch=batch, queries=queries)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        err.print(f"[red]error:[/red] invalid setting {where}: {first['msg']}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
-    except LeanrankError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
     if not ok:
         raise typer.Exit(1)
 

@@ -13,12 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from leanrank.errors import InputError, LeanrankError
+from leanrank.cli.errors import cli_errors, err
+from leanrank.errors import InputError
 from leanrank.rerank.base import RerankResponse, Usage
 from leanrank.rerank.catalog import catalog_rows, reranker
 
 out = Console()
-err = Console(stderr=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +73,12 @@ def rerank_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object: scores and usage.")] = False,
 ) -> None:
     """Rerank a file of documents with one backend; print scores and the usage record."""
-    try:
+    with cli_errors():
         if not query.strip():
             raise InputError("the query is empty")
         documents = read_docs(docs)
         model = reranker(backend)
         response = asyncio.run(model.rerank(query, [d.text for d in documents]))
-    except LeanrankError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
     order = sorted(range(len(documents)), key=lambda i: -response.scores[i])[:top_n]
     if as_json:
         sys.stdout.write(json.dumps(_result_json(model.name, documents, response, order), ensure_ascii=False))

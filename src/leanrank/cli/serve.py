@@ -9,13 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 
-from leanrank.errors import DependencyError, InputError, LeanrankError
+from leanrank.cli.errors import cli_errors, err
+from leanrank.errors import DependencyError, InputError
 from leanrank.settings import Settings
-
-err = Console(stderr=True)
 
 
 def _log_config(level: str) -> dict[str, Any]:
@@ -42,7 +39,7 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve the rerank gateway (Cohere, Jina and TEI formats) and the course search API over HTTP."""
-    try:
+    with cli_errors():
         try:
             import uvicorn
 
@@ -54,14 +51,6 @@ def serve_command(
             return
         settings = Settings()
         app = create_app(settings)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        err.print(f"[red]error:[/red] invalid setting {where}: {first['msg']}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
-    except LeanrankError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
     uvicorn.run(
         app,
         host=host or settings.serve.host,
