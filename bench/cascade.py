@@ -174,7 +174,6 @@ async def run_stream(
     times: list[float] = []
     score_hits = 0
     with Pipeline(settings, dense=dense, sparse=sparse, store=store, reranker=reranker) as pipe:
-        pipe.close = pipe.meter.close  # type: ignore[method-assign]  # the shared store stays open
         for q in stream:
             t0 = time.perf_counter()
             result = await pipe.asearch(q.text, q.course, k=10)
@@ -182,8 +181,6 @@ async def run_stream(
             score_hits += result.usage.cache_hits if result.served_by != RESULT_CACHE else 0
             first = result.hits[0].chunk.meta["doc_id"] if result.hits else None
             firsts.append({"first": first, "served_by": result.served_by})
-        if pipe.results is not None:
-            pipe.results.close()
     return {
         "tokens": paid.tokens,
         "firsts": firsts,

@@ -123,6 +123,17 @@ class _Replay:
         return RerankResponse(tuple(self._scores), usage, served_by=RESULT_CACHE)
 
 
+def _config_key(settings: Settings, encoder: str, reranker: str) -> str:
+    """Everything of a pipeline's configuration that shapes a ranking, for result-cache scopes."""
+    shape = {
+        "encoder": encoder,
+        "reranker": reranker,
+        "retrieve": settings.retrieve.model_dump(mode="json"),
+        "cascade": settings.cascade.model_dump(mode="json", exclude={"preset"}),
+    }
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+
+
 def check_course_id(course: str) -> str:
     """Course ids become payload keys and file names in reports: keep them plain."""
     if not _COURSE_ID.match(course):
@@ -149,8 +160,10 @@ class Pipeline:
         self.settings = settings or Settings()
         self.dense = dense or dense_encoder(self.settings.encoder)
         self.sparse = sparse or Bm25Encoder()
+        self._owns_store = store is None  # a store handed in is the caller's to close (shared by runs)
         self.store = store or open_store(self.settings, self.dense.dim, self.dense.name)
         self.retriever = HybridRetriever(self.store, self.dense, self.sparse, self.settings.retrieve)
+        self._owns_meter = meter is None
         self.meter = meter or Meter.from_settings(self.settings)
         cs = self.settings.cascade
         self.cascade = Cascade(
@@ -170,6 +183,7 @@ class Pipeline:
             meter=self.meter,
             fallback=reranker_by_name(self.settings.cost.fallback),
         )
+        self._config_key = _config_key(self.settings, self.dense.name, self.rerank.reranker.name)
         ing = self.settings.ingest
         self._chunker = ChunkerConfig(
             max_tokens=ing.max_tokens, overlap_sentences=ing.overlap_sentences, min_tokens=ing.min_tokens
@@ -182,8 +196,11 @@ class Pipeline:
         self.close()
 
     def close(self) -> None:
-        self.store.close()
-        self.meter.close()
+        """Close what this pipeline opened; a store or meter passed in stays open for its owner."""
+        if self._owns_store:
+            self.store.close()
+        if self._owns_meter:
+            self.meter.close()
         if self.results is not None:
             self.results.close()
 
@@ -355,19 +372,10 @@ class Pipeline:
 
     def _scope(self, query: str, where: RetrieveFilter, want: int, depth: int | None) -> str:
         """What must match, besides the course and a near-identical question, to reuse a cached answer:
-        the question's language, the filters, the hits asked for and everything that shapes the ranking."""
-        shape = {
-            "lang": detect_lang(query),
-            "langs": where.langs,
-            "heading_prefix": where.heading_prefix,
-            "k": want,
-            "depth": depth,
-            "reranker": self.rerank.reranker.name,
-            "retrieve": self.settings.retrieve.model_dump(mode="json"),
-            "cascade": self.settings.cascade.model_dump(mode="json", exclude={"preset"}),
-            "encoder": self.dense.name,
-        }
-        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
+        the question's language, the filters, the hits asked for and everything that shapes the ranking
+        (fixed for this pipeline, hashed once in `_config_key`)."""
+        shape = [self._config_key, detect_lang(query), where.langs, where.heading_prefix, want, depth]
+        return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
 
     async def _answered(
         self, query: str, course: str, hits: list[Hit], request_id: str, tenant: str | None, t0: float

@@ -79,3 +79,13 @@ def test_a_strict_threshold_reuses_only_identical_wording(
         assert pipe.search(QUESTION, "py").served_by == RESULT_CACHE
         assert pipe.search("Скажите, что такое цикл while?", "py").served_by == "identity"
         assert pipe.search(QUESTION, "py", k=3).served_by == "identity"  # another k: another scope
+
+
+def test_a_store_handed_in_stays_open_for_its_owner(
+    tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    with Pipeline(Settings(data_dir=tmp_path), dense=e5, sparse=bm25) as owner:
+        owner.ingest(SAMPLE_COURSE, "py")
+        with Pipeline(Settings(data_dir=tmp_path / "other"), dense=e5, sparse=bm25, store=owner.store) as run:
+            assert run.search(QUESTION, "py").hits
+        assert owner.search(QUESTION, "py").hits  # closing `run` left the shared store usable

@@ -24,9 +24,10 @@ _WORD = re.compile(r"\w+")
 
 @dataclass(frozen=True, slots=True)
 class DedupConfig:
-    """`containment`: share of the smaller text's shingles found in the other; `cross_lingual`: cosine."""
+    """`containment`: share of the smaller text's shingles found in the other; `cross_lingual`: cosine.
+    None turns either test off."""
 
-    containment: float = 0.8
+    containment: float | None = 0.8
     cross_lingual: float | None = 0.92
     prefer_query_lang: bool = True
 
@@ -83,7 +84,7 @@ def _same(
     vectors: np.ndarray | None,
     config: DedupConfig,
 ) -> bool:
-    if containment(grams[i], grams[k]) >= config.containment:
+    if config.containment is not None and containment(grams[i], grams[k]) >= config.containment:
         return True
     if vectors is None or config.cross_lingual is None or langs[i] == langs[k]:
         return False

@@ -128,7 +128,7 @@ class Cascade:
             rows = np.stack([np.asarray(c.vector, dtype=np.float32) for c in kept])
             vectors = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
         config = DedupConfig(
-            containment=s.near_dup if s.near_dup is not None else 1.01,  # above 1: never by shingles
+            containment=s.near_dup,
             cross_lingual=s.cross_lingual,
             prefer_query_lang=s.prefer_query_lang,
         )

@@ -228,30 +228,45 @@ async def _run_all(
     count: TokenCount,
     progress: Progress | None,
 ) -> list[ConfigRun]:
-    queries = dataset.queries
     rerankers: dict[str, Reranker] = {}
     tokens: dict[str, int] = {}
     runs = []
     for config in configs:
         model = rerankers.get(config.reranker) or reranker_by_name(config.reranker)
         rerankers[config.reranker] = model
-        pipe = Pipeline(config.settings(settings), dense=dense, sparse=sparse, store=store, reranker=model)
-        task = progress.add_task(config.name, total=len(queries)) if progress else None
-        if queries:  # warm-up: lazy model loads and cold caches are not a query's latency
-            await pipe.asearch(queries[0].text, queries[0].course, k=config.depth)
-        outcomes = []
-        for q in queries:
-            t0 = time.perf_counter()
-            result = await pipe.asearch(q.text, q.course, k=config.depth)
-            timings = {**result.timings_s, "total": time.perf_counter() - t0}
-            answer = dataset.answers.get(q.qid)
-            sent = tuple(_sent(s, tokens, count, answer) for s in result.sent)
-            ranking = tuple(h.chunk.meta["doc_id"] for h in result.hits)
-            outcomes.append(QueryOutcome(q.qid, ranking, sent, count(q.text), timings))
-            if progress and task is not None:
-                progress.advance(task)
+        with Pipeline(
+            config.settings(settings), dense=dense, sparse=sparse, store=store, reranker=model
+        ) as pipe:
+            outcomes = await _run_config(pipe, config, dataset, tokens, count, progress)
         runs.append(ConfigRun(config, tuple(outcomes)))
     return runs
+
+
+async def _run_config(
+    pipe: Pipeline,
+    config: EvalConfig,
+    dataset: Dataset,
+    tokens: dict[str, int],
+    count: TokenCount,
+    progress: Progress | None,
+) -> list[QueryOutcome]:
+    """Every query through one configuration's pipeline, after one unrecorded warm-up."""
+    queries = dataset.queries
+    task = progress.add_task(config.name, total=len(queries)) if progress else None
+    if queries:  # warm-up: lazy model loads and cold caches are not a query's latency
+        await pipe.asearch(queries[0].text, queries[0].course, k=config.depth)
+    outcomes = []
+    for q in queries:
+        t0 = time.perf_counter()
+        result = await pipe.asearch(q.text, q.course, k=config.depth)
+        timings = {**result.timings_s, "total": time.perf_counter() - t0}
+        answer = dataset.answers.get(q.qid)
+        sent = tuple(_sent(s, tokens, count, answer) for s in result.sent)
+        ranking = tuple(h.chunk.meta["doc_id"] for h in result.hits)
+        outcomes.append(QueryOutcome(q.qid, ranking, sent, count(q.text), timings))
+        if progress and task is not None:
+            progress.advance(task)
+    return outcomes
 
 
 def _sent(sendable: Sendable, memo: dict[str, int], count: TokenCount, answer: Answer | None) -> Sent:
