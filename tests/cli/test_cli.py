@@ -91,6 +91,24 @@ def test_user_errors_are_one_line_with_status_2(data_dir: Path, tmp_path: Path) 
     assert f"{bad}:2:" in r.stderr
 
 
+def test_a_bad_cascade_setting_is_one_line_and_the_index_is_untouched(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = leanrank(data_dir, "courses").stdout
+    monkeypatch.setenv("LEANRANK_CASCADE__PRESET", "fastest")
+    r = leanrank(data_dir, "search", "loops", "--course", "py101")
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: invalid setting cascade: Value error, unknown cascade preset")
+    monkeypatch.setenv("LEANRANK_CASCADE__PRESET", "cheap")
+    monkeypatch.setenv("LEANRANK_CASCADE__RESULT_CACHE", "memcached://h")
+    r = leanrank(data_dir, "search", "loops", "--course", "py101")
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: invalid setting cascade.result_cache")
+    monkeypatch.delenv("LEANRANK_CASCADE__PRESET")
+    monkeypatch.delenv("LEANRANK_CASCADE__RESULT_CACHE")
+    assert leanrank(data_dir, "courses").stdout == before
+
+
 def test_courses_and_delete(data_dir: Path) -> None:
     r = leanrank(data_dir, "ingest", str(SAMPLE_COURSE), "--course", "tmp")
     assert r.returncode == 0
