@@ -36,7 +36,8 @@ def test_each_word_is_stemmed_in_its_own_language(bm25: Bm25Encoder) -> None:
 
 
 def test_operators_are_terms(bm25: Bm25Encoder) -> None:
-    assert code_term_id("===") == 778679666 and code_term_id("$@") == 795569116
+    assert code_term_id("===") == 778679666
+    assert code_term_id("$@") == 795569116
     assert ids(bm25, "===") == {778679666}
     assert ids(bm25, "$@") == {795569116}
     doc = set(bm25.embed_documents(['if (a === b) { echo "$@"; }'])[0].indices)
@@ -59,7 +60,9 @@ def test_base64_and_data_uris_are_never_terms(bm25: Bm25Encoder) -> None:
     blob = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
     assert ids(bm25, f"data:image/png;base64,{blob} hello") == ids(bm25, "hello")
     assert ids(bm25, f'<img src="{blob}"> hello') == ids(bm25, "img src hello")
-    assert ids(bm25, "sha 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08") == ids(bm25, "sha")
+    assert ids(bm25, "sha 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08") == ids(
+        bm25, "sha"
+    )
 
 
 def test_document_weights_are_okapi_term_frequency(bm25: Bm25Encoder) -> None:

@@ -15,7 +15,7 @@ from leanrank.errors import ConfigError
 from leanrank.ingest.chunker import ChunkerConfig, chunk_source
 from leanrank.ingest.loaders import SUPPORTED_SUFFIXES, load_file
 from leanrank.types import Chunk, Section, SourceText
-from tests.ingest.conftest import notebook_json, MakePdf, words
+from tests.ingest.conftest import MakePdf, notebook_json, words
 
 SAMPLE_COURSE = Path(str(resources.files("leanrank") / "sample_course"))
 SAMPLE_FILES = sorted(p for p in SAMPLE_COURSE.iterdir() if p.suffix in SUPPORTED_SUFFIXES)
@@ -46,7 +46,8 @@ def assert_valid(source: SourceText, chunks: list[Chunk], count: Counter) -> Non
         elif "cell" in home.meta:  # notebook cells under one heading share chunks
             last = next(s for s in source.sections if s.start < c.end <= s.start + len(s.text))
             assert (c.heading, c.meta) == (home.heading, home.meta)
-            assert "cell" in last.meta and last.heading == home.heading, "a chunk crossed a heading"
+            assert "cell" in last.meta
+            assert last.heading == home.heading, "a chunk crossed a heading"
         else:
             assert c.end <= home.start + len(home.text), "a chunk crossed a section boundary"
             assert (c.heading, c.meta) == (home.heading, home.meta)

@@ -38,7 +38,17 @@ def headings_and_texts(source: SourceText) -> list[tuple[tuple[str, ...], str]]:
 
 
 def test_supported_suffixes() -> None:
-    assert {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".vtt", ".srt", ".ipynb"} == SUPPORTED_SUFFIXES
+    assert {
+        ".md",
+        ".markdown",
+        ".txt",
+        ".html",
+        ".htm",
+        ".pdf",
+        ".vtt",
+        ".srt",
+        ".ipynb",
+    } == SUPPORTED_SUFFIXES
 
 
 # --- Markdown and text -----------------------------------------------------------------------------

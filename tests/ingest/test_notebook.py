@@ -34,7 +34,8 @@ def test_text_rendering_is_cell_sources_joined_by_blank_lines(tmp_path: Path) ->
     non_blank = [body for _, body in CELLS if body.strip()]
     assert source.text == "\n\n".join(non_blank)
     assert source.kind == "notebook"
-    assert "printed output" not in source.text and "iVBOR" not in source.text  # outputs are skipped
+    assert "printed output" not in source.text  # outputs are skipped
+    assert "iVBOR" not in source.text
     assert_sections_located(source)
     assert [(s.heading, s.meta, s.text) for s in source.sections] == [
         (("Тема 1. Pandas",), {"cell": "0"}, "Библиотека pandas читает таблицы."),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -25,7 +24,8 @@ BOOSTING = [
     (
         "code",
         "from sklearn.ensemble import GradientBoostingClassifier\n"
-        "model = GradientBoostingClassifier(n_estimators=200, learning_rate=0.05)\nmodel.fit(X_train, y_train)",
+        "model = GradientBoostingClassifier(n_estimators=200, learning_rate=0.05)\n"
+        "model.fit(X_train, y_train)",
     ),
     (
         "markdown",
@@ -76,7 +76,8 @@ def test_code_operators_are_searchable(pipe: Pipeline, query: str, needle: str) 
 def test_a_code_cell_shares_its_chunk_with_the_prose_before_it(pipe: Pipeline) -> None:
     hits = pipe.search("GradientBoostingClassifier n_estimators", "mixed", k=3).hits
     chunk = hits[0].chunk
-    assert "Jerome Friedman" in chunk.text and "GradientBoostingClassifier(n_estimators=200" in chunk.text
+    assert "Jerome Friedman" in chunk.text
+    assert "GradientBoostingClassifier(n_estimators=200" in chunk.text
     assert chunk.context == "topic10 gradient boosting > Topic 10. Gradient Boosting > History"
 
 
@@ -84,7 +85,8 @@ def test_language_filter_keeps_chunks_that_contain_the_language(pipe: Pipeline) 
     """The JS chunk is mostly code (Latin letters) but holds a Russian sentence: `ru` keeps it."""
     hits = pipe.search("строгое равенство", "mixed", langs=["ru"], k=10).hits
     js = [h for h in hits if "===" in h.chunk.text]
-    assert js and set(js[0].chunk.langs) == {"ru", "en"}
+    assert js
+    assert set(js[0].chunk.langs) == {"ru", "en"}
     assert all("ru" in h.chunk.langs for h in hits)
     english = pipe.search("gradient boosting", "mixed", langs=["en"], k=10).hits
     assert all("en" in h.chunk.langs for h in english)

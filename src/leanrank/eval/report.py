@@ -34,7 +34,10 @@ from leanrank.eval.runner import ConfigRun, EvalResult
 from leanrank.eval.silver import silver_scores
 
 COMPARED_METRICS = ("ndcg@10", "mrr@10", "recall@10")
-GROUP_METRICS = ("ndcg@10", "hit_rate@10")
+GROUP_METRICS = (
+    "ndcg@10",
+    "hit_rate@10",
+)  # per query group: order quality, and whether the answer is in view
 STAGES = ("retrieve", "cascade", "rerank", "total")
 CHART = "cost_quality.png"
 _LABELS = {
@@ -44,6 +47,7 @@ _LABELS = {
     "recall@10": "R@10",
     "recall@20": "R@20",
     "recall@100": "R@100",
+    "hit_rate@10": "hit@10",
     "mrr@10": "MRR@10",
     "precision@5": "P@5",
 }
