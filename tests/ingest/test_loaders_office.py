@@ -10,6 +10,8 @@ from pathlib import Path
 import docx
 import pptx
 import pytest
+from docx.oxml import parse_xml
+from docx.oxml.ns import nsdecls
 from msoffcrypto.format.ooxml import OOXMLFile
 from pptx.enum.shapes import PP_PLACEHOLDER
 from pptx.slide import Slide
@@ -43,7 +45,7 @@ def saved(document: docx.document.Document | pptx.presentation.Presentation) -> 
 
 
 def lesson_docx() -> bytes:
-    """A preamble, Title > Heading 1 > Heading 2, bullets (one nested, one switched off), a table, a break."""
+    """A preamble, Title > Heading 1 > Heading 2, bullets (nested, switched off), a table, tracked changes."""
     doc = docx.Document()
     doc.add_paragraph("Черновик v2")
     doc.add_heading("Основы Python", level=0)
@@ -75,7 +77,21 @@ def lesson_docx() -> bytes:
     table.cell(2, 1).merge(table.cell(2, 2)).text = "not equal"
     doc.add_heading("Функции", level=1)
     doc.add_paragraph("def объявляет функцию.")
+    edited = doc.add_paragraph("Правка: ")
+    edited._p.extend(parse_xml(f'<w:p {nsdecls("w")} xmlns:v="urn:schemas-microsoft-com:vml">{EDITS}</w:p>'))
     return saved(doc)
+
+
+# As Word writes them: a tracked insertion and deletion, a field, and a text box anchored in the paragraph.
+TRACKED = 'w:author="A" w:date="2026-11-01T00:00:00Z"'
+EDITS = (
+    f'<w:ins w:id="1" {TRACKED}><w:r><w:t>вставлено</w:t></w:r></w:ins>'
+    f'<w:del w:id="2" {TRACKED}><w:r><w:delText>, удалено</w:delText></w:r></w:del>'
+    '<w:r><w:t xml:space="preserve">, страница </w:t></w:r>'
+    '<w:fldSimple w:instr=" PAGE "><w:r><w:t>7</w:t></w:r></w:fldSimple>'
+    "<w:r><w:pict><v:shape><v:textbox><w:txbxContent><w:p><w:r><w:t>в рамке</w:t></w:r></w:p></w:txbxContent>"
+    "</v:textbox></v:shape></w:pict></w:r>"
+)
 
 
 DOCX_TEXT = """Черновик v2
@@ -104,7 +120,9 @@ One item per pass.
 
 Функции
 
-def объявляет функцию."""
+def объявляет функцию.
+
+Правка: вставлено, страница 7"""
 
 
 def test_docx_headings_lists_and_tables(tmp_path: Path) -> None:
@@ -131,7 +149,7 @@ def test_docx_headings_lists_and_tables(tmp_path: Path) -> None:
             231,
             {},
         ),
-        (("Основы Python", "Функции"), "def объявляет функцию.", 348, {}),
+        (("Основы Python", "Функции"), "def объявляет функцию.\n\nПравка: вставлено, страница 7", 348, {}),
     ]
 
 

@@ -420,6 +420,9 @@ _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
 # python-docx and python-pptx name the stream in their "wrong kind of file" message.
 _STREAM_REPR = re.compile(r"^file '<[^']*>' is ")
 _DOCX_HEADING = re.compile(r"Heading ([1-9])")
+# A paragraph's runs wherever Word nests them (tracked insertions, fields, content controls, hyperlinks), but
+# not the paragraphs of a text box anchored in it. Deleted text (w:delText) is not run text.
+_DOCX_RUNS = ".//w:r[not(ancestor::w:txbxContent)]"
 _PPTX_FURNITURE = frozenset(
     {PP_PLACEHOLDER.DATE, PP_PLACEHOLDER.FOOTER, PP_PLACEHOLDER.HEADER, PP_PLACEHOLDER.SLIDE_NUMBER}
 )
@@ -454,7 +457,8 @@ def _load_docx(data: bytes, name: str) -> tuple[str, list[Section]]:
     nesting level) and consecutive items have no blank line between them; a table is one line per row with
     its cells joined by " | " (merged cells once). Paragraphs styled Title or Heading 1–9 (the names Word
     stores whatever its UI language) build the heading path, Title above Heading 1; heading lines are in the
-    text but in no section. Headers, footers, footnotes, comments and text boxes are not read.
+    text but in no section. Tracked insertions are text, deletions are not. Headers, footers, footnotes,
+    comments, text boxes and body-level content controls (a table of contents) are not read.
     """
     return _load_office(data, name, "Word document", lambda stream: _docx_source(docx.Document(stream)))
 
@@ -473,7 +477,7 @@ def _docx_source(document: DocxDocument) -> tuple[str, list[Section]]:
                 out.add(_table_row(_docx_row_cells(row)), preformatted=True)
             in_list = False
             continue
-        text = block.text.strip()
+        text = _docx_text(block).strip()
         if not text:
             continue
         level = _docx_heading_level(block)
@@ -493,6 +497,11 @@ def _docx_source(document: DocxDocument) -> tuple[str, list[Section]]:
     spans.append((body_start, len(text), _path(stack)))
     found = (_section(text, start, end, heading) for start, end, heading in spans)
     return text, [s for s in found if s]
+
+
+def _docx_text(paragraph: Paragraph) -> str:
+    """Unlike python-docx's `Paragraph.text` (top-level runs and links only), keeps tracked insertions."""
+    return "".join(run.text for run in paragraph._p.xpath(_DOCX_RUNS))
 
 
 def _docx_heading_level(paragraph: Paragraph) -> int | None:
@@ -529,7 +538,7 @@ def _docx_row_cells(row: DocxRow) -> list[str]:
     previous = None
     for cell in row.cells:
         if cell._tc is not previous:
-            cells.append(_collapse(cell.text))
+            cells.append(_collapse(" ".join(_docx_text(p) for p in cell.paragraphs)))
         previous = cell._tc
     return cells
 
