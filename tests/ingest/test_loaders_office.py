@@ -292,22 +292,27 @@ def broken_main_part(data: bytes) -> bytes:
     return out.getvalue()
 
 
-OTHER = {".docx": lecture_pptx, ".pptx": lesson_docx}
-GOOD = {".docx": lesson_docx, ".pptx": lecture_pptx}
+BUILD = {".docx": lesson_docx, ".pptx": lecture_pptx}
+OTHER = {".docx": ".pptx", ".pptx": ".docx"}
 WHAT = {".docx": "Word document", ".pptx": "PowerPoint presentation"}
+KIND = {".docx": "Word", ".pptx": "PowerPoint"}
+MAIN_PART = {
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation.main+xml",
+}
 
 
 @pytest.mark.parametrize("suffix", [".docx", ".pptx"])
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
-        (lambda good, other: good[: len(good) // 2], "cannot parse {what}: File is not a zip file"),
-        (lambda good, other: b"just text, not a package", "cannot parse {what}: File is not a zip file"),
-        (lambda good, other: other, "cannot parse {what}: not a {kind} file, content type is '{ct}'"),
-        (lambda good, other: broken_main_part(good), "cannot parse {what}: "),
-        (lambda good, other: encrypted(good), "the {what} is password-protected"),
+        (lambda data, _: data[: len(data) // 2], "cannot parse {what}: File is not a zip file"),
+        (lambda data, _: b"just text, not a package", "cannot parse {what}: File is not a zip file"),
+        (lambda _, other: other, "cannot parse {what}: not a {kind} file, content type is '{other_part}'"),
+        (lambda data, _: broken_main_part(data), "cannot parse {what}: "),
+        (lambda data, _: encrypted(data), "the {what} is password-protected"),
         (
-            lambda good, other: b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504),
+            lambda data, _: b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504),
             "an old binary Office file, not a {what}; save it in the current format",
         ),
     ],
@@ -317,19 +322,10 @@ def test_bad_office_files_fail_in_one_line(
     tmp_path: Path, suffix: str, damage: Callable[[bytes, bytes], bytes], reason: str
 ) -> None:
     path = tmp_path / f"bad{suffix}"
-    path.write_bytes(damage(GOOD[suffix](), OTHER[suffix]()))
+    path.write_bytes(damage(BUILD[suffix](), BUILD[OTHER[suffix]]()))
     with pytest.raises(DocumentError) as info:
         load_file(path, max_bytes=MB)
-    kind, other_part = (
-        ("Word", "presentationml.presentation")
-        if suffix == ".docx"
-        else ("PowerPoint", "wordprocessingml.document")
-    )
-    expected = reason.format(
-        what=WHAT[suffix],
-        kind=kind,
-        ct=f"application/vnd.openxmlformats-officedocument.{other_part}.main+xml",
-    )
+    expected = reason.format(what=WHAT[suffix], kind=KIND[suffix], other_part=MAIN_PART[OTHER[suffix]])
     assert info.value.reason.startswith(expected)
     assert "\n" not in info.value.reason
     assert "BytesIO" not in info.value.reason
