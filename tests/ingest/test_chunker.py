@@ -17,7 +17,7 @@ from leanrank.errors import ConfigError
 from leanrank.ingest.chunker import ChunkerConfig, chunk_source
 from leanrank.ingest.loaders import SUPPORTED_SUFFIXES, load_file
 from leanrank.types import Chunk, Section, SourceText
-from tests.ingest.conftest import MakePdf, words
+from tests.ingest.conftest import notebook_json, MakePdf, words
 
 SAMPLE_COURSE = Path(str(resources.files("leanrank") / "sample_course"))
 SAMPLE_FILES = sorted(p for p in SAMPLE_COURSE.iterdir() if p.suffix in SUPPORTED_SUFFIXES)
@@ -45,6 +45,10 @@ def assert_valid(source: SourceText, chunks: list[Chunk], count: Counter) -> Non
         home = next(s for s in source.sections if s.start <= c.start < s.start + len(s.text))
         if "t_start" in home.meta:
             assert c.meta["t_start"] == home.meta["t_start"]
+        elif "cell" in home.meta:  # notebook cells under one heading share chunks
+            last = next(s for s in source.sections if s.start < c.end <= s.start + len(s.text))
+            assert (c.heading, c.meta) == (home.heading, home.meta)
+            assert "cell" in last.meta and last.heading == home.heading, "a chunk crossed a heading"
         else:
             assert c.end <= home.start + len(home.text), "a chunk crossed a section boundary"
             assert (c.heading, c.meta) == (home.heading, home.meta)
@@ -109,6 +113,9 @@ def every_format(tmp_path: Path, make_pdf: MakePdf) -> list[Path]:
         "a.htm": html,
         "a.vtt": vtt,
         "a.srt": srt,
+        "a.ipynb": notebook_json(
+            [("markdown", "# Lesson\n\n" + PARAGRAPHS), ("code", "x = 1\n\n" + "\n".join(sentences(6, 4)))]
+        ),
     }
     paths = [tmp_path / name for name in files]
     for path in paths:

@@ -39,7 +39,7 @@ def headings_and_texts(source: SourceText) -> list[tuple[tuple[str, ...], str]]:
 
 def test_supported_suffixes() -> None:
     plain_and_media = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".vtt", ".srt"}
-    assert plain_and_media | {".docx", ".pptx"} == SUPPORTED_SUFFIXES
+    assert plain_and_media | {".ipynb", ".docx", ".pptx"} == SUPPORTED_SUFFIXES
 
 
 # --- Markdown and text -----------------------------------------------------------------------------

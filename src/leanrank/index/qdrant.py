@@ -31,6 +31,7 @@ from leanrank.errors import ConfigError, DependencyError, LeanrankError, StoreEr
 from leanrank.index.base import Candidate, HybridQuery, StoredPoint
 from leanrank.index.edge import (
     KEYWORD_FIELDS,
+    LANGS_FIELD,
     SCHEMA_VERSION,
     chunk_payload,
     dense_of,
@@ -298,7 +299,7 @@ class QdrantStore:
         if query.langs:
             must.append(
                 models.FieldCondition(
-                    key="lang", match=models.MatchAny(any=[str(lang) for lang in query.langs])
+                    key=LANGS_FIELD, match=models.MatchAny(any=[str(lang) for lang in query.langs])
                 )
             )
         if query.heading_prefix:

@@ -48,7 +48,7 @@ from leanrank.errors import (
     UnsupportedFileTypeError,
 )
 from leanrank.ingest.lang import script_counts
-from leanrank.types import Section, SourceText
+from leanrank.types import CELL_KEY, CODE_KEY, Section, SourceText
 
 # pypdf logs recoverable damage to stderr; a file it cannot read is reported as a DocumentError instead.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -174,34 +174,44 @@ _FRONT_MATTER = re.compile(r"\A---\n.*?\n(?:---|\.\.\.)[^\S\n]*(?:\n|\Z)", re.DO
 def _load_markdown(data: bytes, name: str) -> tuple[str, list[Section]]:
     """Sections run between top-level headings; heading lines themselves are not section text.
 
-    markdown-it finds the headings (ATX and setext, never a `#` line inside a code fence); its line maps are
-    turned into offsets into the decoded text.
+    YAML front matter is metadata, and its closing `---` would read as a setext heading: no section
+    includes it.
     """
     text = _decode(data, name)
-    line_starts = [0, *(m.end() for m in re.finditer("\n", text))]
+    front = _FRONT_MATTER.match(text)
+    return text, _markdown_sections(text, front.end() if front else 0, len(text), [])
+
+
+def _markdown_sections(
+    text: str, start: int, end: int, stack: list[tuple[int, str]], meta: dict[str, str] | None = None
+) -> list[Section]:
+    """The sections of the Markdown in `text[start:end]`, split at its headings.
+
+    markdown-it finds the headings (ATX and setext, never a `#` line inside a code fence); its line maps
+    are turned into offsets into `text`. `stack` is the heading path open before `start` (levels, titles)
+    and is updated in place, so a notebook's heading path carries across its cells.
+    """
+    part = text[start:end]
+    line_starts = [start, *(start + m.end() for m in re.finditer("\n", part))]
 
     def offset(line: int) -> int:
-        return line_starts[line] if line < len(line_starts) else len(text)
+        return line_starts[line] if line < len(line_starts) else end
 
-    # YAML front matter is metadata, and its closing `---` would read as a setext heading: the parser sees
-    # blank lines in its place (line numbers stay true) and no section includes it.
-    front = _FRONT_MATTER.match(text)
-    body_start = front.end() if front else 0
-    tokens = _MARKDOWN.parse("\n" * text.count("\n", 0, body_start) + text[body_start:])
+    tokens = _MARKDOWN.parse(part)
     found: list[Section | None] = []
-    stack: list[tuple[int, str]] = []
+    body_start = start
     for i, tok in enumerate(tokens):
         if tok.type != "heading_open" or tok.level != 0 or tok.map is None:
             continue
         first_line, after_line = tok.map
-        found.append(_section(text, body_start, offset(first_line), _path(stack)))
+        found.append(_section(text, body_start, offset(first_line), _path(stack), meta))
         level = int(tok.tag[1])
         while stack and stack[-1][0] >= level:
             stack.pop()
         stack.append((level, _inline_text(tokens[i + 1])))
         body_start = offset(after_line)
-    found.append(_section(text, body_start, len(text), _path(stack)))
-    return text, [s for s in found if s]
+    found.append(_section(text, body_start, end, _path(stack), meta))
+    return [s for s in found if s]
 
 
 def _path(stack: list[tuple[int, str]]) -> tuple[str, ...]:
@@ -216,6 +226,58 @@ def _inline_text(inline: Token) -> str:
         if child.type in ("text", "code_inline", "softbreak", "hardbreak")
     ]
     return _collapse("".join(parts))
+
+
+# --- Jupyter notebooks ----------------------------------------------------------------------------
+
+_CELL_SEPARATOR = "\n\n"
+
+
+def _load_notebook(data: bytes, name: str) -> tuple[str, list[Section]]:
+    """The text rendering is every cell's source in cell order, joined by one blank line; outputs,
+    attachments and metadata are left out (they are results and images, not what a lesson says).
+
+    Markdown cells split at their headings like a Markdown file, and the heading path carries on across
+    cells; a code cell is one section with `meta["cell_type"] == "code"`, a raw cell one plain section.
+    Every section has `meta["cell"]`, the cell's 0-based index, so the chunker can pack a run of small
+    cells together.
+    """
+    import nbformat
+
+    text = _decode(data, name)
+    try:
+        notebook = nbformat.reads(text, as_version=nbformat.NO_CONVERT)  # type: ignore[no-untyped-call]
+        if int(notebook.get("nbformat", 0)) < 4:
+            notebook = nbformat.convert(notebook, 4)  # type: ignore[no-untyped-call]
+        cells = list(notebook.cells)
+    except Exception as exc:  # nbformat raises JSON, schema and conversion errors of many types
+        raise DocumentError(name, f"cannot parse notebook: {_one_line(exc)}") from None
+    parts: list[str] = []
+    spans: list[tuple[int, int, int, str]] = []
+    length = 0
+    for index, cell in enumerate(cells):
+        source = cell.get("source", "")
+        body = ("".join(source) if isinstance(source, list) else str(source)).replace("\r\n", "\n")
+        if not body.strip():
+            continue
+        if parts:
+            parts.append(_CELL_SEPARATOR)
+            length += len(_CELL_SEPARATOR)
+        spans.append((length, length + len(body), index, str(cell.get("cell_type", ""))))
+        parts.append(body)
+        length += len(body)
+    rendered = "".join(parts)
+    sections: list[Section] = []
+    stack: list[tuple[int, str]] = []
+    for start, end, index, kind in spans:
+        meta = {CELL_KEY: str(index)}
+        if kind == "markdown":
+            sections.extend(_markdown_sections(rendered, start, end, stack, meta))
+        elif section := _section(
+            rendered, start, end, _path(stack), meta | {CODE_KEY: "code"} if kind == "code" else meta
+        ):
+            sections.append(section)  # raw cells (rare: nbconvert directives) are plain text
+    return rendered, sections
 
 
 # --- HTML -----------------------------------------------------------------------------------------
@@ -618,6 +680,7 @@ _LOADERS: dict[str, tuple[str, _Loader]] = {
     ".pdf": ("pdf", _load_pdf),
     ".vtt": ("vtt", _load_vtt),
     ".srt": ("srt", _load_srt),
+    ".ipynb": ("notebook", _load_notebook),
     ".docx": ("docx", _load_docx),
     ".pptx": ("pptx", _load_pptx),
 }
