@@ -7,6 +7,8 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+import docx
+import pptx
 import pytest
 from razdel import sentenize
 
@@ -120,6 +122,17 @@ def every_format(tmp_path: Path, make_pdf: MakePdf) -> list[Path]:
     for path in paths:
         path.write_text(files[path.name], encoding="utf-8")
     paths.append(make_pdf([PARAGRAPHS[:900], PARAGRAPHS[900:1800]]))
+    doc = docx.Document()
+    doc.add_heading("Lesson", level=1)
+    prs = pptx.Presentation()
+    for k, paragraph in enumerate(PARAGRAPHS.split("\n\n")):
+        doc.add_paragraph(paragraph)
+        slide = prs.slides.add_slide(prs.slide_layouts[1])
+        slide.shapes.title.text = f"Part {k}"
+        slide.placeholders[1].text = paragraph
+    doc.save(str(tmp_path / "a.docx"))
+    prs.save(str(tmp_path / "a.pptx"))
+    paths += [tmp_path / "a.docx", tmp_path / "a.pptx"]
     assert {p.suffix for p in paths} == SUPPORTED_SUFFIXES
     return paths
 
