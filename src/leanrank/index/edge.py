@@ -227,11 +227,16 @@ class EdgeStore:
         dense_q = qe.Query.Nearest(query.dense.tolist(), using="dense")
         prefetches = [qe.Prefetch(limit=query.prefetch, query=dense_q, filter=flt)]
         requests = [qe.QueryRequest(limit=query.prefetch, query=dense_q, filter=flt)]
+        weights = [query.weights[0]]
         if query.sparse.indices:
             sparse_q = qe.Query.Nearest(_sparse(query.sparse), using="bm25")
             prefetches.append(qe.Prefetch(limit=query.prefetch, query=sparse_q, filter=flt))
             requests.append(qe.QueryRequest(limit=query.prefetch, query=sparse_q, filter=flt))
-        weights = list(query.weights[: len(prefetches)])
+            weights.append(query.weights[1])
+        for lang, weight in zip(query.lang_legs, query.weights[2:], strict=True):
+            in_lang = qe.Filter(must=[*must, _match(LANGS_FIELD, lang)])
+            prefetches.append(qe.Prefetch(limit=query.prefetch, query=dense_q, filter=in_lang))
+            weights.append(weight)
         fused = qe.QueryRequest(
             limit=query.limit,
             prefetches=prefetches,
