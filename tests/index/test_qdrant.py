@@ -253,7 +253,7 @@ def test_a_new_collection_is_created_as_configured(fake: Any) -> None:
     indexed = {**ok, "result": {"operation_id": 1, "status": "completed"}}
     server = fake(
         [(200, {**ok, "result": {"exists": False}}), (200, {**ok, "result": True})]
-        + [(200, indexed)] * 5
+        + [(200, indexed)] * 6
         + [(404, {"status": {"error": "stop here"}})]
     )
     settings = StoreSettings(shard_number=3, replication_factor=2, write_consistency_factor=2)
@@ -271,8 +271,8 @@ def test_a_new_collection_is_created_as_configured(fake: Any) -> None:
     )
     assert create["hnsw_config"] == {"m": 0, "payload_m": 16}
     assert create["metadata"] == {"leanrank": {"schema": 2, "dim": 384, "encoder": "e5"}}
-    indexes = {b["field_name"]: b["field_schema"] for b in server.bodies[2:7]}
-    assert set(indexes) == {"course", "lang", "source", "file_hash", "heading_prefixes"}
+    indexes = {b["field_name"]: b["field_schema"] for b in server.bodies[2:8]}
+    assert set(indexes) == {"course", "lang", "langs", "source", "file_hash", "heading_prefixes"}
     assert indexes["course"] == {"type": "keyword", "is_tenant": True, "enable_hnsw": True}
     assert indexes["source"] == {"type": "keyword", "is_tenant": False, "enable_hnsw": False}
 
