@@ -45,15 +45,13 @@ class Idempotency:
         self.ledger = ledger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in BILLED_PATHS:
+            await self.app(scope, receive, send)
+            return
         headers = Headers(scope=scope)
-        state = scope.get("state", {})
-        request_id = state.get("request_id")
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or scope["path"] not in BILLED_PATHS
-            or headers.get("x-request-id") != request_id
-        ):
+        state = scope["state"]
+        request_id = state["request_id"]
+        if headers.get("x-request-id") != request_id:
             await self.app(scope, receive, send)
             return
         principal: Principal = state["principal"]
@@ -83,15 +81,19 @@ class Idempotency:
                         out_headers.append((name.decode("latin-1"), value.decode("latin-1")))
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
+                if 200 <= status < 300 and not message.get("more_body", False):
+                    # Kept before the answer leaves: a client resending at once must find it.
+                    saved = json.dumps(out_headers)
+                    await self._keep(key, Reply(fingerprint, status, saved, b"".join(chunks)))
             await send(message)
 
         await self.app(scope, _after(once, receive), capture)
-        if 200 <= status < 300:
-            reply = Reply(fingerprint, status, json.dumps(out_headers), b"".join(chunks))
-            try:
-                await asyncio.to_thread(self.ledger.keep_reply, key, reply)
-            except LedgerError as exc:  # the answer is out and billed; only a replay of it is lost
-                _log.error("could not keep the answer of %s for replay: %s", key, exc)
+
+    async def _keep(self, key: str, reply: Reply) -> None:
+        try:
+            await asyncio.to_thread(self.ledger.keep_reply, key, reply)
+        except LedgerError as exc:  # the call is billed; only a replay of its answer is lost
+            _log.error("could not keep the answer of %s for replay: %s", key, exc)
 
 
 async def _read(receive: Receive) -> bytes:
