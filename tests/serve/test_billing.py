@@ -22,35 +22,16 @@ from leanrank.rerank.fallback import FallbackReranker
 from leanrank.rerank.http import RetryPolicy
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.serve import create_app
-from leanrank.settings import CostSettings, Settings
+from leanrank.settings import Settings
 from tests.rerank.servers import MODEL, FakeProvider, Fault, adapter
 from tests.rerank.test_cache import REDIS_URL, redis_up
-from tests.serve.conftest import ADMIN_KEY, COOKING_KEY, DEMO_KEY, settings_for
+from tests.serve.conftest import ADMIN_KEY, COOKING_KEY, DEMO_KEY, priced
 from tests.serve.live import LiveServer
 
 QUERY = "Как работает цикл for?"
 DOCS = [f"Фрагмент {i}: цикл for перебирает элементы, шаг {i}." for i in range(3)]
 PAID = f"cohere:{MODEL}"
 FIXED_BACKEND_MESSAGE = "the rerank backend failed; quote the request id to the operator"
-PRICE = f"""provider = "cohere"
-
-[[price]]
-model = "{MODEL}"
-unit = "per_1k_search_units"
-price = 2.00
-currency = "USD"
-as_of = 2026-11-22
-source = "https://example.test/pricing"  # $0.002 a request of up to 100 documents
-verified = true
-"""
-
-
-def priced(tmp_path: Path, **cost: Any) -> Settings:
-    """Service settings where the fake's model costs $2 per 1,000 search units ($0.002 a request)."""
-    prices = tmp_path / "prices.toml"
-    prices.write_text(PRICE, encoding="utf-8")
-    settings = settings_for(tmp_path / "data")
-    return settings.model_copy(update={"cost": CostSettings(pricing_files=[prices], **cost)})
 
 
 def this_month() -> Period:
