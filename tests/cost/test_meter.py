@@ -262,6 +262,26 @@ async def test_a_timeout_is_recorded_as_maybe_billed_and_a_503_is_not(ledger: Le
     assert m.failing() is None
 
 
+async def test_a_call_the_client_gave_up_on_is_recorded_as_maybe_billed(ledger: Ledger) -> None:
+    started = asyncio.Event()
+
+    class Hanging:
+        name = "cohere:rerank-v3.5"
+
+        async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+            started.set()
+            await asyncio.Event().wait()  # the request is out; no answer comes before the client leaves
+            raise AssertionError("unreachable")
+
+    call = asyncio.create_task(meter(ledger).rerank(Hanging(), "q", DOCS, request_id="gone", course="py"))
+    await started.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    [total] = ledger.totals("backend", NOVEMBER)
+    assert (total.key, total.calls, total.cost_usd) == ("cohere:rerank-v3.5", 1, pytest.approx(0.004))
+
+
 async def test_a_paid_call_is_not_made_when_the_ledger_cannot_be_written(tmp_path: Path) -> None:
     backend = cohere()
     with (

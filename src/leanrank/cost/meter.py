@@ -155,11 +155,23 @@ class Meter:
     ) -> None:
         """Drop the hold of a failed call, recording it when the provider may have billed it anyway.
 
-        A cancelled request releases at once, on the event loop: its task cannot await any more.
+        A cancelled request releases at once, on the event loop: its task cannot await any more. A
+        ledger that fails here is logged: the call's own error is what the caller must see.
         """
+        maybe_billed = isinstance(exc, RerankTimeoutError | BadResponseError | asyncio.CancelledError)
+        try:
+            if isinstance(exc, asyncio.CancelledError):
+                self._drop(hold, backend, maybe_billed, query, documents)
+            else:
+                await asyncio.to_thread(self._drop, hold, backend, maybe_billed, query, documents)
+        except LedgerError as failure:
+            _log.error("could not release hold %s: %s", hold, failure)
+
+    def _drop(
+        self, hold: Hold, backend: str, maybe_billed: bool, query: str, documents: Sequence[str]
+    ) -> None:
         # A fallback chain raises its last link's error: that link is the one that may have billed.
         link = backend.rsplit("|", maxsplit=1)[-1].strip()
-        maybe_billed = isinstance(exc, RerankTimeoutError | BadResponseError | asyncio.CancelledError)
         unconfirmed = None
         if maybe_billed and self._pricing.is_paid(link):
             name = parse_backend(link)
@@ -181,13 +193,7 @@ class Meter:
                 cache_hits=0,
                 count_source="estimate",
             )
-        try:
-            if isinstance(exc, asyncio.CancelledError):
-                self._ledger.release(hold, unconfirmed)
-            else:
-                await asyncio.to_thread(self._ledger.release, hold, unconfirmed)
-        except LedgerError as failure:  # the call's own error is what the caller must see
-            _log.error("could not release hold %s (%s); unconfirmed call: %s", hold, failure, unconfirmed)
+        self._ledger.release(hold, unconfirmed)
 
     def _settle(
         self,
