@@ -12,7 +12,7 @@ from leanrank.serve.service import PrincipalDep, RequestIdDep, ServiceDep, call_
 from leanrank.serve.wire import SearchHit, SearchRequest, SearchResponse, UsageOut, errors
 from leanrank.types import Hit
 
-router = APIRouter(tags=["search"], responses=errors(400, 401, 403, 404, 413, 422, 424, 429, 503))
+router = APIRouter(tags=["search"], responses=errors(400, 401, 403, 404, 409, 413, 422, 424, 429, 503))
 
 
 def _hit(hit: Hit) -> SearchHit:
