@@ -69,6 +69,8 @@ DEFAULT_TABLE = "leanrank_rerank_calls"
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 HOLD_TTL = timedelta(hours=1)
 """A hold older than this belongs to a process that died mid-call: it no longer counts, nor claims its id."""
+REPLY_TTL = timedelta(days=1)
+"""How long a billed request's answer is kept for replay (a later resend of its id is refused)."""
 
 
 class LedgerError(StoreError):
@@ -254,6 +256,7 @@ def _replies_table(name: str, metadata: MetaData) -> Table:
         Column("status", Integer, nullable=False),
         Column("headers", String(4000), nullable=False),
         Column("body", LargeBinary, nullable=False),
+        Index(f"{name}_replies_time", "time"),
     )
 
 
@@ -370,16 +373,19 @@ class Ledger:
     def find_reply(self, key: str) -> Reply | None:
         """The kept answer of the request `key` (`tenant/request id`), if any."""
         r = self._replies
-        stmt = select(r.c.fingerprint, r.c.status, r.c.headers, r.c.body).where(r.c.key == key)
+        fresh = r.c.time >= datetime.now(UTC) - REPLY_TTL
+        stmt = select(r.c.fingerprint, r.c.status, r.c.headers, r.c.body).where(r.c.key == key, fresh)
         with self._errors(), self._engine.connect() as conn:
             row = conn.execute(stmt).first()
         return None if row is None else Reply(row[0], int(row[1]), row[2], bytes(row[3]))
 
     def keep_reply(self, key: str, reply: Reply) -> None:
-        """Keep the first answer of `key`; a later one is dropped."""
-        row = asdict(reply) | {"key": key, "time": datetime.now(UTC)}
+        """Keep the first answer of `key` for `REPLY_TTL`; a later one is dropped, older ones deleted."""
+        now = datetime.now(UTC)
+        row = asdict(reply) | {"key": key, "time": now}
         dialect = postgresql if self._dialect == "postgresql" else sqlite
         with self._errors(), self._engine.begin() as conn:
+            conn.execute(delete(self._replies).where(self._replies.c.time < now - REPLY_TTL))
             conn.execute(dialect.insert(self._replies).values(row).on_conflict_do_nothing())
 
     def ping(self) -> None:
@@ -491,7 +497,8 @@ class Ledger:
                 with self._engine.begin() as conn:
                     for table in (self._table, self._holds, self._replies):
                         conn.execute(CreateTable(table, if_not_exists=True))
-                    for index in sorted(self._table.indexes, key=lambda i: str(i.name)):
+                    indexes = [*self._table.indexes, *self._replies.indexes]
+                    for index in sorted(indexes, key=lambda i: str(i.name)):
                         conn.execute(CreateIndex(index, if_not_exists=True))
                 return
             except (IntegrityError, ProgrammingError):
