@@ -4,6 +4,8 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -11,11 +13,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from leanrank.cost.ledger import DEFAULT_TABLE, Ledger, LedgerRecord, Total
+from leanrank.cost.ledger import DEFAULT_TABLE, Hold, Ledger, LedgerRecord, RequestConflictError, Total
 from leanrank.cost.period import Period
 from leanrank.errors import ConfigError, StoreError
 from leanrank.settings import Settings
-from tests.cost.conftest import make_record
+from tests.cost.conftest import NOV_3, make_record
 
 NOVEMBER = Period.parse("2026-11")
 
@@ -141,6 +143,60 @@ def test_two_processes_writing_at_once_lose_and_duplicate_nothing(
         [total] = ledger.totals("course", NOVEMBER)
     assert (total.calls, total.requests) == (300, 300)
     assert total.cost_usd == pytest.approx(0.3)
+
+
+def _reserve_many(
+    url: str, table: str, first: int, start: Event, results: multiprocessing.Queue[int]
+) -> None:
+    """Twenty $0.002 holds for one course against a $0.02 cap; puts how many were admitted."""
+    with Ledger(url, table=table) as ledger:
+        start.wait(30)
+        november = [("course", "python-101", NOVEMBER)]
+
+        def fits(committed: Sequence[float]) -> bool:
+            return committed[0] + 0.002 <= 0.02 + 1e-9
+
+        admitted = 0
+        for i in range(first, first + 20):
+            hold = Hold(NOV_3, f"req-{i}", "rerank", "python-101", None, 0.002)
+            admitted += ledger.reserve(hold, november, fits)[1]  # type: ignore[arg-type]
+        results.put(admitted)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_processes_reserving_at_once_never_pass_a_cap_together(
+    database: str, request: pytest.FixtureRequest, sqlite_url: str
+) -> None:
+    if database == "sqlite":
+        url, table = sqlite_url, DEFAULT_TABLE
+    else:
+        url, table = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_table")
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Event(), ctx.Queue()
+    workers = [ctx.Process(target=_reserve_many, args=(url, table, a, start, results)) for a in (0, 100)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    admitted = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    assert sum(admitted) == 10  # 10 x $0.002 = the $0.02 cap, whoever got them
+
+
+def test_a_held_or_recorded_request_id_is_refused_and_a_released_one_is_free(ledger: Ledger) -> None:
+    hold = Hold(NOV_3, "r1", "rerank", "python-101", "school-a", 0.004)
+    assert ledger.reserve(hold, [], lambda _: True) == ([], True)
+    with pytest.raises(RequestConflictError, match="'r1' is still running"):
+        ledger.reserve(hold, [], lambda _: True)
+    ledger.release(hold)
+    ledger.reserve(hold, [], lambda _: True)
+    assert ledger.settle(make_record("r1")) is True
+    with pytest.raises(RequestConflictError, match="'r1' was already billed"):
+        ledger.reserve(hold, [], lambda _: True)
+    held = ledger.reserve(
+        replace(hold, request_id="r2"), [("course", "python-101", NOVEMBER)], lambda _: True
+    )
+    assert held == ([pytest.approx(0.004)], True)  # r1's record; r1's hold is gone with its settlement
 
 
 def test_from_settings_defaults_to_sqlite_in_data_dir(tmp_path: Path) -> None:

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from leanrank.cost.budget import Budget, BudgetExceededError
-from leanrank.cost.ledger import Ledger, LedgerRecord
+from leanrank.cost.ledger import Ledger, LedgerError, LedgerRecord, RequestConflictError
 from leanrank.cost.meter import Meter
 from leanrank.cost.period import Period
 from leanrank.cost.pricing import Pricing
 from leanrank.rerank.base import RerankResponse, Usage
+from leanrank.rerank.http import BadResponseError, RerankServerError, RerankTimeoutError
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.settings import BudgetSettings, Settings
 from tests.cost.conftest import NOV_3, make_record
@@ -29,10 +32,15 @@ class FakeReranker:
     usage: Callable[[str, Sequence[str]], Usage]
     served_by: str | None = None
     calls: int = 0
+    fails: Exception | None = None
+    first_score: float = 0.0
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         self.calls += 1
-        scores = tuple(-float(i) for i in range(len(documents)))
+        await asyncio.sleep(0)  # let concurrent calls interleave, as network calls do
+        if self.fails is not None:
+            raise self.fails
+        scores = (self.first_score, *(-float(i) for i in range(1, len(documents))))
         return RerankResponse(scores, self.usage(query, documents), served_by=self.served_by)
 
 
@@ -68,17 +76,19 @@ async def test_a_paid_call_is_priced_recorded_and_returned(ledger: Ledger) -> No
     assert (total.key, total.calls, total.documents, total.cost_usd) == ("cohere:rerank-v3.5", 1, 120, 0.004)
 
 
-async def test_a_retried_request_is_served_but_billed_once(ledger: Ledger) -> None:
+async def test_a_reused_request_id_is_refused_before_the_provider_is_paid_again(ledger: Ledger) -> None:
     m, backend = meter(ledger), cohere()
     first = await m.rerank(backend, "q", DOCS, request_id="q1", course="py")
-    again = await m.rerank(backend, "q", DOCS, request_id="q1", course="py")
-    assert (first.recorded, again.recorded, backend.calls) == (True, False, 2)
+    with pytest.raises(RequestConflictError, match="'q1' was already billed"):
+        await m.rerank(backend, "q", DOCS, request_id="q1", course="py")
+    assert (first.recorded, backend.calls) == (True, 1)
     assert [t.calls for t in ledger.totals("course", NOVEMBER)] == [1]
 
 
 async def test_budget_moves_from_paid_to_fallback_at_the_hard_cap(ledger: Ledger) -> None:
-    # $0.004 a call against a hard cap of $0.006: two paid calls (0 and 0.004 spent before them), then free.
-    m, backend = meter(ledger, BudgetSettings(scope="course", name="py", hard_usd=0.006)), cohere()
+    # $0.004 a call against a hard cap of $0.010: two paid calls (0 + 0.004, 0.004 + 0.004 fit), then
+    # free: a third would make 0.012, over the cap, so it is not made.
+    m, backend = meter(ledger, BudgetSettings(scope="course", name="py", hard_usd=0.010)), cohere()
     served = []
     for i in range(3):
         got = await m.rerank(backend, "q", DOCS, request_id=f"q{i}", course="py", fallback=IdentityReranker())
@@ -178,6 +188,108 @@ def test_from_settings_builds_ledger_prices_and_budgets(tmp_path: Path) -> None:
     )  # type: ignore[arg-type]
     assert isinstance(Meter.from_settings(settings), Meter)
     assert (tmp_path / "ledger.sqlite").exists() is False  # nothing is written before the first call
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    """A ledger that several processes or replicas would share: SQLite on one machine, PostgreSQL."""
+    if request.param == "sqlite":
+        opened = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    else:
+        opened = Ledger(request.getfixturevalue("pg_url"), table=request.getfixturevalue("pg_table"))
+    with opened:
+        yield opened
+
+
+async def test_fifty_concurrent_paid_calls_stay_under_a_cap_meant_for_ten(shared_ledger: Ledger) -> None:
+    # 100 documents = 1 search unit = $0.002 a call; $0.02 holds exactly ten. Every call reserves its
+    # estimate in the ledger's database before the provider is called, so the other 40 are served free.
+    m = meter(shared_ledger, BudgetSettings(scope="course", name="py", hard_usd=0.02))
+    backend = cohere()
+
+    async def one(i: int) -> str:
+        got = await m.rerank(
+            backend, "q", DOCS[:100], request_id=f"c{i}", course="py", fallback=IdentityReranker()
+        )
+        return got.served_by
+
+    served = await asyncio.gather(*(one(i) for i in range(50)))
+    assert (backend.calls, served.count("cohere:rerank-v3.5"), served.count("identity")) == (10, 10, 40)
+    assert shared_ledger.spent("course", "py", NOVEMBER) == pytest.approx(0.02)
+    assert sum(t.calls for t in shared_ledger.totals("course", NOVEMBER)) == 50
+
+
+@pytest.mark.parametrize(
+    ("usage", "first_score"),
+    [
+        (
+            lambda q, d: Usage(0, 0, math.nan, "search_units", "reported", 0.2, len(d)),
+            0.0,
+        ),  # search_units: NaN
+        (lambda q, d: Usage(0, 0, 1.0, "search_units", "reported", math.inf, len(d)), 0.0),
+        (cohere_usage, math.inf),  # a score of Infinity
+        (cohere_usage, math.nan),
+    ],
+)
+async def test_non_finite_numbers_are_a_bad_response_recorded_as_maybe_billed(
+    shared_ledger: Ledger, usage: Callable[[str, Sequence[str]], Usage], first_score: float
+) -> None:
+    backend = FakeReranker("cohere:rerank-v3.5", usage, first_score=first_score)
+    m = meter(shared_ledger)
+    with pytest.raises(BadResponseError, match="not finite"):
+        await m.rerank(backend, "q", DOCS, request_id="q1", course="py")
+    # The provider answered 200, so it billed: the call is on the ledger at its estimate (2 units, $0.004).
+    [total] = shared_ledger.totals("backend", NOVEMBER)
+    assert (total.key, total.calls, total.cost_usd) == ("cohere:rerank-v3.5", 1, pytest.approx(0.004))
+    # The hold is released: the client may retry under the same id, and that call is billed on its own.
+    retried = await m.rerank(cohere(), "q", DOCS, request_id="q1", course="py")
+    assert retried.recorded
+    assert shared_ledger.spent("course", "py", NOVEMBER) == pytest.approx(0.008)
+
+
+async def test_a_timeout_is_recorded_as_maybe_billed_and_a_503_is_not(ledger: Ledger) -> None:
+    m = meter(ledger)
+    timed_out = FakeReranker("cohere:rerank-v3.5", cohere_usage, fails=RerankTimeoutError("timed out"))
+    with pytest.raises(RerankTimeoutError):
+        await m.rerank(timed_out, "q", DOCS, request_id="t1", course="py")
+    refused = FakeReranker("cohere:rerank-v3.5", cohere_usage, fails=RerankServerError("HTTP 503", 503))
+    with pytest.raises(RerankServerError):
+        await m.rerank(refused, "q", DOCS, request_id="t2", course="py")
+    [total] = ledger.totals("backend", NOVEMBER)
+    assert (total.calls, total.requests, total.cost_usd) == (1, 1, pytest.approx(0.004))
+    assert m.failing() == "cohere:rerank-v3.5"  # readiness sees the backend failing
+    await m.rerank(cohere(), "q", DOCS, request_id="t2", course="py")  # the 503's id is free again
+    assert m.failing() is None
+
+
+async def test_a_call_the_client_gave_up_on_is_recorded_as_maybe_billed(ledger: Ledger) -> None:
+    started = asyncio.Event()
+
+    class Hanging:
+        name = "cohere:rerank-v3.5"
+
+        async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+            started.set()
+            await asyncio.Event().wait()  # the request is out; no answer comes before the client leaves
+            raise AssertionError("unreachable")
+
+    call = asyncio.create_task(meter(ledger).rerank(Hanging(), "q", DOCS, request_id="gone", course="py"))
+    await started.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    [total] = ledger.totals("backend", NOVEMBER)
+    assert (total.key, total.calls, total.cost_usd) == ("cohere:rerank-v3.5", 1, pytest.approx(0.004))
+
+
+async def test_a_paid_call_is_not_made_when_the_ledger_cannot_be_written(tmp_path: Path) -> None:
+    backend = cohere()
+    with (
+        Ledger("postgresql+psycopg://u@127.0.0.1:9/db", connect_timeout_s=2) as down,  # nothing listens
+        pytest.raises(LedgerError, match="ledger postgresql"),
+    ):
+        await meter(down).rerank(backend, "q", DOCS, request_id="q1", course="py")
+    assert backend.calls == 0
 
 
 def _spent_record(usd: float) -> LedgerRecord:

@@ -1,4 +1,5 @@
-"""Searches are metered: one ledger record per rerank call, retries billed once, hard caps served for free."""
+"""Searches are metered: one ledger record per rerank call, a reused request id refused before the provider
+is paid again, hard caps served for free."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from leanrank.cost.ledger import Ledger
+from leanrank.cost.ledger import Ledger, RequestConflictError
 from leanrank.cost.period import Period
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
@@ -48,15 +49,16 @@ def test_every_search_is_recorded_once_per_request_id(
     )
     with Pipeline(settings, dense=e5, sparse=bm25) as pipe:
         first = pipe.search("Что такое цикл while?", "py", request_id="req-1", tenant="school-a")
-        pipe.search("Что такое цикл while?", "py", request_id="req-1", tenant="school-a")
+        with pytest.raises(RequestConflictError, match="'req-1' was already billed"):
+            pipe.search("Что такое цикл while?", "py", request_id="req-1", tenant="school-a")
         other = pipe.search("how do I open a file", "py", tenant="school-a")
     assert first.served_by == f"cohere:{MODEL}"
     assert first.usage.billed_units == 1  # ≤ 100 candidates: one search unit
     assert first.cost_usd is None  # the fake's model has no listed price
-    assert len(cohere.requests) == 3  # a retry is served again ...
+    assert len(cohere.requests) == 2  # the reused id never reached the provider
     with Ledger(ledger_url) as ledger:
         (total,) = ledger.totals("course", month())
-    assert (total.key, total.calls, total.requests) == ("py", 2, 2)  # ... and billed once
+    assert (total.key, total.calls, total.requests) == ("py", 2, 2)
     assert other.request_id not in ("", "req-1")
 
 

@@ -12,8 +12,9 @@ from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
 from leanrank.pipeline import Pipeline
 from leanrank.serve import new_key
-from leanrank.settings import ServeSettings, Settings
+from leanrank.settings import CostSettings, ServeSettings, Settings
 from tests.conftest import make_pipeline
+from tests.rerank.servers import MODEL
 
 ADMIN_KEY, ADMIN_ENTRY = new_key("ops", "admin")
 DEMO_KEY, DEMO_ENTRY = new_key("teacher-demo", "demo")
@@ -39,6 +40,27 @@ def auth(key: str) -> dict[str, str]:
 
 def settings_for(data_dir: Path, **serve: Any) -> Settings:
     return Settings(data_dir=data_dir, serve=ServeSettings(api_keys=ENTRIES, **serve))
+
+
+PRICE = f"""provider = "cohere"
+
+[[price]]
+model = "{MODEL}"
+unit = "per_1k_search_units"
+price = 2.00
+currency = "USD"
+as_of = 2026-11-22
+source = "https://example.test/pricing"  # $0.002 a request of up to 100 documents
+verified = true
+"""
+
+
+def priced(tmp_path: Path, **cost: Any) -> Settings:
+    """Service settings where the fake provider's model costs $2 per 1,000 search units ($0.002 a request)."""
+    prices = tmp_path / "prices.toml"
+    prices.write_text(PRICE, encoding="utf-8")
+    settings = settings_for(tmp_path / "data")
+    return settings.model_copy(update={"cost": CostSettings(pricing_files=[prices], **cost)})
 
 
 def small_index(data_dir: Path, e5: E5SmallEncoder, bm25: Bm25Encoder, files: Path) -> Pipeline:

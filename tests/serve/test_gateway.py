@@ -104,7 +104,8 @@ def test_a_scoped_key_bills_its_own_course_once_per_request_id(gateway: LiveServ
     body = {"query": QUERY, "documents": DOCS[:2]}
     with gateway.client(DEMO_KEY, headers={"x-request-id": "retried-1"}) as http:
         assert http.post("/v2/rerank", json=body).status_code == 200
-        assert http.post("/v2/rerank", json=body).status_code == 200  # a client's retry: served again
+        retry = http.post("/v2/rerank", json=body)  # a client's retry: the first answer, replayed
+        assert (retry.status_code, retry.headers["x-leanrank-replayed"]) == (200, "true")
         rows = http.get("/v1/usage").json()["rows"]
     assert [(r["key"], r["calls"], r["requests"]) for r in rows] == [("demo", 1, 1)]
 

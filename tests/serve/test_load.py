@@ -1,5 +1,7 @@
-"""1,000 requests at 50 concurrent through `cohere-format provider (1 call in 10 fails) | identity`: every
-request is answered, and the ledger holds exactly one record per request, each billed call once."""
+"""1,000 requests at 50 concurrent through `cohere-format provider (1 call in 10 fails) | identity`, under
+a hard budget that holds half of them: every request is answered, the ledger holds exactly one record per
+request, provider calls billed = paid records = requests answered by the provider, and spend stays
+within the cap."""
 
 from __future__ import annotations
 
@@ -24,14 +26,16 @@ from leanrank.rerank.fallback import FallbackReranker
 from leanrank.rerank.http import RetryPolicy
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.serve import create_app
-from leanrank.settings import RerankSettings
+from leanrank.settings import BudgetSettings, RerankSettings
 from tests.rerank.servers import API_KEY, MODEL, FakeProvider, Fault, adapter
-from tests.serve.conftest import ADMIN_KEY, auth, settings_for
+from tests.serve.conftest import ADMIN_KEY, auth, priced, settings_for
 from tests.serve.live import LiveServer, PooledTransport
 
 REQUESTS = 1_000
 CONCURRENCY = 50
 DOCS = [f"Документ {i}: градиентный спуск и функция потерь." for i in range(5)]
+CALL_USD = 0.002  # one search unit: up to 100 documents
+CAP_USD = 1.0  # room for 500 paid calls
 
 
 class Flaky(FakeProvider):
@@ -83,7 +87,7 @@ def test_every_request_is_answered_and_billed_once(
     ledger = Ledger(f"sqlite:///{ledger_path}")
     server = LiveServer(
         create_app(
-            settings_for(tmp_path),
+            priced(tmp_path, budgets=[BudgetSettings(scope="tenant", name="ops", hard_usd=CAP_USD)]),
             reranker=FallbackReranker([paid, IdentityReranker()]),
             ledger=ledger,
             pipeline=index,
@@ -97,21 +101,25 @@ def test_every_request_is_answered_and_billed_once(
 
     statuses = Counter(r.status_code for r in replies)
     assert statuses == {200: REQUESTS}, [r.text for r in replies if r.status_code != 200][:3]
-    # Every call reached the provider once (no retries: a failure goes to the fallback), 1 in 10 failed.
+    # No retries: a failure goes to the fallback. Every tenth provider call failed (503, not billed).
     other_failures = {m for m in caplog.messages if "falling back" in m and "HTTP 503" not in m}
     assert not other_failures, sorted(other_failures)[:3]
-    assert provider.answered == {200: REQUESTS - REQUESTS // 10, 503: REQUESTS // 10}
+    billed = provider.answered[200]
+    assert provider.answered[503] == sum(provider.answered.values()) // 10
 
-    totals = {t.key: t for t in ledger.totals("backend", Period.month_of(datetime.now(UTC)))}
+    month = Period.month_of(datetime.now(UTC))
+    totals = {t.key: t for t in ledger.totals("backend", month)}
+    spent = ledger.spent("tenant", "ops", month)
     ledger.close()
-    assert {key: t.calls for key, t in totals.items()} == {
-        paid.name: provider.answered[200],
-        "identity": provider.answered[503],
-    }
+    assert {key: t.calls for key, t in totals.items()} == {paid.name: billed, "identity": REQUESTS - billed}
     assert all(t.requests == t.calls for t in totals.values())  # one record per request, none twice
     assert sum(t.documents for t in totals.values()) == REQUESTS * len(DOCS)
     backends = Counter(r.headers["x-leanrank-backend"] for r in replies)
     assert backends == {key: t.calls for key, t in totals.items()}
+    # Spend is what the provider billed, and stays under the cap; at most the calls in flight when the
+    # cap came near (whose holds were then released by a 503) leave room unused.
+    assert spent == pytest.approx(billed * CALL_USD)
+    assert CAP_USD - CONCURRENCY * CALL_USD <= spent <= CAP_USD + 1e-9
 
 
 def test_the_configured_policy_is_a_chain_from_settings(

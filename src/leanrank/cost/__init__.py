@@ -1,13 +1,23 @@
 """What reranking costs: token counts, billing rules, dated prices, a ledger, budgets, reports, projections.
 
-`Meter` is the one door for live traffic (budget check → rerank → price → ledger record); the rest is
+`Meter` is the one door for live traffic (budget reservation → rerank → price → ledger record); the rest is
 what reports and projections are built from. Charts live in `leanrank.cost.plots`, which alone imports
 matplotlib and is therefore not imported here.
 """
 
 from leanrank.cost.billing import PROVIDER_BILLING, BillingRule, pair_characters, pair_tokens, search_units
 from leanrank.cost.budget import Budget, BudgetExceededError, BudgetLevel, BudgetState
-from leanrank.cost.ledger import CostLedger, GroupBy, Ledger, LedgerRecord, Scope, Total
+from leanrank.cost.ledger import (
+    CostLedger,
+    GroupBy,
+    Hold,
+    Ledger,
+    LedgerError,
+    LedgerRecord,
+    RequestConflictError,
+    Scope,
+    Total,
+)
 from leanrank.cost.meter import Meter, MeteredResponse
 from leanrank.cost.period import Period
 from leanrank.cost.pricing import GpuPrice, ModelPrice, Pricing
@@ -28,7 +38,9 @@ __all__ = [
     "Crossover",
     "GpuPrice",
     "GroupBy",
+    "Hold",
     "Ledger",
+    "LedgerError",
     "LedgerRecord",
     "Meter",
     "MeteredResponse",
@@ -36,6 +48,7 @@ __all__ = [
     "Period",
     "Pricing",
     "Projection",
+    "RequestConflictError",
     "Scope",
     "TokenCounter",
     "Total",

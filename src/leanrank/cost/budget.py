@@ -1,8 +1,10 @@
-"""Budgets per course or tenant and UTC day or month, checked against the ledger before each paid call.
+"""Budgets per course or tenant and UTC day or month, enforced by reserving spend before each paid call.
 
 A soft cap logs a warning (once per cap and period) and counts every call made above it; a hard cap makes
-the meter serve from the free fallback. The check reads what is already recorded, so the call that crosses
-a cap still completes: a cap can be overshot by at most the calls in flight when it is reached.
+the meter serve from the free fallback. `reserve` holds a paid call's estimated cost in the ledger, in the
+same transaction that reads what is spent and held, and admits it only if it fits under every hard cap:
+concurrent calls, in any number of processes, cannot overshoot a cap together. A call whose actual cost
+exceeds its estimate (a provider counting more tokens than estimated) can overshoot by that difference.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from leanrank.cost.ledger import CostLedger
+from leanrank.cost.ledger import CostLedger, Hold, Scope
 from leanrank.cost.period import Period
 from leanrank.errors import LeanrankError
 from leanrank.settings import BudgetSettings
 
 BudgetLevel = Literal["ok", "soft", "hard"]
 _RANK: Mapping[BudgetLevel, int] = {"ok": 0, "soft": 1, "hard": 2}
+_EPS_USD = 1e-9  # sums of float prices: ten calls of $0.002 must fit a $0.02 cap
 
 _log = logging.getLogger(__name__)
 
@@ -76,13 +79,43 @@ class Budget:
 
     def check(self, course: str | None, tenant: str | None, now: datetime) -> BudgetState:
         """The strictest state over the caps for this course and tenant (`spent >= cap` reaches a cap)."""
-        worst = UNLIMITED
+        rules = self._applicable(course, tenant, now)
+        return self._worst(rules, [self._ledger.spent(*scope) for _, scope in rules], 0.0)
+
+    def reserve(self, hold: Hold, *, paid: bool) -> tuple[BudgetState, bool]:
+        """Hold a `paid` call's `hold.amount_usd` if it fits under every hard cap; the state before it,
+        and whether it was held. A free call is always held: it claims its request id, spends nothing.
+        """
+        rules = self._applicable(hold.course, hold.tenant, hold.time)
+
+        def admit(committed: Sequence[float]) -> bool:
+            states = (_state(rule, c, hold.amount_usd) for (rule, _), c in zip(rules, committed, strict=True))
+            return not paid or all(s.level != "hard" for s in states)
+
+        committed, admitted = self._ledger.reserve(hold, [scope for _, scope in rules], admit)
+        return self._worst(rules, committed, hold.amount_usd), admitted
+
+    def _applicable(
+        self, course: str | None, tenant: str | None, now: datetime
+    ) -> list[tuple[BudgetSettings, tuple[Scope, str, Period]]]:
+        found: list[tuple[BudgetSettings, tuple[Scope, str, Period]]] = []
         for rule in self._rules:
             who = course if rule.scope == "course" else tenant
             if who is None or rule.name not in (who, "*"):
                 continue
             period = Period.month_of(now) if rule.period == "month" else Period.day_of(now)
-            state = _state(rule, self._ledger.spent(rule.scope, who, period))
+            found.append((rule, (rule.scope, who, period)))
+        return found
+
+    def _worst(
+        self,
+        rules: Sequence[tuple[BudgetSettings, tuple[Scope, str, Period]]],
+        committed: Sequence[float],
+        amount_usd: float,
+    ) -> BudgetState:
+        worst = UNLIMITED
+        for (rule, (_, who, period)), spent in zip(rules, committed, strict=True):
+            state = _state(rule, spent, amount_usd)
             if state.level == "soft":
                 self._note_soft(state, who, period)
             if _more_urgent(state, worst):
@@ -105,9 +138,11 @@ class Budget:
             )
 
 
-def _state(rule: BudgetSettings, spent: float) -> BudgetState:
-    if rule.hard_usd is not None and spent >= rule.hard_usd:
-        return BudgetState("hard", spent, rule.hard_usd, rule)
+def _state(rule: BudgetSettings, spent: float, amount_usd: float) -> BudgetState:
+    """`hard` when the cap is reached or `amount_usd` more would go over it."""
+    hard = rule.hard_usd
+    if hard is not None and (spent >= hard - _EPS_USD or spent + amount_usd > hard + _EPS_USD):
+        return BudgetState("hard", spent, hard, rule)
     if rule.soft_usd is not None and spent >= rule.soft_usd:
         return BudgetState("soft", spent, rule.soft_usd, rule)
     return BudgetState("ok", spent, rule.soft_usd if rule.soft_usd is not None else rule.hard_usd, rule)

@@ -6,6 +6,14 @@ survives a power cut and not just a crash of the process. That costs one fsync p
 network rerank. PostgreSQL serves several machines (`postgresql://...`, through psycopg 3, pooled, with a
 connect timeout). A retried request must not be billed twice: `(request_id, stage)` is unique and a
 repeated write is dropped by the database (`INSERT ... ON CONFLICT DO NOTHING`), also between processes.
+
+Before a call is made, `reserve` writes a hold (its estimated cost, under the same `(request_id, stage)`)
+in one serialised transaction that also reads what is already spent and held, so concurrent calls, in
+any number of processes or replicas, cannot all pass a budget meant for a few: SQLite takes the write
+lock first (`BEGIN IMMEDIATE`), PostgreSQL an advisory lock for the transaction. `settle` turns the hold
+into the call's record, `release` drops it. A hold also claims its request id: a second call under the
+same id while the first runs, or after it was billed, is refused (`RequestConflictError`). The answers of
+billed requests are kept beside (`keep_reply`), so a client resending an id gets the first answer back.
 """
 
 from __future__ import annotations
@@ -13,10 +21,11 @@ from __future__ import annotations
 import importlib.util
 import re
 import threading
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -28,26 +37,28 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     UniqueConstraint,
     case,
     create_engine,
+    delete,
     distinct,
     event,
     func,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.sql.expression import ColumnElement, Executable
 from sqlalchemy.types import TypeDecorator
 
 from leanrank.cost.period import Period
-from leanrank.errors import ConfigError, DependencyError, StoreError
+from leanrank.errors import ConfigError, DependencyError, LeanrankError, StoreError
 from leanrank.rerank.base import BilledUnit, CountSource
 from leanrank.settings import Settings
 
@@ -56,6 +67,47 @@ Scope = Literal["course", "tenant"]
 
 DEFAULT_TABLE = "leanrank_rerank_calls"
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+HOLD_TTL = timedelta(hours=1)
+"""A hold older than this belongs to a process that died mid-call: it no longer counts, nor claims its id."""
+REPLY_TTL = timedelta(days=1)
+"""How long a billed request's answer is kept for replay (a later resend of its id is refused)."""
+
+
+class LedgerError(StoreError):
+    """The cost ledger could not be read or written (not the index: the message names the database)."""
+
+
+class RequestConflictError(LeanrankError):
+    """A request id that is already in use: its call is still running, or it was billed for another body."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Spend set aside for one call before it is made: its estimated cost in US dollars (0 for free)."""
+
+    time: datetime
+    request_id: str
+    stage: str
+    course: str | None
+    tenant: str | None
+    amount_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The HTTP answer a billed request got, replayed to a client that resends its request id.
+
+    `fingerprint` identifies the request (path, headers that change it, body) it answered.
+    """
+
+    fingerprint: str
+    status: int
+    headers: str
+    body: bytes
+
+
+Admit = Callable[[Sequence[float]], bool]
+"""Decides, inside the reserving transaction, from the spent + held total of each scope, if a hold fits."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,9 +164,23 @@ class Total:
 
 
 class CostLedger(Protocol):
-    """What budgets, the meter and reports need from a ledger."""
+    """What budgets, the meter, the service and reports need from a ledger."""
 
     def record(self, record: LedgerRecord) -> bool: ...
+
+    def reserve(
+        self, hold: Hold, scopes: Sequence[tuple[Scope, str, Period]], admit: Admit
+    ) -> tuple[list[float], bool]: ...
+
+    def settle(self, record: LedgerRecord) -> bool: ...
+
+    def release(self, hold: Hold, unconfirmed: LedgerRecord | None = None) -> None: ...
+
+    def find_reply(self, key: str) -> Reply | None: ...
+
+    def keep_reply(self, key: str, reply: Reply) -> None: ...
+
+    def ping(self) -> None: ...
 
     def totals(self, by: GroupBy, period: Period) -> list[Total]: ...
 
@@ -165,6 +231,35 @@ def _table(name: str) -> Table:
     )
 
 
+def _holds_table(name: str, metadata: MetaData) -> Table:
+    return Table(
+        f"{name}_holds",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("time", _UtcDateTime(), nullable=False),
+        Column("request_id", String(200), nullable=False),
+        Column("stage", String(100), nullable=False),
+        Column("course", String(200)),
+        Column("tenant", String(200)),
+        Column("amount_usd", Float, nullable=False),
+        UniqueConstraint("request_id", "stage", name=f"{name}_holds_request_stage"),
+    )
+
+
+def _replies_table(name: str, metadata: MetaData) -> Table:
+    return Table(
+        f"{name}_replies",
+        metadata,
+        Column("key", String(300), primary_key=True),
+        Column("time", _UtcDateTime(), nullable=False),
+        Column("fingerprint", String(64), nullable=False),
+        Column("status", Integer, nullable=False),
+        Column("headers", String(4000), nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Index(f"{name}_replies_time", "time"),
+    )
+
+
 class Ledger:
     """A `CostLedger` on SQLAlchemy Core over SQLite or PostgreSQL; the table is created on first use.
 
@@ -192,6 +287,9 @@ class Ledger:
         self._dialect = parsed.get_backend_name()
         self._engine = self._connect(parsed, connect_timeout_s, pool_size)
         self._table = _table(table)
+        self._holds = _holds_table(table, self._table.metadata)
+        self._replies = _replies_table(table, self._table.metadata)
+        self._lock_id = zlib.crc32(table.encode())  # PostgreSQL advisory lock of this ledger's holds
         self._ready = False
         self._lock = threading.Lock()
 
@@ -226,6 +324,7 @@ class Ledger:
             url, connect_args={"timeout": max(timeout_s, 30.0), "check_same_thread": False}
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
 
     def record(self, record: LedgerRecord) -> bool:
@@ -234,6 +333,97 @@ class Ledger:
         with self._errors(), self._engine.begin() as conn:
             # RETURNING, not rowcount: drivers disagree on rowcount once RETURNING is implicit.
             return conn.execute(self._insert_once(row)).first() is not None
+
+    def reserve(
+        self, hold: Hold, scopes: Sequence[tuple[Scope, str, Period]], admit: Admit
+    ) -> tuple[list[float], bool]:
+        """Spent + held per `(scope, name, period)` before this hold, and whether `admit` let it in.
+
+        Raises `RequestConflictError` when `(request_id, stage)` is already held or recorded.
+        """
+        with (
+            self._errors(),
+            self._engine.connect().execution_options(sqlite_immediate=True) as conn,
+            conn.begin(),
+        ):
+            self._lock_holds(conn)
+            conn.execute(delete(self._holds).where(self._holds.c.time < hold.time - HOLD_TTL))
+            self._check_unused(conn, hold)
+            committed = [self._committed(conn, scope, name, period) for scope, name, period in scopes]
+            admitted = admit(committed)
+            if admitted:
+                conn.execute(self._holds.insert().values(asdict(hold)))
+        return committed, admitted
+
+    def settle(self, record: LedgerRecord) -> bool:
+        """Record the call and drop its hold in one transaction; False when it was already recorded."""
+        row: dict[str, Any] = asdict(record) | {"cache_hit": record.cache_hit}
+        with self._errors(), self._engine.begin() as conn:
+            conn.execute(self._drop_hold(record.request_id, record.stage))
+            return conn.execute(self._insert_once(row)).first() is not None
+
+    def release(self, hold: Hold, unconfirmed: LedgerRecord | None = None) -> None:
+        """Drop a hold whose call failed; `unconfirmed` records a call the provider may still have billed."""
+        with self._errors(), self._engine.begin() as conn:
+            conn.execute(self._drop_hold(hold.request_id, hold.stage))
+            if unconfirmed is not None:
+                row = asdict(unconfirmed) | {"cache_hit": False}
+                conn.execute(self._insert_once(row))
+
+    def find_reply(self, key: str) -> Reply | None:
+        """The kept answer of the request `key` (`tenant/request id`), if any."""
+        r = self._replies
+        fresh = r.c.time >= datetime.now(UTC) - REPLY_TTL
+        stmt = select(r.c.fingerprint, r.c.status, r.c.headers, r.c.body).where(r.c.key == key, fresh)
+        with self._errors(), self._engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else Reply(row[0], int(row[1]), row[2], bytes(row[3]))
+
+    def keep_reply(self, key: str, reply: Reply) -> None:
+        """Keep the first answer of `key` for `REPLY_TTL`; a later one is dropped, older ones deleted."""
+        now = datetime.now(UTC)
+        row = asdict(reply) | {"key": key, "time": now}
+        dialect = postgresql if self._dialect == "postgresql" else sqlite
+        with self._errors(), self._engine.begin() as conn:
+            conn.execute(delete(self._replies).where(self._replies.c.time < now - REPLY_TTL))
+            conn.execute(dialect.insert(self._replies).values(row).on_conflict_do_nothing())
+
+    def ping(self) -> None:
+        """Raise `LedgerError` unless the database answers (readiness)."""
+        with self._errors(), self._engine.connect() as conn:
+            conn.execute(select(1))
+
+    def _lock_holds(self, conn: Connection) -> None:
+        if self._dialect == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(self._lock_id)))
+
+    def _check_unused(self, conn: Connection, hold: Hold) -> None:
+        for table, why in ((self._holds, "is still running"), (self._table, "was already billed")):
+            used = select(table.c.id).where(
+                table.c.request_id == hold.request_id, table.c.stage == hold.stage
+            )
+            if conn.execute(used).first() is not None:
+                raise RequestConflictError(
+                    f"request id {hold.request_id.split('/', 1)[-1]!r} {why}; send a new X-Request-Id "
+                    "for a new request"
+                )
+
+    def _committed(self, conn: Connection, scope: Scope, name: str, period: Period) -> float:
+        spent, held = self._table, self._holds
+        stmt = select(
+            select(func.coalesce(func.sum(spent.c.cost_usd), 0.0))
+            .where(spent.c[scope] == name, spent.c.time >= period.start, spent.c.time < period.end)
+            .scalar_subquery(),
+            select(func.coalesce(func.sum(held.c.amount_usd), 0.0))
+            .where(held.c[scope] == name, held.c.time >= period.start, held.c.time < period.end)
+            .scalar_subquery(),
+        )
+        row = conn.execute(stmt).one()
+        return float(row[0]) + float(row[1])
+
+    def _drop_hold(self, request_id: str, stage: str) -> Executable:
+        h = self._holds
+        return delete(h).where(h.c.request_id == request_id, h.c.stage == stage)
 
     def totals(self, by: GroupBy, period: Period) -> list[Total]:
         """Sums per course, backend, UTC day (`YYYY-MM-DD`) or tenant over `period`, ordered by key."""
@@ -305,8 +495,10 @@ class Ledger:
         for attempt in (1, 2):
             try:
                 with self._engine.begin() as conn:
-                    conn.execute(CreateTable(self._table, if_not_exists=True))
-                    for index in sorted(self._table.indexes, key=lambda i: str(i.name)):
+                    for table in (self._table, self._holds, self._replies):
+                        conn.execute(CreateTable(table, if_not_exists=True))
+                    indexes = [*self._table.indexes, *self._replies.indexes]
+                    for index in sorted(indexes, key=lambda i: str(i.name)):
                         conn.execute(CreateIndex(index, if_not_exists=True))
                 return
             except (IntegrityError, ProgrammingError):
@@ -325,11 +517,18 @@ class Ledger:
         except SQLAlchemyError as exc:
             cause = getattr(exc, "orig", None) or exc
             first_line = (str(cause).strip().splitlines() or [""])[0]
-            raise StoreError(f"ledger {self._where}: {type(cause).__name__}: {first_line}") from exc
+            raise LedgerError(f"ledger {self._where}: {type(cause).__name__}: {first_line}") from exc
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # transactions begin in `_sqlite_begin`, not in the driver
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """A reservation takes the write lock at BEGIN: two processes must not both read the old total."""
+    immediate = conn.get_execution_options().get("sqlite_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,25 +1,39 @@
-"""The meter: every rerank call checked against the budget, priced, and written to the ledger.
+"""The meter: every rerank call reserved against the budget, priced, and written to the ledger.
 
-Order matters: the budget is read before the call (a paid backend over its hard cap is not called at all),
-and the record is committed before the scores are handed back, so nothing served goes unrecorded. A ledger
-that cannot be written fails the call with `StoreError` rather than serving calls nobody accounts for.
+Order matters. Before the call, its estimated cost is held in the ledger (`Budget.reserve`): a paid
+backend that would go over a hard cap is not called at all, a ledger that cannot be written fails the call
+with `LedgerError` before anything is sent, and a request id already in use is refused. After it, every
+number the backend returned is checked (a NaN or an infinity is a `BadResponseError`), and the record
+replaces the hold before the scores are handed back, so nothing served goes unrecorded. A call that fails
+after the provider may have billed it (a timeout, an unusable answer, a client that went away) is
+recorded at its estimated cost under the stage `<stage>:unconfirmed`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from leanrank.cost._names import parse_backend
 from leanrank.cost.billing import pair_tokens
 from leanrank.cost.budget import UNLIMITED, Budget, BudgetExceededError, BudgetState
-from leanrank.cost.ledger import CostLedger, Ledger, LedgerRecord
+from leanrank.cost.ledger import CostLedger, Hold, Ledger, LedgerError, LedgerRecord
 from leanrank.cost.pricing import Pricing
 from leanrank.cost.tokens import counter_for
+from leanrank.errors import BackendError
 from leanrank.rerank.base import Reranker, RerankResponse, Usage
+from leanrank.rerank.cache import score_scope
+from leanrank.rerank.http import BadResponseError, RerankTimeoutError
 from leanrank.settings import Settings
+
+_log = logging.getLogger(__name__)
+BUDGET_SKIP = "budget "
+"""How the note on a paid backend a hard cap stopped begins, after its name (`failed` entries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +71,7 @@ class Meter:
         self._budget = budget
         self._clock = clock
         self._owned: Ledger | None = None
+        self._failed: tuple[str, float] | None = None  # the last call's backend, if it failed, and when
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Meter:
@@ -66,6 +81,12 @@ class Meter:
         meter = cls(ledger, Pricing.from_settings(settings), budget)
         meter._owned = ledger
         return meter
+
+    def failing(self, within_s: float = 30.0) -> str | None:
+        """The backend whose failure ended the last call, if that was less than `within_s` ago (readiness:
+        after that, traffic is let through again to find out whether it recovered)."""
+        failed = self._failed
+        return failed[0] if failed is not None and time.monotonic() - failed[1] < within_s else None
 
     def close(self) -> None:
         """Close the ledger this meter opened itself; one passed in belongs to the caller."""
@@ -87,26 +108,92 @@ class Meter:
     ) -> MeteredResponse:
         """Rerank with `reranker`, or with `fallback` when a hard cap stops a paid one.
 
-        Raises `BudgetExceededError` when the cap is hard, `reranker` is paid and no free fallback is given.
+        `tenant` also scopes the score cache: one tenant never sees another's cached scores.
+        Raises `BudgetExceededError` when the cap is hard, `reranker` is paid and no free fallback is given,
+        `RequestConflictError` when `(request_id, stage)` is running or billed, `LedgerError` when the
+        ledger cannot be written, `BadResponseError` for scores or usage that are not finite numbers.
         """
-        now = self._clock()
-        state = UNLIMITED
-        if self._budget is not None:
-            state = await asyncio.to_thread(self._budget.check, course, tenant, now)
+        hold = Hold(self._clock(), request_id, stage, course, tenant, 0.0)
+        paid = self._pricing.is_paid(reranker.name)
+        if paid:
+            estimate = await asyncio.to_thread(self._pricing.estimate, reranker.name, query, documents)
+            hold = replace(hold, amount_usd=estimate)
+        state, admitted = await asyncio.to_thread(self._reserve, hold, paid)
         chosen: Reranker = reranker
         skipped: tuple[str, ...] = ()
-        if state.level == "hard" and self._pricing.is_paid(reranker.name):
+        if not admitted:
             if fallback is None or self._pricing.is_paid(fallback.name):
                 raise BudgetExceededError(state)
             chosen = fallback
-            skipped = (f"{reranker.name}: budget {state.label} reached, ${state.spent_usd:.4f} spent",)
-        response = await chosen.rerank(query, documents)
+            skipped = (f"{reranker.name}: {BUDGET_SKIP}{state.label} reached, ${state.spent_usd:.4f} spent",)
+            hold = replace(hold, amount_usd=0.0)
+            await asyncio.to_thread(self._reserve, hold, False)
+        try:
+            with score_scope(tenant or ""):
+                response = _checked(await chosen.rerank(query, documents), chosen.name)
+        except BaseException as exc:
+            if isinstance(exc, BackendError):
+                self._failed = (chosen.name, time.monotonic())
+            await self._release(hold, chosen.name, exc, query, documents)
+            raise
+        self._failed = None
         served_by = response.served_by or chosen.name
         usage, cost, recorded = await asyncio.to_thread(
-            self._settle, response.usage, served_by, query, documents, request_id, course, tenant, stage, now
+            self._settle, response.usage, served_by, query, documents, hold
         )
         settled = replace(response, usage=usage, served_by=served_by, failed=(*skipped, *response.failed))
         return MeteredResponse(settled, served_by, state, cost, recorded)
+
+    def _reserve(self, hold: Hold, paid: bool) -> tuple[BudgetState, bool]:
+        if self._budget is not None:
+            return self._budget.reserve(hold, paid=paid)
+        self._ledger.reserve(hold, (), lambda _: True)
+        return UNLIMITED, True
+
+    async def _release(
+        self, hold: Hold, backend: str, exc: BaseException, query: str, documents: Sequence[str]
+    ) -> None:
+        """Drop the hold of a failed call, recording it when the provider may have billed it anyway.
+
+        A cancelled request releases at once, on the event loop: its task cannot await any more. A
+        ledger that fails here is logged: the call's own error is what the caller must see.
+        """
+        maybe_billed = isinstance(exc, RerankTimeoutError | BadResponseError | asyncio.CancelledError)
+        try:
+            if isinstance(exc, asyncio.CancelledError):
+                self._drop(hold, backend, maybe_billed, query, documents)
+            else:
+                await asyncio.to_thread(self._drop, hold, backend, maybe_billed, query, documents)
+        except LedgerError as failure:
+            _log.error("could not release hold %s: %s", hold, failure)
+
+    def _drop(
+        self, hold: Hold, backend: str, maybe_billed: bool, query: str, documents: Sequence[str]
+    ) -> None:
+        # A fallback chain raises its last link's error: that link is the one that may have billed.
+        link = backend.rsplit("|", maxsplit=1)[-1].strip()
+        unconfirmed = None
+        if maybe_billed and self._pricing.is_paid(link):
+            name = parse_backend(link)
+            unconfirmed = LedgerRecord(
+                time=hold.time,
+                request_id=hold.request_id,
+                course=hold.course,
+                tenant=hold.tenant,
+                stage=f"{hold.stage}:unconfirmed",
+                backend=name.key,
+                model=name.model,
+                documents=len(documents),
+                query_tokens=0,
+                document_tokens=0,
+                billed_units=0.0,
+                billed_unit="none",
+                cost_usd=self._pricing.estimate(link, query, documents),
+                latency_ms=0.0,
+                cache_hits=0,
+                count_source="estimate",
+            )
+        self._ledger.release(hold, unconfirmed)
 
     def _settle(
         self,
@@ -114,11 +201,7 @@ class Meter:
         backend: str,
         query: str,
         documents: Sequence[str],
-        request_id: str,
-        course: str | None,
-        tenant: str | None,
-        stage: str,
-        now: datetime,
+        hold: Hold,
     ) -> tuple[Usage, float | None, bool]:
         """Recount, price and record one call (off the event loop: tokenizers and the database block)."""
         usage = recount(usage, backend, query, documents)
@@ -127,11 +210,11 @@ class Meter:
             usage = replace(usage, cost_usd=cost)
         name = parse_backend(backend)
         record = LedgerRecord(
-            time=now,
-            request_id=request_id,
-            course=course,
-            tenant=tenant,
-            stage=stage,
+            time=hold.time,
+            request_id=hold.request_id,
+            course=hold.course,
+            tenant=hold.tenant,
+            stage=hold.stage,
             backend=name.key,
             model=name.model,
             documents=len(documents),
@@ -144,7 +227,25 @@ class Meter:
             cache_hits=usage.cache_hits,
             count_source=usage.count_source,
         )
-        return usage, cost, self._ledger.record(record)
+        try:
+            return usage, cost, self._ledger.settle(record)
+        except LedgerError:
+            # Served and maybe paid, but unrecorded: the log is what the operator reconciles from.
+            _log.error("ledger write failed after the call; unrecorded call: %s", asdict(record))
+            raise
+
+
+def _checked(response: RerankResponse, backend: str) -> RerankResponse:
+    """`response` if every score and usage number is finite (usage not negative), else BadResponseError."""
+    usage = response.usage
+    numbers = [usage.query_tokens, usage.document_tokens, usage.billed_units, usage.latency_s]
+    if usage.cost_usd is not None:
+        numbers.append(usage.cost_usd)
+    if not all(math.isfinite(n) and n >= 0 for n in numbers):
+        raise BadResponseError(f"{backend}: usage with a number that is not finite or negative: {usage}")
+    if not all(math.isfinite(s) for s in response.scores):
+        raise BadResponseError(f"{backend}: a score that is not finite")
+    return response
 
 
 def recount(usage: Usage, backend: str, query: str, documents: Sequence[str]) -> Usage:

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from leanrank.cost._names import parse_backend
 from leanrank.cost.billing import PROVIDER_BILLING, search_units
+from leanrank.cost.tokens import counter_for
 from leanrank.errors import ConfigError
 from leanrank.rerank.base import BilledUnit, Usage
 from leanrank.settings import Settings
@@ -215,6 +216,24 @@ class Pricing:
         if price is not None:
             return price.is_paid
         return parse_backend(backend).provider in self._billing_providers
+
+    def estimate(self, backend: str, query: str, documents: Sequence[str]) -> float:
+        """US dollars a call should cost, before it is made: what a budget holds for it.
+
+        A chain is held at its dearest link. Tokens are counted with the model's tokenizer where bundled,
+        else about four characters a token. A model without a listed price is held at 0 (its calls are
+        unpriced, and unpriced calls count towards no cap).
+        """
+        links = [link.strip() for link in backend.split("|")]
+        if len(links) > 1:
+            return max(self.estimate(link, query, documents) for link in links)
+        price = self.price(backend)
+        if price is None or not price.is_paid:
+            return 0.0
+        if price.billed_unit == "search_units":
+            return price.cost_for(0, len(documents), 0)
+        counter = counter_for(backend)
+        return price.cost_usd(counter.count(query), [counter.count(doc) for doc in documents])
 
     def cost_of(self, usage: Usage, backend: str) -> float | None:
         """US dollars for one call: the cost the provider reported, else its units at the listed price.

@@ -6,6 +6,9 @@ changed has a new hash and misses by construction; entries also expire after a T
 update behind an unchanged name cannot serve stale scores forever. Only the misses are sent to the backend
 and billed; the usage record counts the hits.
 
+A hit is free, so it is observable: keys are scoped (`score_scope`, set per tenant by the meter), or one
+tenant could learn which (query, document) pairs another asked. Scopes share nothing, in SQLite or Redis.
+
 SQLite (one file, any number of processes on one machine) is the default; Redis shares hits between
 machines. Only this module imports `redis`.
 """
@@ -19,7 +22,9 @@ import sqlite3
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -31,6 +36,17 @@ _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _SPACE = re.compile(r"\s+")
 _EDGE_PUNCT = "?!.,;:¿¡…"
+_SCOPE: ContextVar[str] = ContextVar("leanrank_score_cache_scope", default="")
+
+
+@contextmanager
+def score_scope(scope: str) -> Iterator[None]:
+    """Cache the scores computed inside the block under `scope` (a tenant), apart from every other scope."""
+    token = _SCOPE.set(scope)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
 
 
 def normalize_query(query: str) -> str:
@@ -39,10 +55,10 @@ def normalize_query(query: str) -> str:
     return _SPACE.sub(" ", text).strip().strip(_EDGE_PUNCT).strip()
 
 
-def score_key(model: str, query: str, document: str) -> str:
-    """The cache key of one (model, normalised query, document text) score."""
+def score_key(model: str, query: str, document: str, scope: str = "") -> str:
+    """The cache key of one (model, normalised query, document text) score within `scope`."""
     doc = hashlib.sha256(document.encode()).hexdigest()
-    return hashlib.sha256(f"{model}\x00{normalize_query(query)}\x00{doc}".encode()).hexdigest()
+    return hashlib.sha256(f"{scope}\x00{model}\x00{normalize_query(query)}\x00{doc}".encode()).hexdigest()
 
 
 class ScoreCache(Protocol):
@@ -164,7 +180,8 @@ class CachedReranker:
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         t0 = time.perf_counter()
-        keys = [score_key(self.inner.name, query, doc) for doc in documents]
+        scope = _SCOPE.get()
+        keys = [score_key(self.inner.name, query, doc, scope) for doc in documents]
         hits: dict[str, float] = _safe(lambda: self.cache.get_many(keys), {})
         missing = [i for i, key in enumerate(keys) if key not in hits]
         if not missing:

@@ -47,8 +47,12 @@ def _dig(body: Any, path: Sequence[str]) -> Any:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    """A usage number: None when absent; a finite, non-negative number; else BadResponseError (a NaN
+    would otherwise be priced and stored, an infinity trip no budget)."""
+    if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise BadResponseError(f"usage {_preview(value)} is not a finite, non-negative number")
     return float(value)
 
 
@@ -70,9 +74,11 @@ def header_usage(name: str) -> UsageReader:
 
     def read(body: Any, headers: httpx.Headers) -> Reported | None:
         try:
-            return Reported(float(headers[name]))
+            value = float(headers[name])
         except (KeyError, ValueError):
             return None
+        units = _number(value)
+        return None if units is None else Reported(units)
 
     return read
 
@@ -347,7 +353,7 @@ class HttpReranker:
             raise BadResponseError(f"{where}: expected {n} results, got {_preview(results)}")
         if spec.index_key is None:
             values = [_number_or_nan(item) for item in results]
-            if any(math.isnan(v) for v in values):
+            if not all(math.isfinite(v) for v in values):
                 raise BadResponseError(f"{where}: non-numeric score in {_preview(results)}")
             return values
         by_index: dict[int, float] = {}
@@ -358,7 +364,7 @@ class HttpReranker:
                 not isinstance(index, int)
                 or isinstance(index, bool)
                 or not 0 <= index < n
-                or math.isnan(score)
+                or not math.isfinite(score)
             ):
                 raise BadResponseError(f"{where}: bad result {_preview(item)} for {n} documents")
             if index in by_index:

@@ -28,6 +28,7 @@ from leanrank.serve.accounting import Accountant
 from leanrank.serve.auth import KeyRing
 from leanrank.serve.batching import BatchReranker, MicroBatcher
 from leanrank.serve.errors import error_response
+from leanrank.serve.idempotency import Idempotency
 from leanrank.serve.ingest import IngestJobs
 from leanrank.serve.limits import Gate
 from leanrank.serve.metrics import Metrics
@@ -103,6 +104,7 @@ def create_app(
     app.state.service = service
     for module in (rerank, search, courses, usage, ops):
         app.include_router(module.router)
+    app.add_middleware(Idempotency, ledger=books)  # inside the edge: the key is known, the body bounded
     app.add_middleware(EdgeMiddleware, keys=keys, limits=limits, metrics=metrics)
     app.add_exception_handler(LeanrankError, _leanrank_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

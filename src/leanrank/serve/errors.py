@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from starlette.responses import JSONResponse
 
 from leanrank.cost.budget import BudgetExceededError
+from leanrank.cost.ledger import LedgerError, RequestConflictError
+from leanrank.cost.meter import BUDGET_SKIP
 from leanrank.errors import (
     BackendError,
     ConfigError,
@@ -86,7 +88,9 @@ STATUS_TABLE: dict[type[Exception], Status] = {
     InputError: Status(422, "invalid_input"),
     OverloadedError: Status(429, "overloaded"),
     BudgetExceededError: Status(402, "budget_exceeded"),
+    RequestConflictError: Status(409, "request_conflict"),
     BackendError: Status(424, "backend_failed"),
+    LedgerError: Status(503, "ledger_unavailable"),
     StoreError: Status(503, "store_unavailable"),
     NotReadyError: Status(503, "not_ready"),
     ConfigError: Status(500, "misconfigured"),
@@ -107,12 +111,14 @@ def status_of(exc: BaseException) -> Status:
 def error_response(exc: BaseException, request_id: str | None) -> JSONResponse:
     """The JSON error for `exc` (see `wire.ErrorBody`); server-side failures are logged, never echoed.
 
-    A client's own mistakes come back with the error's message. Failures of backends and of the service
-    carry upstream URLs, provider messages or internals: those go to the log under the request id, the
-    client gets a fixed message and the id to quote. No stack trace ever reaches a client.
+    The one redaction rule for whatever leaves the service: a client's own mistakes come back with the
+    error's message; failures of backends and of the service carry upstream URLs, provider messages or
+    internals: those go to the log under the request id, the client gets a fixed message naming the
+    component that failed (`public_failure` applies the same rule to the backends a search tried first).
+    No stack trace ever reaches a client.
     """
     status = status_of(exc)
-    if isinstance(exc, ServeError) or (status.code < 500 and status.code != 424):
+    if _public(exc, status):
         message = str(exc)
     else:
         message = _FIXED.get(status.error_type, "internal error; quote the request id to the operator")
@@ -134,9 +140,24 @@ def error_response(exc: BaseException, request_id: str | None) -> JSONResponse:
     return JSONResponse(body, status.code, headers=headers)
 
 
+def public_failure(entry: str) -> str:
+    """A `failed` entry (`BACKEND: why`) as a client may see it: the backend's name and the fixed message;
+    the why (an upstream URL, the provider's own words) is logged where the backend failed. Only the
+    meter's own note that the caller's budget stopped a paid backend is shown as written."""
+    backend, _, why = entry.partition(": ")
+    if why.startswith(BUDGET_SKIP):
+        return entry
+    return f"{backend}: {_FIXED['backend_failed']}"
+
+
+def _public(exc: BaseException, status: Status) -> bool:
+    return isinstance(exc, ServeError) or (status.code < 500 and status.code != 424)
+
+
 _log = logging.getLogger("leanrank.serve")
 
 _FIXED = {
     "backend_failed": "the rerank backend failed; quote the request id to the operator",
+    "ledger_unavailable": "the cost ledger is unavailable; quote the request id to the operator",
     "store_unavailable": "the index is unavailable; quote the request id to the operator",
 }

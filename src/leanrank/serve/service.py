@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from leanrank.cost.ledger import Ledger
 from leanrank.pipeline import Pipeline, check_course_id
 from leanrank.rerank.base import Reranker
-from leanrank.serve.accounting import Accountant, CallContext, MeteredReranker
+from leanrank.serve.accounting import Accountant, CallContext
 from leanrank.serve.auth import KeyRing, Principal
 from leanrank.serve.errors import NotReadyError
 from leanrank.serve.ingest import IngestJobs
@@ -31,7 +31,7 @@ _bearer = HTTPBearer(
 
 @dataclass
 class Service:
-    """Everything routes share. `search_pipeline` reranks through the accountant; None until started."""
+    """Everything routes share. `search_pipeline` bills through the accountant's meter; None until started."""
 
     settings: Settings
     keys: KeyRing
@@ -54,8 +54,9 @@ class Service:
     async def start(self) -> None:
         """Open the index and load the encoder before taking traffic (both block: off the event loop)."""
         if self.search_pipeline is None:
-            metered = MeteredReranker(self.policy, self.accountant)
-            self.search_pipeline = await asyncio.to_thread(Pipeline, self.settings, reranker=metered)
+            self.search_pipeline = await asyncio.to_thread(
+                Pipeline, self.settings, reranker=self.policy, meter=self.accountant.meter
+            )
             self.owns_pipeline = True
         pipe = self.search_pipeline
         await asyncio.to_thread(lambda: pipe.dense.dim)
@@ -71,13 +72,15 @@ class Service:
 
 
 def metered_view(pipeline: Pipeline, accountant: Accountant) -> Pipeline:
-    """A pipeline over the same encoders and index whose rerank step is billed; the original is untouched."""
+    """A pipeline over the same encoders, index and reranker that bills through the accountant's meter
+    (one record per search, to the request's tenant); the original is untouched."""
     return Pipeline(
         pipeline.settings,
         dense=pipeline.dense,
         sparse=pipeline.sparse,
         store=pipeline.store,
-        reranker=MeteredReranker(pipeline.rerank.reranker, accountant),
+        reranker=pipeline.rerank.reranker,
+        meter=accountant.meter,
     )
 
 
@@ -108,9 +111,13 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 
 
-def call_context(principal: Principal, request_id: str, course: str | None, stage: str) -> CallContext:
+def ledger_id(principal: Principal, request_id: str) -> str:
     """Ledger ids are prefixed with the key id: one tenant's `X-Request-Id` never collides with another's."""
-    return CallContext(f"{principal.key_id}/{request_id}", principal.key_id, course, stage)
+    return f"{principal.key_id}/{request_id}"
+
+
+def call_context(principal: Principal, request_id: str, course: str | None, stage: str) -> CallContext:
+    return CallContext(ledger_id(principal, request_id), principal.key_id, course, stage)
 
 
 def scoped_course(principal: Principal, course: str) -> str:

@@ -363,11 +363,12 @@ _ERROR_CODES = {
     401: "Missing or invalid API key.",
     403: "The key may not use this course or endpoint.",
     404: "No such course, document or job.",
+    409: "The X-Request-Id was used for another request, or its first attempt is still running.",
     413: "Over a configured limit; `limit` names it.",
     422: "Invalid request; the message names the field.",
     424: "The rerank backend failed (every link of a fallback chain).",
     429: "At capacity; retry shortly.",
-    503: "Starting, stopping, or the index is unavailable.",
+    503: "Starting, stopping, or the index or the cost ledger is unavailable (the message says which).",
 }
 
 

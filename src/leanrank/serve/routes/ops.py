@@ -7,6 +7,7 @@ import asyncio
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from leanrank.serve.errors import NotReadyError
 from leanrank.serve.service import PrincipalDep, ServiceDep
 from leanrank.serve.wire import Status, errors
 
@@ -21,11 +22,18 @@ async def healthz() -> Status:
 @router.get(
     "/readyz",
     summary="Readiness",
-    description="200 once the index is open and the encoder loaded; 503 while starting or stopping.",
+    description=(
+        "200 once the index is open and the encoder loaded, the cost ledger answers and the rerank backend's "
+        "last call did not fail; else 503 naming the component (also while starting or stopping)."
+    ),
     responses=errors(503),
 )
 async def readyz(service: ServiceDep) -> Status:
     await asyncio.to_thread(service.pipeline.store.count, "")
+    await asyncio.to_thread(service.accountant.ledger.ping)
+    failing = service.accountant.meter.failing()
+    if failing is not None:
+        raise NotReadyError(f"the rerank backend {failing} failed the last call")
     return Status(status="ready")
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from leanrank.cli.rerank import usage_json
-from leanrank.serve.accounting import metering
+from leanrank.rerank.base import RerankResponse
+from leanrank.serve.accounting import Charge
+from leanrank.serve.errors import public_failure
 from leanrank.serve.service import PrincipalDep, RequestIdDep, ServiceDep, call_context, scoped_course
 from leanrank.serve.wire import SearchHit, SearchRequest, SearchResponse, UsageOut, errors
 from leanrank.types import Hit
 
-router = APIRouter(tags=["search"], responses=errors(400, 401, 403, 404, 413, 422, 424, 429, 503))
+router = APIRouter(tags=["search"], responses=errors(400, 401, 403, 404, 409, 413, 422, 424, 429, 503))
 
 
 def _hit(hit: Hit) -> SearchHit:
@@ -44,20 +46,21 @@ async def search(
 ) -> SearchResponse:
     course = scoped_course(principal, body.course)
     pipeline = service.pipeline
+    call = call_context(principal, request_id, course, "rerank")
     async with service.gate.slot():
-        with metering(call_context(principal, request_id, course, "rerank")) as charges:
-            result = await pipeline.asearch(
-                body.query,
-                course,
-                langs=body.langs,
-                heading_prefix=body.heading_prefix,
-                k=body.k,
-                depth=body.depth,
-            )
-    for charge in charges:
-        service.metrics.observe_charge(charge, course)
-    served_by = charges[-1].backend if charges else pipeline.rerank.reranker.name
-    costs = [c.cost_usd for c in charges]
+        result = await pipeline.asearch(
+            body.query,
+            course,
+            langs=body.langs,
+            heading_prefix=body.heading_prefix,
+            k=body.k,
+            depth=body.depth,
+            request_id=call.request_id,
+            tenant=call.tenant,
+        )
+    failed = [public_failure(f) for f in result.failed]
+    billed = RerankResponse((), result.usage, result.served_by, result.failed)
+    service.metrics.observe_charge(Charge(billed, result.served_by, result.cost_usd, result.budget), course)
     return SearchResponse(
         request_id=request_id,
         query=result.query,
@@ -66,9 +69,9 @@ async def search(
         retrieved=result.retrieved,
         dropped=result.dropped,
         hits=[_hit(h) for h in result.hits],
-        served_by=served_by,
-        failed=[f for c in charges for f in c.response.failed],
+        served_by=result.served_by,
+        failed=failed,
         usage=UsageOut.model_validate(usage_json(result.usage)),
-        cost_usd=None if None in costs else sum(c for c in costs if c is not None),
+        cost_usd=result.cost_usd,
         timings_ms={stage: round(s * 1000, 3) for stage, s in result.timings_s.items()},
     )

@@ -1,0 +1,239 @@
+"""Billing integrity and tenant isolation over a real loopback service and a fake Cohere-format provider:
+one record per billed request, idempotent request ids, reserved budgets, checked provider numbers, a
+ledger that must be writable before a paid call, per-tenant score caches and redacted backend errors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leanrank.cost.ledger import Ledger
+from leanrank.cost.period import Period
+from leanrank.pipeline import Pipeline
+from leanrank.rerank.base import Reranker
+from leanrank.rerank.cache import with_cache
+from leanrank.rerank.fallback import FallbackReranker
+from leanrank.rerank.http import RetryPolicy
+from leanrank.rerank.identity import IdentityReranker
+from leanrank.serve import create_app
+from leanrank.settings import Settings
+from tests.rerank.servers import MODEL, FakeProvider, Fault, adapter
+from tests.rerank.test_cache import REDIS_URL, redis_up
+from tests.serve.conftest import ADMIN_KEY, COOKING_KEY, DEMO_KEY, priced
+from tests.serve.live import LiveServer
+
+QUERY = "Как работает цикл for?"
+DOCS = [f"Фрагмент {i}: цикл for перебирает элементы, шаг {i}." for i in range(3)]
+PAID = f"cohere:{MODEL}"
+FIXED_BACKEND_MESSAGE = "the rerank backend failed; quote the request id to the operator"
+
+
+def this_month() -> Period:
+    return Period.month_of(datetime.now(UTC))
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    provider = FakeProvider("cohere")
+    yield provider
+    provider.close()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as opened:
+        yield opened
+
+
+def serve(
+    settings: Settings, index: Pipeline, reranker: Reranker, ledger: Ledger | None
+) -> tuple[LiveServer, Pipeline]:
+    """The service with `reranker` behind both the gateway and search (over the shared test index);
+    without `ledger`, the one `settings` name, which a pipeline built on them would also use."""
+    search = Pipeline(settings, dense=index.dense, sparse=index.sparse, store=index.store, reranker=reranker)
+    app = create_app(settings, reranker=reranker, pipeline=search, ledger=ledger)
+    return LiveServer(app), search
+
+
+def test_a_paid_search_is_one_record_billed_to_its_tenant(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider
+) -> None:
+    settings = priced(tmp_path)
+    server, search = serve(settings, index, adapter(fake), None)
+    try:
+        with server.client(DEMO_KEY) as http:
+            reply = http.post("/v1/search", json={"course": "demo", "query": QUERY})
+    finally:
+        server.close()
+        search.close()
+    ledger = Ledger.from_settings(settings)
+    assert reply.status_code == 200, reply.text
+    assert (reply.json()["served_by"], reply.json()["cost_usd"]) == (PAID, pytest.approx(0.002))
+    assert len(fake.requests) == 1
+    by_tenant = [(t.key, t.calls, t.cost_usd) for t in ledger.totals("tenant", this_month())]
+    ledger.close()
+    assert by_tenant == [("teacher-demo", 1, pytest.approx(0.002))]  # not a second, tenantless record
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v2/rerank", {"query": QUERY, "documents": DOCS}),
+        ("/rerank", {"query": QUERY, "texts": DOCS}),
+        ("/v1/search", {"course": "demo", "query": QUERY}),
+    ],
+)
+def test_a_resent_request_id_replays_the_first_answer_and_another_body_is_refused(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger, path: str, body: dict[str, Any]
+) -> None:
+    server, search = serve(priced(tmp_path), index, adapter(fake), ledger)
+    try:
+        with server.client(DEMO_KEY, headers={"x-request-id": "client-7"}) as http:
+            replies = [http.post(path, json=body) for _ in range(3)]
+            other = http.post(path, json={**body, "query": "другой вопрос"})
+    finally:
+        server.close()
+        search.close()
+    first, *again = replies
+    assert first.status_code == 200, first.text
+    assert all(r.status_code == 200 and r.content == first.content for r in again)
+    assert [r.headers.get("x-leanrank-replayed") for r in replies] == [None, "true", "true"]
+    assert again[0].headers.get("x-leanrank-backend") == first.headers.get("x-leanrank-backend")
+    assert (other.status_code, other.json()["error_type"]) == (409, "request_conflict")
+    assert "'client-7' was used for another request" in other.json()["error"]
+    assert len(fake.requests) == 1  # the provider was paid once
+    [total] = ledger.totals("tenant", this_month())
+    assert (total.calls, total.cost_usd) == (1, pytest.approx(0.002))
+
+
+def test_an_unwritable_ledger_stops_paid_calls_and_readiness_names_it(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider
+) -> None:
+    down = Ledger("postgresql+psycopg://u@127.0.0.1:9/db", connect_timeout_s=2)  # nothing listens on 9
+    server, search = serve(priced(tmp_path), index, adapter(fake), down)
+    try:
+        with server.client(ADMIN_KEY) as http:
+            rerank = http.post("/v2/rerank", json={"query": QUERY, "documents": DOCS})
+            found = http.post("/v1/search", json={"course": "demo", "query": QUERY})
+            ready = http.get("/readyz")
+    finally:
+        server.close()
+        search.close()
+        down.close()
+    for reply in (rerank, found, ready):
+        assert (reply.status_code, reply.json()["error_type"]) == (503, "ledger_unavailable")
+        assert reply.json()["error"].startswith("the cost ledger is unavailable")
+        assert "127.0.0.1" not in reply.text
+    assert fake.requests == []  # nothing was sent to the paid provider
+
+
+def test_readiness_follows_a_failing_backend(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger
+) -> None:
+    fake.script(Fault(503, {"message": "upstream overloaded"}))
+    paid = adapter(fake, retry=RetryPolicy(max_attempts=1))
+    server, search = serve(priced(tmp_path), index, paid, ledger)
+    body = {"query": QUERY, "documents": DOCS}
+    try:
+        with server.client(ADMIN_KEY) as http:
+            assert http.get("/readyz").status_code == 200
+            assert http.post("/v2/rerank", json=body).status_code == 424
+            down = http.get("/readyz")
+            assert http.post("/v2/rerank", json=body).status_code == 200  # the provider recovered
+            up = http.get("/readyz")
+    finally:
+        server.close()
+        search.close()
+    assert (down.status_code, down.json()["error"]) == (
+        503,
+        f"the rerank backend {PAID} failed the last call",
+    )
+    assert up.status_code == 200
+
+
+def _units(units: object) -> dict[str, Any]:
+    return {"billed_units": {"search_units": units}}
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        ({"results": [{"index": 0, "relevance_score": 0.5}], "meta": _units("NaN")}, "NaN units"),
+        ({"results": [{"index": 0, "relevance_score": "Infinity"}], "meta": _units(1)}, "infinite score"),
+    ],
+)
+def test_non_finite_numbers_in_a_200_answer_are_a_424_recorded_as_maybe_billed(
+    tmp_path: Path,
+    index: Pipeline,
+    fake: FakeProvider,
+    ledger: Ledger,
+    answer: dict[str, Any],
+    why: str,
+) -> None:
+    raw = _with_non_finite(answer)
+    fake.script(Fault(200, raw))
+    server, search = serve(priced(tmp_path), index, adapter(fake), ledger)
+    try:
+        with server.client(DEMO_KEY) as http:
+            reply = http.post("/v2/rerank", json={"query": QUERY, "documents": DOCS[:1]})
+    finally:
+        server.close()
+        search.close()
+    assert (reply.status_code, reply.json()["error_type"]) == (424, "backend_failed"), why
+    [total] = ledger.totals("tenant", this_month())  # the provider answered 200: it billed, at the estimate
+    assert (total.key, total.calls, total.cost_usd) == ("teacher-demo", 1, pytest.approx(0.002))
+
+
+def _with_non_finite(answer: dict[str, Any]) -> bytes:
+    """JSON as a provider might send it: Python's encoder writes the bare `NaN` / `Infinity` tokens."""
+    text = json.dumps(answer)
+    return text.replace('"NaN"', "NaN").replace('"Infinity"', "Infinity").encode()
+
+
+@pytest.mark.parametrize("cache", ["sqlite", "redis"])
+def test_a_tenant_cannot_learn_from_the_score_cache_what_another_asked(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger, cache: str
+) -> None:
+    if cache == "redis" and not redis_up():
+        pytest.skip("no Redis server on 127.0.0.1:6379")
+    spec = REDIS_URL if cache == "redis" else "sqlite"
+    cached = with_cache(adapter(fake), spec, tmp_path, ttl_s=3600)
+    server, search = serve(priced(tmp_path), index, cached, ledger)
+    body = {"query": f"{QUERY} {uuid.uuid4().hex}", "documents": DOCS}  # fresh pairs, whatever Redis holds
+    try:
+        with server.client(DEMO_KEY) as demo, server.client(COOKING_KEY) as cooking:
+            costs = [
+                float(http.post("/v2/rerank", json=body).headers["x-leanrank-cost-usd"])
+                for http in (demo, cooking, demo)
+            ]
+    finally:
+        server.close()
+        search.close()
+    # course B pays for its own first call (it must not come back free); course A's repeat is a hit.
+    assert costs == [pytest.approx(0.002), pytest.approx(0.002), 0.0]
+    assert len(fake.requests) == 2
+
+
+def test_a_failed_paid_backend_is_redacted_in_search(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger
+) -> None:
+    fake.script(Fault(503, {"message": "node rerank-7 overloaded"}))
+    paid = adapter(fake, retry=RetryPolicy(max_attempts=1))
+    server, search = serve(priced(tmp_path), index, FallbackReranker([paid, IdentityReranker()]), ledger)
+    try:
+        with server.client(DEMO_KEY) as http:
+            reply = http.post("/v1/search", json={"course": "demo", "query": QUERY})
+    finally:
+        server.close()
+        search.close()
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["served_by"] == "identity"
+    assert reply.json()["failed"] == [f"{PAID}: {FIXED_BACKEND_MESSAGE}"]
+    port = fake.url.rsplit(":", 1)[1]
+    assert not any(secret in reply.text for secret in (port, "/v2/rerank", "rerank-7", "HTTP 503"))
