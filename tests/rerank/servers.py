@@ -266,6 +266,8 @@ class FakeProvider:
             return Fault(422, {"message": "query must be a string and documents a list of strings"})
         if not docs:
             return Fault(400, {"error": "empty documents"})
+        if any(not d.strip() for d in docs):  # Cohere's answer; the strictest provider sets the bar
+            return Fault(400, {"message": "invalid request: documents must not contain empty strings"})
         if len(docs) > wire.max_docs:
             return Fault(wire.too_many_status, {"error": f"batch size {len(docs)} > maximum {wire.max_docs}"})
         answer, answer_headers = wire.answer(query, docs, [score_of(d) for d in docs])

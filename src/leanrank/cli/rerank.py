@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from leanrank.aio import run_sync
 from leanrank.cli.errors import cli_errors, err
 from leanrank.errors import InputError
 from leanrank.rerank.base import RerankResponse, Usage
@@ -78,7 +78,7 @@ def rerank_command(
             raise InputError("the query is empty")
         documents = read_docs(docs)
         model = reranker(backend)
-        response = asyncio.run(model.rerank(query, [d.text for d in documents]))
+        response = run_sync(lambda: model.rerank(query, [d.text for d in documents]))
     order = sorted(range(len(documents)), key=lambda i: -response.scores[i])[:top_n]
     if as_json:
         sys.stdout.write(json.dumps(_result_json(model.name, documents, response, order), ensure_ascii=False))

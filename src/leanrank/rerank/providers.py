@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from leanrank.errors import ConfigError
-from leanrank.rerank.base import BilledUnit, CountSource, RerankResponse, Usage
+from leanrank.rerank.base import BilledUnit, CountSource, RerankResponse, Scale, Usage
 from leanrank.rerank.http import (
     BadResponseError,
     JsonClient,
@@ -105,6 +105,8 @@ class ProviderSpec:
     max_doc_tokens: int | None = None
     max_query_tokens: int | None = None
     extra_body: Mapping[str, Any] = field(default_factory=dict)
+    # Hosted APIs answer probabilities; TEI and infinity do unless asked for `raw_scores` (then logits).
+    scale: Scale = "probabilities"
 
     @property
     def env_prefix(self) -> str:
@@ -287,6 +289,7 @@ class HttpReranker:
         self._billed_unit = billed_unit or spec.billed_unit
         self._query_key = query_key or spec.query_key
         self._extra_body = {**spec.extra_body, **(extra_body or {})}
+        self.scale: Scale = "logits" if self._extra_body.get("raw_scores") is True else spec.scale
         self._transport = transport
         self._count = count or estimate_tokens
         self._count_source: CountSource = count_source if count is not None else "estimate"
@@ -299,7 +302,7 @@ class HttpReranker:
         t0 = time.perf_counter()
         docs = list(documents)
         if not docs:
-            return RerankResponse((), Usage(0, 0, 0.0, self._billed_unit, "none", 0.0, 0))
+            return RerankResponse((), Usage(0, 0, 0.0, self._billed_unit, "none", 0.0, 0), scale=self.scale)
         scores: list[float] = []
         reports: list[Reported | None] = []
         async with JsonClient(
@@ -313,7 +316,7 @@ class HttpReranker:
             for start in range(0, len(docs), self._step):
                 await self._score(client, query, docs[start : start + self._step], scores, reports)
         usage = self._usage(query, docs, reports, time.perf_counter() - t0)
-        return RerankResponse(tuple(scores), usage)
+        return RerankResponse(tuple(scores), usage, scale=self.scale)
 
     async def _score(
         self,

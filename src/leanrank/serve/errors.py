@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.responses import JSONResponse
 
@@ -124,14 +125,22 @@ def error_response(exc: BaseException, request_id: str | None) -> JSONResponse:
             exc,
             exc_info=exc if unexpected else None,
         )
-    body = {
-        "error": message,
-        "error_type": status.error_type,
-        "limit": getattr(exc, "limit", None) or status.limit,
-        "request_id": request_id,
-    }
+    body = error_body(message, status.error_type, request_id, getattr(exc, "limit", None) or status.limit)
     headers = {"retry-after": "1"} if status.code == 429 else None
     return JSONResponse(body, status.code, headers=headers)
+
+
+def error_body(
+    message: str, error_type: str, request_id: str | None, limit: str | None = None
+) -> dict[str, Any]:
+    """The one error shape (`wire.ErrorBody`): the text under `error` and, for the Cohere SDK, `message`."""
+    return {
+        "error": message,
+        "message": message,
+        "error_type": error_type,
+        "limit": limit,
+        "request_id": request_id,
+    }
 
 
 _log = logging.getLogger("leanrank.serve")
