@@ -79,7 +79,7 @@ class RerankRequest(_RerankFields):
     )
 
     documents: list[str | StructuredDocument] = Field(
-        description='Texts, or objects: `{"text": ...}` (with an `id`, Jina) or fields named in `rank_fields`.'
+        description='Strings, or objects: `{"text": ...}` (with an `id`, Jina) or with `rank_fields`.'
     )
     return_documents: bool | None = Field(
         None, description="Echo each document in its result (default: true for Jina, false for Cohere)."
