@@ -23,6 +23,7 @@ from leanrank.rerank.base import as_logits, as_probabilities, rank_order
 from leanrank.rerank.windows import WindowedReranker, WindowPolicy
 from leanrank.serve.accounting import Charge
 from leanrank.serve.auth import Principal
+from leanrank.serve.errors import ForbiddenError
 from leanrank.serve.limits import check_rerank
 from leanrank.serve.service import PrincipalDep, RequestIdDep, Service, ServiceDep, call_context
 from leanrank.serve.wire import (
@@ -63,6 +64,8 @@ def billing_course(principal: Principal, header: str | None) -> str | None:
         return principal.check_course(check_course_id(header))
     if principal.admin:
         return None
+    if not principal.courses:
+        raise ForbiddenError(f"key {principal.key_id!r} may not rerank: it has no courses")
     if len(principal.courses) == 1:
         return next(iter(principal.courses))
     raise InputError("this key has several courses: name the one to bill in the X-Leanrank-Course header")
