@@ -5,7 +5,8 @@ some providers reject the whole request for it. It is never sent: it gets `UNSCO
 the rest are scored; a request of blank documents only makes no call at all. A score that is NaN or
 infinite (a local model in half precision can emit them) is one policy everywhere: ranked last as
 `UNSCORED`, with a warning in the usage record, so no sort misorders and no wire ever carries `null`.
-`catalog.reranker` puts every backend it builds behind this guard.
+`catalog.reranker` puts every backend it builds behind this guard, and so do the entry points that take a
+`Reranker` object (the service, the pipeline, the LangChain and LlamaIndex adapters).
 """
 
 from __future__ import annotations
@@ -85,7 +86,10 @@ class GuardedBatchReranker(GuardedReranker):
             for (query, documents), keep in zip(requests, kept, strict=True)
             if keep or not documents
         ]
-        answers = iter(await self._batch(work) if work else [])
+        done = await self._batch(work) if work else []
+        if len(done) != len(work):
+            raise BackendError(f"reranker {self.name} answered {len(done)} of {len(work)} batched requests")
+        answers = iter(done)
         latency = time.perf_counter() - t0
         responses = []
         for (_, documents), keep in zip(requests, kept, strict=True):

@@ -2,7 +2,8 @@
 
 Rerank shapes copy the providers' documented wires (docs/PROVIDERS.md) so that their clients work
 unchanged; everything else is leanrank's own. Converters from domain objects live in the routes.
-Unknown request fields are refused (422 naming the field) rather than silently ignored.
+Unknown request fields are refused (422 naming the field) rather than silently ignored, except on TEI's
+wire, which ignores them as TEI does (and names them in the `x-leanrank-ignored` header).
 """
 
 from __future__ import annotations
@@ -25,12 +26,6 @@ _DOCS: list[JsonValue] = [
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class TextDocument(BaseModel):
-    """A document echoed in a result, as Cohere and Jina write it."""
-
-    text: str
 
 
 StructuredDocument = dict[str, JsonValue]
