@@ -62,6 +62,7 @@ def usage_json(usage: Usage) -> dict[str, Any]:
         "source": usage.count_source,
         "documents": usage.documents,
         "latency_s": round(usage.latency_s, 6),
+        "warnings": list(usage.warnings),
     }
 
 
@@ -94,7 +95,7 @@ def rerank_command(
         cut = snippet[:120] + ("…" if len(snippet) > 120 else "")
         table.add_row(str(rank), f"{scores[i]:.4f}", documents[i].id, cut)
     out.print(table)
-    fields = ", ".join(f"{k}={v}" for k, v in usage_json(response.usage).items() if v is not None)
+    fields = ", ".join(f"{k}={v}" for k, v in usage_json(response.usage).items() if v not in (None, []))
     out.print(f"usage: {fields}", highlight=False)
     for failure in response.failed:
         err.print(f"[yellow]fell back:[/yellow] {failure}", highlight=False)

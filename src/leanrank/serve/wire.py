@@ -215,6 +215,7 @@ class UsageOut(BaseModel):
     source: CountSource
     documents: int
     latency_s: float
+    warnings: list[str] = Field([], description="Blank documents or non-finite scores, ranked last.")
 
 
 class SearchHit(BaseModel):
