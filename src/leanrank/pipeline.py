@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from leanrank.aio import run_sync
 from leanrank.cascade.plan import Cascade, Sendable
 from leanrank.cascade.result_cache import result_cache, same_question
 from leanrank.cost.meter import Meter
@@ -40,6 +41,7 @@ from leanrank.ingest.loaders import parse_file, read_file
 from leanrank.rerank.base import Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import with_cache
 from leanrank.rerank.catalog import reranker as reranker_by_name
+from leanrank.rerank.guard import guard
 from leanrank.rerank.stage import RerankStage, first_stage_scores
 from leanrank.retrieve.hybrid import HybridRetriever, RetrieveFilter
 from leanrank.settings import Settings
@@ -177,8 +179,10 @@ class Pipeline:
         )
         rs = self.settings.rerank
         self.rerank = RerankStage(
-            reranker
-            or with_cache(reranker_by_name(rs.backend), rs.cache, self.settings.data_dir, rs.cache_ttl_s),
+            guard(
+                reranker
+                or with_cache(reranker_by_name(rs.backend), rs.cache, self.settings.data_dir, rs.cache_ttl_s)
+            ),
             self.settings.rerank.top_k,
             meter=self.meter,
             fallback=reranker_by_name(self.settings.cost.fallback),
@@ -415,9 +419,9 @@ class Pipeline:
         request_id: str | None = None,
         tenant: str | None = None,
     ) -> SearchResult:
-        """Sync wrapper of `asearch` for scripts and the CLI."""
-        return asyncio.run(
-            self.asearch(
+        """Sync wrapper of `asearch` for scripts and the CLI; also works inside a running event loop."""
+        return run_sync(
+            lambda: self.asearch(
                 query,
                 course,
                 langs=langs,

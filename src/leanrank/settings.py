@@ -143,8 +143,9 @@ class CascadeSettings(BaseModel):
 class ServeSettings(BaseModel):
     """The HTTP service (`leanrank serve`): where it listens, who may call it, and how much it accepts.
 
-    API keys are stored hashed, one entry `ID:SHA256_HEX:SCOPES` each, SCOPES being `admin` or a
-    comma-separated list of course ids; `leanrank serve --new-key ID:SCOPES` prints a key and its entry.
+    API keys are stored hashed, one entry `ID:SHA256_HEX:SCOPES` each, SCOPES being `admin`, `metrics`
+    (reads `/metrics` only) or a comma-separated list of course ids; `leanrank serve --new-key ID:SCOPES`
+    prints a key and its entry.
     """
 
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes the service.")
@@ -169,6 +170,11 @@ class ServeSettings(BaseModel):
     max_upload_files: int = Field(200, ge=1, description="Files per upload.")
     background_ingest_bytes: int = Field(
         1_000_000, ge=0, description="Larger uploads are ingested in the background (202 and a job)."
+    )
+    metrics_access: Literal["key", "open"] = Field(
+        "key",
+        description="`GET /metrics`: `key` wants an admin key or a dedicated `metrics` key (scope "
+        "`metrics`); `open` serves it without a key, as TEI and infinity do (behind a private port).",
     )
 
 

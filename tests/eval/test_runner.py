@@ -137,6 +137,14 @@ def test_trimmed_configuration_sends_windows_and_checks_the_answer(
     assert all(s.doc_id in {a.doc_id for a in tiny.answers.values()} for s in lost)
 
 
+async def test_run_eval_works_inside_a_running_event_loop(
+    tiny: Dataset, data_dir: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    """Issue 16, item 3: the runner's sync entry point called from an `async def` (a notebook)."""
+    run = run_eval(tiny.limit(2), [PRESETS["default"]], dense=e5, sparse=bm25, data_dir=data_dir).runs[0]
+    assert len(run.outcomes) == 2
+
+
 def test_answer_survives_only_when_the_window_holds_the_span() -> None:
     text = "First sentence. The answer is forty two. Last one."
     answer = Answer("d", text.index("forty"), "forty two")

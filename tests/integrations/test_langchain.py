@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from leanrank.integrations import USAGE_KEY
 from leanrank.integrations.langchain import SCORE_KEY, LeanrankCompressor
+from leanrank.rerank.guard import GuardedReranker
 from leanrank.rerank.identity import IdentityReranker
 from tests.integrations.conftest import QUERY, TEXTS
 from tests.rerank.servers import FakeProvider, adapter, score_of
@@ -85,7 +86,9 @@ async def test_empty_input_makes_no_call(cohere: FakeProvider, path: Path) -> No
 
 
 def test_catalog_name_and_validation() -> None:
-    assert isinstance(LeanrankCompressor(reranker="identity").reranker, IdentityReranker)
+    model = LeanrankCompressor(reranker="identity").reranker
+    assert isinstance(model, GuardedReranker)
+    assert isinstance(model.inner, IdentityReranker)
     with pytest.raises(ValidationError, match="reranker"):
         LeanrankCompressor(reranker=42)
     with pytest.raises(ValidationError, match="top_n"):

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from leanrank.integrations import USAGE_KEY
 from leanrank.integrations.llamaindex import LeanrankPostprocessor
+from leanrank.rerank.guard import GuardedReranker
 from leanrank.rerank.identity import IdentityReranker
 from tests.integrations.conftest import QUERY, TEXTS
 from tests.rerank.servers import FakeProvider, adapter, score_of
@@ -122,7 +123,9 @@ async def test_missing_query_is_a_value_error(cohere: FakeProvider, path: Path) 
 
 def test_catalog_name_and_validation() -> None:
     processor = LeanrankPostprocessor(reranker="identity")
-    assert isinstance(processor.reranker, IdentityReranker)
+    guarded = processor.reranker
+    assert isinstance(guarded, GuardedReranker)
+    assert isinstance(guarded.inner, IdentityReranker)
     assert processor.to_dict()["class_name"] == "LeanrankPostprocessor"
     with pytest.raises(ValidationError, match="reranker"):
         LeanrankPostprocessor(reranker=42)

@@ -39,6 +39,15 @@ def test_sample_questions_find_their_lesson(pipe: Pipeline, sample_questions: li
         assert result.hits[0].chunk.source == q["expect_source"], q["query"]
 
 
+async def test_the_sync_search_works_inside_a_running_event_loop(pipe: Pipeline) -> None:
+    """Issue 16, item 3: `search` from an `async def` (a notebook cell, a web handler) used to raise
+    "asyncio.run() cannot be called from a running event loop"."""
+    result = pipe.search("цикл for", "demo", k=3)
+    expected = await pipe.asearch("цикл for", "demo", k=3)
+    assert [h.chunk_id for h in result.hits] == [h.chunk_id for h in expected.hits]
+    assert len(result.hits) == 3
+
+
 def test_hits_carry_offsets_into_the_source_text(pipe: Pipeline) -> None:
     result = pipe.search("цикл for", "demo", k=5)
     for hit in result.hits:

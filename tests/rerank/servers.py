@@ -147,6 +147,9 @@ class Wire:
     too_many_status: int = 422
     needs_key: bool = True
     query_key: str = "query"
+    optional: frozenset[str] = frozenset()
+    # TEI: a pair (query + text, whitespace words here) over the model's window is a 413 unless `truncate`.
+    max_input_tokens: int | None = None
 
 
 def _fields(*names: str) -> frozenset[str]:
@@ -193,6 +196,7 @@ WIRES: dict[str, Wire] = {
         32,
         too_many_status=413,
         needs_key=False,
+        optional=_fields("truncate"),
     ),
     "infinity": Wire(
         "/rerank",
@@ -209,11 +213,19 @@ class FakeProvider:
     """A running fake of `provider` on 127.0.0.1; `script()` queues faults, `requests` records traffic."""
 
     def __init__(
-        self, provider: str, *, wire: Wire | None = None, usage_headers: bool = True, port: int = 0
+        self,
+        provider: str,
+        *,
+        wire: Wire | None = None,
+        usage_headers: bool = True,
+        port: int = 0,
+        info: dict[str, Any] | None = None,
     ) -> None:
         self.provider = provider
         self.wire = wire or WIRES[provider]
         self.usage_headers = usage_headers
+        self.info = info  # TEI's `GET /info` body; None: 404, as a server without the route answers
+        self.info_requests = 0
         self.requests: list[Recorded] = []
         self.faults: deque[Fault] = deque()
         self._lock = threading.Lock()
@@ -252,7 +264,7 @@ class FakeProvider:
             return Fault(404, {"message": f"no route {path}"})
         if wire.needs_key and headers.get("authorization") != f"Bearer {API_KEY}":
             return Fault(401, {"message": "invalid api key"})
-        if not isinstance(body, dict) or set(body) != wire.fields:
+        if not isinstance(body, dict) or not wire.fields <= set(body) <= wire.fields | wire.optional:
             keys = sorted(body) if isinstance(body, dict) else body
             return Fault(422, {"message": f"expected fields {sorted(wire.fields)}, got {keys}"})
         query, docs = body[wire.query_key], body[wire.documents_key]
@@ -266,8 +278,14 @@ class FakeProvider:
             return Fault(422, {"message": "query must be a string and documents a list of strings"})
         if not docs:
             return Fault(400, {"error": "empty documents"})
+        if any(not d.strip() for d in docs):  # Cohere's answer; the strictest provider sets the bar
+            return Fault(400, {"message": "invalid request: documents must not contain empty strings"})
         if len(docs) > wire.max_docs:
             return Fault(wire.too_many_status, {"error": f"batch size {len(docs)} > maximum {wire.max_docs}"})
+        longest = max(tokens_of(query) + tokens_of(d) for d in docs)
+        if wire.max_input_tokens is not None and longest > wire.max_input_tokens and not body.get("truncate"):
+            message = f"Input validation error: `inputs` must have less than {wire.max_input_tokens} tokens."
+            return Fault(413, {"error": f"{message} Given: {longest}", "error_type": "Validation"})
         answer, answer_headers = wire.answer(query, docs, [score_of(d) for d in docs])
         return Fault(200, answer, answer_headers if self.usage_headers else {})
 
@@ -275,10 +293,17 @@ class FakeProvider:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake.info_requests += 1
+                found = self.path == "/info" and fake.info is not None
+                self._send(Fault(200, fake.info) if found else Fault(404, {"error": "not found"}))
+
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                fault = fake._respond(self.path, headers, raw)
+                self._send(fake._respond(self.path, headers, raw))
+
+            def _send(self, fault: Fault) -> None:
                 time.sleep(fault.delay_s)
                 payload = fault.body if isinstance(fault.body, bytes) else json.dumps(fault.body).encode()
                 try:

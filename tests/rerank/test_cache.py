@@ -163,11 +163,13 @@ def test_settings_choose_the_cache(tmp_path: Path) -> None:
     from leanrank.rerank.identity import IdentityReranker
     from leanrank.settings import Settings
 
-    inner = IdentityReranker()
+    inner = Counting()
     assert with_cache(inner, "off", tmp_path, 60) is inner
     cached = with_cache(inner, "sqlite", tmp_path, 60)
     assert isinstance(cached, CachedReranker)
     assert (tmp_path / "score-cache.sqlite").exists()
     assert isinstance(with_cache(inner, REDIS_URL, tmp_path, 60), CachedReranker)
+    identity = IdentityReranker()  # its scores repeat the input order: nothing to cache
+    assert with_cache(identity, "sqlite", tmp_path, 60) is identity
     with pytest.raises(ValidationError, match="pattern"):
         Settings(rerank={"cache": "memcached://x"})

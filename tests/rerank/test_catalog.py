@@ -7,8 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from leanrank.errors import ConfigError
+from leanrank.rerank.base import Reranker
 from leanrank.rerank.catalog import CATALOG, catalog_rows, reranker
 from leanrank.rerank.fallback import FallbackReranker
+from leanrank.rerank.guard import GuardedReranker
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.rerank.providers import PROVIDERS, HttpReranker
 from leanrank.rerank.windows import WindowedReranker
@@ -30,8 +32,14 @@ def test_every_provider_has_a_catalog_entry() -> None:
     assert [row["kind"] for row in catalog_rows()] == list(CATALOG)
 
 
+def unguarded(model: Reranker) -> Reranker:
+    """What the catalog built, behind the guard every name gets."""
+    assert isinstance(model, GuardedReranker)
+    return model.inner
+
+
 def test_identity() -> None:
-    assert isinstance(reranker("identity"), IdentityReranker)
+    assert isinstance(unguarded(reranker("identity")), IdentityReranker)
 
 
 @pytest.mark.parametrize("name", ["nope", "nope:model", "cohere", "identity:x", "tei"])
@@ -51,7 +59,7 @@ def test_options_are_validated_per_kind(jina: FakeProvider) -> None:
 
 async def test_http_name_with_options_reaches_the_provider(jina: FakeProvider) -> None:
     model = reranker(f"jina:{MODEL}?max_docs=2&timeout_s=5")
-    assert isinstance(model, HttpReranker)
+    assert isinstance(unguarded(model), HttpReranker)
     response = await model.rerank("q", ["a", "b", "c"])
     assert response.scores == pytest.approx([score_of(d) for d in "abc"])
     assert jina.batch_sizes() == [2, 1]
@@ -59,7 +67,7 @@ async def test_http_name_with_options_reaches_the_provider(jina: FakeProvider) -
 
 async def test_document_caps_wrap_the_provider(jina: FakeProvider) -> None:
     model = reranker(f"jina:{MODEL}?max_doc_tokens=64&long_docs=maxpool")
-    assert isinstance(model, WindowedReranker)
+    assert isinstance(unguarded(model), WindowedReranker)
     long_doc = " ".join(["слово"] * 200)
     response = await model.rerank("q", [long_doc, "short"])
     assert len(response.scores) == 2
@@ -70,7 +78,7 @@ async def test_document_caps_wrap_the_provider(jina: FakeProvider) -> None:
 
 def test_providers_with_documented_caps_get_them_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEANRANK_COHERE_API_KEY", "k")
-    model = reranker("cohere:rerank-v3.5")
+    model = unguarded(reranker("cohere:rerank-v3.5"))
     assert isinstance(model, WindowedReranker)
     assert model.policy.max_tokens == 4_096
     assert model.policy.max_query_tokens == 2_048
@@ -78,7 +86,7 @@ def test_providers_with_documented_caps_get_them_by_default(monkeypatch: pytest.
 
 
 def test_a_pipe_makes_a_fallback_chain(jina: FakeProvider) -> None:
-    chain = reranker(f"jina:{MODEL} | identity")
+    chain = unguarded(reranker(f"jina:{MODEL} | identity"))
     assert isinstance(chain, FallbackReranker)
     assert [type(link) for link in chain.chain] == [HttpReranker, IdentityReranker]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -127,9 +128,53 @@ async def test_tei_default_limit_avoids_the_413(serve: Any) -> None:
 
 async def test_tei_413_on_one_document_is_raised(serve: Any) -> None:
     fake = serve("tei")
-    fake.script(Fault(413, {"error": "input too long"}))
+    fake.script(Fault(413, {"error": "batch size 1 > maximum allowed batch size 0"}))
+    with pytest.raises(PayloadTooLargeError, match="batch size"):
+        await adapter(fake).rerank(QUERY, ["x"])
+    fake.script(*[Fault(413, {"error": "input too long"})] * 2)
     with pytest.raises(PayloadTooLargeError, match="input too long"):
         await adapter(fake).rerank(QUERY, ["x"])
+    assert [r.body.get("truncate") for r in fake.requests[1:]] == [None, True]  # resent once, truncated
+
+
+LONG_DOC = " ".join(["word"] * 700)  # issue 16, item 2: ~700 words among 32, model window 512
+WINDOW_512 = replace(WIRES["tei"], max_input_tokens=512)
+
+
+async def test_tei_limits_from_info_cap_documents_client_side(serve: Any) -> None:
+    fake = serve("tei", wire=WINDOW_512, info={"max_input_length": 512, "max_client_batch_size": 16})
+    docs = [*MANY[:31], LONG_DOC]
+    model = adapter(fake)
+    response = await model.rerank(QUERY, docs)
+    assert fake.batch_sizes() == [16, 16]  # the server's batch size, one request per slice, no 413
+    sent = fake.requests[1].body["texts"][-1]
+    assert LONG_DOC.startswith(sent)
+    assert tokens_of(QUERY) + tokens_of(sent) <= 512
+    assert response.scores[:31] == pytest.approx([score_of(d) for d in docs[:31]])
+    assert response.scores[31] == pytest.approx(score_of(sent))
+    await model.rerank(QUERY, docs[:3])
+    assert fake.info_requests == 1  # learned once
+
+
+async def test_tei_input_too_long_is_truncated_not_split(serve: Any) -> None:
+    """Without /info, the 413 for one long input resends that batch truncated instead of halving it."""
+    fake = serve("tei", wire=WINDOW_512)
+    docs = [*MANY[:31], " ".join(["я"] * 700)]  # short words: the 4-characters estimate undercounts them
+    response = await adapter(fake).rerank(QUERY, docs)
+    assert fake.batch_sizes() == [32, 32]
+    assert [r.body.get("truncate") for r in fake.requests] == [None, True]
+    assert response.scores == pytest.approx([score_of(d) for d in docs])
+
+
+async def test_tei_remembers_the_batch_size_that_worked(serve: Any) -> None:
+    fake = serve("tei", wire=replace(WIRES["tei"], max_docs=8))
+    model = adapter(fake)
+    response = await model.rerank(QUERY, MANY[:40])
+    assert fake.batch_sizes() == [32, 16, 8, 8, 8, 8, 8]  # successful slices are kept, never re-probed
+    assert response.scores == pytest.approx([score_of(d) for d in MANY[:40]])
+    fake.requests.clear()
+    await model.rerank(QUERY, MANY[:40])
+    assert fake.batch_sizes() == [8] * 5
 
 
 async def test_tei_without_usage_headers_is_estimated(serve: Any) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from leanrank.errors import BackendError
 from leanrank.rerank.base import RerankResponse, Usage
+from leanrank.rerank.guard import GuardedBatchReranker, GuardedReranker
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.serve import BatchReranker, MicroBatcher, create_app
 from tests.serve.conftest import settings_for
@@ -88,10 +89,13 @@ def test_only_batching_backends_are_batched(tmp_path: Path) -> None:
     assert isinstance(CountingModel(), BatchReranker)
     batched = create_app(settings_for(tmp_path), reranker=CountingModel()).state.service.policy
     assert isinstance(batched, MicroBatcher)
+    assert isinstance(batched.inner, GuardedBatchReranker)  # blank documents never reach the batch
     plain = create_app(settings_for(tmp_path), reranker=IdentityReranker()).state.service.policy
-    assert isinstance(plain, IdentityReranker)
+    assert isinstance(plain, GuardedReranker)
+    assert isinstance(plain.inner, IdentityReranker)
     off = create_app(settings_for(tmp_path, micro_batch_ms=0), reranker=CountingModel()).state.service.policy
-    assert isinstance(off, CountingModel)
+    assert isinstance(off, GuardedBatchReranker)
+    assert isinstance(off.inner, CountingModel)
 
 
 @pytest.mark.parametrize("n", [1, 7])

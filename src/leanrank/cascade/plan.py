@@ -25,7 +25,7 @@ from leanrank.cascade.trim import Window, best_window
 from leanrank.encode.base import SparseEncoder
 from leanrank.index.base import Candidate
 from leanrank.ingest.lang import detect_lang
-from leanrank.rerank.base import Reranker
+from leanrank.rerank.base import Reranker, rank_order
 from leanrank.rerank.windows import TokenCount
 from leanrank.settings import CascadeSettings
 from leanrank.types import Lang
@@ -112,7 +112,7 @@ class Cascade:
             dropped["near_dup"] = before - len(kept)
         if self._gate is not None and len(kept) > s.gate_keep:
             response = await self._gate.rerank(query, [c.chunk.text for c in kept])
-            order = sorted(range(len(kept)), key=lambda i: -response.scores[i])
+            order = rank_order(response.scores)
             dropped["gate"] = len(kept) - s.gate_keep
             passed = set(order[: s.gate_keep])
             rest = [c for i, c in enumerate(kept) if i not in passed] + rest

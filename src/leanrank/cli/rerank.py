@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from dataclasses import dataclass
@@ -13,9 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from leanrank.aio import run_sync
 from leanrank.cli.errors import cli_errors, err
 from leanrank.errors import InputError
-from leanrank.rerank.base import RerankResponse, Usage
+from leanrank.rerank.base import RerankResponse, Usage, as_finite, rank_order
 from leanrank.rerank.catalog import catalog_rows, reranker
 
 out = Console()
@@ -62,6 +62,7 @@ def usage_json(usage: Usage) -> dict[str, Any]:
         "source": usage.count_source,
         "documents": usage.documents,
         "latency_s": round(usage.latency_s, 6),
+        "warnings": list(usage.warnings),
     }
 
 
@@ -78,10 +79,12 @@ def rerank_command(
             raise InputError("the query is empty")
         documents = read_docs(docs)
         model = reranker(backend)
-        response = asyncio.run(model.rerank(query, [d.text for d in documents]))
-    order = sorted(range(len(documents)), key=lambda i: -response.scores[i])[:top_n]
+        response = run_sync(lambda: model.rerank(query, [d.text for d in documents]))
+    order = rank_order(response.scores, top_n)
+    scores = as_finite(response.scores, response.scale)  # unscored documents: the scale's lowest
     if as_json:
-        sys.stdout.write(json.dumps(_result_json(model.name, documents, response, order), ensure_ascii=False))
+        result = _result_json(model.name, documents, response, scores, order)
+        sys.stdout.write(json.dumps(result, ensure_ascii=False))
         sys.stdout.write("\n")
         return
     table = Table(title=f"{query}  [dim]({response.served_by or model.name})[/dim]")
@@ -90,21 +93,21 @@ def rerank_command(
     for rank, i in enumerate(order, 1):
         snippet = " ".join(documents[i].text.split())
         cut = snippet[:120] + ("…" if len(snippet) > 120 else "")
-        table.add_row(str(rank), f"{response.scores[i]:.4f}", documents[i].id, cut)
+        table.add_row(str(rank), f"{scores[i]:.4f}", documents[i].id, cut)
     out.print(table)
-    fields = ", ".join(f"{k}={v}" for k, v in usage_json(response.usage).items() if v is not None)
+    fields = ", ".join(f"{k}={v}" for k, v in usage_json(response.usage).items() if v not in (None, []))
     out.print(f"usage: {fields}", highlight=False)
     for failure in response.failed:
         err.print(f"[yellow]fell back:[/yellow] {failure}", highlight=False)
 
 
 def _result_json(
-    name: str, documents: list[Doc], response: RerankResponse, order: list[int]
+    name: str, documents: list[Doc], response: RerankResponse, scores: list[float], order: list[int]
 ) -> dict[str, Any]:
     return {
         "backend": response.served_by or name,
-        "scores": list(response.scores),
-        "ranking": [{"index": i, "id": documents[i].id, "score": response.scores[i]} for i in order],
+        "scores": scores,
+        "ranking": [{"index": i, "id": documents[i].id, "score": scores[i]} for i in order],
         "usage": usage_json(response.usage),
         "failed": list(response.failed),
     }

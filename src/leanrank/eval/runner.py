@@ -12,7 +12,6 @@ single request rather than of a saturated machine.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
+from leanrank.aio import run_sync
 from leanrank.cascade.plan import Sendable
 from leanrank.encode.base import DenseEncoder, Matrix, SparseEncoder
 from leanrank.errors import ConfigError
@@ -140,7 +140,7 @@ def run_eval(
         encoded = index_pool(store, dense, sparse, dataset.docs, count_tokens=count, progress=progress)
         index_s = time.perf_counter() - t0
         todo = [*configs, reference_config(reference)] if reference else list(configs)
-        runs = asyncio.run(_run_all(todo, dataset, settings, dense, sparse, store, count, progress))
+        runs = run_sync(lambda: _run_all(todo, dataset, settings, dense, sparse, store, count, progress))
     finally:
         store.close()
     ref = runs.pop() if reference else None

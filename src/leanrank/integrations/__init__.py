@@ -13,49 +13,31 @@ two adapters and are not public API.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import dataclasses
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
-from leanrank.rerank.base import Reranker, RerankResponse
+from leanrank.rerank.base import Reranker, RerankResponse, rank_order
 from leanrank.rerank.catalog import reranker as _by_name
+from leanrank.rerank.guard import guard
 
 USAGE_KEY = "leanrank_usage"
 
 __all__ = ["USAGE_KEY"]
 
-_T = TypeVar("_T")
-
 
 def _resolve(value: object) -> object:
-    """A catalog name becomes the reranker it names; anything else is left to the model's validation."""
-    return _by_name(value) if isinstance(value, str) else value
+    """A catalog name becomes the reranker it names, a `Reranker` goes behind the guard (blank documents
+    and non-finite scores); anything else is left to the model's validation."""
+    if isinstance(value, str):
+        return _by_name(value)
+    return guard(value) if isinstance(value, Reranker) else value
 
 
 def _best(scores: tuple[float, ...], top_n: int | None) -> list[int]:
     """Indices of the `top_n` best scores, best first; ties keep input order (the first stage's)."""
-    return sorted(range(len(scores)), key=lambda i: -scores[i])[:top_n]
+    return rank_order(scores, top_n)
 
 
 def _usage_record(model: Reranker, response: RerankResponse) -> dict[str, Any]:
     """The usage as a plain dict, so it survives the frameworks' serialisation and needs no leanrank types."""
     return {"backend": response.served_by or model.name, **dataclasses.asdict(response.usage)}
-
-
-def _run_sync(call: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
-    """Run an async call from sync code, also where an event loop is already running (Jupyter, async apps).
-
-    `asyncio.run` refuses to nest, so under a running loop the call gets its own loop in a worker thread;
-    the caller's loop is blocked until it returns, as any sync call would block it. Context variables
-    (tracing spans) are carried over to the worker.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(call())
-    context = contextvars.copy_context()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leanrank-sync") as pool:
-        return pool.submit(context.run, lambda: asyncio.run(call())).result()

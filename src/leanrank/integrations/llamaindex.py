@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from leanrank.aio import run_sync as _run_sync
 from leanrank.errors import DependencyError
-from leanrank.integrations import USAGE_KEY, _best, _resolve, _run_sync, _usage_record
+from leanrank.integrations import USAGE_KEY, _best, _resolve, _usage_record
 from leanrank.rerank.base import Reranker
 
 try:

@@ -6,12 +6,22 @@ how it counted (`count_source`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 BilledUnit = Literal["tokens", "search_units", "characters", "none"]
 CountSource = Literal["reported", "tokenizer", "estimate", "none"]
+# What a score means. "logits": a cross-encoder's raw output (any real number); "probabilities": in [0, 1]
+# (what every hosted API answers); "rank": a position turned into a number (identity), not a relevance.
+Scale = Literal["logits", "probabilities", "rank"]
+
+UNSCORED = -math.inf
+"""The score of a document nothing was scored for (blank text, a non-finite model output): ranked last."""
+# On a logit wire `UNSCORED` becomes this: below any cross-encoder's output, and sigmoid(-1e3) == 0.0.
+_LOGIT_FLOOR = -1000.0
+_PROBABILITY_EPS = 1e-12
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +37,7 @@ class Usage:
     documents: int
     cost_usd: float | None = None
     cache_hits: int = 0
+    warnings: tuple[str, ...] = ()
 
     @property
     def total_tokens(self) -> int:
@@ -44,13 +55,15 @@ class RerankResponse:
     """`scores[i]` belongs to `documents[i]` of the request; higher is better.
 
     `served_by` names the backend that produced the scores when a wrapper chose among several (fallback
-    chains, budgets); `failed` lists the ones tried first, with why.
+    chains, budgets); `failed` lists the ones tried first, with why. `scale` is declared by the backend
+    that scored (never guessed from the values); wire formats convert from it. A score may be `UNSCORED`.
     """
 
     scores: tuple[float, ...]
     usage: Usage
     served_by: str | None = None
     failed: tuple[str, ...] = ()
+    scale: Scale = "probabilities"
 
 
 @runtime_checkable
@@ -61,3 +74,58 @@ class Reranker(Protocol):
     def name(self) -> str: ...
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse: ...
+
+
+RerankRequest = tuple[str, Sequence[str]]
+
+
+@runtime_checkable
+class BatchReranker(Protocol):
+    """A `Reranker` that also scores many (query, documents) requests in one call, each with its usage."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse: ...
+
+    async def rerank_batch(self, requests: Sequence[RerankRequest]) -> list[RerankResponse]: ...
+
+
+def rank_order(scores: Sequence[float], top_n: int | None = None) -> list[int]:
+    """Indices best first, cut to `top_n`; ties keep input order, and NaN ranks with `UNSCORED` (last)."""
+    return sorted(range(len(scores)), key=lambda i: -scores[i] if scores[i] == scores[i] else math.inf)[
+        :top_n
+    ]
+
+
+def as_probabilities(scores: Sequence[float], scale: Scale) -> list[float]:
+    """Scores in [0, 1]: logits through a sigmoid, the others as they are; `UNSCORED` (or NaN) is 0.0."""
+    out = []
+    for s in scores:
+        if not math.isfinite(s):
+            out.append(1.0 if s == math.inf else 0.0)
+        elif scale == "logits":
+            out.append(1.0 / (1.0 + math.exp(-max(min(s, 500.0), -500.0))))
+        else:
+            out.append(s)
+    return out
+
+
+def as_logits(scores: Sequence[float], scale: Scale) -> list[float]:
+    """Finite raw scores: probabilities through the logit function (clamped off 0 and 1), logits and ranks
+    as they are; `UNSCORED` (or NaN) is `_LOGIT_FLOOR`."""
+    out = []
+    for s in scores:
+        if not math.isfinite(s):
+            out.append(-_LOGIT_FLOOR if s == math.inf else _LOGIT_FLOOR)
+        elif scale == "probabilities":
+            p = min(max(s, _PROBABILITY_EPS), 1.0 - _PROBABILITY_EPS)
+            out.append(math.log(p / (1.0 - p)))
+        else:
+            out.append(s)
+    return out
+
+
+def as_finite(scores: Sequence[float], scale: Scale) -> list[float]:
+    """Scores on their own scale, JSON-safe: `UNSCORED` becomes the scale's lowest value."""
+    return as_logits(scores, scale) if scale == "logits" else as_probabilities(scores, scale)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import sqlite3
 import threading
@@ -29,14 +30,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from leanrank.errors import ConfigError, DependencyError
-from leanrank.rerank.base import Reranker, RerankResponse, Usage
+from leanrank.errors import BackendError, ConfigError, DependencyError
+from leanrank.rerank.base import Reranker, RerankResponse, Scale, Usage
+from leanrank.rerank.fallback import FallbackReranker
+from leanrank.rerank.guard import GuardedReranker, guard
+from leanrank.rerank.identity import IdentityReranker
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _SPACE = re.compile(r"\s+")
 _EDGE_PUNCT = "?!.,;:¿¡…"
 _SCOPE: ContextVar[str] = ContextVar("leanrank_score_cache_scope", default="")
+_CACHED_SCALES: tuple[Scale, ...] = ("probabilities", "logits")
 
 
 @contextmanager
@@ -166,6 +171,9 @@ class RedisScoreCache:
 class CachedReranker:
     """Serves cached scores and sends only the misses to `inner`; the usage record is the misses' call.
 
+    Only what `inner` itself scored is kept: not an answer another backend gave for it (`served_by`), not
+    one that depends on the input order (scale "rank": identity), not a non-finite score. Entries are keyed
+    by the backend's name and the scale it declared, so a hit comes back on the scale it was scored on.
     `usage.cache_hits` counts the documents served from the cache, so the ledger and metrics can show what
     the cache saved. A cache that fails (Redis down) degrades to a pass-through rather than failing search.
     """
@@ -180,19 +188,49 @@ class CachedReranker:
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         t0 = time.perf_counter()
-        scope = _SCOPE.get()
-        keys = [score_key(self.inner.name, query, doc, scope) for doc in documents]
-        hits: dict[str, float] = _safe(lambda: self.cache.get_many(keys), {})
-        missing = [i for i, key in enumerate(keys) if key not in hits]
-        if not missing:
+        keys = {scale: [self._key(scale, query, doc) for doc in documents] for scale in _CACHED_SCALES}
+        found: dict[str, float] = _safe(
+            lambda: self.cache.get_many([k for ks in keys.values() for k in ks]), {}
+        )
+        # Hits on the scale most of them were scored on; the model behind a name may have been reconfigured.
+        scale = max(_CACHED_SCALES, key=lambda s: sum(k in found for k in keys[s]))
+        hits = {i: found[k] for i, k in enumerate(keys[scale]) if k in found}
+        if len(hits) == len(documents):
             usage = replace(Usage.free(len(documents), time.perf_counter() - t0), cache_hits=len(documents))
-            return RerankResponse(tuple(hits[k] for k in keys), usage, served_by="cache")
+            scores = tuple(hits[i] for i in range(len(documents)))
+            return RerankResponse(scores, usage, served_by="cache", scale=scale)
+        missing = [i for i in range(len(documents)) if i not in hits]
         response = await self.inner.rerank(query, [documents[i] for i in missing])
-        fresh = {keys[i]: score for i, score in zip(missing, response.scores, strict=True)}
-        _safe(lambda: self.cache.put_many(fresh), None)
-        scores = tuple(fresh[k] if k in fresh else hits[k] for k in keys)
-        usage = replace(response.usage, cache_hits=len(documents) - len(missing))
+        if len(response.scores) != len(missing):
+            raise BackendError(
+                f"reranker {self.name} returned {len(response.scores)} scores for {len(missing)}"
+            )
+        if response.scale != scale and hits:  # hits on another scale cannot be merged: score them again
+            hits = {}
+            missing = list(range(len(documents)))
+            response = await self.inner.rerank(query, documents)
+        fresh = dict(zip(missing, response.scores, strict=True))
+        if self._keeps(response):
+            stored = {
+                self._key(response.scale, query, documents[i]): s
+                for i, s in fresh.items()
+                if math.isfinite(s)
+            }
+            _safe(lambda: self.cache.put_many(stored), None)
+        scores = tuple(fresh[i] if i in fresh else hits[i] for i in range(len(documents)))
+        usage = replace(response.usage, cache_hits=len(hits))
         return replace(response, scores=scores, usage=usage)
+
+    def _key(self, scale: Scale, query: str, document: str) -> str:
+        return score_key(f"{self.inner.name}\x00{scale}", query, document, _SCOPE.get())
+
+    def _keeps(self, response: RerankResponse) -> bool:
+        """Scores of `inner` itself, on a relevance scale: a fallback's or an order-based answer is not."""
+        return (
+            response.scale in _CACHED_SCALES
+            and not response.failed
+            and response.served_by in (None, self.inner.name)
+        )
 
 
 def _safe(call: Callable[[], _T], default: _T) -> _T:
@@ -204,11 +242,28 @@ def _safe(call: Callable[[], _T], default: _T) -> _T:
 
 
 def with_cache(reranker: Reranker, spec: str, data_dir: Path, ttl_s: float) -> Reranker:
-    """`reranker` behind the score cache that `spec` (`rerank.cache`: off, sqlite or a Redis URL) names."""
+    """`reranker` with the score cache that `spec` (`rerank.cache`: off, sqlite or a Redis URL) names.
+
+    The cache goes in front of each scoring backend, not of a chain or of the guard: a chain's links are
+    cached one by one, each under its own name, and identity (which only repeats the input order) not at all.
+    """
     if spec == "off":
         return reranker
+    cache: ScoreCache
     if spec == "sqlite":
-        return CachedReranker(reranker, SqliteScoreCache(data_dir / "score-cache.sqlite", ttl_s))
-    if spec.startswith(("redis://", "rediss://")):
-        return CachedReranker(reranker, RedisScoreCache(spec, ttl_s))
-    raise ConfigError(f"rerank.cache must be off, sqlite or a redis:// URL, got {spec!r}")
+        cache = SqliteScoreCache(data_dir / "score-cache.sqlite", ttl_s)
+    elif spec.startswith(("redis://", "rediss://")):
+        cache = RedisScoreCache(spec, ttl_s)
+    else:
+        raise ConfigError(f"rerank.cache must be off, sqlite or a redis:// URL, got {spec!r}")
+    return _cached(reranker, cache)
+
+
+def _cached(reranker: Reranker, cache: ScoreCache) -> Reranker:
+    if isinstance(reranker, GuardedReranker):
+        return guard(_cached(reranker.inner, cache))
+    if isinstance(reranker, FallbackReranker):
+        return FallbackReranker([_cached(link, cache) for link in reranker.chain])
+    if isinstance(reranker, IdentityReranker):
+        return reranker
+    return CachedReranker(reranker, cache)

@@ -23,6 +23,7 @@ from leanrank.encode.e5 import xlmr_token_count
 from leanrank.errors import ConfigError
 from leanrank.rerank.base import BilledUnit, Reranker
 from leanrank.rerank.fallback import FallbackReranker
+from leanrank.rerank.guard import guard
 from leanrank.rerank.http import RetryPolicy
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.rerank.providers import PROVIDERS, HttpReranker
@@ -115,11 +116,14 @@ class _LocalOptions(_Options):
 
 
 def reranker(name: str) -> Reranker:
-    """The reranker called `name` (see the module docstring); an unknown kind says how to list the known."""
+    """The reranker called `name` (see the module docstring); an unknown kind says how to list the known.
+
+    Behind `guard.guard`: blank documents are never sent and non-finite scores rank last, whatever the kind.
+    """
     links = [part.strip() for part in name.split("|")]
     if len(links) > 1:
-        return FallbackReranker([_single(link) for link in links])
-    return _single(links[0])
+        return guard(FallbackReranker([_single(link) for link in links]))
+    return guard(_single(links[0]))
 
 
 def _single(name: str) -> Reranker:

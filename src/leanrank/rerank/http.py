@@ -165,6 +165,15 @@ class JsonClient:
             _log.warning("%s; retry %d in %.2fs", failure, attempt, delay)
             await asyncio.sleep(delay)
 
+    async def get(self, path: str) -> JsonReply:
+        """The decoded answer to `GET path`, tried once: metadata a caller can do without (TEI's /info)."""
+        where = f"{self._provider} GET {self._base_url}{path}"
+        try:
+            response = await self._client.get(path)
+        except httpx.HTTPError as exc:
+            raise RerankServerError(f"{where} failed: {type(exc).__name__}: {_one_line(str(exc))}") from exc
+        return _decode(where, response)
+
 
 @cache
 def _tls_context() -> ssl.SSLContext:

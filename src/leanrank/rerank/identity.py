@@ -9,7 +9,10 @@ from leanrank.rerank.base import RerankResponse, Usage
 
 
 class IdentityReranker:
-    """Scores `1 - i/n` for the i-th input, so the order handed in is the order handed back."""
+    """Scores `1 - i/n` for the i-th input, so the order handed in is the order handed back.
+
+    Their scale is "rank": they depend on the input order, so no cache may keep them.
+    """
 
     name = "identity"
 
@@ -17,4 +20,4 @@ class IdentityReranker:
         t0 = time.perf_counter()
         n = len(documents)
         scores = tuple(1.0 - i / n for i in range(n))
-        return RerankResponse(scores, Usage.free(n, time.perf_counter() - t0))
+        return RerankResponse(scores, Usage.free(n, time.perf_counter() - t0), scale="rank")

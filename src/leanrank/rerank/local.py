@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from leanrank.errors import ConfigError, DependencyError
-from leanrank.rerank.base import RerankResponse, Usage
+from leanrank.rerank.base import RerankResponse, Scale, Usage
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -272,6 +272,12 @@ class LocalReranker:
     def name(self) -> str:
         return self._name
 
+    @property
+    def scale(self) -> Scale:
+        """What the scores are: Qwen3's P(yes) and normalised XLM-R scores are probabilities, else logits."""
+        normalized = self.config.normalize or self.config.family == "qwen3"
+        return "probabilities" if normalized else "logits"
+
     async def load(self) -> None:
         """Load the tokenizer and model and warm up now (at service start) rather than on the first call."""
         await asyncio.to_thread(self._state)
@@ -306,7 +312,7 @@ class LocalReranker:
                 latency_s=latency,
                 documents=len(documents),
             )
-            responses.append(RerankResponse(tuple(float(s) for s in scores), usage))
+            responses.append(RerankResponse(tuple(float(s) for s in scores), usage, scale=self.scale))
         return responses
 
     def token_count(self, text: str) -> int:

@@ -7,8 +7,10 @@ Wire formats follow docs/PROVIDERS.md; limits it marks unverified are defaults t
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,14 +19,18 @@ from typing import Any
 import httpx
 
 from leanrank.errors import ConfigError
-from leanrank.rerank.base import BilledUnit, CountSource, RerankResponse, Usage
+from leanrank.rerank.base import BilledUnit, CountSource, RerankResponse, Scale, Usage
 from leanrank.rerank.http import (
     BadResponseError,
     JsonClient,
     PayloadTooLargeError,
+    RerankHttpError,
     RetryPolicy,
     check_endpoint,
 )
+from leanrank.rerank.windows import clip_tokens
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,9 @@ class ProviderSpec:
     `path` may contain `{model}`. `results_key` None means the body is a bare array; `index_key` None means
     the results are plain scores in input order. `batch_multiple` aligns splits to the billing unit (Cohere
     bills per 100 documents, so a split of 150 + 150 would cost 4 units where 100 + 100 + 100 costs 3).
+    `info_path` serves the model's limits (TEI's `GET /info`: `max_input_length` tokens per pair,
+    `max_client_batch_size` texts per request); `truncate_body` asks the server to cut an input over its
+    window, resent once after a 413 that says the input was too long.
     """
 
     name: str
@@ -106,11 +115,15 @@ class ProviderSpec:
     model_in_body: bool = True
     needs_key: bool = True
     split_on_413: bool = False
+    info_path: str | None = None
+    truncate_body: Mapping[str, Any] | None = None
     batch_multiple: int = 1
     # Client-side caps from the provider's documented limits; the server would truncate beyond them anyway.
     max_doc_tokens: int | None = None
     max_query_tokens: int | None = None
     extra_body: Mapping[str, Any] = field(default_factory=dict)
+    # Hosted APIs answer probabilities; TEI and infinity do unless asked for `raw_scores` (then logits).
+    scale: Scale = "probabilities"
 
     @property
     def env_prefix(self) -> str:
@@ -211,6 +224,8 @@ PROVIDERS: dict[str, ProviderSpec] = {
             model_in_body=False,
             needs_key=False,
             split_on_413=True,
+            info_path="/info",
+            truncate_body={"truncate": True},
             extra_body={"raw_scores": False, "return_text": False},
             max_doc_tokens=8_192,  # bge-reranker-v2-m3's maximum; TEI truncates beyond the model's
         ),
@@ -239,6 +254,10 @@ class HttpReranker:
     The key and base URL come from the arguments, else from `LEANRANK_<PROVIDER>_API_KEY` /
     `LEANRANK_<PROVIDER>_BASE_URL`. Documents beyond `max_docs` (the provider's per-request limit by
     default) are sent in consecutive requests, one at a time to stay under per-key rate limits, and merged.
+    A server that publishes its limits (`info_path`) is asked once: its batch size replaces `max_docs` when
+    smaller, and documents are cut client-side to fit its input window. A 413 for a batch too big halves it,
+    keeps the slices already scored, and remembers the size that worked; a 413 for an input too long
+    resends that slice once with `truncate_body`.
     A fresh HTTP client serves each `rerank` call: the protocol has no `close`, and a client must not
     outlive the event loop it was made on.
 
@@ -293,7 +312,10 @@ class HttpReranker:
         self._billed_unit = billed_unit or spec.billed_unit
         self._query_key = query_key or spec.query_key
         self._extra_body = {**spec.extra_body, **(extra_body or {})}
+        self.scale: Scale = "logits" if self._extra_body.get("raw_scores") is True else spec.scale
         self._transport = transport
+        self._max_input_tokens: int | None = None
+        self._info_read = False
         self._count = count or estimate_tokens
         self._count_source: CountSource = count_source if count is not None else "estimate"
 
@@ -305,7 +327,7 @@ class HttpReranker:
         t0 = time.perf_counter()
         docs = list(documents)
         if not docs:
-            return RerankResponse((), Usage(0, 0, 0.0, self._billed_unit, "none", 0.0, 0))
+            return RerankResponse((), Usage(0, 0, 0.0, self._billed_unit, "none", 0.0, 0), scale=self.scale)
         scores: list[float] = []
         reports: list[Reported | None] = []
         async with JsonClient(
@@ -316,10 +338,48 @@ class HttpReranker:
             retry=self._retry,
             transport=self._transport,
         ) as client:
-            for start in range(0, len(docs), self._step):
-                await self._score(client, query, docs[start : start + self._step], scores, reports)
+            if self._spec.info_path is not None and not self._info_read:
+                await self._read_info(client, self._spec.info_path)
+            await self._score_all(client, query, self._fitted(query, docs), scores, reports)
         usage = self._usage(query, docs, reports, time.perf_counter() - t0)
-        return RerankResponse(tuple(scores), usage)
+        return RerankResponse(tuple(scores), usage, scale=self.scale)
+
+    async def _read_info(self, client: JsonClient, path: str) -> None:
+        """Learn the server's limits once; a server without them keeps the configured ones."""
+        self._info_read = True
+        try:
+            info = (await client.get(path)).body
+        except RerankHttpError as exc:
+            _log.warning("%s publishes no limits, keeping the configured ones: %s", self.name, exc)
+            return
+        batch = _number(_dig(info, ("max_client_batch_size",)))
+        window = _number(_dig(info, ("max_input_length",)))
+        if batch is not None and batch >= 1:
+            self._step = min(self._step, int(batch))
+        if window is not None and window >= 1:
+            self._max_input_tokens = int(window)
+
+    def _fitted(self, query: str, docs: list[str]) -> list[str]:
+        """`docs` cut to the server's input window, the query and the pair's special tokens counted."""
+        if self._max_input_tokens is None:
+            return docs
+        room = self._max_input_tokens - self._count(query) - _PAIR_SPECIALS
+        return docs if room < 1 else [clip_tokens(doc, room, self._count) for doc in docs]
+
+    async def _score_all(
+        self,
+        client: JsonClient,
+        query: str,
+        docs: list[str],
+        scores: list[float],
+        reports: list[Reported | None],
+    ) -> None:
+        """Score `docs` in slices of the current step, which a 413 for a batch too big may lower meanwhile."""
+        start = 0
+        while start < len(docs):
+            part = docs[start : start + self._step]
+            await self._score(client, query, part, scores, reports)
+            start += len(part)
 
     async def _score(
         self,
@@ -329,19 +389,25 @@ class HttpReranker:
         scores: list[float],
         reports: list[Reported | None],
     ) -> None:
-        """Append the scores of `docs` in input order; halve and resend on 413 where the server wants that."""
+        """Append the scores of `docs` in input order; on 413, split or truncate where the server wants it."""
         payload: dict[str, Any] = {self._query_key: query, self._spec.documents_key: docs, **self._extra_body}
         if self._spec.model_in_body:
             payload = {"model": self._model, **payload}
+        path = self._spec.path.format(model=self._model)
         try:
-            reply = await client.post(self._spec.path.format(model=self._model), payload)
-        except PayloadTooLargeError:
-            if not self._spec.split_on_413 or len(docs) == 1:
+            reply = await client.post(path, payload)
+        except PayloadTooLargeError as exc:
+            if not self._spec.split_on_413:
                 raise
-            half = len(docs) // 2
-            await self._score(client, query, docs[:half], scores, reports)
-            await self._score(client, query, docs[half:], scores, reports)
-            return
+            truncate = self._spec.truncate_body
+            if _input_too_long(exc) and truncate is not None:
+                reply = await client.post(path, {**payload, **truncate})
+            elif len(docs) > 1 and not _input_too_long(exc):
+                self._step = min(self._step, len(docs) // 2)
+                await self._score_all(client, query, docs, scores, reports)
+                return
+            else:
+                raise
         scores.extend(self._parse_scores(reply.body, len(docs)))
         reports.append(self._spec.usage(reply.body, reply.headers))
 
@@ -410,6 +476,19 @@ class HttpReranker:
             latency_s,
             len(docs),
         )
+
+
+# `<s> query </s></s> document </s>`: what XLM-R cross-encoders add around a pair.
+_PAIR_SPECIALS = 4
+# TEI: "batch size 64 > maximum allowed batch size 32" versus "`inputs` must have less than 512 tokens".
+_BATCH_TOO_BIG = re.compile(r"batch size", re.IGNORECASE)
+_INPUT_TOO_LONG = re.compile(r"must have less than|too long|tokens", re.IGNORECASE)
+
+
+def _input_too_long(exc: PayloadTooLargeError) -> bool:
+    """Whether a 413 says an input is over the model's window (not that the batch is over the server's)."""
+    message = str(exc)
+    return not _BATCH_TOO_BIG.search(message) and bool(_INPUT_TOO_LONG.search(message))
 
 
 def _number_or_nan(value: Any) -> float:

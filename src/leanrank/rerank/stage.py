@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from leanrank.errors import BackendError
 from leanrank.index.base import Candidate
-from leanrank.rerank.base import Reranker, RerankResponse, Usage
+from leanrank.rerank.base import Reranker, RerankResponse, Usage, as_finite, rank_order
 from leanrank.types import Hit
 
 if TYPE_CHECKING:
@@ -97,11 +97,12 @@ class RerankStage:
                 f"reranker {self.reranker.name} returned {len(response.scores)} scores "
                 f"for {len(candidates)} documents"
             )
-        order = sorted(range(len(candidates)), key=lambda i: -response.scores[i])
+        # Unscored documents (blank, non-finite) rank last and carry their scale's lowest finite score.
+        finite = as_finite(response.scores, response.scale)
         hits = []
-        for i in order[: top_k or self.top_k]:
+        for i in rank_order(response.scores, top_k or self.top_k):
             cand = candidates[i]
-            score = response.scores[i]
+            score = finite[i]
             sent = None if windows is None or windows[i] == (0, len(cand.chunk.text)) else windows[i]
             scores = {**first_stage_scores(cand), "rerank": score}
             hits.append(Hit(cand.chunk_id, cand.chunk, score, scores, sent))

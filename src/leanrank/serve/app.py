@@ -24,10 +24,11 @@ from leanrank.pipeline import Pipeline
 from leanrank.rerank.base import Reranker
 from leanrank.rerank.cache import with_cache
 from leanrank.rerank.catalog import reranker as reranker_by_name
+from leanrank.rerank.guard import guard
 from leanrank.serve.accounting import Accountant
 from leanrank.serve.auth import KeyRing
 from leanrank.serve.batching import BatchReranker, MicroBatcher
-from leanrank.serve.errors import error_response
+from leanrank.serve.errors import error_body, error_response
 from leanrank.serve.idempotency import Idempotency
 from leanrank.serve.ingest import IngestJobs
 from leanrank.serve.limits import Gate
@@ -46,7 +47,8 @@ leanrank as a service.
 * **Course search**: `POST /v1/search`, and the courses/documents endpoints to fill the index.
 * **Accounting**: `GET /v1/usage`, `GET /metrics`.
 
-Authenticate with `Authorization: Bearer <key>`. Errors are JSON `{error, error_type, limit, request_id}`.
+Authenticate with `Authorization: Bearer <key>`. Errors are JSON
+`{error, message, error_type, limit, request_id}` (`message` repeats `error` for the Cohere SDK).
 Every rerank answer says in `x-leanrank-backend` which backend served it and in `x-leanrank-cost-usd` what
 it cost; over a hard budget cap the free fallback (`cost.fallback`) serves and `x-leanrank-budget` says
 `hard`.
@@ -71,7 +73,9 @@ def create_app(
     limits = settings.serve
     metrics = Metrics()
     rs = settings.rerank
-    policy = reranker or with_cache(reranker_by_name(rs.backend), rs.cache, settings.data_dir, rs.cache_ttl_s)
+    policy = guard(
+        reranker or with_cache(reranker_by_name(rs.backend), rs.cache, settings.data_dir, rs.cache_ttl_s)
+    )
     if limits.micro_batch_ms > 0 and isinstance(policy, BatchReranker):
         policy = MicroBatcher(
             policy, window_s=limits.micro_batch_ms / 1000, max_documents=limits.micro_batch_max_documents
@@ -126,22 +130,12 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     problems = [
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()[:3]
     ]
-    body = {
-        "error": "; ".join(problems) or "invalid request",
-        "error_type": "invalid_request",
-        "limit": None,
-        "request_id": _request_id(request),
-    }
+    body = error_body("; ".join(problems) or "invalid request", "invalid_request", _request_id(request))
     return JSONResponse(body, 422)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Routing errors (unknown path 404, wrong method 405, unparsable body 400) in the one error shape."""
     assert isinstance(exc, HTTPException)
-    body = {
-        "error": str(exc.detail),
-        "error_type": "http_error",
-        "limit": None,
-        "request_id": _request_id(request),
-    }
+    body = error_body(str(exc.detail), "http_error", _request_id(request))
     return JSONResponse(body, exc.status_code, headers=exc.headers)

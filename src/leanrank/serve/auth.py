@@ -20,6 +20,7 @@ from leanrank.serve.errors import ForbiddenError, UnauthorizedError
 from leanrank.settings import ServeSettings
 
 ADMIN = "admin"
+METRICS = "metrics"
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -36,6 +37,7 @@ class Principal:
     key_id: str
     admin: bool
     courses: frozenset[str]
+    metrics: bool = False
 
     def may_use(self, course: str) -> bool:
         return self.admin or course in self.courses
@@ -50,6 +52,11 @@ class Principal:
         if not self.admin:
             raise ForbiddenError(f"{what} needs an admin key")
 
+    def check_metrics(self) -> None:
+        """Prometheus scrapers get a key of their own (scope `metrics`) that opens nothing else."""
+        if not (self.admin or self.metrics):
+            raise ForbiddenError("metrics need an admin key or a key with the `metrics` scope")
+
     def visible(self, courses: Iterable[str]) -> list[str]:
         """The subset of `courses` this key may see, sorted."""
         return sorted(c for c in courses if self.may_use(c))
@@ -62,7 +69,8 @@ class _Entry:
 
 
 def parse_entry(line: str) -> tuple[str, Principal]:
-    """`ID:SHA256_HEX:SCOPES` → (hash, principal); SCOPES is `admin` or comma-separated course ids."""
+    """`ID:SHA256_HEX:SCOPES` → (hash, principal); SCOPES is `admin`, `metrics` or comma-separated course
+    ids."""
     parts = line.strip().split(":")
     if len(parts) != 3:
         raise ConfigError("an API key entry is ID:SHA256_HEX:SCOPES (the key itself is never stored)")
@@ -78,6 +86,10 @@ def parse_entry(line: str) -> tuple[str, Principal]:
         if len(names) > 1:
             raise ConfigError(f"API key {key_id!r}: `admin` already covers every course")
         return digest, Principal(key_id, True, frozenset())
+    if METRICS in names:
+        if len(names) > 1:
+            raise ConfigError(f"API key {key_id!r}: a `metrics` key reads metrics only; give it no courses")
+        return digest, Principal(key_id, False, frozenset(), metrics=True)
     try:
         courses = frozenset(check_course_id(name) for name in names)
     except InputError as exc:

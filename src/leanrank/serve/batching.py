@@ -11,24 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 from leanrank.errors import BackendError
-from leanrank.rerank.base import RerankResponse
+from leanrank.rerank.base import BatchReranker, RerankResponse
 
-RerankRequest = tuple[str, Sequence[str]]
-
-
-@runtime_checkable
-class BatchReranker(Protocol):
-    """A `Reranker` that also scores many (query, documents) requests in one call, each with its usage."""
-
-    @property
-    def name(self) -> str: ...
-
-    async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse: ...
-
-    async def rerank_batch(self, requests: Sequence[RerankRequest]) -> list[RerankResponse]: ...
+__all__ = ["BatchReranker", "MicroBatcher"]
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.responses import JSONResponse
 
@@ -130,12 +131,7 @@ def error_response(exc: BaseException, request_id: str | None) -> JSONResponse:
             exc,
             exc_info=exc if unexpected else None,
         )
-    body = {
-        "error": message,
-        "error_type": status.error_type,
-        "limit": getattr(exc, "limit", None) or status.limit,
-        "request_id": request_id,
-    }
+    body = error_body(message, status.error_type, request_id, getattr(exc, "limit", None) or status.limit)
     headers = {"retry-after": "1"} if status.code == 429 else None
     return JSONResponse(body, status.code, headers=headers)
 
@@ -152,6 +148,19 @@ def public_failure(entry: str) -> str:
 
 def _public(exc: BaseException, status: Status) -> bool:
     return isinstance(exc, ServeError) or (status.code < 500 and status.code != 424)
+
+
+def error_body(
+    message: str, error_type: str, request_id: str | None, limit: str | None = None
+) -> dict[str, Any]:
+    """The one error shape (`wire.ErrorBody`): the text under `error` and, for the Cohere SDK, `message`."""
+    return {
+        "error": message,
+        "message": message,
+        "error_type": error_type,
+        "limit": limit,
+        "request_id": request_id,
+    }
 
 
 _log = logging.getLogger("leanrank.serve")

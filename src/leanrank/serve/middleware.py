@@ -21,7 +21,10 @@ from leanrank.serve.errors import LimitExceededError, error_response
 from leanrank.serve.metrics import Metrics
 from leanrank.settings import ServeSettings
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# `/health` and `/info` are TEI's probes, which its clients and orchestrators call without a key.
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/health", "/info", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
 _UPLOAD = re.compile(r"^/v1/courses/[^/]+/documents/?$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _access = logging.getLogger("leanrank.serve.access")
@@ -57,7 +60,7 @@ class EdgeMiddleware:
 
         key_id = "-"
         try:
-            if scope["path"] not in PUBLIC_PATHS:
+            if scope["path"] not in PUBLIC_PATHS and not self._open_metrics(scope["path"]):
                 principal = self.keys.authenticate(headers.get("authorization"))
                 state["principal"] = principal
                 key_id = principal.key_id
@@ -82,6 +85,9 @@ class EdgeMiddleware:
                 key_id,
                 request_id,
             )
+
+    def _open_metrics(self, path: str) -> bool:
+        return path == "/metrics" and self.limits.metrics_access == "open"
 
     async def _limited(self, scope: Scope, headers: Headers, receive: Receive) -> Receive:
         """`receive` unchanged when the declared length fits; a replay of the buffered body when none is."""

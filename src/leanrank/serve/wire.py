@@ -2,7 +2,8 @@
 
 Rerank shapes copy the providers' documented wires (docs/PROVIDERS.md) so that their clients work
 unchanged; everything else is leanrank's own. Converters from domain objects live in the routes.
-Unknown request fields are refused (422 naming the field) rather than silently ignored.
+Unknown request fields are refused (422 naming the field) rather than silently ignored, except on TEI's
+wire, which ignores them as TEI does (and names them in the `x-leanrank-ignored` header).
 """
 
 from __future__ import annotations
@@ -27,25 +28,25 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TextDocument(_Request):
-    """A document as an object (Jina's alternative form)."""
-
-    text: str
+StructuredDocument = dict[str, JsonValue]
 
 
 class _RerankFields(_Request):
     model: str | None = Field(None, max_length=256, description="Recorded; the configured policy decides.")
     query: str = Field(description="The search query.")
     top_n: int | None = Field(None, ge=1, description="Return only the best N results.")
-    max_tokens_per_doc: int | None = Field(None, ge=1, description="Accepted; the policy's caps apply.")
-    priority: int | None = Field(None, ge=0, description="Accepted; requests are served in arrival order.")
+    max_tokens_per_doc: int | None = Field(
+        None, ge=1, description="Applied: each document is cut to this many tokens before scoring."
+    )
+    priority: int | None = Field(None, ge=0, description="Ignored: requests are served in arrival order.")
+    relevant_spans: JsonValue = Field(None, description="Ignored: no spans are returned.")
 
 
 class CohereRerankRequest(_RerankFields):
     """Cohere v2 `POST /v2/rerank`.
 
     `model` is recorded and echoed; the service's configured policy (`rerank.backend`) picks the backend.
-    `max_tokens_per_doc` and `priority` are accepted for compatibility; the policy's own caps apply.
+    Fields accepted but not applied are named in the `x-leanrank-ignored` response header.
     """
 
     model_config = ConfigDict(
@@ -56,44 +57,43 @@ class CohereRerankRequest(_RerankFields):
 
 
 class RerankRequest(_RerankFields):
-    """`POST /v1/rerank`: the Cohere v2 body, or Jina's (`return_documents`, documents as `{"text"}`).
+    """`POST /v1/rerank`: Cohere v1 or Jina, told apart by `model` (a name starting with `jina` is Jina's).
 
-    The Jina response shape is chosen when the body has `return_documents` or any document object;
-    otherwise the answer is Cohere's.
+    Documents are strings or objects: Jina's `{"text"}` / `{"id", "text"}`, Cohere v1's structured
+    documents scored on their `text` field, or on `rank_fields` (sent as `field: value` lines).
+    `max_chunks_per_doc` (Cohere v1) splits long documents into windows and keeps the best one's score.
     """
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"model": "rerank-v3.5", "query": _QUERY, "documents": _DOCS, "top_n": 1},
-                {
-                    "model": "jina-reranker-v2-base-multilingual",
-                    "query": _QUERY,
-                    "documents": _DOCS,
-                    "return_documents": True,
-                },
+                {"model": "rerank-multilingual-v3.0", "query": _QUERY, "documents": _DOCS, "top_n": 1},
+                {"model": "jina-reranker-v2-base-multilingual", "query": _QUERY, "documents": _DOCS},
             ]
         }
     )
 
-    documents: list[str | TextDocument] = Field(description='Texts, or `{"text": ...}` objects (Jina).')
-    return_documents: bool | None = Field(None, description="Jina: echo each document in its result.")
-
-    def texts(self) -> list[str]:
-        return [d if isinstance(d, str) else d.text for d in self.documents]
+    documents: list[str | StructuredDocument] = Field(
+        description='Strings, or objects: `{"text": ...}` (with an `id`, Jina) or with `rank_fields`.'
+    )
+    return_documents: bool | None = Field(
+        None, description="Echo each document in its result (default: true for Jina, false for Cohere)."
+    )
+    rank_fields: list[str] | None = Field(None, min_length=1, description="Cohere v1: fields to score on.")
+    max_chunks_per_doc: int | None = Field(None, ge=1, description="Cohere v1: windows scored per document.")
 
     @property
     def jina(self) -> bool:
-        return self.return_documents is not None or any(isinstance(d, TextDocument) for d in self.documents)
+        return (self.model or "").lower().startswith("jina")
 
 
 class RerankResult(BaseModel):
     index: int = Field(description="Position of the document in the request.")
-    relevance_score: float
+    relevance_score: float = Field(description="In [0, 1]; documents with nothing to score get 0.")
 
 
 class ApiVersion(BaseModel):
-    version: str = "2"
+    version: str
 
 
 class BilledUnits(BaseModel):
@@ -104,12 +104,16 @@ class BilledUnits(BaseModel):
 
 
 class CohereMeta(BaseModel):
-    api_version: ApiVersion = ApiVersion()
+    api_version: ApiVersion
     billed_units: BilledUnits
 
 
+class CohereResult(RerankResult):
+    document: StructuredDocument | None = Field(None, description="Cohere v1 with `return_documents`.")
+
+
 class CohereRerankResponse(BaseModel):
-    """Cohere v2: results best first, billed units in `meta`."""
+    """Cohere v2 (and v1): results best first, billed units in `meta`."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -124,12 +128,12 @@ class CohereRerankResponse(BaseModel):
     )
 
     id: str
-    results: list[RerankResult]
+    results: list[CohereResult]
     meta: CohereMeta
 
 
 class JinaResult(RerankResult):
-    document: TextDocument | None = None
+    document: StructuredDocument | None = None
 
 
 class JinaUsage(BaseModel):
@@ -137,26 +141,29 @@ class JinaUsage(BaseModel):
 
 
 class JinaRerankResponse(BaseModel):
-    """Jina: results best first, `usage.total_tokens`, documents echoed on request."""
+    """Jina: `model`, results best first with the documents (unless `return_documents` is false), usage."""
 
     model: str
     usage: JinaUsage
     results: list[JinaResult]
 
 
-class TeiRerankRequest(_Request):
+class TeiRerankRequest(BaseModel):
     """text-embeddings-inference `POST /rerank`.
 
-    Scores are probabilities unless `raw_scores`: a backend that returns logits is mapped through a
-    sigmoid, as TEI does. `truncate`/`truncation_direction` are accepted; the policy's own caps apply.
+    Scores are probabilities unless `raw_scores` (then logits), converted from the scale the backend
+    declares. As TEI does, fields it does not know are ignored (the `rerankers` library sends `model` and
+    `top_n`); they and `truncate`/`truncation_direction` are named in the `x-leanrank-ignored` header.
     """
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"query": _QUERY, "texts": _DOCS}]})
+    model_config = ConfigDict(
+        extra="allow", json_schema_extra={"examples": [{"query": _QUERY, "texts": _DOCS}]}
+    )
 
     query: str
     texts: list[str]
     truncate: bool | None = None
-    truncation_direction: Literal["Left", "Right"] | None = None
+    truncation_direction: Literal["Left", "Right", "left", "right"] | None = None
     raw_scores: bool = False
     return_text: bool = False
 
@@ -165,6 +172,17 @@ class TeiRank(BaseModel):
     index: int
     score: float
     text: str | None = None
+
+
+class TeiInfo(BaseModel):
+    """TEI's `GET /info`, the fields its clients read; the limits are the service's own."""
+
+    model_id: str
+    model_type: dict[str, JsonValue]
+    max_input_length: int
+    max_client_batch_size: int
+    max_concurrent_requests: int
+    version: str
 
 
 class SearchRequest(_Request):
@@ -197,6 +215,7 @@ class UsageOut(BaseModel):
     source: CountSource
     documents: int
     latency_s: float
+    warnings: list[str] = Field([], description="Blank documents or non-finite scores, ranked last.")
 
 
 class SearchHit(BaseModel):
@@ -337,13 +356,15 @@ class Status(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error: a message, a stable type, the limit concerned (if any) and the request id to quote."""
+    """Every error: a message (as `error` and as `message`), a stable type, the limit concerned (if any) and
+    the request id to quote."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
                     "error": "documents: 1200 is above the limit of 1000 (serve.max_documents)",
+                    "message": "documents: 1200 is above the limit of 1000 (serve.max_documents)",
                     "error_type": "limit_exceeded",
                     "limit": "max_documents",
                     "request_id": "5d0f3c7e9b1a4c2e8f6a1b2c3d4e5f60",
@@ -353,6 +374,7 @@ class ErrorBody(BaseModel):
     )
 
     error: str
+    message: str = Field(description="The same text as `error`: the Cohere SDK reads this field.")
     error_type: str
     limit: str | None = None
     request_id: str | None = None

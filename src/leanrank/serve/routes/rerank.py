@@ -2,38 +2,50 @@
 
 A pipeline that calls one of these providers switches to leanrank by changing its base URL and key; the
 configured policy (`rerank.backend`, possibly a fallback chain) answers, and the ledger bills each
-request once. Which backend served, and what it cost, come back in `x-leanrank-*` headers.
+request once. Which backend served, and what it cost, come back in `x-leanrank-*` headers; so do fields
+accepted but not applied (`x-leanrank-ignored`) and warnings (`x-leanrank-warning`: blank documents,
+non-finite scores). Scores are converted from the scale the backend declares, never guessed.
 """
 
 from __future__ import annotations
 
-import math
+import json
 from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
+from pydantic import BaseModel, JsonValue
 
+from leanrank.encode.e5 import xlmr_token_count
 from leanrank.errors import InputError
 from leanrank.pipeline import check_course_id
+from leanrank.rerank.base import as_logits, as_probabilities, rank_order
+from leanrank.rerank.windows import WindowedReranker, WindowPolicy
 from leanrank.serve.accounting import Charge
 from leanrank.serve.auth import Principal
+from leanrank.serve.errors import ForbiddenError
 from leanrank.serve.limits import check_rerank
 from leanrank.serve.service import PrincipalDep, RequestIdDep, Service, ServiceDep, call_context
 from leanrank.serve.wire import (
+    ApiVersion,
     BilledUnits,
     CohereMeta,
     CohereRerankRequest,
     CohereRerankResponse,
+    CohereResult,
     JinaRerankResponse,
     JinaResult,
     JinaUsage,
     RerankRequest,
-    RerankResult,
+    StructuredDocument,
     TeiRank,
     TeiRerankRequest,
-    TextDocument,
     errors,
 )
+
+# Cohere's window when `max_chunks_per_doc` comes without `max_tokens_per_doc`: bge-reranker-v2-m3's.
+CHUNK_TOKENS = 512
+_COHERE_IGNORED = ("priority", "relevant_spans")
 
 router = APIRouter(tags=["rerank"], responses=errors(400, 401, 403, 413, 422, 424, 429, 503))
 
@@ -52,6 +64,8 @@ def billing_course(principal: Principal, header: str | None) -> str | None:
         return principal.check_course(check_course_id(header))
     if principal.admin:
         return None
+    if not principal.courses:
+        raise ForbiddenError(f"key {principal.key_id!r} may not rerank: it has no courses")
     if len(principal.courses) == 1:
         return next(iter(principal.courses))
     raise InputError("this key has several courses: name the one to bill in the X-Leanrank-Course header")
@@ -65,38 +79,73 @@ async def rerank_once(
     query: str,
     documents: Sequence[str],
     response: Response,
+    *,
+    windows: WindowPolicy | None = None,
+    ignored: Sequence[str] = (),
 ) -> Charge:
-    """Check, meter and run one rerank; set the accounting headers on `response`."""
+    """Check, meter and run one rerank; set the accounting headers on `response`.
+
+    `windows` applies a request's own document caps (Cohere's `max_tokens_per_doc`, `max_chunks_per_doc`)
+    on top of the policy; `ignored` names the fields accepted but not applied (`x-leanrank-ignored`).
+    """
     course = billing_course(principal, course_header)
     check_rerank(service.settings, query, documents)
+    policy = (
+        service.policy if windows is None else WindowedReranker(service.policy, windows, xlmr_token_count)
+    )
     async with service.gate.slot():
         charge = await service.accountant.rerank(
-            service.policy, query, documents, call_context(principal, request_id, course, "rerank")
+            policy, query, documents, call_context(principal, request_id, course, "rerank")
         )
     service.metrics.observe_charge(charge, course)
     response.headers["x-leanrank-backend"] = charge.backend
     response.headers["x-leanrank-budget"] = charge.budget
     if charge.cost_usd is not None:
         response.headers["x-leanrank-cost-usd"] = f"{charge.cost_usd:.8f}"
+    if ignored:
+        response.headers["x-leanrank-ignored"] = ", ".join(ignored)
+    if charge.response.usage.warnings:
+        response.headers["x-leanrank-warning"] = "; ".join(charge.response.usage.warnings)
     return charge
 
 
-def ranked(scores: Sequence[float], top_n: int | None) -> list[int]:
-    """Document indices best first (ties keep input order), cut to `top_n`."""
-    return sorted(range(len(scores)), key=lambda i: -scores[i])[:top_n]
+def _ignored(body: BaseModel, fields: Sequence[str]) -> list[str]:
+    """The `fields` a client set that the service accepts but does not apply, then unknown extras."""
+    given = [f for f in fields if getattr(body, f, None) is not None]
+    return given + sorted(body.model_extra or {})
 
 
-def _cohere(charge: Charge, request_id: str, top_n: int | None) -> CohereRerankResponse:
-    scores = charge.response.scores
-    usage = charge.response.usage
+def _windows(max_tokens: int | None, max_chunks: int | None) -> WindowPolicy | None:
+    """Cohere's caps as leanrank windows: `max_tokens_per_doc` cuts each document (v2 truncates), and
+    `max_chunks_per_doc` scores up to that many windows of `max_tokens_per_doc` (else `CHUNK_TOKENS`)."""
+    if max_chunks is not None:
+        return WindowPolicy(max_tokens or CHUNK_TOKENS, mode="maxpool", max_windows=max_chunks)
+    if max_tokens is not None:
+        return WindowPolicy(max_tokens, mode="truncate")
+    return None
+
+
+def _cohere(
+    charge: Charge,
+    request_id: str,
+    top_n: int | None,
+    version: str,
+    echo: Sequence[StructuredDocument] | None,
+) -> CohereRerankResponse:
+    response = charge.response
+    scores = as_probabilities(response.scores, response.scale)
+    usage = response.usage
     billed = BilledUnits(
         search_units=usage.billed_units if usage.billed_unit == "search_units" else 0,
         input_tokens=int(usage.billed_units) if usage.billed_unit == "tokens" else None,
     )
     return CohereRerankResponse(
         id=request_id,
-        results=[RerankResult(index=i, relevance_score=scores[i]) for i in ranked(scores, top_n)],
-        meta=CohereMeta(billed_units=billed),
+        results=[
+            CohereResult(index=i, relevance_score=scores[i], document=None if echo is None else echo[i])
+            for i in rank_order(response.scores, top_n)
+        ],
+        meta=CohereMeta(api_version=ApiVersion(version=version), billed_units=billed),
     )
 
 
@@ -118,19 +167,48 @@ async def cohere_rerank(
     response: Response,
     course: CourseHeader = None,
 ) -> CohereRerankResponse:
-    charge = await rerank_once(service, principal, request_id, course, body.query, body.documents, response)
-    return _cohere(charge, request_id, body.top_n)
+    charge = await rerank_once(
+        service,
+        principal,
+        request_id,
+        course,
+        body.query,
+        body.documents,
+        response,
+        windows=_windows(body.max_tokens_per_doc, None),
+        ignored=_ignored(body, _COHERE_IGNORED),
+    )
+    return _cohere(charge, request_id, body.top_n, "2", None)
+
+
+def _texts(body: RerankRequest) -> list[str]:
+    """What is scored of each document: the string, the `text` field, or the `rank_fields` as lines."""
+    texts = []
+    for n, doc in enumerate(body.documents):
+        if isinstance(doc, str):
+            texts.append(doc)
+        elif body.rank_fields:
+            texts.append("\n".join(f"{f}: {_field_text(doc[f])}" for f in body.rank_fields if f in doc))
+        elif isinstance(doc.get("text"), str):
+            texts.append(str(doc["text"]))
+        else:
+            raise InputError(f"documents.{n}: an object needs a string `text` field, or name `rank_fields`")
+    return texts
+
+
+def _field_text(value: JsonValue) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 @router.post(
     "/v1/rerank",
     response_model=CohereRerankResponse | JinaRerankResponse,
     response_model_exclude_none=True,
-    summary="Rerank (Cohere v2 or Jina)",
+    summary="Rerank (Cohere v1 or Jina)",
     description=(
-        "Cohere v2 body → Cohere response (`results[].index`, `relevance_score`, `meta.billed_units`). "
-        'A body with `return_documents`, or with any document given as `{"text": ...}`, is Jina\'s → '
-        "Jina response (`model`, `usage.total_tokens`, `results[].document` when asked for)."
+        "Cohere v1 → Cohere response (`id`, `results[].index`, `relevance_score`, `document` when asked "
+        "for, `meta.billed_units`, api version 1). A `model` starting with `jina` is Jina's → Jina response "
+        "(`model`, `usage.total_tokens`, `results[].document` unless `return_documents` is false)."
     ),
 )
 async def rerank(
@@ -141,30 +219,34 @@ async def rerank(
     response: Response,
     course: CourseHeader = None,
 ) -> CohereRerankResponse | JinaRerankResponse:
-    texts = body.texts()
-    charge = await rerank_once(service, principal, request_id, course, body.query, texts, response)
+    texts = _texts(body)
+    charge = await rerank_once(
+        service,
+        principal,
+        request_id,
+        course,
+        body.query,
+        texts,
+        response,
+        windows=_windows(body.max_tokens_per_doc, body.max_chunks_per_doc),
+        ignored=_ignored(body, _COHERE_IGNORED),
+    )
+    echo: list[StructuredDocument] = [{"text": d} if isinstance(d, str) else d for d in body.documents]
     if not body.jina:
-        return _cohere(charge, request_id, body.top_n)
-    scores = charge.response.scores
+        return _cohere(charge, request_id, body.top_n, "1", echo if body.return_documents else None)
+    scores = as_probabilities(charge.response.scores, charge.response.scale)
     results = [
         JinaResult(
             index=i,
             relevance_score=scores[i],
-            document=TextDocument(text=texts[i]) if body.return_documents else None,
+            document=None if body.return_documents is False else echo[i],
         )
-        for i in ranked(scores, body.top_n)
+        for i in rank_order(charge.response.scores, body.top_n)
     ]
     total = charge.response.usage.total_tokens
     return JinaRerankResponse(
         model=body.model or charge.backend, usage=JinaUsage(total_tokens=total), results=results
     )
-
-
-def _probabilities(scores: Sequence[float]) -> list[float]:
-    """TEI's default scale: logits through a sigmoid; scores already in [0, 1] are kept as they are."""
-    if all(0.0 <= s <= 1.0 for s in scores):
-        return list(scores)
-    return [1.0 / (1.0 + math.exp(-max(min(s, 500.0), -500.0))) for s in scores]
 
 
 @router.post(
@@ -182,14 +264,23 @@ async def tei_rerank(
     response: Response,
     course: CourseHeader = None,
 ) -> list[TeiRank]:
-    charge = await rerank_once(service, principal, request_id, course, body.query, body.texts, response)
+    charge = await rerank_once(
+        service,
+        principal,
+        request_id,
+        course,
+        body.query,
+        body.texts,
+        response,
+        ignored=_ignored(body, ("truncate", "truncation_direction")),
+    )
     usage = charge.response.usage
     response.headers["x-compute-tokens"] = str(usage.total_tokens)
     response.headers["x-compute-characters"] = str(len(body.query) + sum(len(t) for t in body.texts))
     response.headers["x-inference-time"] = str(round(usage.latency_s * 1000))
-    raw = charge.response.scores
-    scores = list(raw) if body.raw_scores else _probabilities(raw)
+    raw, scale = charge.response.scores, charge.response.scale
+    scores = as_logits(raw, scale) if body.raw_scores else as_probabilities(raw, scale)
     return [
         TeiRank(index=i, score=scores[i], text=body.texts[i] if body.return_text else None)
-        for i in ranked(scores, None)
+        for i in rank_order(raw)
     ]
