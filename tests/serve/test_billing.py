@@ -165,7 +165,7 @@ def _units(units: object) -> dict[str, Any]:
     ("answer", "why"),
     [
         ({"results": [{"index": 0, "relevance_score": 0.5}], "meta": _units("NaN")}, "NaN units"),
-        ({"results": [{"index": 0, "relevance_score": "Infinity"}], "meta": _units(1)}, "infinite score"),
+        ({"results": [{"index": 0, "relevance_score": 0.5}], "meta": _units("Infinity")}, "infinite units"),
     ],
 )
 def test_non_finite_numbers_in_a_200_answer_are_a_424_recorded_as_maybe_billed(
@@ -187,6 +187,29 @@ def test_non_finite_numbers_in_a_200_answer_are_a_424_recorded_as_maybe_billed(
         search.close()
     assert (reply.status_code, reply.json()["error_type"]) == (424, "backend_failed"), why
     [total] = ledger.totals("tenant", this_month())  # the provider answered 200: it billed, at the estimate
+    assert (total.key, total.calls, total.cost_usd) == ("teacher-demo", 1, pytest.approx(0.002))
+
+
+def test_an_infinite_score_in_a_200_answer_ranks_last_with_a_warning_and_is_billed_once(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger
+) -> None:
+    """Scores follow the guard's one policy (rank last, warn); the usage was fine, so the call is billed."""
+    answer = {
+        "results": [{"index": 0, "relevance_score": "Infinity"}, {"index": 1, "relevance_score": 0.25}],
+        "meta": _units(1),
+    }
+    fake.script(Fault(200, _with_non_finite(answer)))
+    server, search = serve(priced(tmp_path), index, adapter(fake), ledger)
+    try:
+        with server.client(DEMO_KEY) as http:
+            reply = http.post("/v2/rerank", json={"query": QUERY, "documents": DOCS[:2]})
+    finally:
+        server.close()
+        search.close()
+    assert reply.status_code == 200
+    assert [r["index"] for r in reply.json()["results"]] == [1, 0]
+    assert "non-finite" in reply.headers["x-leanrank-warning"]
+    [total] = ledger.totals("tenant", this_month())
     assert (total.key, total.calls, total.cost_usd) == ("teacher-demo", 1, pytest.approx(0.002))
 
 

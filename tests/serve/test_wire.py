@@ -229,3 +229,13 @@ def test_tei_probes_and_metrics_access(gateway: LiveServer, tmp_path: Path, inde
         server.close()
     assert reply.status_code == 200
     assert "leanrank_http_requests" in reply.text
+
+
+def test_ignored_field_names_are_escaped_in_the_header(gateway: LiveServer, backend: Fixed) -> None:
+    """Client-chosen field names reach a header: non-ASCII and newlines are escaped, never a 500."""
+    answers(backend, [0.5, 0.25])
+    body = '{"query": "q", "texts": ["a", "b"], "\\u00e9t\\u00e9": 1, "x\\ny": 2}'
+    with gateway.client(ADMIN_KEY) as http:
+        reply = http.post("/rerank", content=body, headers={"content-type": "application/json"})
+    assert reply.status_code == 200
+    assert reply.headers["x-leanrank-ignored"] == "x\\ny, \\u00e9t\\u00e9"

@@ -26,7 +26,7 @@ from leanrank.cost.ledger import CostLedger, Hold, Ledger, LedgerError, LedgerRe
 from leanrank.cost.pricing import Pricing
 from leanrank.cost.tokens import counter_for
 from leanrank.errors import BackendError
-from leanrank.rerank.base import Reranker, RerankResponse, Usage
+from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import score_scope
 from leanrank.rerank.http import BadResponseError, RerankTimeoutError
 from leanrank.settings import Settings
@@ -243,7 +243,9 @@ def _checked(response: RerankResponse, backend: str) -> RerankResponse:
         numbers.append(usage.cost_usd)
     if not all(math.isfinite(n) and n >= 0 for n in numbers):
         raise BadResponseError(f"{backend}: usage with a number that is not finite or negative: {usage}")
-    if not all(math.isfinite(s) for s in response.scores):
+    # The guard in front of every backend has already ranked a NaN or infinite score last as `UNSCORED`
+    # (with a warning in the usage record); anything else non-finite comes from an unguarded backend.
+    if not all(math.isfinite(s) or s == UNSCORED for s in response.scores):
         raise BadResponseError(f"{backend}: a score that is not finite")
     return response
 

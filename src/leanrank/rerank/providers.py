@@ -418,20 +418,15 @@ class HttpReranker:
         if not isinstance(results, list) or len(results) != n:
             raise BadResponseError(f"{where}: expected {n} results, got {_preview(results)}")
         if spec.index_key is None:
-            values = [_number_or_nan(item) for item in results]
-            if not all(math.isfinite(v) for v in values):
+            values = [_number_or_none(item) for item in results]
+            if any(v is None for v in values):
                 raise BadResponseError(f"{where}: non-numeric score in {_preview(results)}")
-            return values
+            return [v for v in values if v is not None]
         by_index: dict[int, float] = {}
         for item in results:
             index = _dig(item, (spec.index_key,))
-            score = _number_or_nan(_dig(item, (spec.score_key,)))
-            if (
-                not isinstance(index, int)
-                or isinstance(index, bool)
-                or not 0 <= index < n
-                or not math.isfinite(score)
-            ):
+            score = _number_or_none(_dig(item, (spec.score_key,)))
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < n or score is None:
                 raise BadResponseError(f"{where}: bad result {_preview(item)} for {n} documents")
             if index in by_index:
                 raise BadResponseError(f"{where}: index {index} returned twice")
@@ -491,9 +486,11 @@ def _input_too_long(exc: PayloadTooLargeError) -> bool:
     return not _BATCH_TOO_BIG.search(message) and bool(_INPUT_TOO_LONG.search(message))
 
 
-def _number_or_nan(value: Any) -> float:
+def _number_or_none(value: Any) -> float | None:
+    """A score as sent; NaN and infinities pass, for the guard to rank last with a warning (one policy for
+    every backend, `leanrank.rerank.guard`); what is not a number at all is a malformed answer."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return math.nan
+        return None
     return float(value)
 
 

@@ -103,10 +103,20 @@ async def rerank_once(
     if charge.cost_usd is not None:
         response.headers["x-leanrank-cost-usd"] = f"{charge.cost_usd:.8f}"
     if ignored:
-        response.headers["x-leanrank-ignored"] = ", ".join(ignored)
+        response.headers["x-leanrank-ignored"] = header_text(", ".join(ignored))
     if charge.response.usage.warnings:
-        response.headers["x-leanrank-warning"] = "; ".join(charge.response.usage.warnings)
+        response.headers["x-leanrank-warning"] = header_text("; ".join(charge.response.usage.warnings))
     return charge
+
+
+_HEADER_CHARS = 1000
+
+
+def header_text(text: str) -> str:
+    """`text` as a safe header value: field names come from the client, so anything outside printable ASCII
+    (control characters, lone surrogates, other scripts) is JSON-escaped, and the value is capped."""
+    escaped = json.dumps(text)[1:-1]
+    return escaped if len(escaped) <= _HEADER_CHARS else escaped[: _HEADER_CHARS - 3] + "..."
 
 
 def _ignored(body: BaseModel, fields: Sequence[str]) -> list[str]:
