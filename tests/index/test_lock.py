@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import qdrant_edge as qe
 import pytest
+import qdrant_edge as qe
 
 from leanrank.index.edge import KEYWORD_FIELDS, META_FILE, EdgeStore
 from tests.cli.test_cli import leanrank
@@ -61,7 +61,8 @@ def _holder(path: Path) -> subprocess.Popen[str]:
 
 
 def _write(proc: subprocess.Popen[str], i: int) -> str:
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
     proc.stdin.write(f"{i}\n")
     proc.stdin.flush()
     return proc.stdout.readline().strip()
@@ -91,7 +92,7 @@ def test_a_second_process_is_refused_and_the_holder_keeps_writing(tmp_path: Path
 
 
 def test_the_command_fails_cleanly_while_the_index_is_held(tmp_path: Path) -> None:
-    """`leanrank courses` on a held data dir: one line, status 1 (a retry may pass); the holder's writes still succeed."""
+    """`leanrank courses` on a held data dir: one line, status 1 (a retry may pass); the holder writes on."""
     holder = _holder(tmp_path / "index")
     try:
         r = leanrank(tmp_path, "courses")
