@@ -13,7 +13,9 @@ from __future__ import annotations
 import html
 import io
 import logging
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -58,9 +60,12 @@ def load_file(path: Path, *, max_bytes: int) -> SourceText:
 
 
 def read_file(path: Path, *, max_bytes: int) -> bytes:
-    """The bytes of a file of a supported type and size, so they are read once for both hashing and parsing.
+    """The bytes of a regular file of a supported type and size, read once for both hashing and parsing.
 
-    The type and the size are checked before reading, so an unsupported or oversized file costs nothing.
+    The type and the reported size are checked before reading, so an unsupported or oversized file costs
+    nothing; the limit also holds while reading, since a size can lie (a file growing, `/proc`). The file
+    is opened without blocking and read only if it is a regular file: a FIFO would wait for a writer
+    forever, a device (`/dev/zero`) never ends.
     """
     name = str(path)
     suffix = path.suffix.lower()
@@ -68,12 +73,22 @@ def read_file(path: Path, *, max_bytes: int) -> bytes:
         what = f"unsupported file type {suffix!r}" if suffix else "no file extension"
         raise UnsupportedFileTypeError(name, f"{what}; supported: {' '.join(sorted(SUPPORTED_SUFFIXES))}")
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise FileTooLargeError(name, f"{size} bytes is over the limit of {max_bytes} bytes")
-        return path.read_bytes()
+        with open(path, "rb", opener=_open_nonblocking) as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise DocumentError(name, "not a regular file (a FIFO, device or socket)")
+            if info.st_size > max_bytes:
+                raise FileTooLargeError(name, f"{info.st_size} bytes is over the limit of {max_bytes} bytes")
+            data = f.read(max_bytes + 1)
     except OSError as exc:
         raise DocumentError(name, f"cannot read: {exc.strerror or _one_line(exc)}") from None
+    if len(data) > max_bytes:
+        raise FileTooLargeError(name, f"more than the limit of {max_bytes} bytes")
+    return data
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)
 
 
 def parse_file(path: Path, data: bytes) -> SourceText:
