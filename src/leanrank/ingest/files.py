@@ -42,7 +42,7 @@ def source_id(path: Path, root: Path) -> str:
 
 
 def check_source(path: Path, root: Path) -> None:
-    """Raise a `DocumentError` unless `path` has a UTF-8 name and is, links resolved, inside the folder `root`.
+    """Raise a `DocumentError` unless `path` has a UTF-8 name and is, links resolved, in the folder `root`.
 
     A name in another encoding (a Latin-1 `été.md` from a Windows archive) cannot be stored or shown as
     its source id; a link out of the course folder would index files nobody put in the course.
