@@ -23,20 +23,31 @@ from leanrank.serve.errors import NotFoundError, status_of
 
 JobStatus = Literal["queued", "running", "done", "failed"]
 _log = logging.getLogger("leanrank.serve")
+_MAX_NAME_BYTES = 255  # NAME_MAX of Linux, macOS and Windows file systems
 
 
 def source_name(filename: str | None) -> str:
     """A multipart file name as the source id it will have: a relative POSIX path inside the upload.
 
     Absolute paths, `..` and hidden parts are refused rather than rewritten: ingestion skips hidden files
-    silently, and a rewritten name would not match the source the client later deletes.
+    silently, and a rewritten name would not match the source the client later deletes. Each part must
+    be a name a file system takes: UTF-8 text without NUL, at most 255 bytes.
     """
     raw = (filename or "").replace("\\", "/").strip("/")
     parts = raw.split("/")
     if not raw or len(raw) > 512 or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
         raise InputError(
-            f"file name {filename!r}: give a relative path of at most 512 characters without '..' "
+            f"files: file name {filename!r}: give a relative path of at most 512 characters without '..' "
             "or parts starting with '.'"
+        )
+    try:
+        too_long = any(len(p.encode("utf-8")) > _MAX_NAME_BYTES for p in parts)
+    except UnicodeEncodeError:
+        raise InputError(f"files: file name {filename!r} is not valid UTF-8 text") from None
+    if too_long or "\x00" in raw:
+        raise InputError(
+            f"files: file name {filename!r}: each part of the path must be at most {_MAX_NAME_BYTES} "
+            "bytes of UTF-8, without NUL"
         )
     return raw
 
