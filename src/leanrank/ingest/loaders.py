@@ -223,6 +223,16 @@ def _inline_text(inline: Token) -> str:
 # --- HTML -----------------------------------------------------------------------------------------
 
 _DROP_TAGS = frozenset({"script", "style", "nav", "noscript", "template", "head"})
+# The parser's time grows with the square of the nesting depth (50,000 nested <div> take ~10 s); real
+# pages stay under a few dozen levels.
+MAX_HTML_DEPTH = 1000
+# Elements that never hold children, and those a sibling of the same kind closes (`<li>a<li>b`), are
+# left out of the count.
+_NOT_NESTING = (
+    "area base br col embed hr img input link meta param source track wbr "
+    "p li dt dd option optgroup tr td th thead tbody tfoot rb rt rp colgroup caption"
+)
+_NESTING_TAG = re.compile(rf"<(/?)(?!(?:{'|'.join(_NOT_NESTING.split())})[\s/>])[a-z]", re.IGNORECASE)
 _HEADING_LEVEL = {f"h{n}": n for n in range(1, 7)}
 _SPACE, _NEWLINE, _PARAGRAPH = 1, 2, 3
 _SEPARATORS = {_SPACE: " ", _NEWLINE: "\n", _PARAGRAPH: "\n\n"}
@@ -273,7 +283,11 @@ class _TextBuilder:
 
 def _load_html(data: bytes, name: str) -> tuple[str, list[Section]]:
     """Visible text of the page; h1–h6 open sections whose heading path is the stack of enclosing headings."""
-    tree = LexborHTMLParser(_decode(data, name))
+    markup = _decode(data, name)
+    depth = _nesting(markup)
+    if depth > MAX_HTML_DEPTH:
+        raise DocumentError(name, f"HTML nested {depth} elements deep, over the limit of {MAX_HTML_DEPTH}")
+    tree = LexborHTMLParser(markup)
     root = tree.body or tree.root
     if root is None:
         return "", []
@@ -306,6 +320,19 @@ def _load_html(data: bytes, name: str) -> tuple[str, list[Section]]:
     spans.append((body_start, len(text), _path(stack)))
     found = (_section(text, start, end, heading) for start, end, heading in spans)
     return text, [s for s in found if s]
+
+
+def _nesting(markup: str) -> int:
+    """How deep the tags of `markup` nest, counted in linear time before parsing: an unclosed tag counts as
+    open to the end, which only overestimates."""
+    depth = deepest = 0
+    for match in _NESTING_TAG.finditer(markup):
+        if match[1]:
+            depth = max(depth - 1, 0)
+        else:
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest
 
 
 def _walk(root: LexborNode) -> Iterator[tuple[LexborNode, bool]]:
