@@ -165,6 +165,15 @@ class ServeSettings(BaseModel):
     background_ingest_bytes: int = Field(
         1_000_000, ge=0, description="Larger uploads are ingested in the background (202 and a job)."
     )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection whose request line and headers are not all in by then closes."
+    )
+    max_connections: int = Field(
+        1_000, ge=1, description="Open connections; a request on one more is answered 503 and closed."
+    )
+    shutdown_timeout_s: int = Field(
+        30, ge=1, description="On SIGTERM, requests and ingest jobs get this long; unfinished jobs resume."
+    )
 
 
 class StoreSettings(BaseModel):
