@@ -24,12 +24,16 @@ import qdrant_edge as qe
 from leanrank.encode.base import Matrix, SparseVec
 from leanrank.errors import ConfigError, StoreError
 from leanrank.index.base import Candidate, HybridQuery, StoredPoint
+from leanrank.storage import ensure_free
 from leanrank.types import Chunk
 
 SCHEMA_VERSION = 1
 _NAMESPACE = uuid.UUID("6f1c2b1e-3c55-4a8e-9f0e-6c65616e72a1")
 KEYWORD_FIELDS = ("course", "lang", "source", "file_hash", "heading_prefixes")
 _FACET_LIMIT = 1_000_000
+# A point costs its vectors and payload in the write-ahead log and again in a segment, with slack.
+_WRITE_AMPLIFICATION = 4
+_POINT_OVERHEAD_BYTES = 1024
 META_FILE = "leanrank-index.json"
 LOCK_FILE = "leanrank.lock"
 _IN_USE = "the index is open in another process (stop it or use another LEANRANK_DATA_DIR)"
@@ -168,6 +172,7 @@ class EdgeStore:
         if (shard_dir / "edge_config.json").exists():
             shard = qe.EdgeShard.load(str(shard_dir))
         else:
+            ensure_free(shard_dir.parent, 0, f"creating the index at {shard_dir.parent}")
             shutil.rmtree(shard_dir, ignore_errors=True)  # a creation cut short before the engine's config
             shard_dir.mkdir(parents=True)
             config = qe.EdgeConfig(
@@ -192,6 +197,13 @@ class EdgeStore:
             qe.Point(point_id(c), {"dense": d.tolist(), "bm25": _sparse(s)}, chunk_payload(c))
             for c, d, s in zip(chunks, dense, sparse, strict=True)
         ]
+        size = (
+            sum(len(c.text.encode()) for c in chunks)
+            + dense.nbytes
+            + 12 * sum(len(v.indices) for v in sparse)
+        )
+        need = _WRITE_AMPLIFICATION * (size + _POINT_OVERHEAD_BYTES * len(chunks))
+        ensure_free(self.path, need, f"writing {course}/{source}")
         with _engine_errors(f"writing {course}/{source}"):
             # One operation for the whole file: the WAL applies it entirely or not at all.
             if points:
@@ -232,6 +244,7 @@ class EdgeStore:
         return {hit.value: int(hit.count) for hit in response.hits if hit.count}
 
     def _delete(self, flt: qe.Filter, what: str) -> int:
+        ensure_free(self.path, 0, f"deleting {what}")
         with _engine_errors(f"deleting {what}"):
             n = int(self._shard.count(qe.CountRequest(exact=True, filter=flt)))
             if n:

@@ -23,6 +23,7 @@ from leanrank.errors import (
     InputError,
     LeanrankError,
     QueryTooLongError,
+    StorageFullError,
     StoreError,
     UnknownCourseError,
 )
@@ -87,6 +88,7 @@ STATUS_TABLE: dict[type[Exception], Status] = {
     OverloadedError: Status(429, "overloaded"),
     BudgetExceededError: Status(402, "budget_exceeded"),
     BackendError: Status(424, "backend_failed"),
+    StorageFullError: Status(507, "storage_full"),
     StoreError: Status(503, "store_unavailable"),
     NotReadyError: Status(503, "not_ready"),
     ConfigError: Status(500, "misconfigured"),
@@ -139,4 +141,5 @@ _log = logging.getLogger("leanrank.serve")
 _FIXED = {
     "backend_failed": "the rerank backend failed; quote the request id to the operator",
     "store_unavailable": "the index is unavailable; quote the request id to the operator",
+    "storage_full": "the server's disk is full: writes are refused until space is freed, searches go on",
 }

@@ -377,6 +377,7 @@ _ERROR_CODES = {
     424: "The rerank backend failed (every link of a fallback chain).",
     429: "At capacity; retry shortly.",
     503: "Starting, stopping, or the index is unavailable.",
+    507: "The server's disk is full: the write was refused, nothing changed.",
 }
 
 

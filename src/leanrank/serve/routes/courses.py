@@ -27,8 +27,9 @@ from leanrank.serve.wire import (
     IngestJobOut,
     errors,
 )
+from leanrank.storage import ensure_free
 
-router = APIRouter(tags=["courses"], responses=errors(401, 403, 404, 422, 503))
+router = APIRouter(tags=["courses"], responses=errors(401, 403, 404, 422, 503, 507))
 
 
 @router.get(
@@ -140,6 +141,7 @@ async def upload(
     _check_distinct(names)
     pipeline = service.pipeline
     jobs = service.jobs
+    ensure_free(jobs.folder, sum(f.size or 0 for f in files), "saving the upload")
     job_id = jobs.new_id()
     folder = jobs.files_of(job_id)
     try:
