@@ -9,8 +9,10 @@ files are kept under `data_dir/jobs` until they end, so a restart resumes them.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import os
 import shutil
 import sqlite3
 import uuid
@@ -75,9 +77,11 @@ class _StoppingError(Exception):
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, course TEXT NOT NULL, bytes INTEGER NOT NULL, status TEXT NOT NULL,
-    files TEXT NOT NULL, error TEXT, created_at TEXT NOT NULL, finished_at TEXT
+    files TEXT NOT NULL, error TEXT, created_at TEXT NOT NULL, finished_at TEXT,
+    owner TEXT NOT NULL, dir TEXT NOT NULL
 )
 """
+_COLUMNS = "id, course, bytes, status, files, error, created_at, finished_at"
 
 
 class IngestJobs:
@@ -87,6 +91,9 @@ class IngestJobs:
     stay until the job ends: after a crash or a stop the next start resumes every unfinished job
     (ingestion is idempotent: files already indexed come back `unchanged`), or reports it failed if its
     files are gone. The last `keep` finished jobs stay readable. All calls come from the event loop.
+
+    Replicas may share `folder` (one data volume): each process holds a lock on `<owner>.lock` and keeps
+    its uploads under `<owner>/`, and takes over only jobs whose owner's lock is free (that process died).
     """
 
     def __init__(self, folder: Path, keep: int = 1000) -> None:
@@ -100,10 +107,14 @@ class IngestJobs:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        self.owner = uuid.uuid4().hex
+        lock = _hold(folder / f"{self.owner}.lock")
+        assert lock is not None  # a new file: nobody else can hold it
+        self._lock = lock
 
     def files_of(self, job_id: str) -> Path:
-        """Where a job's uploaded files are kept until it ends."""
-        return self.folder / job_id
+        """Where this process keeps a new job's uploaded files until the job ends."""
+        return self.folder / self.owner / job_id
 
     def new_id(self) -> str:
         return uuid.uuid4().hex
@@ -112,14 +123,24 @@ class IngestJobs:
         """Record a job whose files are saved under `files_of(job_id)`: from here on it survives a restart."""
         job = IngestJob(job_id, course, nbytes)
         self._db.execute(
-            "INSERT INTO jobs VALUES (?, ?, ?, ?, '[]', NULL, ?, NULL)",
-            (job.id, job.course, job.bytes, job.status, job.created_at.isoformat()),
+            "INSERT INTO jobs VALUES (?, ?, ?, ?, '[]', NULL, ?, NULL, ?, ?)",
+            (
+                job.id,
+                job.course,
+                job.bytes,
+                job.status,
+                job.created_at.isoformat(),
+                self.owner,
+                str(self.files_of(job_id).relative_to(self.folder)),
+            ),
         )
         return job
 
     def get(self, course: str, job_id: str) -> IngestJob:
         """The job, if it belongs to `course`: a key of another course cannot even learn that it exists."""
-        row = self._db.execute("SELECT * FROM jobs WHERE id = ? AND course = ?", (job_id, course)).fetchone()
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND course = ?", (job_id, course)
+        ).fetchone()
         if row is None:
             raise NotFoundError(f"no ingest job {job_id!r} in course {course!r}")
         return _job(row)
@@ -134,7 +155,7 @@ class IngestJobs:
 
     async def run(self, pipeline: Pipeline, job: IngestJob) -> None:
         """Ingest the job's files into its course now; they are removed when it ends, errors re-raised."""
-        folder = self.files_of(job.id)
+        folder = self.folder / self._db.execute("SELECT dir FROM jobs WHERE id = ?", (job.id,)).fetchone()[0]
         try:
             async with self.writer:
                 job.status = "running"
@@ -188,10 +209,41 @@ class IngestJobs:
             return
 
     def resume(self, pipeline: Pipeline) -> None:
-        """Restart the jobs a previous process left unfinished; drop files no job owns (uploads cut short)."""
-        rows = self._db.execute("SELECT * FROM jobs WHERE finished_at IS NULL ORDER BY created_at").fetchall()
-        for job in map(_job, rows):
-            if self.files_of(job.id).is_dir():
+        """Take over the unfinished jobs of processes that died (their lock is free) and restart them; a job
+        whose files are gone is reported failed; their files no job owns (uploads cut short) are removed."""
+        for entry in self.folder.glob("*.lock"):
+            owner = entry.stem
+            lock = _hold(entry)
+            if lock is None:  # a live process
+                continue
+            try:
+                self._take_over(pipeline, owner)
+                pending = self._db.execute(
+                    "SELECT dir FROM jobs WHERE finished_at IS NULL AND dir LIKE ?", (f"{owner}/%",)
+                )
+                owned = {row[0] for row in pending}
+                for left in (self.folder / owner).glob("*"):
+                    if f"{owner}/{left.name}" not in owned:
+                        shutil.rmtree(left, ignore_errors=True)
+                if not owned:
+                    shutil.rmtree(self.folder / owner, ignore_errors=True)
+                    entry.unlink()
+            finally:
+                os.close(lock)
+
+    def _take_over(self, pipeline: Pipeline, owner: str) -> None:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS}, dir FROM jobs WHERE finished_at IS NULL AND owner = ? ORDER BY created_at",
+            (owner,),
+        ).fetchall()
+        for row in rows:
+            job = _job(row[:-1])
+            claimed = self._db.execute(
+                "UPDATE jobs SET owner = ? WHERE id = ? AND owner = ?", (self.owner, job.id, owner)
+            ).rowcount
+            if not claimed:  # another replica was quicker
+                continue
+            if (self.folder / row[-1]).is_dir():
                 job.status = "queued"
                 self.start(pipeline, job)
                 continue
@@ -199,10 +251,6 @@ class IngestJobs:
             job.error = "the uploaded files were lost in a restart; upload them again"
             job.finished_at = datetime.now(UTC)
             self._save(job)
-        owned = {row[0] for row in self._db.execute("SELECT id FROM jobs WHERE finished_at IS NULL")}
-        for entry in self.folder.iterdir():
-            if entry.is_dir() and entry.name not in owned:
-                shutil.rmtree(entry, ignore_errors=True)
 
     async def drain(self, timeout_s: float) -> bool:
         """Stop after the file being ingested; True if every job stopped within `timeout_s`, after which
@@ -216,7 +264,19 @@ class IngestJobs:
                 )
                 return False
         self._db.close()
+        os.close(self._lock)
         return True
+
+
+def _hold(path: Path) -> int | None:
+    """A descriptor holding an exclusive lock on `path` (created if missing), or None if another holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _job(row: tuple[Any, ...]) -> IngestJob:
