@@ -153,6 +153,7 @@ class EdgeStore:
         self.path = path
         expected = {"schema": SCHEMA_VERSION, "dim": dim, "encoder": encoder}
         self._lock = _lock(path)
+        shard: qe.EdgeShard | None = None
         try:
             found = stored_meta(path)
             if found is not None and found != expected:
@@ -161,12 +162,15 @@ class EdgeStore:
                     "use another data directory or re-ingest"
                 )
             with _engine_errors(f"opening the index at {path}"):
-                self._shard = self._open(path / "shard", dim)
+                shard = self._open(path / "shard", dim)
                 if found is None:
                     (path / META_FILE).write_text(json.dumps(expected), encoding="utf-8")
         except BaseException:
+            if shard is not None:
+                shard.close()
             os.close(self._lock)
             raise
+        self._shard = shard
 
     def _open(self, shard_dir: Path, dim: int) -> qe.EdgeShard:
         if (shard_dir / "edge_config.json").exists():
