@@ -57,9 +57,9 @@ def index(pipe: Pipeline, data: Dataset) -> tuple[list[Chunk], np.ndarray]:
     t0 = time.perf_counter()
     for done, ids in enumerate(by_source.values(), 1):
         part = doc_chunks([data.docs[i] for i in ids], pipe.dense.token_count)
-        vecs = pipe.dense.embed_passages([c.text for c in part])
+        vecs = pipe.dense.embed_passages([c.indexed_text for c in part])
         dense[ids] = vecs
-        sparse = pipe.sparse.embed_documents([c.text for c in part], [c.lang for c in part])
+        sparse = pipe.sparse.embed_documents([c.indexed_text for c in part])
         pipe.store.replace_source(part[0].course, part[0].source, part, vecs, sparse)
         chunks.extend(part)
         print(
@@ -198,7 +198,7 @@ def main() -> None:
         t0 = time.perf_counter()
         for source, ids in by_source.items():
             part = [all_chunks[i] for i in ids]
-            sparse = pipe.sparse.embed_documents([c.text for c in part], [c.lang for c in part])
+            sparse = pipe.sparse.embed_documents([c.indexed_text for c in part])
             pipe.store.replace_source(SCALE_COURSE, source, part, all_dense[ids], sparse)
         print(f"scale course: {len(all_chunks)} chunks written in {time.perf_counter() - t0:.0f}s")
 

@@ -268,9 +268,9 @@ class Pipeline:
             )
             if not chunks:
                 raise DocumentError(sid, "no text to index")
-            texts = [c.text for c in chunks]
+            texts = [c.indexed_text for c in chunks]
             dense = self.dense.embed_passages(texts)
-            sparse = self.sparse.embed_documents(texts, [c.lang for c in chunks])
+            sparse = self.sparse.embed_documents(texts)
             self.store.replace_source(course, sid, chunks, dense, sparse)
         except DocumentError as exc:
             return FileReport(sid, "skipped", reason=exc.reason)

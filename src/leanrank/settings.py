@@ -44,10 +44,15 @@ class RetrieveSettings(BaseModel):
     prefetch: int = Field(
         100, ge=1, le=10_000, description="Hits each of dense and BM25 contribute to fusion."
     )
-    # k and weights were chosen on the tune half of the XQuAD benchmark (bench/retrieval.py).
-    rrf_k: int = Field(30, ge=1, description="RRF constant k (0-based rank convention, see above).")
+    # k and the weights were chosen on the tune halves of a real bilingual course's questions and of XQuAD
+    # together (bench/course.py, bench/cascade.py): a small k lets each list's top hits lead, so a passage one
+    # list is sure of is not buried by many the other list half-likes; the language lists are a light touch.
+    rrf_k: int = Field(7, ge=1, description="RRF constant k (0-based rank convention, see above).")
     dense_weight: float = Field(1.0, ge=0.0)
-    sparse_weight: float = Field(0.5, ge=0.0)
+    sparse_weight: float = Field(1.0, ge=0.0)
+    lang_weight: float = Field(
+        0.1, ge=0.0, description="Weight of the per-language dense lists (one for ru, one for en); 0 = off."
+    )
     # No cap by default: one lecture file may hold several chunks that answer a question, and on XQuAD a
     # cap of 3 cost candidate recall (0.970 against 0.996) that the cascade's adaptive depth does not.
     max_per_source: int = Field(0, ge=0, description="Most chunks kept from one source file; 0 = no limit.")

@@ -10,6 +10,11 @@ from typing import Literal
 
 Lang = Literal["ru", "en", "mixed"]
 
+# Section meta keys shared by the notebook loader and the chunker: a cell's index, and its type when it
+# is code (a code cell is packed whole when it fits, and cut at blank lines and lines, never sentences).
+CELL_KEY = "cell"
+CODE_KEY = "cell_type"
+
 
 @dataclass(frozen=True, slots=True)
 class Section:
@@ -38,6 +43,11 @@ class Chunk:
     `start`/`end` are character offsets into the source file's plain text:
     `source_text[start:end] == text`.
     `meta` holds format-specific facts (e.g. transcript timestamps `t_start`/`t_end`, PDF `page`).
+    `context` is what the chunk is about but does not say itself — the file's name and the heading path,
+    and for a chunk of code the prose just before it. It is indexed with the text (dense and BM25 both
+    read `indexed_text`) but never shown, sent to a reranker or billed: that is always `text`.
+    `langs` are the languages the chunk contains (`leanrank.ingest.lang.contained_langs`), what a search's
+    language filter matches; `lang` is its dominant one.
     """
 
     course: str
@@ -52,10 +62,17 @@ class Chunk:
     file_hash: str
     tokens: int
     meta: dict[str, str] = field(default_factory=dict)
+    context: str = ""
+    langs: tuple[Lang, ...] = ()
 
     @property
     def heading_path(self) -> str:
         return " > ".join(self.heading)
+
+    @property
+    def indexed_text(self) -> str:
+        """What the first stage indexes: the context, a blank line, then the text."""
+        return f"{self.context}\n\n{self.text}" if self.context else self.text
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,3 +158,22 @@ def test_a_query_without_terms_is_dense_only(store: Store) -> None:
     assert [h.chunk.text for h in hits] == ["alpha", "beta"]
     assert hits[0].fused == pytest.approx(1 / 60, rel=1e-6)
     assert {h.bm25_rank for h in hits} == {None}
+
+
+def test_language_legs_lift_the_best_passage_of_each_language(store: Store) -> None:
+    """Three Russian chunks sit closer to the query than the English one (dense rank 3); the English leg
+    ranks it first among English chunks, so with the legs on it adds a second term: 1/60 for rank 0 there."""
+    texts = ["альфа", "бета", "гамма", "delta"]
+    dense = [vec(1, 0, 0, 0), vec(0.95, 0.05, 0, 0), vec(0.9, 0.1, 0, 0), vec(0.5, 0.5, 0, 0)]
+    write(store, [chunk("c", "a.md", i, t) for i, t in enumerate(texts)], dense, [[9]] * 4)
+    plain = {c.chunk.text: c for c in store.hybrid(query("c", vec(1, 0, 0, 0), [1], weights=(1.0, 1.0)))}
+    assert plain["delta"].dense_rank == 3
+    assert plain["delta"].fused == pytest.approx(1 / (60 + 3), rel=1e-6)
+    legs = store.hybrid(
+        query("c", vec(1, 0, 0, 0), [1], weights=(1.0, 1.0, 1.0, 1.0), lang_legs=("ru", "en"))
+    )
+    by_text = {c.chunk.text: c for c in legs}
+    assert by_text["delta"].fused == pytest.approx(1 / 63 + 1 / 60, rel=1e-6)
+    assert by_text["альфа"].fused == pytest.approx(1 / 60 + 1 / 60, rel=1e-6)
+    # 2/61 for бета, then delta (1/63 + 1/60) overtakes гамма (2/62): it was last without the legs
+    assert [c.chunk.text for c in legs] == ["альфа", "бета", "delta", "гамма"]

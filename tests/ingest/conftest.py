@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import nbformat
 import pytest
 from fpdf import FPDF
 
@@ -12,6 +13,26 @@ from leanrank.types import SourceText
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 MakePdf = Callable[..., Path]
+
+
+def notebook_json(cells: list[tuple[str, str]], *, outputs: bool = True) -> str:
+    """A real nbformat-4 notebook of (cell type, source) pairs; code cells get an image output and a
+    stream output, which the loader must leave out."""
+    nb = nbformat.v4.new_notebook()
+    for kind, source in cells:
+        if kind == "code":
+            cell = nbformat.v4.new_code_cell(source)
+            if outputs:
+                cell.outputs = [
+                    nbformat.v4.new_output("stream", name="stdout", text="printed output\n"),
+                    nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgoAAAANSUhEUg=="}),
+                ]
+        elif kind == "markdown":
+            cell = nbformat.v4.new_markdown_cell(source)
+        else:
+            cell = nbformat.v4.new_raw_cell(source)
+        nb.cells.append(cell)
+    return str(nbformat.writes(nb))
 
 
 def words(text: str) -> int:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+import docx
+import pptx
 import pytest
 from razdel import sentenize
 
@@ -15,7 +17,7 @@ from leanrank.errors import ConfigError
 from leanrank.ingest.chunker import ChunkerConfig, chunk_source
 from leanrank.ingest.loaders import SUPPORTED_SUFFIXES, load_file
 from leanrank.types import Chunk, Section, SourceText
-from tests.ingest.conftest import MakePdf, words
+from tests.ingest.conftest import MakePdf, notebook_json, words
 
 SAMPLE_COURSE = Path(str(resources.files("leanrank") / "sample_course"))
 SAMPLE_FILES = sorted(p for p in SAMPLE_COURSE.iterdir() if p.suffix in SUPPORTED_SUFFIXES)
@@ -43,6 +45,11 @@ def assert_valid(source: SourceText, chunks: list[Chunk], count: Counter) -> Non
         home = next(s for s in source.sections if s.start <= c.start < s.start + len(s.text))
         if "t_start" in home.meta:
             assert c.meta["t_start"] == home.meta["t_start"]
+        elif "cell" in home.meta:  # notebook cells under one heading share chunks
+            last = next(s for s in source.sections if s.start < c.end <= s.start + len(s.text))
+            assert (c.heading, c.meta) == (home.heading, home.meta)
+            assert "cell" in last.meta
+            assert last.heading == home.heading, "a chunk crossed a heading"
         else:
             assert c.end <= home.start + len(home.text), "a chunk crossed a section boundary"
             assert (c.heading, c.meta) == (home.heading, home.meta)
@@ -107,11 +114,25 @@ def every_format(tmp_path: Path, make_pdf: MakePdf) -> list[Path]:
         "a.htm": html,
         "a.vtt": vtt,
         "a.srt": srt,
+        "a.ipynb": notebook_json(
+            [("markdown", "# Lesson\n\n" + PARAGRAPHS), ("code", "x = 1\n\n" + "\n".join(sentences(6, 4)))]
+        ),
     }
     paths = [tmp_path / name for name in files]
     for path in paths:
         path.write_text(files[path.name], encoding="utf-8")
     paths.append(make_pdf([PARAGRAPHS[:900], PARAGRAPHS[900:1800]]))
+    doc = docx.Document()
+    doc.add_heading("Lesson", level=1)
+    prs = pptx.Presentation()
+    for k, paragraph in enumerate(PARAGRAPHS.split("\n\n")):
+        doc.add_paragraph(paragraph)
+        slide = prs.slides.add_slide(prs.slide_layouts[1])
+        slide.shapes.title.text = f"Part {k}"
+        slide.placeholders[1].text = paragraph
+    doc.save(str(tmp_path / "a.docx"))
+    prs.save(str(tmp_path / "a.pptx"))
+    paths += [tmp_path / "a.docx", tmp_path / "a.pptx"]
     assert {p.suffix for p in paths} == SUPPORTED_SUFFIXES
     return paths
 

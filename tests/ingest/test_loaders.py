@@ -38,7 +38,8 @@ def headings_and_texts(source: SourceText) -> list[tuple[tuple[str, ...], str]]:
 
 
 def test_supported_suffixes() -> None:
-    assert {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".vtt", ".srt"} == SUPPORTED_SUFFIXES
+    plain_and_media = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".vtt", ".srt"}
+    assert plain_and_media | {".ipynb", ".docx", ".pptx"} == SUPPORTED_SUFFIXES
 
 
 # --- Markdown and text -----------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def test_malformed_srt(tmp_path: Path, text: str) -> None:
 # --- bad input -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["slides.pptx", "README", "archive.tar.gz"])
+@pytest.mark.parametrize("name", ["slides.key", "README", "archive.tar.gz"])
 def test_unsupported_type_lists_supported_suffixes(tmp_path: Path, name: str) -> None:
     path = write(tmp_path / name, "text")
     with pytest.raises(UnsupportedFileTypeError, match=r"supported: .*\.md .*\.vtt"):

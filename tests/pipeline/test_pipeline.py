@@ -129,7 +129,7 @@ def test_bad_files_are_skipped_and_leave_nothing_behind(
     (course / "good.md").write_text("# Loops\n\nA for loop repeats a block of code.\n", encoding="utf-8")
     (course / "empty.md").write_text("", encoding="utf-8")
     (course / "binary.txt").write_bytes(b"\x00\x01\x02PNG\x00" * 100)
-    (course / "slides.pptx").write_bytes(b"PK\x03\x04")
+    (course / "slides.key").write_bytes(b"PK\x03\x04")
     (course / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a pdf")
     with (course / "huge.txt").open("wb") as f:
         f.truncate(50 * 1024 * 1024)
@@ -139,8 +139,8 @@ def test_bad_files_are_skipped_and_leave_nothing_behind(
         status = {f.source: f for f in report.files}
         assert status["good.md"].status == "added"
         skipped = {s for s, f in status.items() if f.status == "skipped"}
-        assert {"empty.md", "binary.txt", "slides.pptx", "broken.pdf", "huge.txt"} <= skipped
-        assert "unsupported file type" in status["slides.pptx"].reason
+        assert {"empty.md", "binary.txt", "slides.key", "broken.pdf", "huge.txt"} <= skipped
+        assert "unsupported file type" in status["slides.key"].reason
         assert all("\n" not in f.reason for f in report.files)
         assert set(p.store.sources("c")) <= {"good.md", "latin1.txt"}
         assert "good.md" in p.store.sources("c")

@@ -141,15 +141,13 @@ class Cascade:
         budget = self.settings.trim_tokens
         if budget <= 0:
             return Sendable(cand, text, 0, len(text), cand.chunk.tokens)
-        window = self.window(query_terms, text, cand.chunk.lang, budget, total=cand.chunk.tokens)
+        window = self.window(query_terms, text, budget, total=cand.chunk.tokens)
         return Sendable(cand, window.text, window.start, window.end, window.tokens)
 
-    def window(
-        self, query_terms: Set[int], text: str, lang: Lang, budget: int, *, total: int | None = None
-    ) -> Window:
+    def window(self, query_terms: Set[int], text: str, budget: int, *, total: int | None = None) -> Window:
         """The best window of one chunk for the query, by stemmed query terms (the first stage's analyser)."""
 
         def terms_of(part: str) -> Set[int]:
-            return set(self._sparse.embed_documents([part], [lang])[0].indices)
+            return set(self._sparse.embed_documents([part])[0].indices)
 
         return best_window(text, query_terms, budget, self._count, terms_of, total=total)

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 
 DATASET_HELP = (
-    "xquad:ru|en|ru+en|cross[+ntrex][:tune|:test], squad:FILE[:tune|:test], beir:DIR or own:DIR@QUERIES.jsonl"
+    "xquad:ru|en|ru+en|cross[+ntrex][:tune|:test], squad:FILE[:tune|:test], beir:DIR or "
+    "own:DIR@QUESTIONS.jsonl[:tune|:test] (questions judged by chunk ids, or by gold_files + answer phrase)"
 )
 
 

@@ -9,8 +9,6 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from leanrank.types import Lang
-
 Matrix = npt.NDArray[np.float32]
 
 
@@ -47,12 +45,12 @@ class DenseEncoder(Protocol):
 
 @runtime_checkable
 class SparseEncoder(Protocol):
-    """Lexical vectors analysed per language (stemming and stopwords of the text's own language)."""
+    """Lexical vectors; the encoder decides each word's language itself (course text mixes languages)."""
 
     @property
     def name(self) -> str: ...
 
-    def embed_documents(self, texts: Sequence[str], langs: Sequence[Lang]) -> list[SparseVec]: ...
+    def embed_documents(self, texts: Sequence[str]) -> list[SparseVec]: ...
 
     def embed_query(self, text: str) -> SparseVec: ...
 

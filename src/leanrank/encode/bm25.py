@@ -1,51 +1,119 @@
-"""BM25 sparse vectors from Qdrant's own analyser (the `Bm25` model shipped in `qdrant-edge-py`).
+"""BM25 sparse vectors for course material: Qdrant's stemmers and stopwords, leanrank's own term analysis.
 
-Each chunk is analysed with the stemmer and stopwords of its language; a `mixed` chunk, and a query whose
-script is mixed, is analysed with both and the term sets merged. Term ids are hashes of the stemmed token,
-so Russian and English terms share one index space without colliding in practice. IDF is applied by the
-engine (the `bm25` sparse vector is created with the IDF modifier), so vectors hold term-frequency weights.
+Lecture notes mix Russian prose, English terms and code in one paragraph, so one language per chunk
+stems half its words wrongly, and a word analyser drops what students search code for. The analysis,
+the same at index and query time:
+
+1. **normalise** (`normalise`): NFKC, ё → е, stress marks and soft hyphens and zero-width characters
+   removed, so «объём», «объем» and «объ́ём» are one term;
+2. **drop blobs**: data URIs and long base64/hex runs (notebook images, hashes) are never terms;
+3. **words**, per word: a word with Cyrillic letters goes through Qdrant's Russian stemmer and stopwords,
+   any other through the English ones (`qdrant_edge.Bm25` on the single word, memoised);
+4. **code terms**: a dotted or snake_case identifier (`pd.crosstab`, `n_estimators`) is kept whole as a term
+   besides its parts, a camelCase word (`KNeighborsClassifier`) is split into its parts besides the whole,
+   and runs of 2–4 operator characters (`===`, `!=`, `->`, `$@`) are terms of their own.
+
+Document weights are Okapi BM25's term-frequency part, `tf·(k+1) / (tf + k·(1 − b + b·|d|/avg_len))`
+(Robertson & Zaragoza 2009, eq. 3.11 without IDF), the same formula `qdrant_edge.Bm25` applies; the engine
+adds IDF (the `bm25` vector has the IDF modifier). A query term weighs 1. Word term ids are Qdrant's own
+(hashes of the stem); code terms are hashed here into the same 31-bit space under a prefix, so a code term
+never collides with the word of the same spelling by construction of the hash input.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from leanrank.encode.base import SparseVec
-from leanrank.ingest.lang import detect_lang
-from leanrank.types import Lang
 
-_LANGUAGE = {"ru": "russian", "en": "english"}
+# Stress marks (combining grave/acute), soft hyphen, zero-width space/joiners, word joiner, BOM.
+_INVISIBLE = dict.fromkeys(map(ord, "\u0300\u0301\u00ad\u200b\u200c\u200d\u2060\ufeff"))
+_YO = str.maketrans("ёЁ", "еЕ")
+_BLOB = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]*|[A-Za-z0-9+/]{64,}={0,2}|\b[0-9a-fA-F]{32,}\b")
+_IDENTIFIER = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|(?<![\w.])_*[A-Za-z]\w*_\w*")
+_WORD = re.compile(r"[^\W_]+")
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_OPERATOR_CHARS = r"=!<>+\-*/%&|^~@$:?"
+_OPERATOR = re.compile(rf"(?<![{_OPERATOR_CHARS}])[{_OPERATOR_CHARS}]{{2,4}}(?![{_OPERATOR_CHARS}])")
+_CYRILLIC = re.compile("[\u0400-\u04ff]")
+_LANGUAGES = {"ru": "russian", "en": "english"}
+_MEMO_LIMIT = 1_000_000
+
+
+def normalise(text: str) -> str:
+    """NFKC, ё → е, stress marks, soft hyphens and zero-width characters removed (index and query alike)."""
+    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).translate(_YO)
+
+
+def code_term_id(term: str) -> int:
+    """A 31-bit id for a code term (identifier or operator), disjoint in input from word stems."""
+    digest = hashlib.blake2b(f"code\x00{term}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
 
 
 class Bm25Encoder:
-    """Per-language BM25 analysis; `k`, `b` and `avg_len` are the usual Okapi parameters."""
+    """Per-word-language BM25 analysis; `k`, `b` and `avg_len` are the usual Okapi parameters."""
 
     def __init__(self, k: float = 1.2, b: float = 0.75, avg_len: float = 64.0) -> None:
         import qdrant_edge
 
-        self.name = f"qdrant-bm25(k={k},b={b},avg_len={avg_len})"
+        self.k, self.b, self.avg_len = k, b, avg_len
+        self.name = f"leanrank-bm25(k={k},b={b},avg_len={avg_len})"
         self._models: dict[str, Any] = {
             code: qdrant_edge.Bm25(qdrant_edge.Bm25Config(k=k, b=b, avg_len=avg_len, language=language))
-            for code, language in _LANGUAGE.items()
+            for code, language in _LANGUAGES.items()
         }
+        self._memo: dict[str, tuple[int, ...]] = {}
 
-    def _analyse(self, text: str, lang: Lang, *, query: bool) -> SparseVec:
-        codes = ("ru", "en") if lang == "mixed" else (lang,)
-        merged: dict[int, float] = {}
-        for code in codes:
-            model = self._models[code]
-            vec = model.embed_query(text) if query else model.embed_document(text)
-            for index, value in zip(vec.indices, vec.values, strict=True):
-                merged[index] = max(value, merged.get(index, 0.0))
-        ordered = sorted(merged.items())
-        return SparseVec(tuple(i for i, _ in ordered), tuple(v for _, v in ordered))
+    def terms(self, text: str) -> list[int]:
+        """The term ids of `text` in order, repeats included (their count is the term frequency)."""
+        return list(self._terms(normalise(text)))
 
-    def embed_documents(self, texts: Sequence[str], langs: Sequence[Lang]) -> list[SparseVec]:
-        return [self._analyse(text, lang, query=False) for text, lang in zip(texts, langs, strict=True)]
+    def _terms(self, text: str) -> Iterator[int]:
+        text = _BLOB.sub(" ", text)
+        for match in _IDENTIFIER.finditer(text):
+            yield code_term_id(match.group().lower())
+        for match in _OPERATOR.finditer(text):
+            yield code_term_id(match.group())
+        for match in _WORD.finditer(text):
+            word = match.group()
+            parts = _CAMEL.findall(word) if not _CYRILLIC.search(word) else []
+            yield from self._word(word)
+            if len(parts) > 1:
+                for part in parts:
+                    yield from self._word(part)
+
+    def _word(self, word: str) -> tuple[int, ...]:
+        """The stem id of one word (none for a stopword), by the stemmer of the word's own script."""
+        key = word.lower()
+        ids = self._memo.get(key)
+        if ids is None:
+            model = self._models["ru" if _CYRILLIC.search(key) else "en"]
+            ids = tuple(int(i) for i in model.embed_query(key).indices)
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[key] = ids
+        return ids
+
+    def embed_documents(self, texts: Sequence[str]) -> list[SparseVec]:
+        return [self._document(text) for text in texts]
+
+    def _document(self, text: str) -> SparseVec:
+        terms = self.terms(text)
+        norm = self.k * (1 - self.b + self.b * len(terms) / self.avg_len)
+        counts = sorted(Counter(terms).items())
+        return SparseVec(
+            tuple(i for i, _ in counts), tuple(tf * (self.k + 1) / (tf + norm) for _, tf in counts)
+        )
 
     def embed_query(self, text: str) -> SparseVec:
-        return self._analyse(text, detect_lang(text), query=True)
+        ids = sorted(set(self.terms(text)))
+        return SparseVec(tuple(ids), (1.0,) * len(ids))
 
     def token_count(self, text: str) -> int:
-        return len(self._analyse(text, detect_lang(text), query=False).indices)
+        return len(set(self.terms(text)))

@@ -9,11 +9,16 @@ SPEC grammar, parsed in `parse_spec` only:
                                       over the en pool and en questions over the ru pool)
     squad:FILE[:tune|:test]           any SQuAD-format JSON file
     beir:DIR                          corpus.jsonl, queries.jsonl, qrels/test.tsv
-    own:DIR@QUERIES                   course files under DIR, JSON lines {"id", "query", "relevant"?}
+    own:DIR@QUERIES[:tune|:test]      course files under DIR and JSON-lines questions, judged either by
+                                      chunk ids {"id", "query", "relevant"} or, needing no ids, by
+                                      {"id", "query", "lang"?, "cross_lingual"?, "gold_files", "answer"}:
+                                      a chunk is relevant when it comes from a gold file and contains the
+                                      answer phrase (a list: any of them), case- and space-insensitively
 
 Splits are by article (a SQuAD context group): the first half of the articles in file order is `tune`, the
 rest `test` - the split `bench/retrieval.py` tuned the fusion settings on, so `:test` numbers are measured
-on questions nothing was fitted to. The pool always stays whole; a split selects queries only.
+on questions nothing was fitted to. Own questions split by a hash of their id (`OWN_TUNE_SHARE` to tune),
+stable as questions are added. The pool always stays whole; a split selects queries only.
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ class DatasetError(InputError):
 class Doc:
     """One unit of the pool, indexed as one chunk of `course` and judged by `doc_id`.
 
-    `source` is the file it came from: the per-source cap and incremental writes group by it.
+    `source` is the file it came from: the per-source cap and incremental writes group by it; `context`
+    and `langs` are the chunk's (`leanrank.types.Chunk`), indexed as `leanrank ingest` would.
     """
 
     doc_id: str
@@ -65,17 +71,24 @@ class Doc:
     course: str
     source: str
     lang: Lang
+    context: str = ""
+    langs: tuple[Lang, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """A question asked of one course (pool); `split` is None for datasets without a tune/test split."""
+    """A question asked of one course (pool); `split` is None for datasets without a tune/test split.
+
+    `group` is what the report breaks numbers down by: the query's language, or `cross-lingual` when its
+    answer is only in material of the other language.
+    """
 
     qid: str
     text: str
     lang: Lang
     course: str
     split: Split | None = None
+    group: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +177,7 @@ def parse_spec(spec: str) -> DatasetSpec:
     """The one parser of dataset SPEC strings; an error shows the accepted forms."""
     usage = (
         f"unknown dataset {spec!r}; use xquad:{{{'|'.join(XQUAD_POOLS)}}}[+ntrex][:tune|:test], "
-        "squad:FILE[:tune|:test], beir:DIR or own:DIR@QUERIES.jsonl"
+        "squad:FILE[:tune|:test], beir:DIR or own:DIR@QUERIES.jsonl[:tune|:test]"
     )
     kind, sep, rest = spec.strip().partition(":")
     if not sep or not rest:
@@ -182,10 +195,10 @@ def parse_spec(spec: str) -> DatasetSpec:
         return DatasetSpec("squad", rest, split=split)
     if kind == "beir" and split is None:
         return DatasetSpec("beir", rest)
-    if kind == "own" and split is None:
+    if kind == "own":
         folder, at, queries = rest.rpartition("@")
         if at and folder and queries:
-            return DatasetSpec("own", folder, queries=queries)
+            return DatasetSpec("own", folder, queries=queries, split=split)
     raise DatasetError(usage)
 
 
@@ -222,7 +235,15 @@ class Chunking:
 
 
 def _doc(chunk: Chunk, course: str) -> Doc:
-    return Doc(f"{chunk.source}#{chunk.index}", chunk.text, course, chunk.source, chunk.lang)
+    return Doc(
+        f"{chunk.source}#{chunk.index}",
+        chunk.text,
+        course,
+        chunk.source,
+        chunk.lang,
+        chunk.context,
+        chunk.langs,
+    )
 
 
 # --- SQuAD / XQuAD ---------------------------------------------------------------------------------------
@@ -405,9 +426,12 @@ def beir(folder: Path) -> Dataset:
 
 
 def own(folder: Path, queries_file: Path, chunking: Chunking) -> Dataset:
-    """Course files chunked as `leanrank ingest` would, doc ids `SOURCE#INDEX`; queries may name relevant ids.
+    """Course files chunked as `leanrank ingest` would, doc ids `SOURCE#INDEX`, and the user's questions.
 
-    Files no loader can read are skipped and listed in `notes`, as ingestion skips and reports them.
+    A question names its relevant chunk ids (`relevant`), or its `gold_files` and `answer` phrase(s), which
+    need no ids and survive re-chunking. Files no loader can read are skipped and listed in `notes`, as
+    ingestion skips and reports them; so are questions whose answer no chunk holds whole (a chunk boundary
+    cut the phrase), which are left unjudged rather than counted as misses of the retrieval.
     """
     course = "own"
     docs: list[Doc] = []
@@ -426,22 +450,65 @@ def own(folder: Path, queries_file: Path, chunking: Chunking) -> Dataset:
             continue
         docs.extend(_doc(c, course) for c in chunking.chunks(parsed, course))
     known = {d.doc_id for d in docs}
+    by_source: dict[str, list[Doc]] = {}
+    for doc in docs:
+        by_source.setdefault(doc.source, []).append(doc)
     queries: list[Query] = []
     qrels: dict[str, dict[str, int]] = {}
+    unanswered: list[str] = []
     for where, obj in _jsonl(queries_file):
         qid = _field(obj, "id", where)
-        queries.append(_query(qid, _field(obj, "query", where), course))
-        relevant = obj.get("relevant", [])
-        if not isinstance(relevant, list) or not all(isinstance(r, str) for r in relevant):
-            raise DatasetError(f'{where}: "relevant" must be a list of doc ids (SOURCE#INDEX)')
-        unknown = [r for r in relevant if r not in known]
-        if unknown:
-            raise DatasetError(
-                f"{where}: unknown doc id {unknown[0]!r}; ids are SOURCE#INDEX, e.g. lesson1.md#0"
-            )
+        query = _query(qid, _field(obj, "query", where), course)
+        lang = obj.get("lang", query.lang)
+        if lang not in ("ru", "en", "mixed"):
+            raise DatasetError(f'{where}: "lang" must be ru, en or mixed')
+        group = "cross-lingual" if obj.get("cross_lingual") is True else lang
+        split: Split = "tune" if int(_stable_hash(qid)[:8], 16) / 16**8 < OWN_TUNE_SHARE else "test"
+        queries.append(replace(query, lang=lang, group=group, split=split))
+        if "gold_files" in obj:
+            relevant = _answer_docs(obj, where, by_source)
+            if not relevant:
+                unanswered.append(qid)
+        else:
+            relevant = obj.get("relevant", [])
+            if not isinstance(relevant, list) or not all(isinstance(r, str) for r in relevant):
+                raise DatasetError(f'{where}: "relevant" must be a list of doc ids (SOURCE#INDEX)')
+            unknown = [r for r in relevant if r not in known]
+            if unknown:
+                raise DatasetError(
+                    f"{where}: unknown doc id {unknown[0]!r}; ids are SOURCE#INDEX, e.g. lesson1.md#0"
+                )
         if relevant:
             qrels[qid] = dict.fromkeys(relevant, 1)
+    if unanswered:
+        notes.append(
+            f"{len(unanswered)} question(s) left unjudged, no chunk holds their answer whole: "
+            + ", ".join(unanswered)
+        )
     return Dataset(f"own:{folder}@{queries_file}", tuple(docs), tuple(queries), qrels, notes=tuple(notes))
+
+
+# Share of own questions in the tune split (by a hash of the id): the rest report held-out numbers.
+OWN_TUNE_SHARE = 0.5
+
+
+def _answer_docs(obj: Mapping[str, Any], where: str, by_source: Mapping[str, Sequence[Doc]]) -> list[str]:
+    """Ids of the chunks of a gold file that contain an answer phrase (case- and space-insensitive)."""
+    gold, answer = obj.get("gold_files"), obj.get("answer")
+    if not isinstance(gold, list) or not gold or not all(isinstance(g, str) for g in gold):
+        raise DatasetError(f'{where}: "gold_files" must be a non-empty list of paths under the course folder')
+    phrases = answer if isinstance(answer, list) else [answer]
+    if not phrases or not all(isinstance(p, str) and p.strip() for p in phrases):
+        raise DatasetError(f'{where}: "answer" must be a non-empty string or list of strings')
+    missing = [g for g in gold if g not in by_source]
+    if missing:
+        raise DatasetError(f"{where}: gold file {missing[0]!r} is not a (readable) file of the course")
+    wanted = [_folded(str(p)) for p in phrases]
+    return [d.doc_id for g in gold for d in by_source[g] if any(p in _folded(d.text) for p in wanted)]
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 # --- file helpers ----------------------------------------------------------------------------------------

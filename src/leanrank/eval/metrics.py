@@ -27,6 +27,7 @@ QUALITY_METRICS = (
     "recall@10",
     "recall@20",
     "recall@100",
+    "hit_rate@10",
     "mrr@10",
     "precision@5",
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from leanrank.eval.metrics import (
@@ -34,6 +34,10 @@ from leanrank.eval.runner import ConfigRun, EvalResult
 from leanrank.eval.silver import silver_scores
 
 COMPARED_METRICS = ("ndcg@10", "mrr@10", "recall@10")
+GROUP_METRICS = (
+    "ndcg@10",
+    "hit_rate@10",
+)  # per query group: order quality, and whether the answer is in view
 STAGES = ("retrieve", "cascade", "rerank", "total")
 CHART = "cost_quality.png"
 _LABELS = {
@@ -43,6 +47,7 @@ _LABELS = {
     "recall@10": "R@10",
     "recall@20": "R@20",
     "recall@100": "R@100",
+    "hit_rate@10": "hit@10",
     "mrr@10": "MRR@10",
     "precision@5": "P@5",
 }
@@ -53,7 +58,9 @@ class ConfigSummary:
     """One configuration's row: quality on judged queries, what reached the rerank step, its price, time.
 
     `tokens_per_query` counts the query once plus every document sent (XLM-R tokens); `cost_per_1k` is
-    US dollars per 1,000 queries by priced model key; `latency_ms` is p50/p95 per stage.
+    US dollars per 1,000 queries by priced model key; `latency_ms` is p50/p95 per stage. `groups` has,
+    per query group (`Query.group`: language, cross-lingual), the judged queries, nDCG@10, hit@10 (a relevant
+    document in the first 10) and candidate recall, when the dataset has more than one group.
     """
 
     name: str
@@ -68,6 +75,7 @@ class ConfigSummary:
     cost_per_1k: dict[str, float]
     latency_ms: dict[str, dict[str, float]]
     silver: dict[str, float]
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,13 @@ def summarise(result: EvalResult, prices: Sequence[PricedModel] = ()) -> EvalRep
     data = result.dataset
     judged = {q: docs for q, docs in data.qrels.items() if docs}
     reference = result.reference.rankings() if result.reference else None
-    configs = [_summary(run, judged, prices, reference) for run in result.runs]
+    groups: dict[str, set[str]] = {}
+    for q in data.queries:
+        if q.group and q.qid in judged:
+            groups.setdefault(q.group, set()).add(q.qid)
+    if len(groups) < 2:
+        groups = {}
+    configs = [_summary(run, judged, prices, reference, groups) for run in result.runs]
     p_values = significance(judged, {r.name: r.rankings() for r in result.runs}, COMPARED_METRICS)
     points = _points(configs, prices)
     front = pareto_frontier([(p.cost, p.quality) for p in points])
@@ -118,6 +132,7 @@ def _summary(
     judged: Judgements,
     prices: Sequence[PricedModel],
     reference: Rankings | None,
+    groups: dict[str, set[str]],
 ) -> ConfigSummary:
     requests = run.requests()
     n = max(len(requests), 1)
@@ -135,7 +150,20 @@ def _summary(
         cost_per_1k={m.key: cost_per_1k(m, requests) for m in prices},
         latency_ms={s: {k: 1000 * v for k, v in percentiles(run.timings(s)).items()} for s in STAGES},
         silver=silver_scores(reference, rankings) if reference is not None else {},
+        groups={
+            name: _group(qids, judged, rankings, run.candidates()) for name, qids in sorted(groups.items())
+        },
     )
+
+
+def _group(qids: set[str], judged: Judgements, rankings: Rankings, candidates: Rankings) -> dict[str, float]:
+    part = {q: judged[q] for q in qids}
+    scores = quality(part, rankings, GROUP_METRICS)
+    return {
+        "queries": float(len(part)),
+        **scores,
+        "candidate_recall": candidate_recall(part, candidates) or 0.0,
+    }
 
 
 def _quality_axis(c: ConfigSummary) -> float | None:
@@ -222,6 +250,27 @@ def markdown(report: EvalReport, *, chart: bool = False) -> str:
         for c in r.configs
     ]
     lines += _table(head, rows)
+    group_names = sorted({g for c in r.configs for g in c.groups})
+    if group_names:
+        lines += ["", "## By question group (nDCG@10 / hit@10 / candidate recall)", ""]
+        sizes = {
+            g: int(next(c.groups[g]["queries"] for c in r.configs if g in c.groups)) for g in group_names
+        }
+        lines += _table(
+            ["config", *(f"{g} ({sizes[g]})" for g in group_names)],
+            [
+                [
+                    c.name,
+                    *(
+                        " / ".join(_num(c.groups[g][m]) for m in (*GROUP_METRICS, "candidate_recall"))
+                        if g in c.groups
+                        else "—"
+                        for g in group_names
+                    ),
+                ]
+                for c in r.configs
+            ],
+        )
     keys = sorted({k for c in r.configs for k in c.cost_per_1k})
     if keys:
         lines += ["", "## $ per 1,000 queries", ""]

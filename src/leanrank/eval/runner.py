@@ -170,12 +170,12 @@ def index_pool(
         chunks = doc_chunks(group, count_tokens)
         if store.source_file_hashes(course, source) != {chunks[0].file_hash}:
             pending.append(chunks)
-    vectors = _encode(dense, [c.text for chunks in pending for c in chunks], progress)
+    vectors = _encode(dense, [c.indexed_text for chunks in pending for c in chunks], progress)
     at = 0
     for chunks in pending:
         block = vectors[at : at + len(chunks)]
         at += len(chunks)
-        sparse_vecs = sparse.embed_documents([c.text for c in chunks], [c.lang for c in chunks])
+        sparse_vecs = sparse.embed_documents([c.indexed_text for c in chunks])
         store.replace_source(chunks[0].course, chunks[0].source, chunks, block, sparse_vecs)
     return at
 
@@ -188,7 +188,7 @@ def doc_chunks(group: Sequence[Doc], count_tokens: TokenCount) -> list[Chunk]:
     """
     digest = hashlib.sha256()
     for d in group:
-        digest.update(f"{d.doc_id}\x00{d.lang}\x00{d.text}\x01".encode())
+        digest.update(f"{d.doc_id}\x00{d.lang}\x00{d.context}\x00{d.text}\x01".encode())
     return [
         Chunk(
             course=d.course,
@@ -203,6 +203,8 @@ def doc_chunks(group: Sequence[Doc], count_tokens: TokenCount) -> list[Chunk]:
             file_hash=digest.hexdigest(),
             tokens=count_tokens(d.text),
             meta={"doc_id": d.doc_id},
+            context=d.context,
+            langs=d.langs,
         )
         for i, d in enumerate(group)
     ]

@@ -12,7 +12,12 @@ from leanrank.types import Chunk, Lang
 
 @dataclass(frozen=True, slots=True)
 class HybridQuery:
-    """One first-stage request: both vectors, the filters applied to both prefetches, and the fusion."""
+    """One first-stage request: both vectors, the filters applied to every prefetch, and the fusion.
+
+    The fused legs are the dense list, the BM25 list (when the query has terms), and one more dense list
+    per language in `lang_legs`, restricted to chunks containing that language. `weights` are the dense
+    and BM25 weights, then one per language leg (0 drops a leg).
+    """
 
     course: str
     dense: Matrix
@@ -20,8 +25,9 @@ class HybridQuery:
     limit: int
     prefetch: int
     rrf_k: int
-    weights: tuple[float, float] = (1.0, 1.0)
+    weights: tuple[float, ...] = (1.0, 1.0)
     langs: tuple[Lang, ...] = ()
+    lang_legs: tuple[Lang, ...] = ()
     heading_prefix: tuple[str, ...] = ()
     min_score: float | None = None
     with_vectors: bool = False  # return each hit's dense vector (cross-lingual dedup compares them)

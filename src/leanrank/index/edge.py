@@ -24,12 +24,16 @@ import qdrant_edge as qe
 from leanrank.encode.base import Matrix, SparseVec
 from leanrank.errors import ConfigError, StoreError
 from leanrank.index.base import Candidate, HybridQuery, StoredPoint
+from leanrank.ingest.lang import contained_langs
 from leanrank.storage import ensure_free
 from leanrank.types import Chunk
 
-SCHEMA_VERSION = 1
+# 2: chunks carry `context` and `langs`, and BM25 reads them through leanrank's own analyser.
+SCHEMA_VERSION = 2
 _NAMESPACE = uuid.UUID("6f1c2b1e-3c55-4a8e-9f0e-6c65616e72a1")
-KEYWORD_FIELDS = ("course", "lang", "source", "file_hash", "heading_prefixes")
+KEYWORD_FIELDS = ("course", "lang", "langs", "source", "file_hash", "heading_prefixes")
+# The payload key a search's language filter matches: every language a chunk contains.
+LANGS_FIELD = "langs"
 _FACET_LIMIT = 1_000_000
 # A point costs its vectors and payload in the write-ahead log and again in a segment, with slack.
 _WRITE_AMPLIFICATION = 4
@@ -61,6 +65,8 @@ def chunk_payload(chunk: Chunk) -> dict[str, Any]:
         "heading": list(chunk.heading),
         "heading_prefixes": _heading_prefixes(chunk.heading),
         "lang": chunk.lang,
+        "langs": list(chunk.langs or contained_langs(chunk.text, also=(chunk.lang,))),
+        "context": chunk.context,
         "content_hash": chunk.content_hash,
         "file_hash": chunk.file_hash,
         "tokens": chunk.tokens,
@@ -83,6 +89,8 @@ def payload_chunk(payload: dict[str, Any]) -> Chunk:
         file_hash=payload["file_hash"],
         tokens=int(payload["tokens"]),
         meta={str(k): str(v) for k, v in (payload.get("meta") or {}).items()},
+        context=str(payload.get("context", "")),
+        langs=tuple(payload.get("langs", ())),
     )
 
 
@@ -265,18 +273,25 @@ class EdgeStore:
     def hybrid(self, query: HybridQuery) -> list[Candidate]:
         must: list[Any] = [_match("course", query.course)]
         if query.langs:
-            must.append(qe.FieldCondition(key="lang", match=qe.MatchAny([str(lang) for lang in query.langs])))
+            must.append(
+                qe.FieldCondition(key=LANGS_FIELD, match=qe.MatchAny([str(lang) for lang in query.langs]))
+            )
         if query.heading_prefix:
             must.append(_match("heading_prefixes", " > ".join(query.heading_prefix)))
         flt = qe.Filter(must=must)
         dense_q = qe.Query.Nearest(query.dense.tolist(), using="dense")
         prefetches = [qe.Prefetch(limit=query.prefetch, query=dense_q, filter=flt)]
         requests = [qe.QueryRequest(limit=query.prefetch, query=dense_q, filter=flt)]
+        weights = [query.weights[0]]
         if query.sparse.indices:
             sparse_q = qe.Query.Nearest(_sparse(query.sparse), using="bm25")
             prefetches.append(qe.Prefetch(limit=query.prefetch, query=sparse_q, filter=flt))
             requests.append(qe.QueryRequest(limit=query.prefetch, query=sparse_q, filter=flt))
-        weights = list(query.weights[: len(prefetches)])
+            weights.append(query.weights[1])
+        for lang, weight in zip(query.lang_legs, query.weights[2:], strict=True):
+            in_lang = qe.Filter(must=[*must, _match(LANGS_FIELD, lang)])
+            prefetches.append(qe.Prefetch(limit=query.prefetch, query=dense_q, filter=in_lang))
+            weights.append(weight)
         fused = qe.QueryRequest(
             limit=query.limit,
             prefetches=prefetches,

@@ -31,6 +31,7 @@ from leanrank.errors import ConfigError, DependencyError, LeanrankError, StoreEr
 from leanrank.index.base import Candidate, HybridQuery, StoredPoint
 from leanrank.index.edge import (
     KEYWORD_FIELDS,
+    LANGS_FIELD,
     SCHEMA_VERSION,
     chunk_payload,
     dense_of,
@@ -298,7 +299,7 @@ class QdrantStore:
         if query.langs:
             must.append(
                 models.FieldCondition(
-                    key="lang", match=models.MatchAny(any=[str(lang) for lang in query.langs])
+                    key=LANGS_FIELD, match=models.MatchAny(any=[str(lang) for lang in query.langs])
                 )
             )
         if query.heading_prefix:
@@ -307,9 +308,19 @@ class QdrantStore:
         lists: list[tuple[str, list[float] | models.SparseVector]] = [("dense", query.dense.tolist())]
         if query.sparse.indices:
             lists.append(("bm25", _sparse(query.sparse)))
+        prefetch = [models.Prefetch(query=q, using=u, filter=flt, limit=query.prefetch) for u, q in lists]
+        weights = [query.weights[0], *query.weights[1 : len(lists)]]
+        for lang, weight in zip(query.lang_legs, query.weights[2:], strict=True):
+            in_lang = models.Filter(must=[*must, _match(LANGS_FIELD, lang)])
+            prefetch.append(
+                models.Prefetch(
+                    query=query.dense.tolist(), using="dense", filter=in_lang, limit=query.prefetch
+                )
+            )
+            weights.append(weight)
         fused = models.QueryRequest(
-            prefetch=[models.Prefetch(query=q, using=u, filter=flt, limit=query.prefetch) for u, q in lists],
-            query=models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=list(query.weights[: len(lists)]))),
+            prefetch=prefetch,
+            query=models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=weights)),
             limit=query.limit,
             with_payload=True,
             with_vector=["dense"] if query.with_vectors else False,

@@ -4,9 +4,17 @@ A chunk never spans two sections (a heading's body, a PDF page), so its heading 
 Transcripts are the exception: cues are a few words each, so consecutive cues are packed together and the
 chunk keeps the start time of its first cue and the end time of its last.
 
+Notebook cells are packed like cues: a run of cells under one heading shares chunks, and a cell that fits
+the budget is never cut, so a code cell stays whole with the prose around it.
+
 Inside a section the text is cut into paragraphs (blank lines), then sentences (razdel, which knows Russian
 abbreviations such as "т. е." and "г."), and sentences are packed greedily while the chunk's exact token count
-stays within the budget. Every chunk is a slice of the source text, so its offsets point back into the file.
+stays within the budget. Code — a code cell, or a fenced block (``` or ~~~) in Markdown — is one unit when it
+fits, else cut at blank lines, then lines, never at "sentences". Every chunk is a slice of the source text,
+so its offsets point back into the file.
+
+Each chunk also gets a `context` (see `Chunk`): the file's name as words and the heading path, and for a
+chunk that is only code, the end of the prose before it — the words that say what the code is about.
 """
 
 from __future__ import annotations
@@ -19,13 +27,20 @@ from dataclasses import dataclass
 from razdel import sentenize
 
 from leanrank.errors import ConfigError
-from leanrank.ingest.lang import detect_lang
-from leanrank.types import Chunk, Section, SourceText
+from leanrank.ingest.lang import contained_langs, detect_lang
+from leanrank.types import CELL_KEY, CODE_KEY, Chunk, Section, SourceText
 
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 _WORD = re.compile(r"\S+")
 _CUE_KEYS = ("t_start", "t_end")
 _HASH_CHARS = 32
+_FENCE = re.compile(
+    r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]{0,3}\1[ \t]*$|\Z)", re.DOTALL | re.MULTILINE
+)
+_LINE = re.compile(r"[^\n]+")
+_NAME_SEPARATORS = re.compile(r"[\s_\-.]+")
+# How much of the prose before a code-only chunk its context repeats: about one sentence.
+PROSE_CONTEXT_CHARS = 240
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,7 @@ class _Unit:
     start: int
     end: int
     section: int
+    code: bool = False
 
 
 class _Measure:
@@ -90,7 +106,9 @@ def chunk_source(
     """The chunks of one file in file order; deterministic for the same input and counter."""
     measure = _Measure(source.text, count_tokens, config.max_tokens)
     file_lang = detect_lang(source.text)
+    title = file_title(source.path)
     chunks: list[Chunk] = []
+    prose = ""  # the last prose unit seen, for the context of code-only chunks
     for group in _groups(source.sections):
         units = [u for i in group for u in _units(source.text, source.sections[i], i, measure)]
         for first, stop in _pack(units, measure, config):
@@ -100,6 +118,10 @@ def chunk_source(
             meta = dict(head.meta)
             if _is_cue(head):
                 meta["t_end"] = source.sections[units[stop - 1].section].meta["t_end"]
+            code_only = all(u.code for u in units[first:stop])
+            context = " > ".join(part for part in (title, *head.heading) if part)
+            if code_only and prose:
+                context = f"{context}\n{prose}"
             chunks.append(
                 Chunk(
                     course=course,
@@ -114,26 +136,49 @@ def chunk_source(
                     file_hash=file_hash,
                     tokens=measure.tokens(start, end),
                     meta=meta,
+                    context=context,
+                    langs=contained_langs(text, also=(file_lang,) if code_only else ()),
                 )
             )
+            prose = next((_tail(source.text, u) for u in reversed(units[first:stop]) if not u.code), prose)
     return chunks
+
+
+def file_title(path: str) -> str:
+    """A file's name as words (`topic3_trees_knn.ipynb` → `topic3 trees knn`): course files are named
+    for their topic, and chunks whose heading path is empty have no other words saying what they are about."""
+    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return " ".join(_NAME_SEPARATORS.split(stem)).strip()
+
+
+def _tail(text: str, unit: _Unit) -> str:
+    """The last `PROSE_CONTEXT_CHARS` of a unit, from a word boundary."""
+    body = text[unit.start : unit.end]
+    if len(body) <= PROSE_CONTEXT_CHARS:
+        return " ".join(body.split())
+    cut = body[-PROSE_CONTEXT_CHARS:]
+    return " ".join(cut.split()[1:])
 
 
 def _is_cue(section: Section) -> bool:
     return all(key in section.meta for key in _CUE_KEYS)
 
 
+def _joinable(a: Section, b: Section) -> bool:
+    """Consecutive cues, or consecutive notebook cells under the same heading, may share a chunk."""
+    if _is_cue(a) and _is_cue(b):
+        return True
+    return CELL_KEY in a.meta and CELL_KEY in b.meta and a.heading == b.heading
+
+
 def _groups(sections: Sequence[Section]) -> Iterator[list[int]]:
-    """Section indices that may share chunks: a run of consecutive cues, or one other section alone."""
+    """Section indices that may share chunks: a run of joinable sections, or one other section alone."""
     run: list[int] = []
     for i, section in enumerate(sections):
-        if _is_cue(section):
-            run.append(i)
-            continue
-        if run:
+        if run and not _joinable(sections[run[-1]], section):
             yield run
             run = []
-        yield [i]
+        run.append(i)
     if run:
         yield run
 
@@ -149,17 +194,50 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 
 def _units(text: str, section: Section, index: int, measure: _Measure) -> Iterator[_Unit]:
-    """A cue that fits stays whole (its times stay exact); other text goes down to sentences, then words."""
+    """A cue or a cell that fits stays whole (a cue's times stay exact, a cell's code uncut); code goes down
+    to blank-line blocks and lines, other text to sentences, then words."""
     start, end = section.start, section.start + len(section.text)
-    if _is_cue(section) and measure.fits(start, end):
-        yield _Unit(start, end, index)
+    code = section.meta.get(CODE_KEY) == "code"
+    if (_is_cue(section) or CELL_KEY in section.meta) and measure.fits(start, end):
+        yield _Unit(start, end, index, code)
         return
+    if code:
+        yield from _code_units(text, start, end, index, measure)
+        return
+    cut = start
+    for fence in _FENCE.finditer(text[start:end]):
+        yield from _prose_units(text, cut, start + fence.start(), index, measure)
+        if span := _trim(text, start + fence.start(), start + fence.end()):
+            yield from _code_units(text, *span, index, measure)
+        cut = start + fence.end()
+    yield from _prose_units(text, cut, end, index, measure)
+
+
+def _prose_units(text: str, start: int, end: int, index: int, measure: _Measure) -> Iterator[_Unit]:
     for block in _paragraphs(text, start, end):
         for sentence in _sentences(text, *block):
             if measure.fits(*sentence):
                 yield _Unit(*sentence, index)
             else:
                 yield from (_Unit(*run, index) for run in _word_runs(text, *sentence, measure))
+
+
+def _code_units(text: str, start: int, end: int, index: int, measure: _Measure) -> Iterator[_Unit]:
+    """Whole when it fits, else blocks between blank lines, else lines, else runs of words."""
+    if measure.fits(start, end):
+        yield _Unit(start, end, index, code=True)
+        return
+    for block in _paragraphs(text, start, end):
+        if measure.fits(*block):
+            yield _Unit(*block, index, code=True)
+            continue
+        for line in _LINE.finditer(text, *block):
+            if not (span := _trim(text, *line.span())):
+                continue
+            if measure.fits(*span):
+                yield _Unit(*span, index, code=True)
+            else:
+                yield from (_Unit(*run, index, code=True) for run in _word_runs(text, *span, measure))
 
 
 def _paragraphs(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:

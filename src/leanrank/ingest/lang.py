@@ -10,6 +10,9 @@ from __future__ import annotations
 from leanrank.types import Lang
 
 MIXED_SHARE = 0.3
+# Letters of a script a text must hold to count as containing that language: two or three words, so one
+# quoted term (a Russian lesson naming `pandas`) does not make a chunk English.
+CONTAINS_LETTERS = 12
 
 
 def script_counts(text: str) -> tuple[int, int]:
@@ -32,3 +35,25 @@ def detect_lang(text: str, default: Lang = "en") -> Lang:
     if min(cyr, lat) / total >= MIXED_SHARE:
         return "mixed"
     return "ru" if cyr > lat else "en"
+
+
+def contained_langs(text: str, also: tuple[Lang, ...] = ()) -> tuple[Lang, ...]:
+    """`ru` and/or `en`, each when `text` holds at least `CONTAINS_LETTERS` letters of its script, plus the
+    plain languages in `also` (a code-only chunk is given its file's language, so a language filter keeps a
+    Russian lesson's code). The language filter of a search matches any of them."""
+    cyr, lat = script_counts(text)
+    found = {plain for lang in also for plain in _plain(lang)}
+    if cyr >= CONTAINS_LETTERS:
+        found.add("ru")
+    if lat >= CONTAINS_LETTERS:
+        found.add("en")
+    if not found:
+        found.update(_plain(detect_lang(text)))
+    return tuple(lang for lang in PLAIN_LANGS if lang in found)
+
+
+PLAIN_LANGS: tuple[Lang, ...] = ("ru", "en")
+
+
+def _plain(lang: Lang) -> tuple[Lang, ...]:
+    return PLAIN_LANGS if lang == "mixed" else (lang,)

@@ -16,15 +16,28 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import charset_normalizer
+import docx
+import pptx
 import srt
 import webvtt
+from docx.document import Document as DocxDocument
+from docx.table import Table as DocxTable
+from docx.table import _Row as DocxRow
+from docx.text.paragraph import Paragraph
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
+from pptx.enum.shapes import PP_PLACEHOLDER
+from pptx.presentation import Presentation as PptxPresentation
+from pptx.shapes.autoshape import Shape
+from pptx.shapes.base import BaseShape
+from pptx.shapes.graphfrm import GraphicFrame
+from pptx.shapes.group import GroupShape
+from pptx.text.text import TextFrame
 from pypdf import PdfReader
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
@@ -37,7 +50,7 @@ from leanrank.errors import (
     UnsupportedFileTypeError,
 )
 from leanrank.ingest.lang import script_counts
-from leanrank.types import Section, SourceText
+from leanrank.types import CELL_KEY, CODE_KEY, Section, SourceText
 
 # pypdf logs recoverable damage to stderr; a file it cannot read is reported as a DocumentError instead.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -176,34 +189,44 @@ _FRONT_MATTER = re.compile(r"\A---\n.*?\n(?:---|\.\.\.)[^\S\n]*(?:\n|\Z)", re.DO
 def _load_markdown(data: bytes, name: str) -> tuple[str, list[Section]]:
     """Sections run between top-level headings; heading lines themselves are not section text.
 
-    markdown-it finds the headings (ATX and setext, never a `#` line inside a code fence); its line maps are
-    turned into offsets into the decoded text.
+    YAML front matter is metadata, and its closing `---` would read as a setext heading: no section
+    includes it.
     """
     text = _decode(data, name)
-    line_starts = [0, *(m.end() for m in re.finditer("\n", text))]
+    front = _FRONT_MATTER.match(text)
+    return text, _markdown_sections(text, front.end() if front else 0, len(text), [])
+
+
+def _markdown_sections(
+    text: str, start: int, end: int, stack: list[tuple[int, str]], meta: dict[str, str] | None = None
+) -> list[Section]:
+    """The sections of the Markdown in `text[start:end]`, split at its headings.
+
+    markdown-it finds the headings (ATX and setext, never a `#` line inside a code fence); its line maps
+    are turned into offsets into `text`. `stack` is the heading path open before `start` (levels, titles)
+    and is updated in place, so a notebook's heading path carries across its cells.
+    """
+    part = text[start:end]
+    line_starts = [start, *(start + m.end() for m in re.finditer("\n", part))]
 
     def offset(line: int) -> int:
-        return line_starts[line] if line < len(line_starts) else len(text)
+        return line_starts[line] if line < len(line_starts) else end
 
-    # YAML front matter is metadata, and its closing `---` would read as a setext heading: the parser sees
-    # blank lines in its place (line numbers stay true) and no section includes it.
-    front = _FRONT_MATTER.match(text)
-    body_start = front.end() if front else 0
-    tokens = _MARKDOWN.parse("\n" * text.count("\n", 0, body_start) + text[body_start:])
+    tokens = _MARKDOWN.parse(part)
     found: list[Section | None] = []
-    stack: list[tuple[int, str]] = []
+    body_start = start
     for i, tok in enumerate(tokens):
         if tok.type != "heading_open" or tok.level != 0 or tok.map is None:
             continue
         first_line, after_line = tok.map
-        found.append(_section(text, body_start, offset(first_line), _path(stack)))
+        found.append(_section(text, body_start, offset(first_line), _path(stack), meta))
         level = int(tok.tag[1])
         while stack and stack[-1][0] >= level:
             stack.pop()
         stack.append((level, _inline_text(tokens[i + 1])))
         body_start = offset(after_line)
-    found.append(_section(text, body_start, len(text), _path(stack)))
-    return text, [s for s in found if s]
+    found.append(_section(text, body_start, end, _path(stack), meta))
+    return [s for s in found if s]
 
 
 def _path(stack: list[tuple[int, str]]) -> tuple[str, ...]:
@@ -218,6 +241,58 @@ def _inline_text(inline: Token) -> str:
         if child.type in ("text", "code_inline", "softbreak", "hardbreak")
     ]
     return _collapse("".join(parts))
+
+
+# --- Jupyter notebooks ----------------------------------------------------------------------------
+
+_CELL_SEPARATOR = "\n\n"
+
+
+def _load_notebook(data: bytes, name: str) -> tuple[str, list[Section]]:
+    """The text rendering is every cell's source in cell order, joined by one blank line; outputs,
+    attachments and metadata are left out (they are results and images, not what a lesson says).
+
+    Markdown cells split at their headings like a Markdown file, and the heading path carries on across
+    cells; a code cell is one section with `meta["cell_type"] == "code"`, a raw cell one plain section.
+    Every section has `meta["cell"]`, the cell's 0-based index, so the chunker can pack a run of small
+    cells together.
+    """
+    import nbformat
+
+    text = _decode(data, name)
+    try:
+        notebook = nbformat.reads(text, as_version=nbformat.NO_CONVERT)  # type: ignore[no-untyped-call]
+        if int(notebook.get("nbformat", 0)) < 4:
+            notebook = nbformat.convert(notebook, 4)  # type: ignore[no-untyped-call]
+        cells = list(notebook.cells)
+    except Exception as exc:  # nbformat raises JSON, schema and conversion errors of many types
+        raise DocumentError(name, f"cannot parse notebook: {_one_line(exc)}") from None
+    parts: list[str] = []
+    spans: list[tuple[int, int, int, str]] = []
+    length = 0
+    for index, cell in enumerate(cells):
+        source = cell.get("source", "")
+        body = ("".join(source) if isinstance(source, list) else str(source)).replace("\r\n", "\n")
+        if not body.strip():
+            continue
+        if parts:
+            parts.append(_CELL_SEPARATOR)
+            length += len(_CELL_SEPARATOR)
+        spans.append((length, length + len(body), index, str(cell.get("cell_type", ""))))
+        parts.append(body)
+        length += len(body)
+    rendered = "".join(parts)
+    sections: list[Section] = []
+    stack: list[tuple[int, str]] = []
+    for start, end, index, kind in spans:
+        meta = {CELL_KEY: str(index)}
+        if kind == "markdown":
+            sections.extend(_markdown_sections(rendered, start, end, stack, meta))
+        elif section := _section(
+            rendered, start, end, _path(stack), meta | {CODE_KEY: "code"} if kind == "code" else meta
+        ):
+            sections.append(section)  # raw cells (rare: nbconvert directives) are plain text
+    return rendered, sections
 
 
 # --- HTML -----------------------------------------------------------------------------------------
@@ -441,6 +516,203 @@ def _load_srt(data: bytes, name: str) -> tuple[str, list[Section]]:
     return _cues_to_source([(_SRT_MARKUP.sub("", s.content), s.start // ms, s.end // ms) for s in subtitles])
 
 
+# --- Word and PowerPoint ---------------------------------------------------------------------------
+
+# Encrypted Office files and the old binary formats (.doc, .ppt) are OLE compound files, not ZIP packages.
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
+# python-docx and python-pptx name the stream in their "wrong kind of file" message.
+_STREAM_REPR = re.compile(r"^file '<[^']*>' is ")
+_DOCX_HEADING = re.compile(r"Heading ([1-9])")
+# A paragraph's runs wherever Word nests them (tracked insertions, fields, content controls, hyperlinks), but
+# not the paragraphs of a text box anchored in it. Deleted text (w:delText) is not run text.
+_DOCX_RUNS = ".//w:r[not(ancestor::w:txbxContent)]"
+_PPTX_FURNITURE = frozenset(
+    {PP_PLACEHOLDER.DATE, PP_PLACEHOLDER.FOOTER, PP_PLACEHOLDER.HEADER, PP_PLACEHOLDER.SLIDE_NUMBER}
+)
+
+
+def _load_office(
+    data: bytes, name: str, what: str, render: Callable[[io.BytesIO], tuple[str, list[Section]]]
+) -> tuple[str, list[Section]]:
+    """Run `render` on an Office Open XML package; every way that fails becomes one `DocumentError` line.
+
+    Parts are parsed lazily, so damage can surface while rendering, not only while opening.
+    """
+    if data.startswith(_OLE_MAGIC):
+        if _ENCRYPTED_PACKAGE in data:
+            raise DocumentError(name, f"the {what} is password-protected")
+        raise DocumentError(name, f"an old binary Office file, not a {what}; save it in the current format")
+    try:
+        return render(io.BytesIO(data))
+    except Exception as exc:  # zipfile, lxml and the libraries raise many unrelated types on damaged input
+        raise DocumentError(name, f"cannot parse {what}: {_STREAM_REPR.sub('', _one_line(exc))}") from None
+
+
+def _table_row(cells: list[str]) -> str:
+    """One table row as one line, cells joined by " | " (empty cells kept so columns stay aligned)."""
+    return " | ".join(cells) if any(cells) else ""
+
+
+def _load_docx(data: bytes, name: str) -> tuple[str, list[Section]]:
+    """Body paragraphs and tables in document order, as text; Word headings open sections as in Markdown.
+
+    Rendering: blocks are separated by a blank line; a list item is a `- item` line (indented two spaces per
+    nesting level) and consecutive items have no blank line between them; a table is one line per row with
+    its cells joined by " | " (merged cells once). Paragraphs styled Title or Heading 1–9 (the names Word
+    stores whatever its UI language) build the heading path, Title above Heading 1; heading lines are in the
+    text but in no section. Tracked insertions are text, deletions are not. Headers, footers, footnotes,
+    comments, text boxes and body-level content controls (a table of contents) are not read.
+    """
+    return _load_office(data, name, "Word document", lambda stream: _docx_source(docx.Document(stream)))
+
+
+def _docx_source(document: DocxDocument) -> tuple[str, list[Section]]:
+    out = _TextBuilder()
+    spans: list[tuple[int, int, tuple[str, ...]]] = []
+    stack: list[tuple[int, str]] = []
+    body_start = 0
+    in_list = False
+    for block in document.iter_inner_content():
+        if isinstance(block, DocxTable):
+            out.request(_PARAGRAPH)
+            for row in block.rows:
+                out.request(_NEWLINE)
+                out.add(_table_row(_docx_row_cells(row)), preformatted=True)
+            in_list = False
+            continue
+        text = _docx_text(block).strip()
+        if not text:
+            continue
+        level = _docx_heading_level(block)
+        depth = None if level is not None else _docx_list_depth(block)
+        out.request(_NEWLINE if in_list and depth is not None else _PARAGRAPH)
+        in_list = depth is not None
+        if level is None:
+            out.add(text if depth is None else f"{'  ' * depth}- {text}", preformatted=True)
+            continue
+        spans.append((body_start, out.length, _path(stack)))
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, _collapse(text)))
+        out.add(text, preformatted=True)
+        body_start = out.length
+    text = "".join(out.parts)
+    spans.append((body_start, len(text), _path(stack)))
+    found = (_section(text, start, end, heading) for start, end, heading in spans)
+    return text, [s for s in found if s]
+
+
+def _docx_text(paragraph: Paragraph) -> str:
+    """Unlike python-docx's `Paragraph.text` (top-level runs and links only), keeps tracked insertions."""
+    return "".join(run.text for run in paragraph._p.xpath(_DOCX_RUNS))
+
+
+def _docx_heading_level(paragraph: Paragraph) -> int | None:
+    name = paragraph.style.name if paragraph.style is not None else None
+    if name == "Title":
+        return 0
+    match = _DOCX_HEADING.fullmatch(name or "")
+    return int(match[1]) if match else None
+
+
+def _docx_list_depth(paragraph: Paragraph) -> int | None:
+    """The nesting level (0-based) of a bulleted or numbered paragraph, else None.
+
+    Numbering is set on the paragraph or inherited from its style chain ("List Bullet"); numId 0 switches
+    it off.
+    """
+    elements = [paragraph._p]
+    style = paragraph.style
+    while style is not None:
+        elements.append(style.element)
+        style = style.base_style
+    for element in elements:
+        if element.xpath("./w:pPr/w:numPr"):
+            if element.xpath("string(./w:pPr/w:numPr/w:numId/@w:val)") == "0":
+                return None
+            level: str = element.xpath("string(./w:pPr/w:numPr/w:ilvl/@w:val)")
+            return int(level) if level.isdigit() else 0
+    return None
+
+
+def _docx_row_cells(row: DocxRow) -> list[str]:
+    """python-docx repeats a merged cell for every grid column it spans; it is read once."""
+    cells: list[str] = []
+    previous = None
+    for cell in row.cells:
+        if cell._tc is not previous:
+            cells.append(_collapse(" ".join(_docx_text(p) for p in cell.paragraphs)))
+        previous = cell._tc
+    return cells
+
+
+def _load_pptx(data: bytes, name: str) -> tuple[str, list[Section]]:
+    """One section per slide in slide order, `meta={"slide": "N"}` (1-based); speaker notes are another.
+
+    A slide's heading is its title placeholder (else "Slide N"); the notes section has the same heading and
+    `meta={"slide": "N", "part": "notes"}`. Rendering per slide: the title line, then the text of every other
+    shape in PowerPoint's reading order (the order of its selection pane; grouped shapes in place), each shape
+    a block after a blank line, its paragraphs on their own lines, a table one line per row with cells joined
+    by " | "; then the notes after a blank line. Slides are separated by a blank line. Date, footer and slide
+    number placeholders, pictures, charts and SmartArt are not read; the title line is in no section.
+    """
+    return _load_office(
+        data, name, "PowerPoint presentation", lambda stream: _pptx_source(pptx.Presentation(stream))
+    )
+
+
+def _pptx_source(presentation: PptxPresentation) -> tuple[str, list[Section]]:
+    out = _TextBuilder()
+    spans: list[tuple[int, int, tuple[str, ...], dict[str, str]]] = []
+    for number, slide in enumerate(presentation.slides, start=1):
+        title_shape = slide.shapes.title
+        title = _collapse(title_shape.text_frame.text) if title_shape is not None else ""
+        heading = (title or f"Slide {number}",)
+        out.request(_PARAGRAPH)
+        out.add(title, preformatted=True)
+        start = out.length
+        skip = title_shape.shape_id if title_shape is not None else None
+        for block in _pptx_blocks(slide.shapes, skip):
+            out.request(_PARAGRAPH)
+            out.add(block, preformatted=True)
+        spans.append((start, out.length, heading, {"slide": str(number)}))
+        notes = slide.notes_slide.notes_text_frame if slide.has_notes_slide else None
+        if notes is not None:
+            out.request(_PARAGRAPH)
+            start = out.length
+            out.add(_pptx_frame_text(notes), preformatted=True)
+            spans.append((start, out.length, heading, {"slide": str(number), "part": "notes"}))
+    text = "".join(out.parts)
+    found = (_section(text, start, end, heading, meta) for start, end, heading, meta in spans)
+    return text, [s for s in found if s]
+
+
+def _pptx_blocks(shapes: Iterable[BaseShape], skip: int | None) -> Iterator[str]:
+    """The text of each shape in shape-tree order, groups walked in place."""
+    for shape in shapes:
+        if shape.shape_id == skip or (
+            shape.is_placeholder and shape.placeholder_format.type in _PPTX_FURNITURE
+        ):
+            continue
+        if isinstance(shape, GroupShape):
+            yield from _pptx_blocks(shape.shapes, skip)
+        elif isinstance(shape, GraphicFrame) and shape.has_table:
+            rows = (
+                _table_row([_collapse(c.text) for c in row.cells if not c.is_spanned])
+                for row in shape.table.rows
+            )
+            yield "\n".join(r for r in rows if r)
+        elif isinstance(shape, Shape) and shape.has_text_frame:
+            yield _pptx_frame_text(shape.text_frame)
+
+
+def _pptx_frame_text(frame: TextFrame) -> str:
+    """Paragraphs on their own lines; a line break inside one (python-pptx's "\\v") is a newline too."""
+    lines = (p.text.replace("\v", "\n").strip() for p in frame.paragraphs)
+    return "\n".join(line for line in lines if line)
+
+
 _LOADERS: dict[str, tuple[str, _Loader]] = {
     ".md": ("markdown", _load_markdown),
     ".markdown": ("markdown", _load_markdown),
@@ -450,6 +722,9 @@ _LOADERS: dict[str, tuple[str, _Loader]] = {
     ".pdf": ("pdf", _load_pdf),
     ".vtt": ("vtt", _load_vtt),
     ".srt": ("srt", _load_srt),
+    ".ipynb": ("notebook", _load_notebook),
+    ".docx": ("docx", _load_docx),
+    ".pptx": ("pptx", _load_pptx),
 }
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_LOADERS)

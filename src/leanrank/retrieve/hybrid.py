@@ -1,5 +1,10 @@
 """The hybrid first stage: encode the query both ways, fuse in the engine, then trim the list.
 
+Besides the dense and BM25 lists, one dense list per language (chunks containing Russian, chunks containing
+English) joins the fusion when `lang_weight` > 0: multilingual embeddings score text in the query's own
+language higher, so a Russian question's best English passage sits below many Russian ones in one dense list,
+but near the top of the English one — the only way its answer is found when the course has it in English only.
+
 Dedup and the per-source cap run after fusion, on an over-fetched list, so that removing candidates
 never leaves fewer than `depth` when enough distinct ones exist.
 """
@@ -13,13 +18,14 @@ from dataclasses import dataclass
 
 from leanrank.encode.base import DenseEncoder, Matrix, SparseEncoder
 from leanrank.index.base import Candidate, HybridQuery, Store
+from leanrank.ingest.lang import PLAIN_LANGS
 from leanrank.settings import RetrieveSettings
 from leanrank.types import Lang
 
 _SPACE = re.compile(r"\s+")
 _OVERFETCH = 3
-# One list alone: the other is weighted 0, so its hits only trail the fused list with score 0.
-_ONE_LIST = {"dense": (1.0, 0.0), "sparse": (0.0, 1.0)}
+# One list alone: the others are weighted 0, so their hits only trail the fused list with score 0.
+_ONE_LIST = {"dense": (1.0, 0.0, 0.0), "sparse": (0.0, 1.0, 0.0)}
 
 
 def normalised_hash(text: str) -> str:
@@ -61,6 +67,9 @@ class HybridRetriever:
         s = self.settings
         want = depth or s.depth
         trims = s.dedup or s.max_per_source > 0
+        dense_w, sparse_w, lang_w = _ONE_LIST.get(s.mode, (s.dense_weight, s.sparse_weight, s.lang_weight))
+        asked = {plain for lang in where.langs for plain in (PLAIN_LANGS if lang == "mixed" else (lang,))}
+        legs = tuple(lang for lang in PLAIN_LANGS if not asked or lang in asked) if lang_w > 0 else ()
         request = HybridQuery(
             course=where.course,
             dense=self._dense.embed_query(query) if vector is None else vector,
@@ -68,8 +77,9 @@ class HybridRetriever:
             limit=want * _OVERFETCH if trims else want,
             prefetch=max(s.prefetch, want),
             rrf_k=s.rrf_k,
-            weights=_ONE_LIST.get(s.mode, (s.dense_weight, s.sparse_weight)),
+            weights=(dense_w, sparse_w, *(lang_w,) * len(legs)),
             langs=where.langs,
+            lang_legs=legs,
             heading_prefix=where.heading_prefix,
             min_score=s.min_score,
             with_vectors=with_vectors,
