@@ -15,6 +15,7 @@ LeanrankError
 ├── DependencyError         an optional extra is not installed
 ├── BackendError            an encoder, reranker or remote server failed (→ 424/502)
 └── StoreError              the index could not be read or written
+    └── StorageFullError    a write refused: the disk under data_dir is (nearly) full
 """
 
 from __future__ import annotations
@@ -88,3 +89,7 @@ class BackendError(LeanrankError):
 
 class StoreError(LeanrankError):
     """The index could not be read or written."""
+
+
+class StorageFullError(StoreError):
+    """A write refused before it started because the disk is too full to hold it; reads go on."""

@@ -35,7 +35,7 @@ from leanrank.errors import (
 from leanrank.index.base import Store
 from leanrank.index.factory import open_store
 from leanrank.ingest.chunker import ChunkerConfig, chunk_source
-from leanrank.ingest.files import discover, file_hash, source_id
+from leanrank.ingest.files import check_source, discover, file_hash, source_id
 from leanrank.ingest.lang import detect_lang
 from leanrank.ingest.loaders import parse_file, read_file
 from leanrank.rerank.base import Reranker, RerankResponse, Usage
@@ -256,6 +256,7 @@ class Pipeline:
     def _ingest_file(self, file: Path, root: Path, course: str) -> FileReport:
         sid = source_id(file, root)
         try:
+            check_source(file, root)
             data = read_file(file, max_bytes=self.settings.ingest.max_file_bytes)
             fhash = file_hash(data)
             present = self.store.source_file_hashes(course, sid)

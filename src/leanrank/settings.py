@@ -176,6 +176,15 @@ class ServeSettings(BaseModel):
         description="`GET /metrics`: `key` wants an admin key or a dedicated `metrics` key (scope "
         "`metrics`); `open` serves it without a key, as TEI and infinity do (behind a private port).",
     )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection whose request line and headers are not all in by then closes."
+    )
+    max_connections: int = Field(
+        1_000, ge=1, description="Open connections; a request on one more is answered 503 and closed."
+    )
+    shutdown_timeout_s: int = Field(
+        30, ge=1, description="On SIGTERM, requests and ingest jobs get this long; unfinished jobs resume."
+    )
 
 
 class StoreSettings(BaseModel):

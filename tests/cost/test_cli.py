@@ -130,6 +130,7 @@ def test_project_table_and_png(data_dir: Path, tmp_path: Path) -> None:
     ("args", "status", "message"),
     [
         (("costs", "report", "--period", "November"), 2, "error: period 'November': expected YYYY-MM"),
+        (("costs", "report", "--period", "9999-12-31"), 2, "error: period '9999-12-31': the last day"),
         (("costs", "project", "--period", "2026-11"), 2, "error: --period needs --from-ledger"),
         (("costs", "project", "--gpu", "selfhost:tpu"), 2, "error: unknown GPU selfhost:tpu"),
         (

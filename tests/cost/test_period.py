@@ -36,7 +36,9 @@ def test_of_a_moment_in_another_zone_is_the_utc_one() -> None:
     assert Period.day_of(moment).label == "2026-11-30"
 
 
-@pytest.mark.parametrize("text", ["2026-13", "Nov 2026", "2026-11-31", "2026-11-05..2026-11-01", ""])
+@pytest.mark.parametrize(
+    "text", ["2026-13", "Nov 2026", "2026-11-31", "2026-11-05..2026-11-01", "", "9999-12-31", "9999-12"]
+)
 def test_bad_periods_are_input_errors(text: str) -> None:
     with pytest.raises(InputError, match="period"):
         Period.parse(text)

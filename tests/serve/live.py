@@ -12,6 +12,8 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from leanrank.serve.server import server_options
+
 
 @dataclass
 class LiveServer:
@@ -25,16 +27,9 @@ class LiveServer:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
-        # As `leanrank serve` runs it: a server closing idle connections no later than its clients do
-        # races them for the next request on that connection (the client sees the connection drop).
-        keep_alive = self.app.state.service.settings.serve.keep_alive_s
-        config = uvicorn.Config(
-            self.app,
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-            timeout_keep_alive=keep_alive,
-        )
+        # As `leanrank serve` runs it (keep-alive, head deadline, connection cap, shutdown deadline).
+        options = server_options(self.app.state.service.settings.serve)
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", **options)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True

@@ -44,6 +44,7 @@ def serve_command(
             import uvicorn
 
             from leanrank.serve import create_app
+            from leanrank.serve.server import server_options
         except ImportError as exc:
             raise DependencyError(exc.name or "fastapi", "serve") from None
         if new_key is not None:
@@ -57,10 +58,8 @@ def serve_command(
         port=settings.serve.port if port is None else port,
         log_config=_log_config(log_level),
         log_level=log_level,
-        # Longer than clients keep idle connections: else a client may send its next request on a
-        # connection the server is closing at that instant, and see it drop.
-        timeout_keep_alive=settings.serve.keep_alive_s,
         access_log=False,  # leanrank's access log replaces it: same line, plus the key id and request id
+        **server_options(settings.serve),
     )
 
 

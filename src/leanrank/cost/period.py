@@ -41,6 +41,9 @@ class Period:
             raise InputError(f"period {text!r}: expected {_FORMS}") from None
         if end < start:
             raise InputError(f"period {text!r}: the range ends before it starts")
+        if end >= date.max:  # the period ends at the next midnight, which must exist
+            final = date.max - timedelta(days=1)
+            raise InputError(f"period {text!r}: the last day a period may hold is {final}")
         return cls(_midnight(start), _midnight(end + timedelta(days=1)), text)
 
     @classmethod

@@ -8,7 +8,10 @@ content rewrites the same points.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +25,7 @@ from leanrank.encode.base import Matrix, SparseVec
 from leanrank.errors import ConfigError, StoreError
 from leanrank.index.base import Candidate, HybridQuery, StoredPoint
 from leanrank.ingest.lang import contained_langs
+from leanrank.storage import ensure_free
 from leanrank.types import Chunk
 
 # 2: chunks carry `context` and `langs`, and BM25 reads them through leanrank's own analyser.
@@ -31,7 +35,12 @@ KEYWORD_FIELDS = ("course", "lang", "langs", "source", "file_hash", "heading_pre
 # The payload key a search's language filter matches: every language a chunk contains.
 LANGS_FIELD = "langs"
 _FACET_LIMIT = 1_000_000
+# A point costs its vectors and payload in the write-ahead log and again in a segment, with slack.
+_WRITE_AMPLIFICATION = 4
+_POINT_OVERHEAD_BYTES = 1024
 META_FILE = "leanrank-index.json"
+LOCK_FILE = "leanrank.lock"
+_IN_USE = "the index is open in another process (stop it or use another LEANRANK_DATA_DIR)"
 
 
 def point_id(chunk: Chunk) -> str:
@@ -118,39 +127,77 @@ def _engine_errors(action: str) -> Iterator[None]:
     except Exception as exc:  # the engine's only exception type
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "WouldBlock" in reason:
-            reason = "the index is open in another process (stop it or use another LEANRANK_DATA_DIR)"
+            reason = _IN_USE
         raise StoreError(f"{action} failed: {reason}") from exc
 
 
+def _lock(path: Path) -> int:
+    """An exclusive `flock` on `path/leanrank.lock`, taken before the engine touches a file; its descriptor.
+
+    The engine's own lock is checked only after it has opened (and replayed into) the shard's files, which
+    damages the storage of the process holding it; this lock makes a second process fail before that.
+    The kernel drops it when the holder exits, so a killed process leaves no stale lock.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreError(f"opening the index at {path} failed: {_IN_USE}") from None
+    return fd
+
+
 class EdgeStore:
-    """A `Store` on one Qdrant Edge shard under `path`; `dim` and `encoder` are checked against the index."""
+    """A `Store` on one Qdrant Edge shard under `path`; `dim` and `encoder` are checked against the index.
+
+    One process at a time holds the index (`StoreError` for the next). `leanrank-index.json` is written last
+    when an index is created, so an index without it was interrupted while being created: the next open
+    completes it (the shard is made afresh if the engine had not written its config yet, and missing
+    payload indexes are created).
+    """
 
     def __init__(self, path: Path, *, dim: int, encoder: str) -> None:
         self.path = path
-        shard_dir = path / "shard"
         expected = {"schema": SCHEMA_VERSION, "dim": dim, "encoder": encoder}
-        found = stored_meta(path)
-        if found is not None and found != expected:
-            raise ConfigError(
-                f"index at {path} was built with {found}, settings ask for {expected}; "
-                "use another data directory or re-ingest"
-            )
-        with _engine_errors(f"opening the index at {path}"):
-            if (shard_dir / "edge_config.json").exists():
-                self._shard = qe.EdgeShard.load(str(shard_dir))
-            else:
-                shard_dir.mkdir(parents=True, exist_ok=True)
-                config = qe.EdgeConfig(
-                    vectors={"dense": qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
-                    sparse_vectors={"bm25": qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        self._lock = _lock(path)
+        shard: qe.EdgeShard | None = None
+        try:
+            found = stored_meta(path)
+            if found is not None and found != expected:
+                raise ConfigError(
+                    f"index at {path} was built with {found}, settings ask for {expected}; "
+                    "use another data directory or re-ingest"
                 )
-                self._shard = qe.EdgeShard.create(str(shard_dir), config)
-                for field in KEYWORD_FIELDS:
-                    self._shard.update(
-                        qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
-                    )
-                self._shard.flush()
-                (path / META_FILE).write_text(json.dumps(expected), encoding="utf-8")
+            with _engine_errors(f"opening the index at {path}"):
+                shard = self._open(path / "shard", dim)
+                if found is None:
+                    (path / META_FILE).write_text(json.dumps(expected), encoding="utf-8")
+        except BaseException:
+            if shard is not None:
+                shard.close()
+            os.close(self._lock)
+            raise
+        self._shard = shard
+
+    def _open(self, shard_dir: Path, dim: int) -> qe.EdgeShard:
+        if (shard_dir / "edge_config.json").exists():
+            shard = qe.EdgeShard.load(str(shard_dir))
+        else:
+            ensure_free(shard_dir.parent, 0, f"creating the index at {shard_dir.parent}")
+            shutil.rmtree(shard_dir, ignore_errors=True)  # a creation cut short before the engine's config
+            shard_dir.mkdir(parents=True)
+            config = qe.EdgeConfig(
+                vectors={"dense": qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+                sparse_vectors={"bm25": qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            )
+            shard = qe.EdgeShard.create(str(shard_dir), config)
+        missing = [f for f in KEYWORD_FIELDS if f not in shard.info().payload_schema]
+        for field in missing:
+            shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
+        if missing:
+            shard.flush()
+        return shard
 
     def replace_source(
         self, course: str, source: str, chunks: Sequence[Chunk], dense: Matrix, sparse: Sequence[SparseVec]
@@ -162,6 +209,13 @@ class EdgeStore:
             qe.Point(point_id(c), {"dense": d.tolist(), "bm25": _sparse(s)}, chunk_payload(c))
             for c, d, s in zip(chunks, dense, sparse, strict=True)
         ]
+        size = (
+            sum(len(c.text.encode()) for c in chunks)
+            + dense.nbytes
+            + 12 * sum(len(v.indices) for v in sparse)
+        )
+        need = _WRITE_AMPLIFICATION * (size + _POINT_OVERHEAD_BYTES * len(chunks))
+        ensure_free(self.path, need, f"writing {course}/{source}")
         with _engine_errors(f"writing {course}/{source}"):
             # One operation for the whole file: the WAL applies it entirely or not at all.
             if points:
@@ -202,6 +256,7 @@ class EdgeStore:
         return {hit.value: int(hit.count) for hit in response.hits if hit.count}
 
     def _delete(self, flt: qe.Filter, what: str) -> int:
+        ensure_free(self.path, 0, f"deleting {what}")
         with _engine_errors(f"deleting {what}"):
             n = int(self._shard.count(qe.CountRequest(exact=True, filter=flt)))
             if n:
@@ -288,5 +343,11 @@ class EdgeStore:
         return points, None if next_offset is None else str(next_offset)
 
     def close(self) -> None:
-        with _engine_errors("closing the index"):
-            self._shard.close()
+        if self._lock < 0:
+            return
+        try:
+            with _engine_errors("closing the index"):
+                self._shard.close()
+        finally:
+            os.close(self._lock)  # after the engine's close: its last writes happen under the lock
+            self._lock = -1

@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from leanrank.errors import InputError
+from leanrank.errors import DocumentError, InputError
 
 
 def discover(root: Path) -> list[Path]:
@@ -34,8 +34,22 @@ def file_hash(data: bytes) -> str:
 def source_id(path: Path, root: Path) -> str:
     """The file's name in the index: its POSIX path relative to a folder root, or its name for a file root.
 
-    Relative ids keep a course's index independent of where the course folder sits on disk.
+    Relative ids keep a course's index independent of where the course folder sits on disk. Bytes of a
+    name that are not UTF-8 show as U+FFFD, so the name can be printed (`check_source` skips such a file).
     """
-    if root.is_dir():
-        return path.relative_to(root).as_posix()
-    return path.name
+    rel = path.relative_to(root).as_posix() if root.is_dir() else path.name
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def check_source(path: Path, root: Path) -> None:
+    """Raise a `DocumentError` unless `path` has a UTF-8 name and is, links resolved, in the folder `root`.
+
+    A name in another encoding (a Latin-1 `été.md` from a Windows archive) cannot be stored or shown as
+    its source id; a link out of the course folder would index files nobody put in the course.
+    """
+    try:
+        path.relative_to(root).as_posix().encode("utf-8")
+    except UnicodeEncodeError:
+        raise DocumentError(source_id(path, root), "the file name is not valid UTF-8; rename it") from None
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise DocumentError(str(path), "a link to a file outside the course folder")

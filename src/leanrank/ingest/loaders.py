@@ -13,7 +13,9 @@ from __future__ import annotations
 import html
 import io
 import logging
+import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -71,9 +73,12 @@ def load_file(path: Path, *, max_bytes: int) -> SourceText:
 
 
 def read_file(path: Path, *, max_bytes: int) -> bytes:
-    """The bytes of a file of a supported type and size, so they are read once for both hashing and parsing.
+    """The bytes of a regular file of a supported type and size, read once for both hashing and parsing.
 
-    The type and the size are checked before reading, so an unsupported or oversized file costs nothing.
+    The type and the reported size are checked before reading, so an unsupported or oversized file costs
+    nothing; the limit also holds while reading, since a size can lie (a file growing, `/proc`). The file
+    is opened without blocking and read only if it is a regular file: a FIFO would wait for a writer
+    forever, a device (`/dev/zero`) never ends.
     """
     name = str(path)
     suffix = path.suffix.lower()
@@ -81,12 +86,22 @@ def read_file(path: Path, *, max_bytes: int) -> bytes:
         what = f"unsupported file type {suffix!r}" if suffix else "no file extension"
         raise UnsupportedFileTypeError(name, f"{what}; supported: {' '.join(sorted(SUPPORTED_SUFFIXES))}")
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise FileTooLargeError(name, f"{size} bytes is over the limit of {max_bytes} bytes")
-        return path.read_bytes()
+        with open(path, "rb", opener=_open_nonblocking) as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise DocumentError(name, "not a regular file (a FIFO, device or socket)")
+            if info.st_size > max_bytes:
+                raise FileTooLargeError(name, f"{info.st_size} bytes is over the limit of {max_bytes} bytes")
+            data = f.read(max_bytes + 1)
     except OSError as exc:
         raise DocumentError(name, f"cannot read: {exc.strerror or _one_line(exc)}") from None
+    if len(data) > max_bytes:
+        raise FileTooLargeError(name, f"more than the limit of {max_bytes} bytes")
+    return data
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)
 
 
 def parse_file(path: Path, data: bytes) -> SourceText:
@@ -283,6 +298,16 @@ def _load_notebook(data: bytes, name: str) -> tuple[str, list[Section]]:
 # --- HTML -----------------------------------------------------------------------------------------
 
 _DROP_TAGS = frozenset({"script", "style", "nav", "noscript", "template", "head"})
+# The parser's time grows with the square of the nesting depth (50,000 nested <div> take ~10 s); real
+# pages stay under a few dozen levels.
+MAX_HTML_DEPTH = 1000
+# Elements that never hold children, and those a sibling of the same kind closes (`<li>a<li>b`), are
+# left out of the count.
+_NOT_NESTING = (
+    "area base br col embed hr img input link meta param source track wbr "
+    "p li dt dd option optgroup tr td th thead tbody tfoot rb rt rp colgroup caption"
+)
+_NESTING_TAG = re.compile(rf"<(/?)(?!(?:{'|'.join(_NOT_NESTING.split())})[\s/>])[a-z]", re.IGNORECASE)
 _HEADING_LEVEL = {f"h{n}": n for n in range(1, 7)}
 _SPACE, _NEWLINE, _PARAGRAPH = 1, 2, 3
 _SEPARATORS = {_SPACE: " ", _NEWLINE: "\n", _PARAGRAPH: "\n\n"}
@@ -333,7 +358,11 @@ class _TextBuilder:
 
 def _load_html(data: bytes, name: str) -> tuple[str, list[Section]]:
     """Visible text of the page; h1–h6 open sections whose heading path is the stack of enclosing headings."""
-    tree = LexborHTMLParser(_decode(data, name))
+    markup = _decode(data, name)
+    depth = _nesting(markup)
+    if depth > MAX_HTML_DEPTH:
+        raise DocumentError(name, f"HTML nested {depth} elements deep, over the limit of {MAX_HTML_DEPTH}")
+    tree = LexborHTMLParser(markup)
     root = tree.body or tree.root
     if root is None:
         return "", []
@@ -366,6 +395,19 @@ def _load_html(data: bytes, name: str) -> tuple[str, list[Section]]:
     spans.append((body_start, len(text), _path(stack)))
     found = (_section(text, start, end, heading) for start, end, heading in spans)
     return text, [s for s in found if s]
+
+
+def _nesting(markup: str) -> int:
+    """How deep the tags of `markup` nest, counted in linear time before parsing: an unclosed tag counts as
+    open to the end, which only overestimates."""
+    depth = deepest = 0
+    for match in _NESTING_TAG.finditer(markup):
+        if match[1]:
+            depth = max(depth - 1, 0)
+        else:
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest
 
 
 def _walk(root: LexborNode) -> Iterator[tuple[LexborNode, bool]]:

@@ -91,7 +91,7 @@ def create_app(
         gate=Gate(limits.max_concurrent, limits.max_queue, metrics),
         accountant=accountant,
         policy=policy,
-        jobs=IngestJobs(),
+        jobs=IngestJobs(settings.data_dir / "jobs"),
         search_pipeline=None if pipeline is None else metered_view(pipeline, accountant),
         owned_ledger=books if ledger is None and isinstance(books, Ledger) else None,
     )

@@ -26,6 +26,7 @@ from leanrank.errors import (
     InputError,
     LeanrankError,
     QueryTooLongError,
+    StorageFullError,
     StoreError,
     UnknownCourseError,
 )
@@ -92,6 +93,7 @@ STATUS_TABLE: dict[type[Exception], Status] = {
     RequestConflictError: Status(409, "request_conflict"),
     BackendError: Status(424, "backend_failed"),
     LedgerError: Status(503, "ledger_unavailable"),
+    StorageFullError: Status(507, "storage_full"),
     StoreError: Status(503, "store_unavailable"),
     NotReadyError: Status(503, "not_ready"),
     ConfigError: Status(500, "misconfigured"),
@@ -169,4 +171,5 @@ _FIXED = {
     "backend_failed": "the rerank backend failed; quote the request id to the operator",
     "ledger_unavailable": "the cost ledger is unavailable; quote the request id to the operator",
     "store_unavailable": "the index is unavailable; quote the request id to the operator",
+    "storage_full": "the server's disk is full: writes are refused until space is freed, searches go on",
 }

@@ -61,11 +61,14 @@ class Service:
         pipe = self.search_pipeline
         await asyncio.to_thread(lambda: pipe.dense.dim)
         self.ready = True
+        self.jobs.resume(pipe)
 
     async def stop(self) -> None:
+        """Jobs stop after their current file; if one is still running at the deadline the index is left to
+        the process's exit (closing it under a writer would lose that file) and the job resumes next time."""
         self.ready = False
-        await self.jobs.drain()
-        if self.owns_pipeline and self.search_pipeline is not None:
+        drained = await self.jobs.drain(self.settings.serve.shutdown_timeout_s)
+        if drained and self.owns_pipeline and self.search_pipeline is not None:
             self.search_pipeline.close()
         if self.owned_ledger is not None:
             self.owned_ledger.close()

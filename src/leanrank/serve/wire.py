@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from leanrank.cost.ledger import GroupBy
 from leanrank.rerank.base import BilledUnit, CountSource
@@ -26,6 +26,15 @@ _DOCS: list[JsonValue] = [
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, data: Any) -> Any:
+        """JSON may escape a lone UTF-16 surrogate (`"\\ud800"`), which no encoder, store or writer takes."""
+        where = _not_text(data, "")
+        if where is not None:
+            raise ValueError(f"{where or 'the body'} holds a lone UTF-16 surrogate, which is not text")
+        return data
 
 
 StructuredDocument = dict[str, JsonValue]
@@ -391,9 +400,30 @@ _ERROR_CODES = {
     424: "The rerank backend failed (every link of a fallback chain).",
     429: "At capacity; retry shortly.",
     503: "Starting, stopping, or the index or the cost ledger is unavailable (the message says which).",
+    507: "The server's disk is full: the write was refused, nothing changed.",
 }
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the error statuses a route can answer, all with `ErrorBody`."""
     return {code: {"model": ErrorBody, "description": _ERROR_CODES[code]} for code in codes}
+
+
+def _not_text(value: Any, path: str) -> str | None:
+    """The dotted path of the first string (or key) in `value` that cannot be encoded as UTF-8, else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        name = str(key).encode("utf-8", "replace").decode("utf-8")
+        inner = f"{path}.{name}" if path else name
+        found = _not_text(key, inner) if isinstance(key, str) else None
+        if found is None:
+            found = _not_text(item, inner)
+        if found is not None:
+            return found
+    return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
@@ -28,8 +27,9 @@ from leanrank.serve.wire import (
     IngestJobOut,
     errors,
 )
+from leanrank.storage import ensure_free
 
-router = APIRouter(tags=["courses"], responses=errors(401, 403, 404, 422, 503))
+router = APIRouter(tags=["courses"], responses=errors(401, 403, 404, 422, 503, 507))
 
 
 @router.get(
@@ -114,7 +114,8 @@ def _save(stream: BinaryIO, dest: Path) -> int:
     description=(
         "Multipart `files` (Markdown, text, PDF, HTML, subtitles; a file name may hold a relative path, "
         "which becomes the source id). Uploads up to `serve.background_ingest_bytes` are ingested before "
-        "the answer (200, status `done`); larger ones in the background (202, poll `status_url`). "
+        "the answer (200, status `done`); larger ones in the background (202, poll `status_url`; the job "
+        "and its files are kept on disk, so a restart resumes it). "
         "A file already indexed with the same content is left unchanged; a changed one is replaced."
     ),
     responses={
@@ -139,7 +140,10 @@ async def upload(
     names = [source_name(f.filename) for f in files]
     _check_distinct(names)
     pipeline = service.pipeline
-    folder = Path(tempfile.mkdtemp(prefix="leanrank-upload-"))
+    jobs = service.jobs
+    ensure_free(jobs.folder, sum(f.size or 0 for f in files), "saving the upload")
+    job_id = jobs.new_id()
+    folder = jobs.files_of(job_id)
     try:
         sizes = [
             await asyncio.to_thread(_save, f.file, folder / name)
@@ -148,14 +152,14 @@ async def upload(
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    job = service.jobs.new(course, sum(sizes))
+    job = jobs.accept(job_id, course, sum(sizes))
     if job.bytes > limits.background_ingest_bytes:
-        service.jobs.start(pipeline, job, folder)
+        jobs.start(pipeline, job)
         response.status_code = 202
         out = _job_out(request, job)
         response.headers["location"] = out.status_url
         return out
-    await service.jobs.run(pipeline, job, folder)
+    await jobs.run(pipeline, job)
     return _job_out(request, job)
 
 
