@@ -30,12 +30,13 @@ from tests.serve.live import LiveServer
 EXAMPLES = 6
 Path = tuple[str | int, ...]
 
-# Some ordinary text around one or more lone surrogates (category Cs).
+# Some ordinary text around one lone surrogate (category Cs). One, because JSON reads a high surrogate
+# followed by a low one as the pair it encodes: a valid character, not hostile at all.
 HOSTILE_TEXT = st.builds(
     lambda head, bad, tail: head + bad + tail,
     st.text(max_size=4),
-    st.text(st.characters(categories=["Cs"]), min_size=1, max_size=2),
-    st.text(max_size=4),
+    st.characters(categories=["Cs"]),
+    st.text(max_size=4).filter(lambda t: not ("\udc00" <= t[:1] <= "\udfff")),
 )
 DAYS = st.sampled_from([date.max, date.min]) | st.dates()
 PERIODS = (

@@ -157,7 +157,7 @@ class JinaRerankResponse(BaseModel):
     results: list[JinaResult]
 
 
-class TeiRerankRequest(BaseModel):
+class TeiRerankRequest(_Request):
     """text-embeddings-inference `POST /rerank`.
 
     Scores are probabilities unless `raw_scores` (then logits), converted from the scale the backend
