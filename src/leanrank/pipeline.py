@@ -40,6 +40,7 @@ from leanrank.ingest.loaders import parse_file, read_file
 from leanrank.rerank.base import Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import with_cache
 from leanrank.rerank.catalog import reranker as reranker_by_name
+from leanrank.rerank.identity import IdentityReranker
 from leanrank.rerank.stage import RerankStage, first_stage_scores
 from leanrank.retrieve.hybrid import HybridRetriever, RetrieveFilter
 from leanrank.settings import Settings
@@ -64,10 +65,12 @@ class FileReport:
 
 @dataclass(slots=True)
 class IngestReport:
-    """Totals of one ingest run, file by file."""
+    """Totals of one ingest run, file by file; `missing` are indexed sources of the course not found under
+    the folder ingested (kept and still searched unless `prune` deleted them)."""
 
     course: str
     files: list[FileReport] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
     def count(self, status: FileStatus) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -121,6 +124,11 @@ class _Replay:
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         usage = dataclasses.replace(Usage.free(len(documents), 0.0), cache_hits=len(documents))
         return RerankResponse(tuple(self._scores), usage, served_by=RESULT_CACHE)
+
+
+def _unreranked(hit: Hit) -> Hit:
+    scores = {k: v for k, v in hit.stage_scores.items() if k != "rerank"}
+    return dataclasses.replace(hit, score=scores["fusion"], stage_scores=scores)
 
 
 def _config_key(settings: Settings, encoder: str, reranker: str) -> str:
@@ -228,11 +236,12 @@ class Pipeline:
         report = IngestReport(course)
         for file in discover(path):
             self._record(report, self._ingest_file(file, root, course), on_file)
-        if prune:
-            seen = {f.source for f in report.files}
-            for source in sorted(set(self.store.sources(course)) - seen):
+        if path.is_dir():
+            gone = sorted(set(self.store.sources(course)) - {f.source for f in report.files})
+            for source in gone if prune else ():
                 n = self.store.delete_source(course, source)
                 self._record(report, FileReport(source, "removed", n), on_file)
+            report.missing = [] if prune else gone
         if self.results is not None and any(f.status in _CHANGED for f in report.files):
             self.results.invalidate(course)  # cached answers may cite chunks that are gone or stale
         return report
@@ -317,6 +326,8 @@ class Pipeline:
         where = RetrieveFilter(course, tuple(langs), tuple(heading_prefix))
         rid = request_id or uuid.uuid4().hex
         want = k or self.rerank.top_k
+        if depth is None and want > self.settings.retrieve.depth:
+            depth = want  # asking for more hits than the configured depth retrieves more, not fewer hits
         t0 = time.perf_counter()
         vector, scope = None, ""
         if self.results is not None:
@@ -346,6 +357,9 @@ class Pipeline:
             windows=[(s.start, s.end) for s in selection.sent],
         )
         t3 = time.perf_counter()
+        if stage.served_by == IdentityReranker.name:
+            # Nothing was reranked: identity's rank-based scores would pose as relevance; keep the fused ones.
+            stage = dataclasses.replace(stage, hits=[_unreranked(h) for h in stage.hits])
         tail = [
             Hit(c.chunk_id, c.chunk, c.fused, first_stage_scores(c))
             for c in selection.rest[: max(0, want - len(stage.hits))]

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from leanrank.cli.errors import cli_errors, err
+from leanrank.cli.console import err, out, styled, typer_app
+from leanrank.cli.errors import cli_errors
 from leanrank.cost.ledger import GroupBy, Ledger, Total
 from leanrank.cost.period import Period
 from leanrank.cost.pricing import GpuPrice, Pricing
@@ -28,10 +28,7 @@ from leanrank.cost.report import CostReport, cost_report
 from leanrank.errors import InputError
 from leanrank.settings import Settings
 
-costs_app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Rerank cost: ledger reports, projections."
-)
-out = Console()
+costs_app = typer_app(help="Rerank cost: ledger reports, projections.")
 _N = TypeVar("_N", int, float)
 
 # A course of ~100 students asking ~20 questions a month each; a one-sentence question.
@@ -46,7 +43,7 @@ def _chart(draw: Callable[[Path], None], path: Path) -> None:
             draw(path)
         except OSError as exc:
             raise InputError(f"cannot write the chart to {path}: {exc.strerror or exc}") from None
-    err.print(f"chart written to {path}", highlight=False)
+    err.print(f"chart written to {path}")
 
 
 def _period(text: str | None) -> Period:
@@ -73,7 +70,7 @@ def _total_json(total: Total) -> dict[str, Any]:
 
 def _print_report(report: CostReport) -> None:
     if not report.rows:
-        out.print(f"no rerank calls recorded in {report.period.label}", highlight=False)
+        out.print(f"no rerank calls recorded in {report.period.label}")
         return
     table = Table(title=f"Rerank cost by {report.by}, {report.period.label} (UTC)")
     table.add_column(report.by, overflow="fold")
@@ -81,7 +78,7 @@ def _print_report(report: CostReport) -> None:
         table.add_column(col, justify="right")
     total = report.total
     for row in (*report.rows, total):
-        name = "[bold]total[/bold]" if row is total else (row.key or "—")
+        name = styled(("total", "bold")) if row is total else (row.key or "—")
         table.add_row(
             name,
             f"{row.calls:,}",
@@ -95,7 +92,7 @@ def _print_report(report: CostReport) -> None:
         )
     out.print(table)
     if total.unpriced:
-        out.print(f"{total.unpriced} calls have no known price and are not in the cost", highlight=False)
+        out.print(f"{total.unpriced} calls have no known price and are not in the cost")
 
 
 @costs_app.command("report")
@@ -183,11 +180,13 @@ def _money(value: float) -> str:
 def _print_projection(p: Projection, origin: str) -> None:
     v = p.volume
     out.print(
-        f"[bold]{v.queries_per_course_month:,.0f}[/bold] calls per course-month × "
-        f"[bold]{v.courses}[/bold] courses = {v.queries_per_month:,.0f} calls a month; "
-        f"{v.candidates:g} candidates × {v.tokens_per_candidate:g} tokens, query {v.query_tokens:g} tokens "
-        f"({origin})",
-        highlight=False,
+        styled(
+            (f"{v.queries_per_course_month:,.0f}", "bold"),
+            " calls per course-month × ",
+            (f"{v.courses}", "bold"),
+            f" courses = {v.queries_per_month:,.0f} calls a month; {v.candidates:g} candidates × "
+            f"{v.tokens_per_candidate:g} tokens, query {v.query_tokens:g} tokens ({origin})",
+        )
     )
     apis = Table(title="Paid rerank APIs, cheapest first")
     apis.add_column("backend", overflow="fold")
@@ -195,13 +194,13 @@ def _print_projection(p: Projection, origin: str) -> None:
         apis.add_column(col, justify="right")
     apis.add_column("price as of")
     for a in p.apis:
-        mark = "" if a.price.verified else " [yellow]unverified[/yellow]"
+        mark: tuple[str | tuple[str, str], ...] = () if a.price.verified else (" ", ("unverified", "yellow"))
         apis.add_row(
             a.price.key,
             _money(a.per_query),
             _money(a.per_course_month),
             _money(a.per_month),
-            f"{a.price.as_of}{mark}",
+            styled(str(a.price.as_of), *mark),
         )
     out.print(apis)
     if not p.gpus:
@@ -438,7 +437,7 @@ def pricing_command(
     for col in ("backend", "price, USD", "unit", "as of", "verified", "source"):
         table.add_column(col, overflow="fold")
     for m in models:
-        verified = "yes" if m.verified else "[yellow]no[/yellow]"
+        verified = styled("yes" if m.verified else ("no", "yellow"))
         table.add_row(m.key, f"{m.price:g}", m.unit, str(m.as_of), verified, m.source)
     out.print(table)
     if gpus:
@@ -446,12 +445,10 @@ def pricing_command(
         for col in ("gpu", "USD / hour", "pairs/s", "as of", "kind", "source"):
             gpu_table.add_column(col, overflow="fold")
         for g in gpus:
-            kind = "example" if g.example else ("verified" if g.verified else "[yellow]unverified[/yellow]")
+            status = "verified" if g.verified else ("unverified", "yellow")
+            kind = styled("example" if g.example else status)
             gpu_table.add_row(
                 g.key, f"{g.usd_per_hour:g}", f"{g.pairs_per_second:g}", str(g.as_of), kind, g.source
             )
         out.print(gpu_table)
-    out.print(
-        "Override or add prices with TOML files in cost.pricing_dir (default <data_dir>/pricing).",
-        highlight=False,
-    )
+    out.print("Override or add prices with TOML files in cost.pricing_dir (default <data_dir>/pricing).")

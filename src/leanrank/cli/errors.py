@@ -11,11 +11,9 @@ from contextlib import contextmanager
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
+from leanrank.cli.console import err, styled
 from leanrank.errors import InputError, LeanrankError
-
-err = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager
@@ -26,8 +24,8 @@ def cli_errors() -> Iterator[None]:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        err.print(f"[red]error:[/red] invalid setting {where}: {first['msg']}", highlight=False)
+        err.print(styled(("error:", "red"), f" invalid setting {where}: {first['msg']}"))
         raise typer.Exit(2) from None
     except LeanrankError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(styled(("error:", "red"), f" {exc}"))
         raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None

@@ -10,15 +10,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from leanrank.cli.errors import cli_errors, err
+from leanrank.cli.console import err, out, styled
+from leanrank.cli.errors import cli_errors
 from leanrank.errors import InputError
 from leanrank.rerank.base import RerankResponse, Usage
 from leanrank.rerank.catalog import catalog_rows, reranker
-
-out = Console()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +82,7 @@ def rerank_command(
         sys.stdout.write(json.dumps(_result_json(model.name, documents, response, order), ensure_ascii=False))
         sys.stdout.write("\n")
         return
-    table = Table(title=f"{query}  [dim]({response.served_by or model.name})[/dim]")
+    table = Table(title=styled(query, (f"  ({response.served_by or model.name})", "dim")))
     for col in ("#", "score", "id", "text"):
         table.add_column(col, overflow="fold")
     for rank, i in enumerate(order, 1):
@@ -93,9 +91,9 @@ def rerank_command(
         table.add_row(str(rank), f"{response.scores[i]:.4f}", documents[i].id, cut)
     out.print(table)
     fields = ", ".join(f"{k}={v}" for k, v in usage_json(response.usage).items() if v is not None)
-    out.print(f"usage: {fields}", highlight=False)
+    out.print(f"usage: {fields}")
     for failure in response.failed:
-        err.print(f"[yellow]fell back:[/yellow] {failure}", highlight=False)
+        err.print(styled(("fell back:", "yellow"), f" {failure}"))
 
 
 def _result_json(
@@ -134,6 +132,5 @@ def backends_command(
         "Names: KIND:TARGET[?option=value&...]; join with ' | ' for a fallback chain. Keys and URLs: "
         "LEANRANK_<KIND>_API_KEY, LEANRANK_<KIND>_BASE_URL. "
         "Options for long inputs: max_doc_tokens, long_docs=maxpool|truncate, overlap_tokens, "
-        "max_windows, max_query_tokens.",
-        highlight=False,
+        "max_windows, max_query_tokens."
     )

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from leanrank.errors import DependencyError
+
+try:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+except ImportError as exc:
+    raise DependencyError("matplotlib", "plots") from exc
 
 from leanrank.cost.projection import Projection, gpu_capacity, gpu_month_cost
 from leanrank.cost.report import CostReport
