@@ -15,6 +15,7 @@ LeanrankError
 ├── DependencyError         an optional extra is not installed
 ├── BackendError            an encoder, reranker or remote server failed (→ 424/502)
 └── StoreError              the index could not be read or written
+    └── IndexLockedError    the embedded index is open in another process
 """
 
 from __future__ import annotations
@@ -88,3 +89,7 @@ class BackendError(LeanrankError):
 
 class StoreError(LeanrankError):
     """The index could not be read or written."""
+
+
+class IndexLockedError(StoreError):
+    """The embedded index is open in another process: the user stops it or picks another data directory."""

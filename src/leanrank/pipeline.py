@@ -304,6 +304,24 @@ class Pipeline:
             known = ", ".join(sorted(self.store.courses())) or "none yet"
             raise UnknownCourseError(f"unknown course {course!r}; indexed courses: {known}")
 
+    def heading_path(self, course: str, prefix: Sequence[str]) -> tuple[str, ...]:
+        """The one heading path of `course` that `prefix` starts, in any case: `["lesson 2", "loo"]` finds
+        `("Lesson 2", "Loops")`. A path that only extends another match is not a second match.
+
+        Raises `InputError` naming the candidates when none or several paths match.
+        """
+        wanted = " > ".join(p.strip() for p in prefix)
+        paths = sorted(self.store.headings(course))
+        found = [p for p in paths if p.casefold().startswith(wanted.casefold())]
+        found = [p for p in found if not any(p.startswith(q + " > ") for q in found)]
+        if len(found) == 1:
+            return tuple(found[0].split(" > "))
+        shown = found or [p for p in paths if " > " not in p]
+        listing = "; ".join(shown[:8]) + ("; …" if len(shown) > 8 else "")
+        if found:
+            raise InputError(f"heading {wanted!r} matches several headings of course {course}: {listing}")
+        raise InputError(f"no heading of course {course} starts with {wanted!r}; its top headings: {listing}")
+
     async def asearch(
         self,
         query: str,
@@ -316,14 +334,16 @@ class Pipeline:
         request_id: str | None = None,
         tenant: str | None = None,
     ) -> SearchResult:
-        """Hybrid first stage, then the rerank step; hits are from `course` only.
+        """Hybrid first stage, then the rerank step; hits are from `course` only, under the heading path
+        `heading_prefix` starts (see `heading_path`). `depth` defaults to `retrieve.depth`, raised to `k`.
 
         The rerank call is written to the cost ledger under `request_id` (a fresh one when None): a
         client retrying with the same id is billed once.
         """
         text = self.check_query(query)
         self.check_course(course)
-        where = RetrieveFilter(course, tuple(langs), tuple(heading_prefix))
+        heading = await asyncio.to_thread(self.heading_path, course, heading_prefix) if heading_prefix else ()
+        where = RetrieveFilter(course, tuple(langs), heading)
         rid = request_id or uuid.uuid4().hex
         want = k or self.rerank.top_k
         if depth is None and want > self.settings.retrieve.depth:

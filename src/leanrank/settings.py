@@ -160,6 +160,11 @@ class ServeSettings(BaseModel):
         2.0, ge=0.0, le=100.0, description="Window merging concurrent calls to a batching local model."
     )
     micro_batch_max_documents: int = Field(256, ge=1, description="A batch is sent once this full.")
+    unknown_model: Literal["answer", "refuse"] = Field(
+        "answer",
+        description="A rerank request naming a model no backend of the policy serves: answered by the policy "
+        "with the header x-leanrank-model-ignored, or refused with 404.",
+    )
     max_upload_bytes: int = Field(100_000_000, ge=1, description="Multipart upload size (413 beyond).")
     max_upload_files: int = Field(200, ge=1, description="Files per upload.")
     background_ingest_bytes: int = Field(

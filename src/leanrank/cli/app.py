@@ -51,7 +51,8 @@ def _pipeline(settings: Settings | None = None) -> Iterator[Pipeline]:
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:
-    """The `--json` shape of one hit (stable field names; offsets index the source file's text)."""
+    """The `--json` shape of one hit, the HTTP search hit's fields plus `course` (offsets index the source
+    file's text; `heading` is the path outermost first, `heading_path` the same joined with " > ")."""
     c = hit.chunk
     return {
         "chunk_id": hit.chunk_id,
@@ -60,7 +61,8 @@ def hit_json(hit: Hit) -> dict[str, Any]:
         "course": c.course,
         "source": c.source,
         "lang": c.lang,
-        "heading": c.heading_path,
+        "heading": list(c.heading),
+        "heading_path": c.heading_path,
         "start": c.start,
         "end": c.end,
         "tokens": c.tokens,
@@ -96,7 +98,7 @@ def _ingest(pipe: Pipeline, path: Path, course: str, *, prune: bool = False) -> 
                 ("note:", "yellow"),
                 f" {plural(len(report.missing), 'indexed file')} of course {course} "
                 f"{'is' if one else 'are'} no longer in {path} ({shown}); "
-                f"{'it still answers' if one else 'they still answer'} searches until you ingest with --prune",
+                f"{'it still answers' if one else 'they still answer'} searches until ingested with --prune",
             )
         )
     return report
@@ -207,6 +209,10 @@ def search(
         if query is None:
             raise InputError("give a QUERY or --queries FILE")
         result = pipe.search(query, course, langs=langs, heading_prefix=prefix, k=k)
+        if not result.hits and langs:
+            err.print(
+                f"no chunk of course {course} is in {' or '.join(langs)}: the --lang filter left nothing"
+            )
         if as_json:
             for hit in result.hits:
                 sys.stdout.write(json.dumps(hit_json(hit), ensure_ascii=False) + "\n")

@@ -22,7 +22,7 @@ from leanrank.cli.console import err, out, styled, typer_app
 from leanrank.cli.errors import cli_errors
 from leanrank.cost.ledger import GroupBy, Ledger, Total
 from leanrank.cost.period import Period
-from leanrank.cost.pricing import GpuPrice, Pricing
+from leanrank.cost.pricing import GpuPrice, ModelPrice, Pricing
 from leanrank.cost.projection import Projection, Volume, api_cost, gpu_capacity, measured_volume, project
 from leanrank.cost.report import CostReport, cost_report
 from leanrank.errors import InputError
@@ -147,6 +147,24 @@ def _base_volume(settings: Settings, from_ledger: bool, period: str | None) -> t
         DEFAULT_QUERY_TOKENS,
     )
     return assumed, "assumed"
+
+
+def _say_assumed(base: Volume, given: tuple[float | None, ...]) -> None:
+    """Name on stderr every value the projection assumed, with the flag or setting that changes it."""
+    sources = (
+        (base.queries_per_course_month, "calls per course-month", "--queries-per-course-month"),
+        (base.courses, "courses", "--courses"),
+        (base.candidates, "candidates per call", "--candidates or retrieve.depth"),
+        (base.tokens_per_candidate, "tokens per candidate", "--tokens-per-candidate or ingest.max_tokens"),
+        (base.query_tokens, "query tokens", "--query-tokens"),
+    )
+    assumed = [
+        f"{value:,g} {what} ({flag})"
+        for (value, what, flag), g in zip(sources, given, strict=True)
+        if g is None
+    ]
+    if assumed:
+        err.print(f"assumed: {'; '.join(assumed)}; --from-ledger uses what the ledger measured")
 
 
 def _given(value: _N | None, default: _N) -> _N:
@@ -340,6 +358,11 @@ def project_command(
         )
         if from_ledger and volume != base:
             origin += ", with overrides"
+        if not from_ledger:
+            _say_assumed(
+                base,
+                given=(queries_per_course_month, courses, candidates, tokens_per_candidate, query_tokens),
+            )
         pricing = Pricing.from_settings(settings)
         gpus = _gpus(pricing, gpu, gpu_usd_per_hour, pairs_per_second)
         projection = project(pricing.models.values(), gpus, volume)
@@ -392,6 +415,33 @@ def _print_cut(volume: Volume, cut_to: int, rows: list[dict[str, Any]]) -> None:
     out.print(table)
 
 
+# Columns besides the backend's name need about this many characters, URLs folded.
+_PRICE_COLUMNS_WIDTH = 72
+
+
+def _print_prices(models: list[ModelPrice]) -> None:
+    """A table where the longest backend name fits whole; on a narrower terminal, a block per model, since
+    a backend name folded mid-word cannot be copied into a setting."""
+    verified: dict[bool, str | tuple[str, str]] = {True: "yes", False: ("no", "yellow")}
+    if out.width >= max((len(m.key) for m in models), default=0) + _PRICE_COLUMNS_WIDTH:
+        table = Table(title="Rerank API prices")
+        table.add_column("backend", no_wrap=True)
+        for col in ("price, USD", "unit", "as of", "verified", "source"):
+            table.add_column(col, overflow="fold")
+        for m in models:
+            table.add_row(m.key, f"{m.price:g}", m.unit, str(m.as_of), styled(verified[m.verified]), m.source)
+        out.print(table)
+        return
+    out.print(styled(("Rerank API prices", "bold")))
+    for m in models:
+        out.print(styled((m.key, "bold")))
+        out.print(
+            styled(f"  {m.price:g} USD {m.unit}, as of {m.as_of}, verified: ", verified[m.verified]),
+            overflow="fold",
+        )
+        out.print(f"  {m.source}", overflow="fold")
+
+
 def pricing_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of tables.")] = False,
 ) -> None:
@@ -433,13 +483,7 @@ def pricing_command(
         }
         sys.stdout.write(json.dumps(body, indent=2) + "\n")
         return
-    table = Table(title="Rerank API prices")
-    for col in ("backend", "price, USD", "unit", "as of", "verified", "source"):
-        table.add_column(col, overflow="fold")
-    for m in models:
-        verified = styled("yes" if m.verified else ("no", "yellow"))
-        table.add_row(m.key, f"{m.price:g}", m.unit, str(m.as_of), verified, m.source)
-    out.print(table)
+    _print_prices(models)
     if gpus:
         gpu_table = Table(title="Self-hosted GPUs")
         for col in ("gpu", "USD / hour", "pairs/s", "as of", "kind", "source"):

@@ -1,7 +1,7 @@
 """One mapping from leanrank's errors to what every command prints and its exit status.
 
-Users see one red line, never a stack trace: 2 for bad input or settings (fix the command), 1 for a failure
-(a backend, the store) that a retry may get past.
+Users see one red line, never a stack trace: 2 for bad input or settings and an index held by another process
+(fix the command or stop the other process), 1 for a failure (a backend, the store) that a retry may get past.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from leanrank.cli.console import err, styled
-from leanrank.errors import InputError, LeanrankError
+from leanrank.errors import IndexLockedError, InputError, LeanrankError
 
 
 @contextmanager
@@ -28,4 +28,4 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
     except LeanrankError as exc:
         err.print(styled(("error:", "red"), f" {exc}"))
-        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
+        raise typer.Exit(2 if isinstance(exc, InputError | IndexLockedError) else 1) from None

@@ -19,7 +19,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from leanrank.encode.base import Matrix, SparseVec
-from leanrank.errors import ConfigError, StoreError
+from leanrank.errors import ConfigError, IndexLockedError, StoreError
 from leanrank.index.base import Candidate, HybridQuery, StoredPoint
 from leanrank.ingest.lang import contained_langs
 from leanrank.types import Chunk
@@ -118,7 +118,10 @@ def _engine_errors(action: str) -> Iterator[None]:
     except Exception as exc:  # the engine's only exception type
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "WouldBlock" in reason:
-            reason = "the index is open in another process (stop it or use another LEANRANK_DATA_DIR)"
+            raise IndexLockedError(
+                f"{action} failed: the index is open in another process "
+                "(stop it or use another LEANRANK_DATA_DIR)"
+            ) from exc
         raise StoreError(f"{action} failed: {reason}") from exc
 
 
@@ -183,6 +186,10 @@ class EdgeStore:
         return {
             str(k): v for k, v in self._facet("source", qe.Filter(must=[_match("course", course)])).items()
         }
+
+    def headings(self, course: str) -> dict[str, int]:
+        flt = qe.Filter(must=[_match("course", course)])
+        return {str(k): v for k, v in self._facet("heading_prefixes", flt).items()}
 
     def courses(self) -> dict[str, int]:
         return {str(k): v for k, v in self._facet("course", None).items()}

@@ -2,7 +2,8 @@
 
 A pipeline that calls one of these providers switches to leanrank by changing its base URL and key; the
 configured policy (`rerank.backend`, possibly a fallback chain) answers, and the ledger bills each
-request once. Which backend served, and what it cost, come back in `x-leanrank-*` headers.
+request once. Which backend served, and what it cost, come back in `x-leanrank-*` headers. A request naming
+a `model` is routed to the policy's backend for it (`serving_policy`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
+from leanrank.cost._names import parse_backend
 from leanrank.errors import InputError
 from leanrank.pipeline import check_course_id
+from leanrank.rerank.base import Reranker
+from leanrank.rerank.fallback import FallbackReranker
 from leanrank.serve.accounting import Charge
 from leanrank.serve.auth import Principal
+from leanrank.serve.errors import UnknownModelError
 from leanrank.serve.limits import check_rerank
 from leanrank.serve.service import PrincipalDep, RequestIdDep, Service, ServiceDep, call_context
 from leanrank.serve.wire import (
@@ -35,7 +40,7 @@ from leanrank.serve.wire import (
     errors,
 )
 
-router = APIRouter(tags=["rerank"], responses=errors(400, 401, 403, 413, 422, 424, 429, 503))
+router = APIRouter(tags=["rerank"], responses=errors(400, 401, 403, 404, 413, 422, 424, 429, 503))
 
 CourseHeader = Annotated[
     str | None,
@@ -57,6 +62,39 @@ def billing_course(principal: Principal, header: str | None) -> str | None:
     raise InputError("this key has several courses: name the one to bill in the X-Leanrank-Course header")
 
 
+def _is_model(backend: str, model: str) -> bool:
+    """`model` as a client writes it (`rerank-v3.5`, `cohere:rerank-v3.5`, the full name) names `backend`."""
+    name = parse_backend(backend)
+    return model in {backend, name.key, name.model} - {""}
+
+
+def serving_policy(service: Service, model: str | None, response: Response) -> Reranker:
+    """What answers a request naming `model`: the policy when its first backend is that model (or no model
+    is named); the policy's fallback chain from the backend that is, when a later one is (without the score
+    cache); otherwise, per `serve.unknown_model`, the whole policy with `x-leanrank-model-ignored` set, or
+    `UnknownModelError`.
+    """
+    policy = service.policy
+    members = policy.name.split(" | ")
+    if model is None or _is_model(members[0], model):
+        return policy
+    chain = policy
+    while not isinstance(chain, FallbackReranker) and isinstance(getattr(chain, "inner", None), Reranker):
+        chain = chain.inner  # type: ignore[attr-defined]  # a cache or micro-batcher around the chain
+    if isinstance(chain, FallbackReranker):
+        for i, backend in enumerate(chain.chain):
+            if _is_model(backend.name, model):
+                rest = chain.chain[i:]
+                return rest[0] if len(rest) == 1 else FallbackReranker(rest)
+    if service.settings.serve.unknown_model == "refuse":
+        raise UnknownModelError(
+            f"model {model!r} is not served here; this service serves {', '.join(members)} "
+            "(serve.unknown_model=refuse)"
+        )
+    response.headers["x-leanrank-model-ignored"] = model
+    return policy
+
+
 async def rerank_once(
     service: Service,
     principal: Principal,
@@ -65,13 +103,15 @@ async def rerank_once(
     query: str,
     documents: Sequence[str],
     response: Response,
+    model: str | None = None,
 ) -> Charge:
-    """Check, meter and run one rerank; set the accounting headers on `response`."""
+    """Check, meter and run one rerank with the backend for `model`; set the accounting headers."""
     course = billing_course(principal, course_header)
     check_rerank(service.settings, query, documents)
+    backend = serving_policy(service, model, response)
     async with service.gate.slot():
         charge = await service.accountant.rerank(
-            service.policy, query, documents, call_context(principal, request_id, course, "rerank")
+            backend, query, documents, call_context(principal, request_id, course, "rerank")
         )
     service.metrics.observe_charge(charge, course)
     response.headers["x-leanrank-backend"] = charge.backend
@@ -118,7 +158,9 @@ async def cohere_rerank(
     response: Response,
     course: CourseHeader = None,
 ) -> CohereRerankResponse:
-    charge = await rerank_once(service, principal, request_id, course, body.query, body.documents, response)
+    charge = await rerank_once(
+        service, principal, request_id, course, body.query, body.documents, response, body.model
+    )
     return _cohere(charge, request_id, body.top_n)
 
 
@@ -142,7 +184,9 @@ async def rerank(
     course: CourseHeader = None,
 ) -> CohereRerankResponse | JinaRerankResponse:
     texts = body.texts()
-    charge = await rerank_once(service, principal, request_id, course, body.query, texts, response)
+    charge = await rerank_once(
+        service, principal, request_id, course, body.query, texts, response, body.model
+    )
     if not body.jina:
         return _cohere(charge, request_id, body.top_n)
     scores = charge.response.scores
