@@ -95,6 +95,22 @@ def test_project_assumed_volume_by_hand(data_dir: Path) -> None:
     assert cross["queries_per_month"] == pytest.approx(2.5 * 730 / 0.002)
 
 
+def test_project_names_every_value_it_assumed(data_dir: Path) -> None:
+    result = run("costs", "project", "--courses", "3", "--query-tokens", "15")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == (
+        "assumed: 2,000 calls per course-month (--queries-per-course-month); 20 candidates per call "
+        "(--candidates or retrieve.depth); 160 tokens per candidate (--tokens-per-candidate or "
+        "ingest.max_tokens); --from-ledger uses what the ledger measured"
+    )
+
+
+def test_project_help_shows_its_defaults() -> None:
+    result = run("costs", "project", "--help")
+    assert "[default: 2000]" in result.stdout
+    assert "Courses [default: 10]" in result.stdout
+
+
 def test_project_gpu_overrides(data_dir: Path) -> None:
     body = run_json(
         "costs", "project", "--candidates", "20", "--gpu", "selfhost:h100", "--gpu-usd-per-hour", "1",

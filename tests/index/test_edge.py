@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from leanrank.encode.base import SparseVec
-from leanrank.errors import ConfigError, StoreError
+from leanrank.errors import ConfigError, IndexLockedError
 from leanrank.index.base import HybridQuery, Store
 from leanrank.index.edge import EdgeStore, point_id
 from leanrank.index.qdrant import QdrantStore

@@ -24,7 +24,15 @@ def cli_errors() -> Iterator[None]:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        err.print(styled(("error:", "red"), f" invalid setting {where}: {first['msg']}"))
+        if first["type"] == "extra_forbidden":  # a typo in a name must not pass for a setting
+            err.print(
+                styled(
+                    ("error:", "red"),
+                    f" unknown setting {where}; the README's Configuration section lists them",
+                )
+            )
+        else:
+            err.print(styled(("error:", "red"), f" invalid setting {where}: {first['msg']}"))
         raise typer.Exit(2) from None
     except LeanrankError as exc:
         err.print(styled(("error:", "red"), f" {exc}"))
