@@ -150,3 +150,18 @@ def test_metrics_count_requests_and_reranks_by_backend_and_course(live: LiveServ
     assert 'leanrank_rerank_calls_total{backend="identity",course="demo"}' in text
     assert "leanrank_http_request_duration_seconds_bucket" in text
     assert "# TYPE leanrank_cache_hits_total counter" in text
+
+
+def test_docs_are_served_offline_without_a_key(live: LiveServer) -> None:
+    with live.client(None) as http:
+        page = http.get("/docs")
+        script = http.get("/docs/assets/swagger-ui-bundle.js")
+        style = http.get("/docs/assets/swagger-ui.css")
+        other = http.get("/v1/usage")
+    assert page.status_code == 200
+    assert "/docs/assets/swagger-ui-bundle.js" in page.text
+    assert "cdn." not in page.text  # no asset from a CDN: the page works on a machine without internet
+    assert (script.status_code, style.status_code) == (200, 200)
+    assert script.headers["content-type"].startswith(("application/javascript", "text/javascript"))
+    assert len(script.content) > 1_000_000  # the whole Swagger UI bundle
+    assert other.status_code == 401  # only the docs' assets are public

@@ -22,6 +22,8 @@ from leanrank.serve.metrics import Metrics
 from leanrank.settings import ServeSettings
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+DOCS_ASSETS = "/docs/assets"
+"""Where Swagger UI's and ReDoc's scripts are served from (no CDN: `/docs` works offline); public too."""
 _UPLOAD = re.compile(r"^/v1/courses/[^/]+/documents/?$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _access = logging.getLogger("leanrank.serve.access")
@@ -57,7 +59,8 @@ class EdgeMiddleware:
 
         key_id = "-"
         try:
-            if scope["path"] not in PUBLIC_PATHS:
+            path = scope["path"]
+            if path not in PUBLIC_PATHS and not path.startswith(DOCS_ASSETS + "/"):
                 principal = self.keys.authenticate(headers.get("authorization"))
                 state["principal"] = principal
                 key_id = principal.key_id
