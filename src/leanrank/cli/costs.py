@@ -38,6 +38,7 @@ DEFAULT_QUERY_TOKENS = 20.0
 
 
 def _chart(draw: Callable[[Path], None], path: Path) -> None:
+    """Draw into `path`; a missing `plots` extra or an unwritable path is one line, not a traceback."""
     with cli_errors():
         try:
             draw(path)
@@ -127,9 +128,13 @@ def report_command(
     else:
         _print_report(report)
     if png is not None:
-        from leanrank.cost.plots import report_chart
 
-        _chart(lambda path: report_chart(report, path), png)
+        def draw(path: Path) -> None:
+            from leanrank.cost.plots import report_chart  # needs the plots extra: inside _chart's guard
+
+            report_chart(report, path)
+
+        _chart(draw, png)
 
 
 def _base_volume(settings: Settings, from_ledger: bool, period: str | None) -> tuple[Volume, str]:
@@ -377,9 +382,13 @@ def project_command(
         if cut_to is not None:
             _print_cut(volume, cut_to, cut)
     if png is not None:
-        from leanrank.cost.plots import projection_chart
 
-        _chart(lambda path: projection_chart(projection, path), png)
+        def draw(path: Path) -> None:
+            from leanrank.cost.plots import projection_chart
+
+            projection_chart(projection, path)
+
+        _chart(draw, png)
 
 
 def _cut(projection: Projection, volume: Volume, cut_to: int) -> list[dict[str, Any]]:
