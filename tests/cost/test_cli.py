@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from typer.testing import CliRunner, Result
 
+from leanrank.cli.console import typer_app
 from leanrank.cli.costs import costs_app, pricing_command
 from leanrank.cost.ledger import Ledger
 from tests.cost.conftest import make_record
 
-app = typer.Typer()
+app = typer_app()
 app.add_typer(costs_app, name="costs")
 app.command("pricing")(pricing_command)
 
@@ -98,7 +98,7 @@ def test_project_assumed_volume_by_hand(data_dir: Path) -> None:
 def test_project_names_every_value_it_assumed(data_dir: Path) -> None:
     result = run("costs", "project", "--courses", "3", "--query-tokens", "15")
     assert result.exit_code == 0, result.output
-    assert result.stderr.strip() == (
+    assert result.stdout.strip().splitlines()[-1] == (
         "assumed: 2,000 calls per course-month (--queries-per-course-month); 20 candidates per call "
         "(--candidates or retrieve.depth); 160 tokens per candidate (--tokens-per-candidate or "
         "ingest.max_tokens); --from-ledger uses what the ledger measured"
@@ -106,9 +106,9 @@ def test_project_names_every_value_it_assumed(data_dir: Path) -> None:
 
 
 def test_project_help_shows_its_defaults() -> None:
-    result = run("costs", "project", "--help")
-    assert "[default: 2000]" in result.stdout
-    assert "Courses [default: 10]" in result.stdout
+    help_text = " ".join(run("costs", "project", "--help").stdout.split())
+    assert "Rerank calls per course and month [default: 2000]." in help_text
+    assert "Courses [default: 10]." in help_text
 
 
 def test_project_gpu_overrides(data_dir: Path) -> None:

@@ -155,7 +155,8 @@ def _base_volume(settings: Settings, from_ledger: bool, period: str | None) -> t
 
 
 def _say_assumed(base: Volume, given: tuple[float | None, ...]) -> None:
-    """Name on stderr every value the projection assumed, with the flag or setting that changes it."""
+    """Name every value the projection assumed, with the flag or setting that changes it (`--json` gives
+    them all, with `origin`)."""
     sources = (
         (base.queries_per_course_month, "calls per course-month", "--queries-per-course-month"),
         (base.courses, "courses", "--courses"),
@@ -169,7 +170,9 @@ def _say_assumed(base: Volume, given: tuple[float | None, ...]) -> None:
         if g is None
     ]
     if assumed:
-        err.print(f"assumed: {'; '.join(assumed)}; --from-ledger uses what the ledger measured")
+        out.print(
+            f"assumed: {'; '.join(assumed)}; --from-ledger uses what the ledger measured", soft_wrap=True
+        )
 
 
 def _given(value: _N | None, default: _N) -> _N:
@@ -363,11 +366,6 @@ def project_command(
         )
         if from_ledger and volume != base:
             origin += ", with overrides"
-        if not from_ledger:
-            _say_assumed(
-                base,
-                given=(queries_per_course_month, courses, candidates, tokens_per_candidate, query_tokens),
-            )
         pricing = Pricing.from_settings(settings)
         gpus = _gpus(pricing, gpu, gpu_usd_per_hour, pairs_per_second)
         projection = project(pricing.models.values(), gpus, volume)
@@ -379,6 +377,11 @@ def project_command(
         sys.stdout.write(json.dumps(body) + "\n")
     else:
         _print_projection(projection, origin)
+        if not from_ledger:
+            _say_assumed(
+                base,
+                given=(queries_per_course_month, courses, candidates, tokens_per_candidate, query_tokens),
+            )
         if cut_to is not None:
             _print_cut(volume, cut_to, cut)
     if png is not None:
