@@ -305,18 +305,25 @@ class Pipeline:
             raise UnknownCourseError(f"unknown course {course!r}; indexed courses: {known}")
 
     def heading_path(self, course: str, prefix: Sequence[str]) -> tuple[str, ...]:
-        """The one heading path of `course` that `prefix` starts, in any case: `["lesson 2", "loo"]` finds
-        `("Lesson 2", "Loops")`. A path that only extends another match is not a second match.
+        """The one heading path of `course` whose segments start with `prefix`'s, in any case:
+        `["урок 2", "цикл f"]` finds `("Урок 2. Условия и циклы", "Цикл for и функция range")`.
 
         Raises `InputError` naming the candidates when none or several paths match.
         """
+        segments = [p.strip().casefold() for p in prefix]
         wanted = " > ".join(p.strip() for p in prefix)
-        paths = sorted(self.store.headings(course))
-        found = [p for p in paths if p.casefold().startswith(wanted.casefold())]
-        found = [p for p in found if not any(p.startswith(q + " > ") for q in found)]
+        paths = [p.split(" > ") for p in sorted(self.store.headings(course))]
+        found = sorted(
+            {
+                " > ".join(path[: len(segments)])
+                for path in paths
+                if len(path) >= len(segments)
+                and all(s.casefold().startswith(w) for s, w in zip(path, segments, strict=False))
+            }
+        )
         if len(found) == 1:
             return tuple(found[0].split(" > "))
-        shown = found or [p for p in paths if " > " not in p]
+        shown = found or [path[0] for path in paths if len(path) == 1]
         listing = "; ".join(shown[:8]) + ("; …" if len(shown) > 8 else "")
         if found:
             raise InputError(f"heading {wanted!r} matches several headings of course {course}: {listing}")
