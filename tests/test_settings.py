@@ -20,3 +20,38 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEANRANK_RETRIEVE__DEPTH", "0")
     with pytest.raises(ValidationError, match="depth"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "loc"),
+    [
+        ("LEANRANK_RERANK__CACHE_URL", ("rerank", "cache_url")),
+        ("LEANRANK_RETRIEVE__DEPHT", ("retrieve", "depht")),
+        ("LEANRANK_DATADIR", ("LEANRANK_DATADIR",)),
+    ],
+)
+def test_unknown_names_are_refused(
+    name: str, loc: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    [error] = caught.value.errors()
+    assert (error["type"], error["loc"]) == ("extra_forbidden", loc)
+
+
+def test_an_unknown_name_in_a_toml_group_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "leanrank.toml").write_text("[rerank]\ncache_url = 'redis://r'\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError, match="cache_url"):
+        Settings()
+
+
+def test_provider_keys_and_the_eval_folder_are_not_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("LEANRANK_COHERE_API_KEY", "LEANRANK_VOYAGE_BASE_URL", "LEANRANK_EVAL_DATA"):
+        monkeypatch.setenv(name, "x")
+    assert Settings().rerank.backend == "identity"

@@ -15,7 +15,8 @@ LeanrankError
 ├── DependencyError         an optional extra is not installed
 ├── BackendError            an encoder, reranker or remote server failed (→ 424/502)
 └── StoreError              the index could not be read or written
-    └── StorageFullError    a write refused: the disk under data_dir is (nearly) full
+    ├── StorageFullError    a write refused: the disk under data_dir is (nearly) full
+    └── IndexLockedError    the embedded index is open in another process
 """
 
 from __future__ import annotations
@@ -93,3 +94,7 @@ class StoreError(LeanrankError):
 
 class StorageFullError(StoreError):
     """A write refused before it started because the disk is too full to hold it; reads go on."""
+
+
+class IndexLockedError(StoreError):
+    """The embedded index is open in another process: the user stops it or picks another data directory."""

@@ -42,6 +42,7 @@ from leanrank.rerank.base import Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import with_cache
 from leanrank.rerank.catalog import reranker as reranker_by_name
 from leanrank.rerank.guard import guard
+from leanrank.rerank.identity import IdentityReranker
 from leanrank.rerank.stage import RerankStage, first_stage_scores
 from leanrank.retrieve.hybrid import HybridRetriever, RetrieveFilter
 from leanrank.settings import Settings
@@ -66,10 +67,12 @@ class FileReport:
 
 @dataclass(slots=True)
 class IngestReport:
-    """Totals of one ingest run, file by file."""
+    """Totals of one ingest run, file by file; `missing` are indexed sources of the course not found under
+    the folder ingested (kept and still searched unless `prune` deleted them)."""
 
     course: str
     files: list[FileReport] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
     def count(self, status: FileStatus) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -123,6 +126,11 @@ class _Replay:
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         usage = dataclasses.replace(Usage.free(len(documents), 0.0), cache_hits=len(documents))
         return RerankResponse(tuple(self._scores), usage, served_by=RESULT_CACHE)
+
+
+def _unreranked(hit: Hit) -> Hit:
+    scores = {k: v for k, v in hit.stage_scores.items() if k != "rerank"}
+    return dataclasses.replace(hit, score=scores["fusion"], stage_scores=scores)
 
 
 def _config_key(settings: Settings, encoder: str, reranker: str) -> str:
@@ -232,11 +240,12 @@ class Pipeline:
         report = IngestReport(course)
         for file in discover(path):
             self._record(report, self._ingest_file(file, root, course), on_file)
-        if prune:
-            seen = {f.source for f in report.files}
-            for source in sorted(set(self.store.sources(course)) - seen):
+        if path.is_dir():
+            gone = sorted(set(self.store.sources(course)) - {f.source for f in report.files})
+            for source in gone if prune else ():
                 n = self.store.delete_source(course, source)
                 self._record(report, FileReport(source, "removed", n), on_file)
+            report.missing = [] if prune else gone
         if self.results is not None and any(f.status in _CHANGED for f in report.files):
             self.results.invalidate(course)  # cached answers may cite chunks that are gone or stale
         return report
@@ -300,6 +309,31 @@ class Pipeline:
             known = ", ".join(sorted(self.store.courses())) or "none yet"
             raise UnknownCourseError(f"unknown course {course!r}; indexed courses: {known}")
 
+    def heading_path(self, course: str, prefix: Sequence[str]) -> tuple[str, ...]:
+        """The one heading path of `course` whose segments start with `prefix`'s, in any case:
+        `["урок 2", "цикл f"]` finds `("Урок 2. Условия и циклы", "Цикл for и функция range")`.
+
+        Raises `InputError` naming the candidates when none or several paths match.
+        """
+        segments = [p.strip().casefold() for p in prefix]
+        wanted = " > ".join(p.strip() for p in prefix)
+        paths = [p.split(" > ") for p in sorted(self.store.headings(course))]
+        found = sorted(
+            {
+                " > ".join(path[: len(segments)])
+                for path in paths
+                if len(path) >= len(segments)
+                and all(s.casefold().startswith(w) for s, w in zip(path, segments, strict=False))
+            }
+        )
+        if len(found) == 1:
+            return tuple(found[0].split(" > "))
+        shown = found or [path[0] for path in paths if len(path) == 1]
+        listing = "; ".join(shown[:8]) + ("; …" if len(shown) > 8 else "")
+        if found:
+            raise InputError(f"heading {wanted!r} matches several headings of course {course}: {listing}")
+        raise InputError(f"no heading of course {course} starts with {wanted!r}; its top headings: {listing}")
+
     async def asearch(
         self,
         query: str,
@@ -312,16 +346,20 @@ class Pipeline:
         request_id: str | None = None,
         tenant: str | None = None,
     ) -> SearchResult:
-        """Hybrid first stage, then the rerank step; hits are from `course` only.
+        """Hybrid first stage, then the rerank step; hits are from `course` only, under the heading path
+        `heading_prefix` starts (see `heading_path`). `depth` defaults to `retrieve.depth`, raised to `k`.
 
         The rerank call is written to the cost ledger under `request_id` (a fresh one when None): a
         client retrying with the same id is billed once.
         """
         text = self.check_query(query)
         self.check_course(course)
-        where = RetrieveFilter(course, tuple(langs), tuple(heading_prefix))
+        heading = await asyncio.to_thread(self.heading_path, course, heading_prefix) if heading_prefix else ()
+        where = RetrieveFilter(course, tuple(langs), heading)
         rid = request_id or uuid.uuid4().hex
         want = k or self.rerank.top_k
+        if depth is None and want > self.settings.retrieve.depth:
+            depth = want  # asking for more hits than the configured depth retrieves more, not fewer hits
         t0 = time.perf_counter()
         vector, scope = None, ""
         if self.results is not None:
@@ -351,6 +389,9 @@ class Pipeline:
             windows=[(s.start, s.end) for s in selection.sent],
         )
         t3 = time.perf_counter()
+        if stage.served_by == IdentityReranker.name:
+            # Nothing was reranked: identity's rank-based scores would pose as relevance; keep the fused ones.
+            stage = dataclasses.replace(stage, hits=[_unreranked(h) for h in stage.hits])
         tail = [
             Hit(c.chunk_id, c.chunk, c.fused, first_stage_scores(c))
             for c in selection.rest[: max(0, want - len(stage.hits))]

@@ -6,10 +6,13 @@ Nested groups are set from the environment with a double underscore, e.g.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,7 +21,13 @@ from pydantic_settings import (
 )
 
 
-class IngestSettings(BaseModel):
+class _Group(BaseModel):
+    """A settings group: a name it does not have (`LEANRANK_RERANK__CACHE_URL`, a TOML typo) is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestSettings(_Group):
     """How files become chunks."""
 
     max_file_bytes: int = Field(20_000_000, gt=0, description="Larger files are skipped with a message.")
@@ -29,7 +38,7 @@ class IngestSettings(BaseModel):
     min_tokens: int = Field(8, ge=0, description="Shorter trailing fragments merge into the previous chunk.")
 
 
-class RetrieveSettings(BaseModel):
+class RetrieveSettings(_Group):
     """The hybrid first stage.
 
     Fusion is reciprocal rank fusion computed inside Qdrant with its convention:
@@ -60,7 +69,7 @@ class RetrieveSettings(BaseModel):
     min_score: float | None = Field(None, description="Drop candidates whose fused score is below this.")
 
 
-class RerankSettings(BaseModel):
+class RerankSettings(_Group):
     """The rerank step after retrieval."""
 
     backend: str = Field("identity", description="Reranker name; `identity` keeps the fusion order.")
@@ -77,7 +86,7 @@ class RerankSettings(BaseModel):
 CascadePreset = Literal["off", "cheap", "balanced", "best"]
 
 
-class CascadeSettings(BaseModel):
+class CascadeSettings(_Group):
     """What happens between the first stage and the paid reranker (`leanrank.cascade`).
 
     `preset` fills every field it names that is not set explicitly (explicit values win); the presets and
@@ -140,7 +149,7 @@ class CascadeSettings(BaseModel):
         return data
 
 
-class ServeSettings(BaseModel):
+class ServeSettings(_Group):
     """The HTTP service (`leanrank serve`): where it listens, who may call it, and how much it accepts.
 
     API keys are stored hashed, one entry `ID:SHA256_HEX:SCOPES` each, SCOPES being `admin`, `metrics`
@@ -166,6 +175,11 @@ class ServeSettings(BaseModel):
         2.0, ge=0.0, le=100.0, description="Window merging concurrent calls to a batching local model."
     )
     micro_batch_max_documents: int = Field(256, ge=1, description="A batch is sent once this full.")
+    unknown_model: Literal["answer", "refuse"] = Field(
+        "answer",
+        description="A rerank request naming a model no backend of the policy serves: answered by the policy "
+        "with the header x-leanrank-model-ignored, or refused with 404.",
+    )
     max_upload_bytes: int = Field(100_000_000, ge=1, description="Multipart upload size (413 beyond).")
     max_upload_files: int = Field(200, ge=1, description="Files per upload.")
     background_ingest_bytes: int = Field(
@@ -187,7 +201,7 @@ class ServeSettings(BaseModel):
     )
 
 
-class StoreSettings(BaseModel):
+class StoreSettings(_Group):
     """Where the index lives: the embedded engine by default, a Qdrant server or cluster by configuration."""
 
     url: str = Field(
@@ -209,7 +223,7 @@ class StoreSettings(BaseModel):
     retries: int = Field(3, ge=0, le=10, description="Retries on connection errors and 5xx, with backoff.")
 
 
-class BudgetSettings(BaseModel):
+class BudgetSettings(_Group):
     """One spending cap: a soft cap warns, a hard cap stops paid rerankers (the fallback serves instead)."""
 
     scope: Literal["course", "tenant"]
@@ -227,7 +241,7 @@ class BudgetSettings(BaseModel):
         return self
 
 
-class CostSettings(BaseModel):
+class CostSettings(_Group):
     """The cost ledger, price files and budgets (`leanrank costs`, `leanrank pricing`)."""
 
     ledger_url: SecretStr | None = Field(
@@ -276,4 +290,32 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        return (
+            init_settings,
+            env_settings,
+            _UnknownEnv(settings_cls),
+            TomlConfigSettingsSource(settings_cls),
+        )
+
+
+# Read by the reranker adapters (`LEANRANK_<KIND>_API_KEY`, `_BASE_URL`) and `leanrank eval`, not by Settings.
+_OTHER_ENV = re.compile(r"LEANRANK_(\w+_(API_KEY|BASE_URL)|EVAL_DATA)", re.IGNORECASE)
+
+
+class _UnknownEnv(PydanticBaseSettingsSource):
+    """`LEANRANK_*` variables that name no top-level setting, passed on as they are so that `extra="forbid"`
+    refuses them by name; a bad name inside a group is refused by the group itself."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        fields = set(self.settings_cls.model_fields)
+        prefix = len("LEANRANK_")
+        return {
+            name: value
+            for name, value in os.environ.items()
+            if name.upper().startswith("LEANRANK_")
+            and not _OTHER_ENV.fullmatch(name)
+            and name[prefix:].split("__")[0].lower() not in fields
+        }

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from leanrank import __version__
+from leanrank.index.edge import EdgeStore, stored_meta
 from tests.conftest import SAMPLE_COURSE
 
 HIT_FIELDS = {
@@ -20,6 +25,7 @@ HIT_FIELDS = {
     "source",
     "lang",
     "heading",
+    "heading_path",
     "start",
     "end",
     "stage_scores",
@@ -45,6 +51,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     r = leanrank(d, "ingest", str(SAMPLE_COURSE), "--course", "py101")
     assert r.returncode == 0, r.stderr
     assert "added" in r.stderr
+    # stderr is a pipe here, not a terminal: progress comes as plain lines, the last one when it ends.
+    assert re.search(r"^ingest py101: (\d+)/\1 files \(\d+ s\)$", r.stderr, re.MULTILINE), r.stderr
     return d
 
 
@@ -119,3 +127,138 @@ def test_courses_and_delete(data_dir: Path) -> None:
     listing = leanrank(data_dir, "courses").stdout
     assert "tmp" not in listing
     assert "py101" in listing
+
+
+def search_json(data_dir: Path, *args: str) -> list[dict[str, Any]]:
+    r = leanrank(data_dir, "search", *args, "--course", "py101", "--json")
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def test_k_above_the_depth_retrieves_k_candidates(data_dir: Path) -> None:
+    hits = search_json(data_dir, "loops", "-k", "30")  # retrieve.depth is 20
+    assert len(hits) == 30
+    assert len({h["chunk_id"] for h in hits}) == 30
+    assert "[default: the rerank.top_k setting, 5]" in " ".join(
+        leanrank(data_dir, "search", "--help").stdout.split()
+    )
+
+
+def test_identity_hits_keep_the_fusion_score_and_headings_are_lists(data_dir: Path) -> None:
+    for hit in search_json(data_dir, "for loop range", "-k", "5"):
+        assert hit["score"] == hit["stage_scores"]["fusion"]
+        assert "rerank" not in hit["stage_scores"]
+        assert " > ".join(hit["heading"]) == hit["heading_path"]
+    table = leanrank(data_dir, "search", "for loop range", "--course", "py101")
+    assert "20 candidates in first-stage order, not reranked" in table.stdout
+
+
+def test_language_filter_takes_any_case(data_dir: Path) -> None:
+    hits = search_json(data_dir, "loops", "--lang", "RU", "-k", "5")
+    assert hits
+    assert {h["lang"] for h in hits} == {"ru"}
+
+
+def test_heading_filter_is_a_case_insensitive_prefix(data_dir: Path) -> None:
+    hits = search_json(data_dir, "arguments", "--heading", "lesson 3. functions > param", "-k", "5")
+    assert hits
+    assert {tuple(h["heading"][:2]) for h in hits} == {("Lesson 3. Functions", "Parameters and arguments")}
+    cyrillic = search_json(data_dir, "цикл", "--heading", "урок 2 > цикл f", "-k", "3")
+    assert {h["heading_path"] for h in cyrillic} == {"Урок 2. Условия и циклы > Цикл for и функция range"}
+    several = leanrank(data_dir, "search", "x", "--course", "py101", "--heading", "lesson")
+    assert several.returncode == 2
+    assert several.stderr.startswith("error: heading 'lesson' matches several headings of course py101: ")
+    none = leanrank(data_dir, "search", "x", "--course", "py101", "--heading", "Lesson 99")
+    assert none.returncode == 2
+    assert none.stderr.startswith(
+        "error: no heading of course py101 starts with 'Lesson 99'; its top headings: "
+    )
+    assert "Lesson 3. Functions; Lesson 4. Lists, Tuples and Dictionaries" in none.stderr
+
+
+def test_version(data_dir: Path) -> None:
+    r = leanrank(data_dir, "--version")
+    assert (r.returncode, r.stdout) == (0, f"leanrank {__version__}\n")
+
+
+def test_an_index_open_in_another_process_is_status_2(data_dir: Path) -> None:
+    meta = stored_meta(data_dir / "index")
+    assert meta is not None
+    holder = EdgeStore(data_dir / "index", dim=int(meta["dim"]), encoder=str(meta["encoder"]))
+    try:
+        r = leanrank(data_dir, "courses")
+    finally:
+        holder.close()
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: opening the index at ")
+    assert "open in another process" in r.stderr
+
+
+def test_install_hints_keep_the_extra_in_brackets(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; "
+        "sys.argv = ['leanrank', 'costs', 'report', '--png', 'x.png']; "
+        "from leanrank.cli.app import main; main()"
+    )
+    env = {**os.environ, "LEANRANK_DATA_DIR": str(tmp_path)}
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 1
+    assert r.stderr == "error: matplotlib is not installed; install it with: pip install 'leanrank[plots]'\n"
+
+
+def test_ingest_names_files_gone_from_the_folder(tmp_path: Path) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "a.md").write_text("# Loops\n\nA for loop walks over a list.\n", encoding="utf-8")
+    (course / "b.md").write_text("# Files\n\nopen() returns a file object.\n", encoding="utf-8")
+    data = tmp_path / "data"
+    assert leanrank(data, "ingest", str(course), "--course", "small").returncode == 0
+    (course / "b.md").unlink()
+    r = leanrank(data, "ingest", str(course), "--course", "small")
+    assert r.returncode == 0, r.stderr
+    assert (
+        "course small: 1 file — 0 added, 0 updated, 1 unchanged, 0 skipped, 0 removed; 0 chunks written"
+        in r.stderr
+    )
+    assert r.stderr.endswith(
+        f"note: 1 indexed file of course small is no longer in {course} (b.md); it still answers searches "
+        "until ingested with --prune\n"
+    )
+    r = leanrank(data, "ingest", str(course), "--course", "small", "--prune")
+    assert "1 removed" in r.stderr
+    assert "note:" not in r.stderr
+
+
+def test_delete_asks_on_a_terminal_and_yes_skips_it(tmp_path: Path) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "a.md").write_text("# Loops\n\nA for loop walks over a list.\n", encoding="utf-8")
+    data = tmp_path / "data"
+    assert leanrank(data, "ingest", str(course), "--course", "ask").returncode == 0
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "LEANRANK_DATA_DIR": str(data), "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leanrank.cli", "delete", "--course", "ask"],
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    os.close(terminal)
+    os.write(controller, b"n\n")
+    _, errors = proc.communicate(timeout=300)
+    os.close(controller)
+    assert proc.returncode == 1
+    assert errors.startswith("Delete course ask (1 chunk)? [y/N]:")
+    assert "ask" in leanrank(data, "courses").stdout
+    r = leanrank(data, "delete", "--course", "ask", "--yes")
+    assert (r.returncode, r.stderr) == (0, "deleted course ask: 1 chunk\n")

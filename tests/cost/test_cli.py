@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from typer.testing import CliRunner, Result
 
+from leanrank.cli.console import typer_app
 from leanrank.cli.costs import costs_app, pricing_command
 from leanrank.cost.ledger import Ledger
 from tests.cost.conftest import make_record
 
-app = typer.Typer()
+app = typer_app()
 app.add_typer(costs_app, name="costs")
 app.command("pricing")(pricing_command)
 
@@ -93,6 +93,22 @@ def test_project_assumed_volume_by_hand(data_dir: Path) -> None:
         c for c in body["crossovers"] if (c["backend"], c["gpu"]) == ("cohere:rerank-v3.5", "selfhost:h100")
     )
     assert cross["queries_per_month"] == pytest.approx(2.5 * 730 / 0.002)
+
+
+def test_project_names_every_value_it_assumed(data_dir: Path) -> None:
+    result = run("costs", "project", "--courses", "3", "--query-tokens", "15")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == (
+        "assumed: 2,000 calls per course-month (--queries-per-course-month); 20 candidates per call "
+        "(--candidates or retrieve.depth); 160 tokens per candidate (--tokens-per-candidate or "
+        "ingest.max_tokens); --from-ledger uses what the ledger measured"
+    )
+
+
+def test_project_help_shows_its_defaults() -> None:
+    help_text = " ".join(run("costs", "project", "--help").stdout.split())
+    assert "Rerank calls per course and month [default: 2000]." in help_text
+    assert "Courses [default: 10]." in help_text
 
 
 def test_project_gpu_overrides(data_dir: Path) -> None:

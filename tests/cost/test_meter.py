@@ -294,3 +294,19 @@ async def test_a_paid_call_is_not_made_when_the_ledger_cannot_be_written(tmp_pat
 
 def _spent_record(usd: float) -> LedgerRecord:
     return make_record("seed", course="py", tenant="t", cost_usd=usd)
+
+
+async def test_a_free_call_records_the_tokens_an_api_would_have_billed(ledger: Ledger) -> None:
+    # the character estimate: 14 Latin chars / 4.35 → 3, 19 / 4.35 → 4, 18 Cyrillic / 4.04 → 4
+    got = await meter(ledger).rerank(
+        IdentityReranker(),
+        "what is a loop",
+        ["a loop repeats code", "Цикл повторяет код"],
+        request_id="f1",
+        course="py",
+    )
+    usage = got.response.usage
+    assert (usage.query_tokens, usage.document_tokens, usage.count_source) == (3, 4 + 4, "estimate")
+    assert (usage.billed_units, usage.billed_unit, got.cost_usd) == (0.0, "none", 0.0)
+    [total] = ledger.totals("course", NOVEMBER)
+    assert (total.query_tokens, total.document_tokens) == (3, 8)

@@ -6,7 +6,7 @@ import pytest
 
 from leanrank.cost.ledger import Ledger
 from leanrank.cost.period import Period
-from leanrank.cost.plots import projection_chart, report_chart
+from leanrank.cost.plots import projection_chart, report_chart, report_figure
 from leanrank.cost.pricing import Pricing
 from leanrank.cost.projection import Volume, project
 from leanrank.cost.report import cost_report
@@ -46,3 +46,11 @@ def test_charts_are_png_files(ledger: Ledger, tmp_path: Path) -> None:
         data = (tmp_path / name).read_bytes()
         assert data.startswith(PNG_MAGIC), name
         assert len(data) > 10_000, name
+
+
+def test_a_chart_of_zero_costs_has_no_negative_axis(tmp_path: Path) -> None:
+    with Ledger(f"sqlite:///{tmp_path / 'free.sqlite'}") as free:
+        free.record(make_record("a", course="c1", cost_usd=0.0))
+        report = cost_report(free, "course", Period.parse("2026-11"))
+    [axes] = report_figure(report).axes
+    assert axes.get_ylim() == (0.0, 1.0)

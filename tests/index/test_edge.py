@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from leanrank.encode.base import SparseVec
-from leanrank.errors import ConfigError, StoreError
+from leanrank.errors import ConfigError, IndexLockedError
 from leanrank.index.base import HybridQuery, Store
 from leanrank.index.edge import EdgeStore, point_id
 from leanrank.index.qdrant import QdrantStore
@@ -137,7 +137,7 @@ def test_delete_course_and_source(store: Store) -> None:
 def test_reopen_keeps_data_and_checks_the_encoder(tmp_path: Path) -> None:
     s = EdgeStore(tmp_path / "idx", dim=4, encoder="test")
     write(s, [chunk("a", "x.md", 0, "kept")], [vec(1, 0, 0, 0)], [[1]])
-    with pytest.raises(StoreError, match="open in another process"):
+    with pytest.raises(IndexLockedError, match="open in another process"):
         EdgeStore(tmp_path / "idx", dim=4, encoder="test")
     s.close()
     s = EdgeStore(tmp_path / "idx", dim=4, encoder="test")

@@ -1,13 +1,15 @@
-"""`LeanrankCompressor` against the real langchain-core: order, top_n, scores, usage, sync and async paths."""
+"""`LeanrankCompressor` against the real langchain-core and LangChain's own `ContextualCompressionRetriever`
+(langchain-classic, in the `langchain` extra): order, top_n, scores, usage, sync and async paths."""
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
-from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
-from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_classic.retrievers import ContextualCompressionRetriever
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ValidationError
 
@@ -106,36 +108,8 @@ class ListRetriever(BaseRetriever):
         return list(self.documents)
 
 
-class CompressionRetriever(BaseRetriever):
-    """What `ContextualCompressionRetriever` does; it ships in `langchain`, which is not installed here."""
-
-    base_compressor: BaseDocumentCompressor
-    base_retriever: BaseRetriever
-
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
-    ) -> list[Document]:
-        found = self.base_retriever.invoke(query, config={"callbacks": run_manager.get_child()}, **kwargs)
-        if not found:
-            return []
-        return list(self.base_compressor.compress_documents(found, query, callbacks=run_manager.get_child()))
-
-    async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
-    ) -> list[Document]:
-        found = await self.base_retriever.ainvoke(
-            query, config={"callbacks": run_manager.get_child()}, **kwargs
-        )
-        if not found:
-            return []
-        compressed = await self.base_compressor.acompress_documents(
-            found, query, callbacks=run_manager.get_child()
-        )
-        return list(compressed)
-
-
 async def test_plugs_into_a_compression_retriever(cohere: FakeProvider) -> None:
-    retriever = CompressionRetriever(
+    retriever = ContextualCompressionRetriever(
         base_compressor=LeanrankCompressor(reranker=adapter(cohere), top_n=2),
         base_retriever=ListRetriever(documents=docs()),
     )

@@ -33,9 +33,12 @@ def test_default_cascade_sends_fewer_and_lists_the_rest(
     assert len(result.sent) < result.retrieved  # the adaptive cut sent fewer than the first stage found
     assert result.sent_tokens == sum(s.candidate.chunk.tokens for s in result.sent)  # whole chunks
     assert len(result.hits) == min(10, result.retrieved - result.dropped.get("near_dup", 0))
-    reranked = [h for h in result.hits if "rerank" in h.stage_scores]
+    sent = {s.candidate.chunk_id for s in result.sent}
+    reranked = [h for h in result.hits if h.chunk_id in sent]
     assert len(reranked) == len(result.sent)
     assert result.hits[: len(reranked)] == reranked  # the cut candidates follow the reranked ones
+    # identity (the default) reranks nothing: every hit keeps its fusion score, none has a rerank score.
+    assert all(h.score == h.stage_scores["fusion"] and "rerank" not in h.stage_scores for h in result.hits)
 
 
 def test_repeated_questions_are_answered_from_the_result_cache(

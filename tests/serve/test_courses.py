@@ -32,7 +32,10 @@ def test_search_returns_hits_with_offsets_stage_scores_and_cost(live: LiveServer
     top = body["hits"][0]
     assert top["source"] == "lesson.md"
     assert "Цикл for" in top["text"]
-    assert {"fusion", "rerank"} <= set(top["stage_scores"])
+    # identity reranks nothing: the score is the fusion score, and there is no rerank score to show.
+    assert "fusion" in top["stage_scores"]
+    assert "rerank" not in top["stage_scores"]
+    assert top["score"] == top["stage_scores"]["fusion"]
     assert 0 <= top["start"] < top["end"]
     assert body["served_by"] == "identity"
     assert body["cost_usd"] == 0.0
@@ -49,6 +52,25 @@ def test_search_filters_stay_inside_the_course(live: LiveServer) -> None:
     assert hits["hits"]
     assert {h["source"] for h in hits["hits"]} == {"lesson.md"}
     assert all(h["lang"] == "en" for h in hits["hits"])
+
+
+def test_a_heading_filter_matches_a_prefix_in_any_case(live: LiveServer) -> None:
+    with live.client(ADMIN_KEY) as http:
+        found = http.post(
+            "/v1/search", json={"query": "def", "course": "demo", "k": 10, "heading_prefix": ["funct"]}
+        )
+        none = http.post(
+            "/v1/search", json={"query": "def", "course": "demo", "heading_prefix": ["Lesson 9"]}
+        )
+    assert found.status_code == 200, found.text
+    assert found.json()["hits"]
+    assert {(tuple(h["heading"]), h["heading_path"]) for h in found.json()["hits"]} == {
+        (("Functions",), "Functions")
+    }
+    assert none.status_code == 422
+    assert none.json()["error"] == (
+        "no heading of course demo starts with 'Lesson 9'; its top headings: Functions; Циклы"
+    )
 
 
 def test_empty_query_is_400(live: LiveServer) -> None:
@@ -128,3 +150,18 @@ def test_metrics_count_requests_and_reranks_by_backend_and_course(live: LiveServ
     assert 'leanrank_rerank_calls_total{backend="identity",course="demo"}' in text
     assert "leanrank_http_request_duration_seconds_bucket" in text
     assert "# TYPE leanrank_cache_hits_total counter" in text
+
+
+def test_docs_are_served_offline_without_a_key(live: LiveServer) -> None:
+    with live.client(None) as http:
+        page = http.get("/docs")
+        script = http.get("/docs/assets/swagger-ui-bundle.js")
+        style = http.get("/docs/assets/swagger-ui.css")
+        other = http.get("/v1/usage")
+    assert page.status_code == 200
+    assert "/docs/assets/swagger-ui-bundle.js" in page.text
+    assert "cdn." not in page.text  # no asset from a CDN: the page works on a machine without internet
+    assert (script.status_code, style.status_code) == (200, 200)
+    assert script.headers["content-type"].startswith(("application/javascript", "text/javascript"))
+    assert len(script.content) > 1_000_000  # the whole Swagger UI bundle
+    assert other.status_code == 401  # only the docs' assets are public

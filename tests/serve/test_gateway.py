@@ -180,3 +180,47 @@ def test_over_a_hard_budget_the_free_fallback_serves(tmp_path: Path, index: Pipe
     assert (demo.headers["x-leanrank-backend"], demo.headers["x-leanrank-budget"]) == ("identity", "hard")
     assert sent_for_demo == 0
     assert cooking.headers["x-leanrank-backend"].startswith("cohere:")
+
+
+def test_a_named_model_is_served_by_its_backend_or_said_to_be_ignored(
+    tmp_path: Path, index: Pipeline
+) -> None:
+    fake = FakeProvider("cohere")
+    chain = FallbackReranker([IdentityReranker(), adapter(fake)])
+    server = LiveServer(create_app(settings_for(tmp_path), reranker=chain, pipeline=index))
+    body = {"query": QUERY, "documents": DOCS[:3]}
+    try:
+        with server.client(ADMIN_KEY) as http:
+            first = http.post("/v2/rerank", json={**body, "model": "identity"})
+            routed = http.post("/v2/rerank", json={**body, "model": "test-model"})
+            by_key = http.post("/v1/rerank", json={**body, "model": "cohere:test-model"})
+            other = http.post("/v2/rerank", json={**body, "model": "rerank-v3.5"})
+    finally:
+        server.close()
+        fake.close()
+    assert first.headers["x-leanrank-backend"] == "identity"
+    assert "x-leanrank-model-ignored" not in first.headers
+    # A later backend of the chain is named: it serves, though identity comes first in the policy.
+    assert routed.headers["x-leanrank-backend"] == by_key.headers["x-leanrank-backend"] == "cohere:test-model"
+    assert len(fake.requests) == 2
+    assert other.status_code == 200
+    assert other.headers["x-leanrank-backend"] == "identity"
+    assert other.headers["x-leanrank-model-ignored"] == "rerank-v3.5"
+
+
+def test_an_unserved_model_can_be_refused(tmp_path: Path, index: Pipeline) -> None:
+    settings = settings_for(tmp_path, unknown_model="refuse")
+    server = LiveServer(create_app(settings, reranker=IdentityReranker(), pipeline=index))
+    try:
+        with server.client(ADMIN_KEY) as http:
+            refused = http.post(
+                "/v2/rerank", json={"model": "rerank-v3.5", "query": QUERY, "documents": DOCS}
+            )
+            unnamed = http.post("/v2/rerank", json={"query": QUERY, "documents": DOCS})
+    finally:
+        server.close()
+    assert refused.status_code == 404
+    assert refused.json()["error"] == (
+        "model 'rerank-v3.5' is not served here; this service serves identity (serve.unknown_model=refuse)"
+    )
+    assert unnamed.status_code == 200

@@ -15,23 +15,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from leanrank import __version__
+from leanrank.cli.console import Steps, err, out, plural, styled, typer_app
 from leanrank.cli.costs import costs_app, pricing_command
-from leanrank.cli.errors import cli_errors, err
+from leanrank.cli.errors import cli_errors
 from leanrank.cli.eval import eval_command
 from leanrank.cli.index import index_app
 from leanrank.cli.rerank import backends_command, rerank_command
 from leanrank.cli.serve import serve_command
 from leanrank.errors import InputError
 from leanrank.pipeline import FileReport, IngestReport, Pipeline, SearchResult
-from leanrank.settings import Settings
+from leanrank.rerank.identity import IdentityReranker
+from leanrank.settings import RerankSettings, Settings
 from leanrank.types import Hit, Lang
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-out = Console()
+IDENTITY = IdentityReranker.name
+
+app = typer_app(help=__doc__)
 app.command("rerank")(rerank_command)
 app.command("backends")(backends_command)
 app.command("pricing")(pricing_command)
@@ -49,7 +51,8 @@ def _pipeline(settings: Settings | None = None) -> Iterator[Pipeline]:
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:
-    """The `--json` shape of one hit (stable field names; offsets index the source file's text)."""
+    """The `--json` shape of one hit, the HTTP search hit's fields plus `course` (offsets index the source
+    file's text; `heading` is the path outermost first, `heading_path` the same joined with " > ")."""
     c = hit.chunk
     return {
         "chunk_id": hit.chunk_id,
@@ -58,7 +61,8 @@ def hit_json(hit: Hit) -> dict[str, Any]:
         "course": c.course,
         "source": c.source,
         "lang": c.lang,
-        "heading": c.heading_path,
+        "heading": list(c.heading),
+        "heading_path": c.heading_path,
         "start": c.start,
         "end": c.end,
         "tokens": c.tokens,
@@ -69,31 +73,34 @@ def hit_json(hit: Hit) -> dict[str, Any]:
 
 def _ingest(pipe: Pipeline, path: Path, course: str, *, prune: bool = False) -> IngestReport:
     files = pipe.ingest_plan(path) if path.exists() else []
-    with Progress(
-        TextColumn("[bold]ingest[/bold] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(course, total=len(files))
+    with Steps() as progress:
+        task = progress.add_task(f"ingest {course}", total=len(files), unit="files")
 
         def step(report: FileReport) -> None:
-            progress.advance(task)
+            if report.status != "removed":
+                progress.advance(task)
             if report.status == "skipped":
-                progress.console.print(
-                    f"[yellow]skipped[/yellow] {report.source}: {report.reason}", highlight=False
-                )
+                progress.console.print(styled(("skipped", "yellow"), f" {report.source}: {report.reason}"))
 
         report = pipe.ingest(path, course, prune=prune, on_file=step)
     summary = (
-        f"course {course}: {len(report.files)} files — {report.count('added')} added, "
+        f"course {course}: {plural(len(report.files), 'file')} — {report.count('added')} added, "
         f"{report.count('updated')} updated, {report.count('unchanged')} unchanged, "
         f"{report.count('skipped')} skipped, {report.count('removed')} removed; "
-        f"{report.chunks} chunks written"
+        f"{plural(report.chunks, 'chunk')} written"
     )
-    err.print(summary, highlight=False)
+    err.print(summary)
+    if report.missing:
+        one = len(report.missing) == 1
+        shown = ", ".join(report.missing[:3]) + (", …" if len(report.missing) > 3 else "")
+        err.print(
+            styled(
+                ("note:", "yellow"),
+                f" {plural(len(report.missing), 'indexed file')} of course {course} "
+                f"{'is' if one else 'are'} no longer in {path} ({shown}); "
+                f"{'it still answers' if one else 'they still answer'} searches until ingested with --prune",
+            )
+        )
     return report
 
 
@@ -111,9 +118,13 @@ def ingest(
 
 
 def _print_hits(result: SearchResult) -> None:
-    reused = not result.retrieved
-    sent = result.served_by if reused else f"{result.candidates} of {result.retrieved} candidates reranked"
-    table = Table(title=f"{result.query}  [dim]({result.course}, {sent})[/dim]")
+    if not result.retrieved:
+        sent = result.served_by  # a reused answer: no retrieval, no rerank call
+    elif result.served_by == IDENTITY:
+        sent = f"{result.retrieved} candidates in first-stage order, not reranked"
+    else:
+        sent = f"{result.candidates} of {result.retrieved} candidates reranked by {result.served_by}"
+    table = Table(title=styled(result.query, (f"  ({result.course}, {sent})", "dim")))
     for col in ("#", "score", "source", "heading", "lang", "text"):
         table.add_column(col, overflow="fold")
     for i, hit in enumerate(result.hits, 1):
@@ -152,13 +163,24 @@ def search(
     course: Annotated[str, typer.Option("--course", "-c", help="Course to search in.")],
     query: Annotated[str | None, typer.Argument(help="The student's question.")] = None,
     lang: Annotated[
-        list[str] | None, typer.Option("--lang", help="Only chunks in this language (ru, en).")
+        list[str] | None, typer.Option("--lang", help="Only chunks in this language (ru, en, mixed).")
     ] = None,
     heading: Annotated[
         str | None,
-        typer.Option("--heading", help="Only chunks under this heading path, e.g. 'Lesson 2 > Loops'."),
+        typer.Option(
+            "--heading",
+            help="Only chunks under a heading path starting with this, any case, e.g. 'lesson 2 > loops'.",
+        ),
     ] = None,
-    k: Annotated[int | None, typer.Option("-k", min=1, help="Hits to return.")] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "-k",
+            min=1,
+            help="Hits to return; above retrieve.depth, that many candidates are retrieved "
+            f"[default: the rerank.top_k setting, {RerankSettings.model_fields['top_k'].default}].",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
     queries: Annotated[
         Path | None,
@@ -167,9 +189,9 @@ def search(
 ) -> None:
     """Hybrid search in one course, then the rerank step."""
     langs: list[Lang] = []
-    for code in lang or []:
+    for code in (c.strip().lower() for c in lang or []):
         if code not in ("ru", "en", "mixed"):
-            err.print(f"error: unknown language {code!r}; use ru, en or mixed", highlight=False)
+            err.print(styled(("error:", "red"), f" unknown language {code!r}; use ru, en or mixed"))
             raise typer.Exit(2)
         langs.append(code)  # type: ignore[arg-type]  # checked just above
     prefix = tuple(p.strip() for p in heading.split(">")) if heading else ()
@@ -187,6 +209,10 @@ def search(
         if query is None:
             raise InputError("give a QUERY or --queries FILE")
         result = pipe.search(query, course, langs=langs, heading_prefix=prefix, k=k)
+        if not result.hits and langs:
+            err.print(
+                f"no chunk of course {course} is in {' or '.join(langs)}: the --lang filter left nothing"
+            )
         if as_json:
             for hit in result.hits:
                 sys.stdout.write(json.dumps(hit_json(hit), ensure_ascii=False) + "\n")
@@ -205,11 +231,17 @@ def courses() -> None:
 
 
 @app.command()
-def delete(course: Annotated[str, typer.Option("--course", "-c", help="Course to remove.")]) -> None:
-    """Remove every chunk of a course."""
+def delete(
+    course: Annotated[str, typer.Option("--course", "-c", help="Course to remove.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove every chunk of a course; on a terminal, asks first unless --yes."""
     with _pipeline() as pipe:
+        n = pipe.courses().get(course)
+        if n and not yes and sys.stdin.isatty():
+            typer.confirm(f"Delete course {course} ({plural(n, 'chunk')})?", abort=True, err=True)
         n = pipe.delete_course(course)
-        err.print(f"deleted course {course}: {n} chunks", highlight=False)
+        err.print(f"deleted course {course}: {plural(n, 'chunk')}")
 
 
 @app.command()
@@ -229,9 +261,26 @@ def demo() -> None:
                 top = result.hits[0].chunk.source if result.hits else None
                 ok = top == q["expect_source"]
                 found += ok
-                mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
-                out.print(f"{mark} expected {q['expect_source']}, top hit {top}\n", highlight=False)
-            out.print(f"[bold]{found}/{len(questions)}[/bold] questions answered from the expected lesson")
+                mark = ("✓", "green") if ok else ("✗", "red")
+                out.print(styled(mark, f" expected {q['expect_source']}, top hit {top}\n"))
+            score = (f"{found}/{len(questions)}", "bold")
+            out.print(styled(score, " questions answered from the expected lesson"))
+
+
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"leanrank {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    pass  # the options above are eager; the commands do the work
 
 
 def main() -> None:

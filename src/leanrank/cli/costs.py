@@ -16,22 +16,19 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from leanrank.cli.errors import cli_errors, err
+from leanrank.cli.console import err, out, styled, typer_app
+from leanrank.cli.errors import cli_errors
 from leanrank.cost.ledger import GroupBy, Ledger, Total
 from leanrank.cost.period import Period
-from leanrank.cost.pricing import GpuPrice, Pricing
+from leanrank.cost.pricing import GpuPrice, ModelPrice, Pricing
 from leanrank.cost.projection import Projection, Volume, api_cost, gpu_capacity, measured_volume, project
 from leanrank.cost.report import CostReport, cost_report
 from leanrank.errors import InputError
 from leanrank.settings import Settings
 
-costs_app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Rerank cost: ledger reports, projections."
-)
-out = Console()
+costs_app = typer_app(help="Rerank cost: ledger reports, projections.")
 _N = TypeVar("_N", int, float)
 
 # A course of ~100 students asking ~20 questions a month each; a one-sentence question.
@@ -41,12 +38,13 @@ DEFAULT_QUERY_TOKENS = 20.0
 
 
 def _chart(draw: Callable[[Path], None], path: Path) -> None:
+    """Draw into `path`; a missing `plots` extra or an unwritable path is one line, not a traceback."""
     with cli_errors():
         try:
             draw(path)
         except OSError as exc:
             raise InputError(f"cannot write the chart to {path}: {exc.strerror or exc}") from None
-    err.print(f"chart written to {path}", highlight=False)
+    err.print(f"chart written to {path}")
 
 
 def _period(text: str | None) -> Period:
@@ -73,7 +71,7 @@ def _total_json(total: Total) -> dict[str, Any]:
 
 def _print_report(report: CostReport) -> None:
     if not report.rows:
-        out.print(f"no rerank calls recorded in {report.period.label}", highlight=False)
+        out.print(f"no rerank calls recorded in {report.period.label}")
         return
     table = Table(title=f"Rerank cost by {report.by}, {report.period.label} (UTC)")
     table.add_column(report.by, overflow="fold")
@@ -81,7 +79,7 @@ def _print_report(report: CostReport) -> None:
         table.add_column(col, justify="right")
     total = report.total
     for row in (*report.rows, total):
-        name = "[bold]total[/bold]" if row is total else (row.key or "—")
+        name = styled(("total", "bold")) if row is total else (row.key or "—")
         table.add_row(
             name,
             f"{row.calls:,}",
@@ -95,7 +93,7 @@ def _print_report(report: CostReport) -> None:
         )
     out.print(table)
     if total.unpriced:
-        out.print(f"{total.unpriced} calls have no known price and are not in the cost", highlight=False)
+        out.print(f"{total.unpriced} calls have no known price and are not in the cost")
 
 
 @costs_app.command("report")
@@ -130,9 +128,13 @@ def report_command(
     else:
         _print_report(report)
     if png is not None:
-        from leanrank.cost.plots import report_chart
 
-        _chart(lambda path: report_chart(report, path), png)
+        def draw(path: Path) -> None:
+            from leanrank.cost.plots import report_chart  # needs the plots extra: inside _chart's guard
+
+            report_chart(report, path)
+
+        _chart(draw, png)
 
 
 def _base_volume(settings: Settings, from_ledger: bool, period: str | None) -> tuple[Volume, str]:
@@ -150,6 +152,27 @@ def _base_volume(settings: Settings, from_ledger: bool, period: str | None) -> t
         DEFAULT_QUERY_TOKENS,
     )
     return assumed, "assumed"
+
+
+def _say_assumed(base: Volume, given: tuple[float | None, ...]) -> None:
+    """Name every value the projection assumed, with the flag or setting that changes it (`--json` gives
+    them all, with `origin`)."""
+    sources = (
+        (base.queries_per_course_month, "calls per course-month", "--queries-per-course-month"),
+        (base.courses, "courses", "--courses"),
+        (base.candidates, "candidates per call", "--candidates or retrieve.depth"),
+        (base.tokens_per_candidate, "tokens per candidate", "--tokens-per-candidate or ingest.max_tokens"),
+        (base.query_tokens, "query tokens", "--query-tokens"),
+    )
+    assumed = [
+        f"{value:,g} {what} ({flag})"
+        for (value, what, flag), g in zip(sources, given, strict=True)
+        if g is None
+    ]
+    if assumed:
+        out.print(
+            f"assumed: {'; '.join(assumed)}; --from-ledger uses what the ledger measured", soft_wrap=True
+        )
 
 
 def _given(value: _N | None, default: _N) -> _N:
@@ -183,11 +206,13 @@ def _money(value: float) -> str:
 def _print_projection(p: Projection, origin: str) -> None:
     v = p.volume
     out.print(
-        f"[bold]{v.queries_per_course_month:,.0f}[/bold] calls per course-month × "
-        f"[bold]{v.courses}[/bold] courses = {v.queries_per_month:,.0f} calls a month; "
-        f"{v.candidates:g} candidates × {v.tokens_per_candidate:g} tokens, query {v.query_tokens:g} tokens "
-        f"({origin})",
-        highlight=False,
+        styled(
+            (f"{v.queries_per_course_month:,.0f}", "bold"),
+            " calls per course-month × ",
+            (f"{v.courses}", "bold"),
+            f" courses = {v.queries_per_month:,.0f} calls a month; {v.candidates:g} candidates × "
+            f"{v.tokens_per_candidate:g} tokens, query {v.query_tokens:g} tokens ({origin})",
+        )
     )
     apis = Table(title="Paid rerank APIs, cheapest first")
     apis.add_column("backend", overflow="fold")
@@ -195,13 +220,13 @@ def _print_projection(p: Projection, origin: str) -> None:
         apis.add_column(col, justify="right")
     apis.add_column("price as of")
     for a in p.apis:
-        mark = "" if a.price.verified else " [yellow]unverified[/yellow]"
+        mark: tuple[str | tuple[str, str], ...] = () if a.price.verified else (" ", ("unverified", "yellow"))
         apis.add_row(
             a.price.key,
             _money(a.per_query),
             _money(a.per_course_month),
             _money(a.per_month),
-            f"{a.price.as_of}{mark}",
+            styled(str(a.price.as_of), *mark),
         )
     out.print(apis)
     if not p.gpus:
@@ -352,12 +377,21 @@ def project_command(
         sys.stdout.write(json.dumps(body) + "\n")
     else:
         _print_projection(projection, origin)
+        if not from_ledger:
+            _say_assumed(
+                base,
+                given=(queries_per_course_month, courses, candidates, tokens_per_candidate, query_tokens),
+            )
         if cut_to is not None:
             _print_cut(volume, cut_to, cut)
     if png is not None:
-        from leanrank.cost.plots import projection_chart
 
-        _chart(lambda path: projection_chart(projection, path), png)
+        def draw(path: Path) -> None:
+            from leanrank.cost.plots import projection_chart
+
+            projection_chart(projection, path)
+
+        _chart(draw, png)
 
 
 def _cut(projection: Projection, volume: Volume, cut_to: int) -> list[dict[str, Any]]:
@@ -391,6 +425,33 @@ def _print_cut(volume: Volume, cut_to: int, rows: list[dict[str, Any]]) -> None:
             f"{row['saving']:.0%}",
         )
     out.print(table)
+
+
+# Columns besides the backend's name need about this many characters, URLs folded.
+_PRICE_COLUMNS_WIDTH = 72
+
+
+def _print_prices(models: list[ModelPrice]) -> None:
+    """A table where the longest backend name fits whole; on a narrower terminal, a block per model, since
+    a backend name folded mid-word cannot be copied into a setting."""
+    verified: dict[bool, str | tuple[str, str]] = {True: "yes", False: ("no", "yellow")}
+    if out.width >= max((len(m.key) for m in models), default=0) + _PRICE_COLUMNS_WIDTH:
+        table = Table(title="Rerank API prices")
+        table.add_column("backend", no_wrap=True)
+        for col in ("price, USD", "unit", "as of", "verified", "source"):
+            table.add_column(col, overflow="fold")
+        for m in models:
+            table.add_row(m.key, f"{m.price:g}", m.unit, str(m.as_of), styled(verified[m.verified]), m.source)
+        out.print(table)
+        return
+    out.print(styled(("Rerank API prices", "bold")))
+    for m in models:
+        out.print(styled((m.key, "bold")))
+        out.print(
+            styled(f"  {m.price:g} USD {m.unit}, as of {m.as_of}, verified: ", verified[m.verified]),
+            overflow="fold",
+        )
+        out.print(f"  {m.source}", overflow="fold")
 
 
 def pricing_command(
@@ -434,24 +495,16 @@ def pricing_command(
         }
         sys.stdout.write(json.dumps(body, indent=2) + "\n")
         return
-    table = Table(title="Rerank API prices")
-    for col in ("backend", "price, USD", "unit", "as of", "verified", "source"):
-        table.add_column(col, overflow="fold")
-    for m in models:
-        verified = "yes" if m.verified else "[yellow]no[/yellow]"
-        table.add_row(m.key, f"{m.price:g}", m.unit, str(m.as_of), verified, m.source)
-    out.print(table)
+    _print_prices(models)
     if gpus:
         gpu_table = Table(title="Self-hosted GPUs")
         for col in ("gpu", "USD / hour", "pairs/s", "as of", "kind", "source"):
             gpu_table.add_column(col, overflow="fold")
         for g in gpus:
-            kind = "example" if g.example else ("verified" if g.verified else "[yellow]unverified[/yellow]")
+            status = "verified" if g.verified else ("unverified", "yellow")
+            kind = styled("example" if g.example else status)
             gpu_table.add_row(
                 g.key, f"{g.usd_per_hour:g}", f"{g.pairs_per_second:g}", str(g.as_of), kind, g.source
             )
         out.print(gpu_table)
-    out.print(
-        "Override or add prices with TOML files in cost.pricing_dir (default <data_dir>/pricing).",
-        highlight=False,
-    )
+    out.print("Override or add prices with TOML files in cost.pricing_dir (default <data_dir>/pricing).")

@@ -1,7 +1,7 @@
 """One mapping from leanrank's errors to what every command prints and its exit status.
 
-Users see one red line, never a stack trace: 2 for bad input or settings (fix the command), 1 for a failure
-(a backend, the store) that a retry may get past.
+Users see one red line, never a stack trace: 2 for bad input or settings and an index held by another process
+(fix the command or stop the other process), 1 for a failure (a backend, the store) that a retry may get past.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ from contextlib import contextmanager
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
-from leanrank.errors import InputError, LeanrankError
-
-err = Console(stderr=True, soft_wrap=True)
+from leanrank.cli.console import err, styled
+from leanrank.errors import IndexLockedError, InputError, LeanrankError
 
 
 @contextmanager
@@ -26,8 +24,16 @@ def cli_errors() -> Iterator[None]:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        err.print(f"[red]error:[/red] invalid setting {where}: {first['msg']}", highlight=False)
+        if first["type"] == "extra_forbidden":  # a typo in a name must not pass for a setting
+            err.print(
+                styled(
+                    ("error:", "red"),
+                    f" unknown setting {where}; the README's Configuration section lists them",
+                )
+            )
+        else:
+            err.print(styled(("error:", "red"), f" invalid setting {where}: {first['msg']}"))
         raise typer.Exit(2) from None
     except LeanrankError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
+        err.print(styled(("error:", "red"), f" {exc}"))
+        raise typer.Exit(2 if isinstance(exc, InputError | IndexLockedError) else 1) from None

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from leanrank.cli.errors import cli_errors, err
+from leanrank.cli.console import Steps, err
+from leanrank.cli.errors import cli_errors
 from leanrank.errors import ConfigError
 from leanrank.eval.configs import PRESETS
 from leanrank.eval.datasets import DEFAULT_DATA_ROOT
@@ -131,16 +131,7 @@ def _run(
         data = data.limit(limit)
     with ExitStack() as stack:
         folder = data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leanrank-eval-")))
-        progress = stack.enter_context(
-            Progress(
-                TextColumn("[bold]{task.description}[/bold]"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            )
-        )
+        progress = stack.enter_context(Steps())
         result = run_eval(
             data,
             chosen,
@@ -155,4 +146,4 @@ def _run(
     report = summarise(result, prices)
     written = write_report(report, result, out_dir, prices)
     sys.stdout.write(markdown(report))
-    err.print(f"wrote {len(written)} files under {out_dir}", highlight=False)
+    err.print(f"wrote {len(written)} files under {out_dir}")

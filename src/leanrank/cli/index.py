@@ -10,18 +10,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from leanrank.cli.errors import cli_errors, err
+from leanrank.cli.console import Steps, err, out, styled, typer_app
+from leanrank.cli.errors import cli_errors
 from leanrank.errors import InputError
 from leanrank.index.edge import EdgeStore, stored_meta
 from leanrank.index.factory import parse_location
 from leanrank.settings import Settings
 
-index_app = typer.Typer(add_completion=False, no_args_is_help=True)
-out = Console()
+index_app = typer_app()
 # soft_wrap: messages stay one line each in logs, whatever the terminal width.
 
 
@@ -77,16 +75,9 @@ def _migrate(settings: Settings, source: str, target: str, *, batch: int, querie
     with (
         closing(EdgeStore(path, dim=dim, encoder=encoder)) as edge,
         closing(QdrantStore(dst.where, dim=dim, encoder=encoder, settings=settings.store)) as qdrant,
-        Progress(
-            TextColumn("[bold]migrate[/bold]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as bar,
+        Steps() as bar,
     ):
-        task = bar.add_task("points", total=None)
+        task = bar.add_task("migrate", total=None, unit="points")
         report = migrate(
             edge,
             qdrant,
@@ -97,24 +88,25 @@ def _migrate(settings: Settings, source: str, target: str, *, batch: int, querie
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if report.resumed_after:
-        err.print(f"resumed after {report.resumed_after} points copied by an earlier run", highlight=False)
+        err.print(f"resumed after {report.resumed_after} points copied by an earlier run")
     table = Table("course", "source", "target", "")
     for course, (n_src, n_dst) in report.counts.items():
-        table.add_row(course, str(n_src), str(n_dst), "ok" if n_src == n_dst else "[red]differs[/red]")
+        table.add_row(course, str(n_src), str(n_dst), styled("ok" if n_src == n_dst else ("differs", "red")))
     out.print(table)
     for line in report.mismatches:
-        err.print(f"[yellow]mismatch:[/yellow] {line}", highlight=False)
+        err.print(styled(("mismatch:", "yellow"), f" {line}"))
     if report.mismatches:
         err.print(
             "rankings can differ when the collection holds other data, has several shards (BM25 IDF is "
-            "per shard) or still counts deleted points in IDF; see deploy/README.md",
-            highlight=False,
+            "per shard) or still counts deleted points in IDF; see deploy/README.md"
         )
     agreed = report.queries - len(report.mismatches)
-    verdict = "[green]verified[/green]" if report.ok else "[red]verification failed[/red]"
+    verdict = ("verified", "green") if report.ok else ("verification failed", "red")
     err.print(
-        f"{verdict}: {report.copied} points copied to {qdrant.collection} at {dst.where}; "
-        f"{agreed}/{report.queries} sample queries agree",
-        highlight=False,
+        styled(
+            verdict,
+            f": {report.copied} points copied to {qdrant.collection} at {dst.where}; "
+            f"{agreed}/{report.queries} sample queries agree",
+        )
     )
     return report.ok

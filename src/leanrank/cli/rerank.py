@@ -9,16 +9,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from leanrank.aio import run_sync
-from leanrank.cli.errors import cli_errors, err
+from leanrank.cli.console import err, out, styled
+from leanrank.cli.errors import cli_errors
 from leanrank.errors import InputError
 from leanrank.rerank.base import RerankResponse, Usage, as_finite, rank_order
 from leanrank.rerank.catalog import catalog_rows, reranker
-
-out = Console()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +85,7 @@ def rerank_command(
         sys.stdout.write(json.dumps(result, ensure_ascii=False))
         sys.stdout.write("\n")
         return
-    table = Table(title=f"{query}  [dim]({response.served_by or model.name})[/dim]")
+    table = Table(title=styled(query, (f"  ({response.served_by or model.name})", "dim")))
     for col in ("#", "score", "id", "text"):
         table.add_column(col, overflow="fold")
     for rank, i in enumerate(order, 1):
@@ -98,7 +96,7 @@ def rerank_command(
     fields = ", ".join(f"{k}={v}" for k, v in usage_json(response.usage).items() if v not in (None, []))
     out.print(f"usage: {fields}", highlight=False)
     for failure in response.failed:
-        err.print(f"[yellow]fell back:[/yellow] {failure}", highlight=False)
+        err.print(styled(("fell back:", "yellow"), f" {failure}"))
 
 
 def _result_json(
@@ -137,6 +135,5 @@ def backends_command(
         "Names: KIND:TARGET[?option=value&...]; join with ' | ' for a fallback chain. Keys and URLs: "
         "LEANRANK_<KIND>_API_KEY, LEANRANK_<KIND>_BASE_URL. "
         "Options for long inputs: max_doc_tokens, long_docs=maxpool|truncate, overlap_tokens, "
-        "max_windows, max_query_tokens.",
-        highlight=False,
+        "max_windows, max_query_tokens."
     )

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from leanrank.cli.errors import cli_errors, err
+from leanrank.cli.console import err
+from leanrank.cli.errors import cli_errors
 from leanrank.errors import DependencyError, InputError
 from leanrank.settings import Settings
 

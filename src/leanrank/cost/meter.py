@@ -253,9 +253,21 @@ def _checked(response: RerankResponse, backend: str) -> RerankResponse:
 def recount(usage: Usage, backend: str, query: str, documents: Sequence[str]) -> Usage:
     """A character estimate of a token-billed call, replaced by the model's own tokenizer where bundled.
 
+    A free call (identity, a free local model) that counted nothing gets the tokens a token-billed API would
+    have been sent, still billed as nothing: `costs project --from-ledger` prices that traffic elsewhere.
     Only when the usage covers exactly these texts (no cache hits, no windows); a wrapper that truncated
     documents makes this an upper bound of what was sent.
     """
+    if usage.billed_unit == "none" and not (
+        usage.total_tokens or usage.cache_hits or usage.documents != len(documents)
+    ):
+        counter = counter_for(backend)
+        return replace(
+            usage,
+            query_tokens=counter.count(query),
+            document_tokens=sum(counter.count(doc) for doc in documents),
+            count_source=counter.source,
+        )
     if (
         usage.count_source != "estimate"
         or usage.billed_unit != "tokens"

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from leanrank.errors import DependencyError
+
+try:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+except ImportError as exc:
+    raise DependencyError("matplotlib", "plots") from exc
 
 from leanrank.cost.projection import Projection, gpu_capacity, gpu_month_cost
 from leanrank.cost.report import CostReport
@@ -17,6 +22,11 @@ from leanrank.cost.report import CostReport
 
 def report_chart(report: CostReport, path: Path) -> None:
     """Bars of cost per group, unpriced calls noted in the title."""
+    report_figure(report).savefig(path, format="png", dpi=100)
+
+
+def report_figure(report: CostReport) -> Figure:
+    """The report chart; the dollar axis starts at 0 (and shows up to $1 when every cost is 0)."""
     labels = [row.key or "—" for row in report.rows]
     costs = [row.cost_usd for row in report.rows]
     fig = Figure(figsize=(max(6.0, 0.5 * len(labels) + 2), 4.5), layout="constrained")
@@ -25,10 +35,11 @@ def report_chart(report: CostReport, path: Path) -> None:
     ax.bar(range(len(labels)), costs, color="#3b6ea8")
     ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 6 else 0, ha="right")
     ax.set_ylabel("US dollars")
+    ax.set_ylim(0, None if any(costs) else 1)
     unpriced = report.total.unpriced
     note = f" ({unpriced} calls without a known price)" if unpriced else ""
     ax.set_title(f"Rerank cost by {report.by}, {report.period.label}: ${report.total.cost_usd:,.2f}{note}")
-    fig.savefig(path, format="png", dpi=100)
+    return fig
 
 
 def projection_chart(projection: Projection, path: Path) -> None:

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from ranx import Qrels, Run, compare, evaluate
+
+from leanrank.errors import DependencyError
+
+try:
+    from ranx import Qrels, Run, compare, evaluate
+except ImportError as exc:
+    raise DependencyError("ranx", "eval") from exc
 
 Rankings = Mapping[str, Sequence[str]]
 Judgements = Mapping[str, Mapping[str, int]]

@@ -22,7 +22,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from leanrank.encode.base import Matrix, SparseVec
-from leanrank.errors import ConfigError, StoreError
+from leanrank.errors import ConfigError, IndexLockedError, StoreError
 from leanrank.index.base import Candidate, HybridQuery, StoredPoint
 from leanrank.ingest.lang import contained_langs
 from leanrank.storage import ensure_free
@@ -127,7 +127,7 @@ def _engine_errors(action: str) -> Iterator[None]:
     except Exception as exc:  # the engine's only exception type
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "WouldBlock" in reason:
-            reason = _IN_USE
+            raise IndexLockedError(f"{action} failed: {_IN_USE}") from exc
         raise StoreError(f"{action} failed: {reason}") from exc
 
 
@@ -144,7 +144,7 @@ def _lock(path: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise StoreError(f"opening the index at {path} failed: {_IN_USE}") from None
+        raise IndexLockedError(f"opening the index at {path} failed: {_IN_USE}") from None
     return fd
 
 
@@ -237,6 +237,10 @@ class EdgeStore:
         return {
             str(k): v for k, v in self._facet("source", qe.Filter(must=[_match("course", course)])).items()
         }
+
+    def headings(self, course: str) -> dict[str, int]:
+        flt = qe.Filter(must=[_match("course", course)])
+        return {str(k): v for k, v in self._facet("heading_prefixes", flt).items()}
 
     def courses(self) -> dict[str, int]:
         return {str(k): v for k, v in self._facet("course", None).items()}

@@ -291,6 +291,9 @@ class QdrantStore:
     def sources(self, course: str) -> dict[str, int]:
         return self._facet("source", models.Filter(must=[_match("course", course)]))
 
+    def headings(self, course: str) -> dict[str, int]:
+        return self._facet("heading_prefixes", models.Filter(must=[_match("course", course)]))
+
     def courses(self) -> dict[str, int]:
         return self._facet("course", None)
 

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -33,7 +34,7 @@ from leanrank.serve.idempotency import Idempotency
 from leanrank.serve.ingest import IngestJobs
 from leanrank.serve.limits import Gate
 from leanrank.serve.metrics import Metrics
-from leanrank.serve.middleware import EdgeMiddleware
+from leanrank.serve.middleware import DOCS_ASSETS, EdgeMiddleware
 from leanrank.serve.routes import courses, ops, rerank, search, usage
 from leanrank.serve.service import Service, metered_view
 from leanrank.settings import Settings
@@ -104,7 +105,14 @@ def create_app(
         finally:
             await service.stop()
 
-    app = FastAPI(title="leanrank", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # fastapi-offline serves Swagger UI and ReDoc from its own package, not a CDN: /docs works offline.
+    app = FastAPIOffline(
+        title="leanrank",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+    )
     app.state.service = service
     for module in (rerank, search, courses, usage, ops):
         app.include_router(module.router)

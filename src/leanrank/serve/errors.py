@@ -48,6 +48,10 @@ class NotFoundError(ServeError):
     """A document or ingest job that does not exist (in the caller's course)."""
 
 
+class UnknownModelError(InputError):
+    """A rerank request naming a model the service has no backend for (`serve.unknown_model=refuse`)."""
+
+
 class EmptyInputError(InputError):
     """Nothing to work on: no documents, an empty query (TEI answers these with 400)."""
 
@@ -82,6 +86,7 @@ STATUS_TABLE: dict[type[Exception], Status] = {
     ForbiddenError: Status(403, "forbidden"),
     NotFoundError: Status(404, "not_found"),
     UnknownCourseError: Status(404, "unknown_course"),
+    UnknownModelError: Status(404, "unknown_model"),
     LimitExceededError: Status(413, "limit_exceeded"),
     EmptyInputError: Status(400, "empty_input"),
     EmptyQueryError: Status(400, "empty_input"),

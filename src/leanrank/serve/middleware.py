@@ -25,6 +25,8 @@ from leanrank.settings import ServeSettings
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/health", "/info", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 )
+DOCS_ASSETS = "/docs/assets"
+"""Where Swagger UI's and ReDoc's scripts are served from (no CDN: `/docs` works offline); public too."""
 _UPLOAD = re.compile(r"^/v1/courses/[^/]+/documents/?$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _access = logging.getLogger("leanrank.serve.access")
@@ -60,7 +62,9 @@ class EdgeMiddleware:
 
         key_id = "-"
         try:
-            if scope["path"] not in PUBLIC_PATHS and not self._open_metrics(scope["path"]):
+            path = scope["path"]
+            public = path in PUBLIC_PATHS or path.startswith(DOCS_ASSETS + "/") or self._open_metrics(path)
+            if not public:
                 principal = self.keys.authenticate(headers.get("authorization"))
                 state["principal"] = principal
                 key_id = principal.key_id

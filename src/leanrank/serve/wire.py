@@ -41,7 +41,12 @@ StructuredDocument = dict[str, JsonValue]
 
 
 class _RerankFields(_Request):
-    model: str | None = Field(None, max_length=256, description="Recorded; the configured policy decides.")
+    model: str | None = Field(
+        None,
+        max_length=256,
+        description="Served by the policy's backend for this model; any other model is answered by the "
+        "configured policy with `x-leanrank-model-ignored` set, or refused (`serve.unknown_model`).",
+    )
     query: str = Field(description="The search query.")
     top_n: int | None = Field(None, ge=1, description="Return only the best N results.")
     max_tokens_per_doc: int | None = Field(
@@ -54,7 +59,7 @@ class _RerankFields(_Request):
 class CohereRerankRequest(_RerankFields):
     """Cohere v2 `POST /v2/rerank`.
 
-    `model` is recorded and echoed; the service's configured policy (`rerank.backend`) picks the backend.
+    `model` picks the backend of the configured policy (`rerank.backend`) that serves it, see `model`.
     Fields accepted but not applied are named in the `x-leanrank-ignored` response header.
     """
 
@@ -235,7 +240,8 @@ class SearchHit(BaseModel):
     text: str
     source: str
     lang: Lang
-    heading: list[str]
+    heading: list[str] = Field(description="The heading path, outermost first.")
+    heading_path: str = Field(description='The same path joined with " > ", as --heading takes it.')
     start: int
     end: int
     tokens: int

@@ -4,7 +4,8 @@ A pipeline that calls one of these providers switches to leanrank by changing it
 configured policy (`rerank.backend`, possibly a fallback chain) answers, and the ledger bills each
 request once. Which backend served, and what it cost, come back in `x-leanrank-*` headers; so do fields
 accepted but not applied (`x-leanrank-ignored`) and warnings (`x-leanrank-warning`: blank documents,
-non-finite scores). Scores are converted from the scale the backend declares, never guessed.
+non-finite scores). Scores are converted from the scale the backend declares, never guessed. A request naming
+a `model` is routed to the policy's backend for it (`serving_policy`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, JsonValue
 
+from leanrank.cost._names import parse_backend
 from leanrank.encode.e5 import xlmr_token_count
 from leanrank.errors import InputError
 from leanrank.pipeline import check_course_id
-from leanrank.rerank.base import as_logits, as_probabilities, rank_order
+from leanrank.rerank.base import Reranker, as_logits, as_probabilities, rank_order
+from leanrank.rerank.fallback import FallbackReranker
 from leanrank.rerank.windows import WindowedReranker, WindowPolicy
 from leanrank.serve.accounting import Charge
 from leanrank.serve.auth import Principal
-from leanrank.serve.errors import ForbiddenError
+from leanrank.serve.errors import ForbiddenError, UnknownModelError
 from leanrank.serve.limits import check_rerank
 from leanrank.serve.service import PrincipalDep, RequestIdDep, Service, ServiceDep, call_context
 from leanrank.serve.wire import (
@@ -47,7 +50,7 @@ from leanrank.serve.wire import (
 CHUNK_TOKENS = 512
 _COHERE_IGNORED = ("priority", "relevant_spans")
 
-router = APIRouter(tags=["rerank"], responses=errors(400, 401, 403, 413, 422, 424, 429, 503))
+router = APIRouter(tags=["rerank"], responses=errors(400, 401, 403, 404, 413, 422, 424, 429, 503))
 
 CourseHeader = Annotated[
     str | None,
@@ -71,6 +74,39 @@ def billing_course(principal: Principal, header: str | None) -> str | None:
     raise InputError("this key has several courses: name the one to bill in the X-Leanrank-Course header")
 
 
+def _is_model(backend: str, model: str) -> bool:
+    """`model` as a client writes it (`rerank-v3.5`, `cohere:rerank-v3.5`, the full name) names `backend`."""
+    name = parse_backend(backend)
+    return model in {backend, name.key, name.model} - {""}
+
+
+def serving_policy(service: Service, model: str | None, response: Response) -> Reranker:
+    """What answers a request naming `model`: the policy when its first backend is that model (or no model
+    is named); the policy's fallback chain from the backend that is, when a later one is (without the score
+    cache); otherwise, per `serve.unknown_model`, the whole policy with `x-leanrank-model-ignored` set, or
+    `UnknownModelError`.
+    """
+    policy = service.policy
+    members = policy.name.split(" | ")
+    if model is None or _is_model(members[0], model):
+        return policy
+    chain = policy
+    while not isinstance(chain, FallbackReranker) and isinstance(getattr(chain, "inner", None), Reranker):
+        chain = chain.inner  # type: ignore[attr-defined]  # a cache or micro-batcher around the chain
+    if isinstance(chain, FallbackReranker):
+        for i, backend in enumerate(chain.chain):
+            if _is_model(backend.name, model):
+                rest = chain.chain[i:]
+                return rest[0] if len(rest) == 1 else FallbackReranker(rest)
+    if service.settings.serve.unknown_model == "refuse":
+        raise UnknownModelError(
+            f"model {model!r} is not served here; this service serves {', '.join(members)} "
+            "(serve.unknown_model=refuse)"
+        )
+    response.headers["x-leanrank-model-ignored"] = model
+    return policy
+
+
 async def rerank_once(
     service: Service,
     principal: Principal,
@@ -79,20 +115,20 @@ async def rerank_once(
     query: str,
     documents: Sequence[str],
     response: Response,
+    model: str | None = None,
     *,
     windows: WindowPolicy | None = None,
     ignored: Sequence[str] = (),
 ) -> Charge:
-    """Check, meter and run one rerank; set the accounting headers on `response`.
+    """Check, meter and run one rerank with the backend for `model`; set the accounting headers on `response`.
 
     `windows` applies a request's own document caps (Cohere's `max_tokens_per_doc`, `max_chunks_per_doc`)
     on top of the policy; `ignored` names the fields accepted but not applied (`x-leanrank-ignored`).
     """
     course = billing_course(principal, course_header)
     check_rerank(service.settings, query, documents)
-    policy = (
-        service.policy if windows is None else WindowedReranker(service.policy, windows, xlmr_token_count)
-    )
+    backend = serving_policy(service, model, response)
+    policy = backend if windows is None else WindowedReranker(backend, windows, xlmr_token_count)
     async with service.gate.slot():
         charge = await service.accountant.rerank(
             policy, query, documents, call_context(principal, request_id, course, "rerank")
@@ -185,6 +221,7 @@ async def cohere_rerank(
         body.query,
         body.documents,
         response,
+        body.model,
         windows=_windows(body.max_tokens_per_doc, None),
         ignored=_ignored(body, _COHERE_IGNORED),
     )
@@ -238,6 +275,7 @@ async def rerank(
         body.query,
         texts,
         response,
+        body.model,
         windows=_windows(body.max_tokens_per_doc, body.max_chunks_per_doc),
         ignored=_ignored(body, _COHERE_IGNORED),
     )

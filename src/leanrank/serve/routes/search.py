@@ -24,6 +24,7 @@ def _hit(hit: Hit) -> SearchHit:
         source=c.source,
         lang=c.lang,
         heading=list(c.heading),
+        heading_path=c.heading_path,
         start=c.start,
         end=c.end,
         tokens=c.tokens,
