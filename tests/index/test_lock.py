@@ -92,11 +92,12 @@ def test_a_second_process_is_refused_and_the_holder_keeps_writing(tmp_path: Path
 
 
 def test_the_command_fails_cleanly_while_the_index_is_held(tmp_path: Path) -> None:
-    """`leanrank courses` on a held data dir: one line, status 1 (a retry may pass); the holder writes on."""
+    """`leanrank courses` on a held data dir: one line, status 2 (the user stops the holder or picks another
+    data dir, as `--help` says of status 2); the holder writes on."""
     holder = _holder(tmp_path / "index")
     try:
         r = leanrank(tmp_path, "courses")
-        assert r.returncode == 1
+        assert r.returncode == 2
         assert "open in another process" in r.stderr
         assert "Traceback" not in r.stderr
         assert _write(holder, 1) == "1"
