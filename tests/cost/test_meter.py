@@ -14,6 +14,7 @@ from leanrank.cost.meter import Meter
 from leanrank.cost.period import Period
 from leanrank.cost.pricing import Pricing
 from leanrank.rerank.base import RerankResponse, Usage
+from leanrank.rerank.fallback import FallbackReranker
 from leanrank.rerank.http import BadResponseError, RerankServerError, RerankTimeoutError
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.settings import BudgetSettings, Settings
@@ -245,6 +246,23 @@ async def test_non_finite_numbers_are_a_bad_response_recorded_as_maybe_billed(
     retried = await m.rerank(cohere(), "q", DOCS, request_id="q1", course="py")
     assert retried.recorded
     assert shared_ledger.spent("course", "py", NOVEMBER) == pytest.approx(0.008)
+
+
+async def test_a_chain_records_its_timed_out_paid_link_as_maybe_billed(ledger: Ledger) -> None:
+    """`cohere | identity`: the paid link timed out, identity served. The provider may still bill the first
+    call, so it is recorded at its estimate (2 units, $0.004) beside the free call that served; a link that
+    answered 503 was refused and is not billed."""
+    m = meter(ledger)
+    timed_out = FakeReranker("cohere:rerank-v3.5", cohere_usage, fails=RerankTimeoutError("timed out"))
+    served = await m.rerank(
+        FallbackReranker([timed_out, IdentityReranker()]), "q", DOCS, request_id="c1", course="py"
+    )
+    assert served.served_by == "identity"
+    refused = FakeReranker("cohere:rerank-v3.5", cohere_usage, fails=RerankServerError("HTTP 503", 503))
+    await m.rerank(FallbackReranker([refused, IdentityReranker()]), "q", DOCS, request_id="c2", course="py")
+    by_backend = {t.key: (t.calls, t.cost_usd) for t in ledger.totals("backend", NOVEMBER)}
+    assert by_backend == {"cohere:rerank-v3.5": (1, pytest.approx(0.004)), "identity": (2, 0.0)}
+    assert ledger.spent("course", "py", NOVEMBER) == pytest.approx(0.004)
 
 
 async def test_a_timeout_is_recorded_as_maybe_billed_and_a_503_is_not(ledger: Ledger) -> None:

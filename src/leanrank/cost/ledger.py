@@ -172,7 +172,7 @@ class CostLedger(Protocol):
         self, hold: Hold, scopes: Sequence[tuple[Scope, str, Period]], admit: Admit
     ) -> tuple[list[float], bool]: ...
 
-    def settle(self, record: LedgerRecord) -> bool: ...
+    def settle(self, record: LedgerRecord, unconfirmed: Sequence[LedgerRecord] = ()) -> bool: ...
 
     def release(self, hold: Hold, unconfirmed: LedgerRecord | None = None) -> None: ...
 
@@ -355,11 +355,16 @@ class Ledger:
                 conn.execute(self._holds.insert().values(asdict(hold)))
         return committed, admitted
 
-    def settle(self, record: LedgerRecord) -> bool:
-        """Record the call and drop its hold in one transaction; False when it was already recorded."""
+    def settle(self, record: LedgerRecord, unconfirmed: Sequence[LedgerRecord] = ()) -> bool:
+        """Record the call and drop its hold in one transaction; False when it was already recorded.
+
+        `unconfirmed` are calls made before it for the same request (failed links of a fallback chain)
+        that their provider may still bill; they are written in the same transaction."""
         row: dict[str, Any] = asdict(record) | {"cache_hit": record.cache_hit}
         with self._errors(), self._engine.begin() as conn:
             conn.execute(self._drop_hold(record.request_id, record.stage))
+            for maybe in unconfirmed:
+                conn.execute(self._insert_once(asdict(maybe) | {"cache_hit": False}))
             return conn.execute(self._insert_once(row)).first() is not None
 
     def release(self, hold: Hold, unconfirmed: LedgerRecord | None = None) -> None:

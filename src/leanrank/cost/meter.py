@@ -28,7 +28,7 @@ from leanrank.cost.tokens import counter_for
 from leanrank.errors import BackendError
 from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import score_scope
-from leanrank.rerank.http import BadResponseError, RerankTimeoutError
+from leanrank.rerank.http import MAYBE_BILLED, BadResponseError
 from leanrank.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class Meter:
         self._failed = None
         served_by = response.served_by or chosen.name
         usage, cost, recorded = await asyncio.to_thread(
-            self._settle, response.usage, served_by, query, documents, hold
+            self._settle, response.usage, served_by, query, documents, hold, response.unconfirmed
         )
         settled = replace(response, usage=usage, served_by=served_by, failed=(*skipped, *response.failed))
         return MeteredResponse(settled, served_by, state, cost, recorded)
@@ -158,7 +158,7 @@ class Meter:
         A cancelled request releases at once, on the event loop: its task cannot await any more. A
         ledger that fails here is logged: the call's own error is what the caller must see.
         """
-        maybe_billed = isinstance(exc, RerankTimeoutError | BadResponseError | asyncio.CancelledError)
+        maybe_billed = isinstance(exc, (*MAYBE_BILLED, asyncio.CancelledError))
         try:
             if isinstance(exc, asyncio.CancelledError):
                 self._drop(hold, backend, maybe_billed, query, documents)
@@ -172,28 +172,34 @@ class Meter:
     ) -> None:
         # A fallback chain raises its last link's error: that link is the one that may have billed.
         link = backend.rsplit("|", maxsplit=1)[-1].strip()
-        unconfirmed = None
-        if maybe_billed and self._pricing.is_paid(link):
-            name = parse_backend(link)
-            unconfirmed = LedgerRecord(
-                time=hold.time,
-                request_id=hold.request_id,
-                course=hold.course,
-                tenant=hold.tenant,
-                stage=f"{hold.stage}:unconfirmed",
-                backend=name.key,
-                model=name.model,
-                documents=len(documents),
-                query_tokens=0,
-                document_tokens=0,
-                billed_units=0.0,
-                billed_unit="none",
-                cost_usd=self._pricing.estimate(link, query, documents),
-                latency_ms=0.0,
-                cache_hits=0,
-                count_source="estimate",
-            )
-        self._ledger.release(hold, unconfirmed)
+        self._ledger.release(hold, self._unconfirmed(hold, link, query, documents) if maybe_billed else None)
+
+    def _unconfirmed(
+        self, hold: Hold, link: str, query: str, documents: Sequence[str]
+    ) -> LedgerRecord | None:
+        """The record of a call to `link` its provider may have billed though no answer was used: at the
+        estimate, under the stage `<stage>:unconfirmed`; None when `link` is free."""
+        if not self._pricing.is_paid(link):
+            return None
+        name = parse_backend(link)
+        return LedgerRecord(
+            time=hold.time,
+            request_id=hold.request_id,
+            course=hold.course,
+            tenant=hold.tenant,
+            stage=f"{hold.stage}:unconfirmed",
+            backend=name.key,
+            model=name.model,
+            documents=len(documents),
+            query_tokens=0,
+            document_tokens=0,
+            billed_units=0.0,
+            billed_unit="none",
+            cost_usd=self._pricing.estimate(link, query, documents),
+            latency_ms=0.0,
+            cache_hits=0,
+            count_source="estimate",
+        )
 
     def _settle(
         self,
@@ -202,8 +208,10 @@ class Meter:
         query: str,
         documents: Sequence[str],
         hold: Hold,
+        unconfirmed: Sequence[str] = (),
     ) -> tuple[Usage, float | None, bool]:
-        """Recount, price and record one call (off the event loop: tokenizers and the database block)."""
+        """Recount, price and record one call (off the event loop: tokenizers and the database block),
+        with the links of a fallback chain that failed in a way their provider may still bill."""
         usage = recount(usage, backend, query, documents)
         cost = self._pricing.cost_of(usage, backend)
         if usage.cost_usd is None and cost is not None:
@@ -227,8 +235,9 @@ class Meter:
             cache_hits=usage.cache_hits,
             count_source=usage.count_source,
         )
+        maybe = [r for link in unconfirmed if (r := self._unconfirmed(hold, link, query, documents))]
         try:
-            return usage, cost, self._ledger.settle(record)
+            return usage, cost, self._ledger.settle(record, maybe)
         except LedgerError:
             # Served and maybe paid, but unrecorded: the log is what the operator reconciles from.
             _log.error("ledger write failed after the call; unrecorded call: %s", asdict(record))

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from leanrank.errors import BackendError, ConfigError
 from leanrank.rerank.base import Reranker, RerankResponse
+from leanrank.rerank.http import MAYBE_BILLED
 
 _log = logging.getLogger(__name__)
 
@@ -30,17 +31,25 @@ class FallbackReranker:
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         failed: list[str] = []
+        unconfirmed: list[str] = []
         for backend in self.chain[:-1]:
             try:
-                return self._served(await backend.rerank(query, documents), backend, failed)
+                return self._served(await backend.rerank(query, documents), backend, failed, unconfirmed)
             except BackendError as exc:
                 _log.warning("reranker %s failed, falling back: %s", backend.name, exc)
                 failed.append(f"{backend.name}: {exc}")
+                if isinstance(exc, MAYBE_BILLED):
+                    unconfirmed.append(backend.name)
         last = self.chain[-1]
-        return self._served(await last.rerank(query, documents), last, failed)
+        return self._served(await last.rerank(query, documents), last, failed, unconfirmed)
 
     @staticmethod
-    def _served(response: RerankResponse, backend: Reranker, failed: list[str]) -> RerankResponse:
+    def _served(
+        response: RerankResponse, backend: Reranker, failed: list[str], unconfirmed: list[str]
+    ) -> RerankResponse:
         return replace(
-            response, served_by=response.served_by or backend.name, failed=(*failed, *response.failed)
+            response,
+            served_by=response.served_by or backend.name,
+            failed=(*failed, *response.failed),
+            unconfirmed=(*unconfirmed, *response.unconfirmed),
         )

@@ -68,6 +68,10 @@ class RerankTimeoutError(RerankHttpError):
     """No answer within the configured timeout."""
 
 
+# Failures after which the provider may still bill the call: it was sent, and maybe served.
+MAYBE_BILLED = (RerankTimeoutError, BadResponseError)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """`max_attempts` bounds the total tries; waits grow from `backoff_s` doubling, capped at `max_wait_s`.
