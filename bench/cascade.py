@@ -30,16 +30,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+from harness import run_configs
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
-from leanrank.eval.configs import PRESETS, resolve_configs
+from leanrank.eval.configs import PRESETS
 from leanrank.eval.datasets import Dataset, load_dataset
 from leanrank.eval.metrics import percentiles
 from leanrank.eval.report import summarise
-from leanrank.eval.runner import ConfigRun, run_eval
+from leanrank.eval.runner import ConfigRun
 from leanrank.eval.stream import StreamQuery, question_stream, stream_stats
 from leanrank.index.edge import EdgeStore
 from leanrank.pipeline import RESULT_CACHE, Pipeline
@@ -71,16 +69,7 @@ def cascade_part(
     data: Dataset, args: argparse.Namespace, dense: E5SmallEncoder, sparse: Bm25Encoder
 ) -> tuple[dict[str, Any], ConfigRun]:
     """The harness over every configuration: one row each, and naive's run for the stream's baseline."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        result = run_eval(
-            data,
-            resolve_configs(args.configs),
-            dense=dense,
-            sparse=sparse,
-            data_dir=args.out / "eval-index",
-            progress=progress,
-        )
+    result = run_configs(data, args.configs, dense, sparse, args.out / "eval-index")
     report = summarise(result)
     by_name = {c.name: c for c in report.configs}
     naive = by_name["naive"]

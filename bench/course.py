@@ -23,15 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+from harness import run_configs
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
-from leanrank.eval.configs import resolve_configs
 from leanrank.eval.datasets import load_dataset
 from leanrank.eval.report import summarise
-from leanrank.eval.runner import run_eval
 
 CONFIGS = "naive,default,cheap,best,hybrid-20,dense-20"
 
@@ -41,16 +37,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     split = "" if args.split == "all" else f":{args.split}"
     spec = f"own:{args.course / 'course'}@{args.course / 'questions.jsonl'}{split}"
     data = load_dataset(spec, count_tokens=dense.token_count)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        result = run_eval(
-            data,
-            resolve_configs(args.configs),
-            dense=dense,
-            sparse=sparse,
-            data_dir=args.out / "course-index",
-            progress=progress,
-        )
+    result = run_configs(data, args.configs, dense, sparse, args.out / "course-index")
     report = summarise(result)
     naive = next(c for c in report.configs if c.name == "naive")
     rows = []

@@ -21,16 +21,12 @@ import argparse
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+from harness import run_configs
 from leanrank.cli.eval import priced_models
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
-from leanrank.eval.configs import resolve_configs
 from leanrank.eval.datasets import load_dataset
 from leanrank.eval.report import markdown, summarise, write_report
-from leanrank.eval.runner import run_eval
 from leanrank.settings import Settings
 
 SPEC = "xquad:ru+en+ntrex:test"
@@ -48,16 +44,7 @@ def main() -> None:
     data = load_dataset(SPEC, count_tokens=dense.token_count, data_root=args.shared / "data")
     if args.limit:
         data = data.limit(args.limit)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        result = run_eval(
-            data,
-            resolve_configs(args.configs),
-            dense=dense,
-            sparse=sparse,
-            data_dir=args.out / "eval-index",
-            progress=progress,
-        )
+    result = run_configs(data, args.configs, dense, sparse, args.out / "eval-index")
     prices = priced_models(Settings())
     report = summarise(result, prices)
     write_report(report, result, args.out / "eval", prices)
