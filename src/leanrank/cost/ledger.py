@@ -63,6 +63,7 @@ from leanrank.rerank.base import BilledUnit, CountSource
 from leanrank.settings import Settings
 
 GroupBy = Literal["course", "backend", "day", "tenant"]
+Bucket = Literal["hour", "day"]
 Scope = Literal["course", "tenant"]
 
 DEFAULT_TABLE = "leanrank_rerank_calls"
@@ -134,6 +135,8 @@ class LedgerRecord:
     latency_ms: float
     cache_hits: int
     count_source: CountSource
+    documents_received: int | None = None
+    full_cost_usd: float | None = None
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None:
@@ -163,6 +166,34 @@ class Total:
     unpriced: int
 
 
+@dataclass(frozen=True, slots=True)
+class SeriesRow:
+    """Sums over the calls of one UTC time bucket, course, tenant (key id) and backend.
+
+    `bucket` is the bucket's start, `YYYY-MM-DDTHH:00` (hour) or `YYYY-MM-DD` (day). `documents_received`
+    counts what clients sent (a call recorded without it counts its scored `documents`); `savings_usd`
+    sums `full_cost_usd - cost_usd` over the calls that recorded both. `latency_ms_sum`, `latency_ms_max`
+    and `backend_calls` cover the calls that reached a backend (not answered wholly from the cache).
+    """
+
+    bucket: str
+    course: str | None
+    tenant: str | None
+    backend: str
+    calls: int
+    documents: int
+    documents_received: int
+    cache_hits: int
+    query_tokens: int
+    document_tokens: int
+    cost_usd: float
+    unpriced: int
+    savings_usd: float
+    backend_calls: int
+    latency_ms_sum: float
+    latency_ms_max: float
+
+
 class CostLedger(Protocol):
     """What budgets, the meter, the service and reports need from a ledger."""
 
@@ -185,6 +216,8 @@ class CostLedger(Protocol):
     def totals(self, by: GroupBy, period: Period) -> list[Total]: ...
 
     def spent(self, scope: Scope, name: str, period: Period) -> float: ...
+
+    def series(self, bucket: Bucket, period: Period) -> list[SeriesRow]: ...
 
 
 class _UtcDateTime(TypeDecorator[datetime]):
@@ -224,6 +257,8 @@ def _table(name: str) -> Table:
         Column("cache_hit", Boolean, nullable=False),
         Column("cache_hits", Integer, nullable=False),
         Column("count_source", String(16), nullable=False),
+        Column("documents_received", Integer),
+        Column("full_cost_usd", Float),
         UniqueConstraint("request_id", "stage", name=f"{name}_request_stage"),
         Index(f"{name}_time", "time"),
         Index(f"{name}_course_time", "course", "time"),
@@ -467,6 +502,64 @@ class Ledger:
         )
         with self._errors(), self._engine.connect() as conn:
             return float(conn.execute(stmt).scalar_one())
+
+    def series(self, bucket: Bucket, period: Period) -> list[SeriesRow]:
+        """Sums per UTC hour or day, course, tenant and backend over `period`, in time order (the spend
+        dashboard's data). Only buckets that hold calls appear."""
+        t = self._table
+        time = t.c.time
+        if self._dialect == "postgresql":
+            form = 'YYYY-MM-DD"T"HH24:00' if bucket == "hour" else "YYYY-MM-DD"
+            key = func.to_char(func.timezone("UTC", time), form)
+        else:
+            key = func.strftime("%Y-%m-%dT%H:00" if bucket == "hour" else "%Y-%m-%d", time)
+        sent = t.c.cache_hit.is_(False)
+        stmt = (
+            select(
+                key.label("bucket"),
+                t.c.course,
+                t.c.tenant,
+                t.c.backend,
+                func.count(),
+                func.sum(t.c.documents),
+                func.sum(func.coalesce(t.c.documents_received, t.c.documents)),
+                func.sum(t.c.cache_hits),
+                func.sum(t.c.query_tokens),
+                func.sum(t.c.document_tokens),
+                func.coalesce(func.sum(t.c.cost_usd), 0.0),
+                func.sum(case((t.c.cost_usd.is_(None), 1), else_=0)),
+                func.coalesce(func.sum(t.c.full_cost_usd - t.c.cost_usd), 0.0),
+                func.sum(case((sent, 1), else_=0)),
+                func.coalesce(func.sum(case((sent, t.c.latency_ms), else_=None)), 0.0),
+                func.coalesce(func.max(case((sent, t.c.latency_ms), else_=None)), 0.0),
+            )
+            .where(time >= period.start, time < period.end)
+            .group_by("bucket", t.c.course, t.c.tenant, t.c.backend)
+        )
+        with self._errors(), self._engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        out = [
+            SeriesRow(
+                bucket=r[0],
+                course=r[1],
+                tenant=r[2],
+                backend=r[3],
+                calls=int(r[4]),
+                documents=int(r[5]),
+                documents_received=int(r[6]),
+                cache_hits=int(r[7]),
+                query_tokens=int(r[8]),
+                document_tokens=int(r[9]),
+                cost_usd=float(r[10]),
+                unpriced=int(r[11]),
+                savings_usd=float(r[12]),
+                backend_calls=int(r[13]),
+                latency_ms_sum=float(r[14]),
+                latency_ms_max=float(r[15]),
+            )
+            for r in rows
+        ]
+        return sorted(out, key=lambda s: (s.bucket, s.course or "", s.tenant or "", s.backend))
 
     def close(self) -> None:
         self._engine.dispose()

@@ -35,7 +35,7 @@ from leanrank.serve.ingest import IngestJobs
 from leanrank.serve.limits import Gate
 from leanrank.serve.metrics import Metrics
 from leanrank.serve.middleware import DOCS_ASSETS, EdgeMiddleware
-from leanrank.serve.routes import courses, ops, rerank, search, usage
+from leanrank.serve.routes import courses, dashboard, ops, rerank, search, usage
 from leanrank.serve.service import Service, metered_view
 from leanrank.settings import Settings
 
@@ -46,7 +46,7 @@ leanrank as a service.
   `POST /rerank` speaks text-embeddings-inference. Point an existing client at this base URL with a
   leanrank key; the configured policy answers and every request is billed once.
 * **Course search**: `POST /v1/search`, and the courses/documents endpoints to fill the index.
-* **Accounting**: `GET /v1/usage`, `GET /metrics`.
+* **Accounting**: `GET /v1/usage`, `GET /v1/usage/series`, `GET /metrics`; a spend dashboard at `/dashboard`.
 
 Authenticate with `Authorization: Bearer <key>`. Errors are JSON
 `{error, message, error_type, limit, request_id}` (`message` repeats `error` for the Cohere SDK).
@@ -114,7 +114,7 @@ def create_app(
         static_url=DOCS_ASSETS,
     )
     app.state.service = service
-    for module in (rerank, search, courses, usage, ops):
+    for module in (rerank, search, courses, usage, dashboard, ops):
         app.include_router(module.router)
     app.add_middleware(Idempotency, ledger=books)  # inside the edge: the key is known, the body bounded
     app.add_middleware(EdgeMiddleware, keys=keys, limits=limits, metrics=metrics)

@@ -19,12 +19,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from leanrank.serve.auth import KeyRing
 from leanrank.serve.errors import LimitExceededError, error_response
 from leanrank.serve.metrics import Metrics
+from leanrank.serve.routes.dashboard import ASSETS as DASHBOARD_ASSETS
+from leanrank.serve.routes.dashboard import DASHBOARD
 from leanrank.settings import ServeSettings
 
-# `/health` and `/info` are TEI's probes, which its clients and orchestrators call without a key.
+# `/health` and `/info` are TEI's probes, which its clients and orchestrators call without a key; the
+# dashboard's page holds no data (its data endpoint needs an admin key).
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/health", "/info", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-)
+) | {DASHBOARD}
 DOCS_ASSETS = "/docs/assets"
 """Where Swagger UI's and ReDoc's scripts are served from (no CDN: `/docs` works offline); public too."""
 _UPLOAD = re.compile(r"^/v1/courses/[^/]+/documents/?$")
@@ -63,7 +66,11 @@ class EdgeMiddleware:
         key_id = "-"
         try:
             path = scope["path"]
-            public = path in PUBLIC_PATHS or path.startswith(DOCS_ASSETS + "/") or self._open_metrics(path)
+            public = (
+                path in PUBLIC_PATHS
+                or path.startswith((DOCS_ASSETS + "/", DASHBOARD_ASSETS + "/"))
+                or self._open_metrics(path)
+            )
             if not public:
                 principal = self.keys.authenticate(headers.get("authorization"))
                 state["principal"] = principal

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from leanrank.cost.ledger import GroupBy
+from leanrank.cost.ledger import Bucket, GroupBy
 from leanrank.rerank.base import BilledUnit, CountSource
 from leanrank.types import Lang
 
@@ -393,6 +393,49 @@ class ErrorBody(BaseModel):
     error_type: str
     limit: str | None = None
     request_id: str | None = None
+
+
+class SeriesRowOut(BaseModel):
+    """Ledger sums of one UTC time bucket, course, tenant (key id) and backend."""
+
+    bucket: str = Field(description="Bucket start, UTC: `YYYY-MM-DDTHH:00` (hour) or `YYYY-MM-DD` (day).")
+    course: str | None
+    tenant: str | None
+    backend: str
+    calls: int
+    documents: int = Field(description="Documents scored (sent to a backend or served from the cache).")
+    documents_received: int = Field(description="Documents clients sent, before the cascade dropped any.")
+    cache_hits: int
+    query_tokens: int
+    document_tokens: int
+    cost_usd: float
+    unpriced: int
+    savings_usd: float = Field(description="Full-forwarding cost minus cost, over calls that recorded both.")
+    backend_calls: int = Field(description="Calls that reached a backend (not wholly from the cache).")
+    latency_ms_sum: float = Field(description="Backend latency summed over `backend_calls`, milliseconds.")
+    latency_ms_max: float
+
+
+class BudgetOut(BaseModel):
+    """One configured cap (a `*` rule once per course or tenant seen) and the spend of its current period."""
+
+    scope: Literal["course", "tenant"]
+    name: str
+    period: Literal["day", "month"]
+    soft_usd: float | None
+    hard_usd: float | None
+    spent_usd: float = Field(description="Known cost so far in the cap's current UTC day or month.")
+
+
+class UsageSeries(BaseModel):
+    """The spend dashboard's data: ledger sums per time bucket over a period, and the budget caps."""
+
+    period: str
+    start: datetime
+    end: datetime
+    bucket: Bucket
+    rows: list[SeriesRowOut]
+    budgets: list[BudgetOut]
 
 
 _ERROR_CODES = {
