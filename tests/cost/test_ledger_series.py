@@ -65,7 +65,12 @@ def test_hourly_buckets_sum_by_course_tenant_and_backend(ledger: Ledger) -> None
         latency_ms_sum=100.0,
         latency_ms_max=85.0,
     )
-    assert (cached.cache_hits, cached.backend_calls, cached.latency_ms_sum, cached.latency_ms_max) == (120, 0, 0, 0)
+    assert (cached.cache_hits, cached.backend_calls, cached.latency_ms_sum, cached.latency_ms_max) == (
+        120,
+        0,
+        0,
+        0,
+    )
     assert (unpriced.cost_usd, unpriced.unpriced, unpriced.latency_ms_sum) == (0.0, 1, 40.0)
 
 

@@ -81,7 +81,9 @@ async def series(
             description="`YYYY-MM`, `YYYY-MM-DD` or `YYYY-MM-DD..YYYY-MM-DD`; this month by default.",
         ),
     ] = None,
-    bucket: Annotated[Bucket, Query(description="Time bucket: `hour` (periods up to 31 days) or `day`.")] = "day",
+    bucket: Annotated[
+        Bucket, Query(description="Time bucket: `hour` (periods up to 31 days) or `day`.")
+    ] = "day",
 ) -> UsageSeries:
     principal.check_admin("the spend dashboard (it spans courses)")
     now = datetime.now(UTC)
@@ -101,7 +103,9 @@ async def series(
     )
 
 
-def _budgets(rules: list[BudgetSettings], ledger: CostLedger, rows: list[SeriesRow], now: datetime) -> list[BudgetOut]:
+def _budgets(
+    rules: list[BudgetSettings], ledger: CostLedger, rows: list[SeriesRow], now: datetime
+) -> list[BudgetOut]:
     """Each rule with the spend of its current period; a `*` rule once per course or tenant in `rows`."""
     out: list[BudgetOut] = []
     for rule in rules:
