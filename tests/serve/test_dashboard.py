@@ -141,7 +141,7 @@ def test_the_page_and_its_assets_are_public_and_hold_no_data(server: LiveServer)
         for name, media in (("uPlot.iife.min.js", "text/javascript"), ("dashboard.css", "text/css")):
             asset = http.get(f"/dashboard/assets/{name}")
             assert (asset.status_code, asset.headers["content-type"].split(";")[0]) == (200, media)
-        assert http.get("/dashboard/assets/index.html").status_code == 404
+        assert http.get("/dashboard/assets/missing.js").status_code == 404
         assert http.get("/dashboard/assets/..%2F..%2Fapp.py").status_code == 404
         assert http.get("/v1/usage/series").status_code == 401
 

@@ -116,6 +116,7 @@ def create_app(
     app.state.service = service
     for module in (rerank, search, courses, usage, dashboard, ops):
         app.include_router(module.router)
+    app.mount(dashboard.ASSETS, dashboard.assets(), name="dashboard-assets")
     app.add_middleware(Idempotency, ledger=books)  # inside the edge: the key is known, the body bounded
     app.add_middleware(EdgeMiddleware, keys=keys, limits=limits, metrics=metrics)
     app.add_exception_handler(LeanrankError, _leanrank_error)

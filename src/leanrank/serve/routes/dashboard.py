@@ -16,11 +16,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 
 from leanrank.cost.ledger import Bucket, CostLedger, SeriesRow
 from leanrank.cost.period import Period
 from leanrank.errors import InputError
-from leanrank.serve.errors import NotFoundError
 from leanrank.serve.service import PrincipalDep, ServiceDep
 from leanrank.serve.wire import BudgetOut, SeriesRowOut, UsageSeries, errors
 from leanrank.settings import BudgetSettings
@@ -31,35 +31,26 @@ ASSETS = "/dashboard/assets"
 MAX_HOURLY = timedelta(days=31)
 """Hourly buckets over at most a month: a longer period asks for daily ones."""
 
-_MEDIA = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
-_ASSETS = frozenset({"dashboard.js", "dashboard.css", "uPlot.iife.min.js", "uPlot.min.css"})
-# Everything the page loads comes from here; no inline script, no frames.
+# Everything the page loads comes from this server; no inline script, no frames.
 _CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'none'"
 
 router = APIRouter(tags=["usage"])
 
 
 @cache
-def _asset(name: str) -> bytes:
-    return files("leanrank.serve").joinpath("dashboard", name).read_bytes()
+def _page() -> bytes:
+    return files("leanrank.serve").joinpath("dashboard", "index.html").read_bytes()
 
 
-def _static(name: str) -> Response:
-    media = _MEDIA[name[name.rfind(".") :]]
-    headers = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff"}
-    return Response(_asset(name), media_type=media, headers=headers)
+def assets() -> StaticFiles:
+    """The page's scripts and styles (uPlot's among them), mounted at `ASSETS` (ETags, no path escapes)."""
+    return StaticFiles(packages=[("leanrank.serve", "dashboard")])
 
 
 @router.get(DASHBOARD, include_in_schema=False)
 async def page() -> Response:
-    return _static("index.html")
-
-
-@router.get(ASSETS + "/{name}", include_in_schema=False)
-async def asset(name: str) -> Response:
-    if name not in _ASSETS:
-        raise NotFoundError(f"no dashboard asset {name!r}")
-    return _static(name)
+    headers = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff"}
+    return Response(_page(), media_type="text/html", headers=headers)
 
 
 @router.get(
