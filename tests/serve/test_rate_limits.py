@@ -117,3 +117,17 @@ def test_two_servers_sharing_redis_count_a_key_together(tmp_path: Path, index: P
         for server in servers:
             server.close()
     assert statuses == [200, 200, 200, 200, 429, 429]  # 4 in all, not 4 per server
+
+
+def test_an_unreachable_redis_lets_requests_through_and_logs_it(
+    tmp_path: Path, index: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    rules = [RateLimitSettings(key="*", requests_per_minute=1)]
+    server = serve(tmp_path, index, ENTRIES, rate_limits=rules, rate_limit_storage="redis://127.0.0.1:9/0")
+    try:
+        with caplog.at_level("WARNING", logger="leanrank.serve.ratelimit"), server.client(ADMIN_KEY) as http:
+            statuses = [http.get("/v1/usage").status_code for _ in range(2)]
+    finally:
+        server.close()
+    assert statuses == [200, 200]  # nothing listens on port 9: no count, no refusal
+    assert "rate limit storage failed, requests of key ops let through" in caplog.text

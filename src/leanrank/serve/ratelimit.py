@@ -28,6 +28,7 @@ from leanrank.settings import RateLimitSettings, ServeSettings
 
 _log = logging.getLogger(__name__)
 _NAMESPACE = "leanrank"
+_REDIS_TIMEOUT_S = 1.0  # a Redis that does not answer delays each request by at most this, then lets it pass
 
 
 def _storage(url: str) -> Storage:
@@ -35,7 +36,13 @@ def _storage(url: str) -> Storage:
     if url == "memory://":
         store = storage_from_string("async+memory://")
     else:
-        store = storage_from_string(f"async+{url}", implementation="redispy", wrap_exceptions=True)
+        store = storage_from_string(
+            f"async+{url}",
+            implementation="redispy",
+            wrap_exceptions=True,
+            socket_connect_timeout=_REDIS_TIMEOUT_S,
+            socket_timeout=_REDIS_TIMEOUT_S,
+        )
     assert isinstance(store, Storage)
     return store
 
