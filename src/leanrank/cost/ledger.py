@@ -56,7 +56,6 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.sql.expression import ColumnElement, Executable
 from sqlalchemy.types import TypeDecorator
 
-from leanrank.cost import migrations
 from leanrank.cost.period import Period
 from leanrank.errors import ConfigError, DependencyError, LeanrankError, StoreError
 from leanrank.rerank.base import BilledUnit, CountSource
@@ -502,6 +501,8 @@ class Ledger:
     def _create_schema(self) -> None:
         """Create or upgrade the tables to the newest revision (`leanrank.cost.migrations`), holding the
         write lock: SQLite's `BEGIN IMMEDIATE`, a PostgreSQL advisory lock of this ledger's schema."""
+        from leanrank.cost import migrations  # Alembic is imported once a ledger is used, not at start-up
+
         with self._engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
             if self._dialect == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(self._lock_id ^ _SCHEMA_LOCK)))

@@ -81,7 +81,7 @@ class RateLimits:
         if rule is None or rule.tokens_per_minute is None or tokens <= 0:
             return
         if tokens > rule.tokens_per_minute:
-            what = f"estimated tokens for key {key_id!r}, a minute's worth"
+            what = f"estimated tokens of one request, against the tokens per minute of key {key_id!r}"
             raise LimitExceededError("rate_limits", tokens, rule.tokens_per_minute, what)
         await self._take(key_id, "tokens", RateLimitItemPerMinute(rule.tokens_per_minute), tokens)
 
