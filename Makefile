@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS := dev,torch,onnx,postgres,redis,langchain,llamaindex,serve,qdrant,eval,plots
+EXTRAS := dev,torch,onnx,postgres,redis,langchain,llamaindex,serve,qdrant,eval,plots,otel
 # Ranges in pyproject.toml, exact versions in constraints.txt: either changing reinstalls.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 

@@ -46,6 +46,7 @@ from leanrank.rerank.identity import IdentityReranker
 from leanrank.rerank.stage import RerankStage, first_stage_scores
 from leanrank.retrieve.hybrid import HybridRetriever, RetrieveFilter
 from leanrank.settings import Settings
+from leanrank.tracing import span, traced
 from leanrank.types import Hit, Lang
 
 _COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -334,6 +335,7 @@ class Pipeline:
             raise InputError(f"heading {wanted!r} matches several headings of course {course}: {listing}")
         raise InputError(f"no heading of course {course} starts with {wanted!r}; its top headings: {listing}")
 
+    @traced("leanrank.search")
     async def asearch(
         self,
         query: str,
@@ -368,16 +370,20 @@ class Pipeline:
             cached = await asyncio.to_thread(self.results.lookup, course, scope, vector)
             if cached is not None and same_question(cached.query, text):
                 return await self._answered(text, course, cached.hits, rid, tenant, t0)
-        candidates = await asyncio.to_thread(
-            self.retriever.retrieve,
-            text,
-            where,
-            depth=depth,
-            vector=vector,
-            with_vectors=self.cascade.needs_vectors,
-        )
+        with span("leanrank.retrieve", {"leanrank.course": course}) as current:
+            candidates = await asyncio.to_thread(
+                self.retriever.retrieve,
+                text,
+                where,
+                depth=depth,
+                vector=vector,
+                with_vectors=self.cascade.needs_vectors,
+            )
+            current.set_attributes({"leanrank.candidates": len(candidates)})
         t1 = time.perf_counter()
-        selection = await self.cascade.select(text, candidates)
+        with span("leanrank.cascade", {"leanrank.candidates": len(candidates)}) as current:
+            selection = await self.cascade.select(text, candidates)
+            current.set_attributes({"leanrank.sent": len(selection.sent)})
         t2 = time.perf_counter()
         stage = await self.rerank.run(
             text,

@@ -149,6 +149,25 @@ class CascadeSettings(_Group):
         return data
 
 
+class RateLimitSettings(_Group):
+    """Requests and tokens one API key may use per minute; over either, 429 with Retry-After."""
+
+    key: str = Field(min_length=1, description="API key id; `*` limits each key separately.")
+    requests_per_minute: int | None = Field(None, ge=1, description="Requests of any kind with this key.")
+    tokens_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description="Estimated tokens of rerank requests (as `max_tokens` counts them); one request above "
+        "this is refused with 413.",
+    )
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> RateLimitSettings:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("a rate limit needs requests_per_minute, tokens_per_minute or both")
+        return self
+
+
 class ServeSettings(_Group):
     """The HTTP service (`leanrank serve`): where it listens, who may call it, and how much it accepts.
 
@@ -179,6 +198,15 @@ class ServeSettings(_Group):
         "answer",
         description="A rerank request naming a model no backend of the policy serves: answered by the policy "
         "with the header x-leanrank-model-ignored, or refused with 404.",
+    )
+    rate_limits: list[RateLimitSettings] = Field(
+        [], description="Per-key limits; a rule naming the key wins over `*`."
+    )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="Where rate-limit counts live: `memory://` (each worker process counts alone) or a "
+        "`redis://` URL shared by workers and replicas.",
+        pattern=r"^(memory://|rediss?://.+)$",
     )
     max_upload_bytes: int = Field(100_000_000, ge=1, description="Multipart upload size (413 beyond).")
     max_upload_files: int = Field(200, ge=1, description="Files per upload.")

@@ -65,13 +65,15 @@ def pg_url() -> str:
 
 @pytest.fixture
 def pg_table(pg_url: str) -> Iterator[str]:
-    """A fresh table name; the table (and its holds and replies) are dropped after the test."""
+    """A fresh table name; every table whose name starts with it (holds, replies, the version table) is
+    dropped after the test."""
     name = f"test_ledger_{uuid.uuid4().hex[:12]}"
     yield name
     engine = sa.create_engine(pg_url)
     with engine.begin() as conn:
-        for table in (name, f"{name}_holds", f"{name}_replies"):
-            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+        for table in sa.inspect(conn).get_table_names():
+            if table.startswith(name):
+                conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
     engine.dispose()
 
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from llama_index.core import Settings
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.embeddings import MockEmbedding
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.instrumentation.span_handlers import SimpleSpanHandler
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.response_synthesizers import ResponseMode
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from leanrank.integrations import USAGE_KEY
 from leanrank.integrations.llamaindex import LeanrankPostprocessor
@@ -151,3 +156,35 @@ async def test_plugs_into_a_query_engine(cohere: FakeProvider) -> None:
     assert [n.get_content() for n in (await engine.aquery(QUERY)).source_nodes] == best
     assert [n.get_content() for n in engine.query(QUERY).source_nodes] == best
     assert cohere.batch_sizes() == [5, 5]
+
+
+class _Collected(BaseEventHandler):
+    events: list[BaseEvent] = Field(default_factory=list)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "Collected"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        self.events.append(event)
+
+
+@pytest.mark.parametrize("path", ["async", "sync-in-loop"])
+async def test_each_call_is_an_instrumentation_span_with_rerank_events(path: Path) -> None:
+    root = get_dispatcher()
+    events, spans = _Collected(), SimpleSpanHandler()
+    root.add_event_handler(events)
+    root.add_span_handler(spans)
+    try:
+        kept = await postprocess(LeanrankPostprocessor(reranker="identity", top_n=2), nodes(), path)
+    finally:
+        root.event_handlers.remove(events)
+        root.span_handlers.remove(spans)
+    start, end = [e for e in events.events if isinstance(e, (ReRankStartEvent, ReRankEndEvent))]
+    assert isinstance(start, ReRankStartEvent)
+    assert (start.model_name, start.top_n, len(start.nodes)) == ("identity", 2, len(TEXTS))
+    assert isinstance(end, ReRankEndEvent)
+    assert [n.node.node_id for n in end.nodes] == [n.node.node_id for n in kept]
+    ours = [s for s in spans.completed_spans if s.id_.startswith("LeanrankPostprocessor._apostprocess_nodes")]
+    assert len(ours) == 1
+    assert start.span_id == end.span_id == ours[0].id_  # the events belong to the call's span

@@ -52,8 +52,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.sql.expression import ColumnElement, Executable
 from sqlalchemy.types import TypeDecorator
 
@@ -68,6 +67,7 @@ Scope = Literal["course", "tenant"]
 
 DEFAULT_TABLE = "leanrank_rerank_calls"
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+_SCHEMA_LOCK = 0x5C4E  # told apart from the holds' advisory lock of the same ledger
 HOLD_TTL = timedelta(hours=1)
 """A hold older than this belongs to a process that died mid-call: it no longer counts, nor claims its id."""
 REPLY_TTL = timedelta(days=1)
@@ -296,7 +296,8 @@ def _replies_table(name: str, metadata: MetaData) -> Table:
 
 
 class Ledger:
-    """A `CostLedger` on SQLAlchemy Core over SQLite or PostgreSQL; the table is created on first use.
+    """A `CostLedger` on SQLAlchemy Core over SQLite or PostgreSQL; the tables are created, or an older
+    schema upgraded in place, on first use (`leanrank.cost.migrations`).
 
     `table` names the table (tests give each run its own). Database failures raise `StoreError` with the
     URL's password hidden.
@@ -589,19 +590,14 @@ class Ledger:
         return func.strftime("%Y-%m-%d", time)
 
     def _create_schema(self) -> None:
-        """CREATE ... IF NOT EXISTS, retried once: two processes creating it at once may both pass it."""
-        for attempt in (1, 2):
-            try:
-                with self._engine.begin() as conn:
-                    for table in (self._table, self._holds, self._replies):
-                        conn.execute(CreateTable(table, if_not_exists=True))
-                    indexes = [*self._table.indexes, *self._replies.indexes]
-                    for index in sorted(indexes, key=lambda i: str(i.name)):
-                        conn.execute(CreateIndex(index, if_not_exists=True))
-                return
-            except (IntegrityError, ProgrammingError):
-                if attempt == 2:
-                    raise
+        """Create or upgrade the tables to the newest revision (`leanrank.cost.migrations`), holding the
+        write lock: SQLite's `BEGIN IMMEDIATE`, a PostgreSQL advisory lock of this ledger's schema."""
+        from leanrank.cost import migrations  # Alembic is imported once a ledger is used, not at start-up
+
+        with self._engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+            if self._dialect == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(self._lock_id ^ _SCHEMA_LOCK)))
+            migrations.upgrade(conn, self._table.name)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

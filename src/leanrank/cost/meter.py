@@ -12,12 +12,14 @@ recorded at its estimated cost under the stage `<stage>:unconfirmed`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from typing import Concatenate, ParamSpec
 
 from leanrank.cost._names import parse_backend
 from leanrank.cost.billing import pair_tokens
@@ -30,6 +32,7 @@ from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import score_scope
 from leanrank.rerank.http import MAYBE_BILLED, BadResponseError
 from leanrank.settings import Settings
+from leanrank.tracing import AttributeValue, span
 
 _log = logging.getLogger(__name__)
 BUDGET_SKIP = "budget "
@@ -53,6 +56,50 @@ class MeteredResponse:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_P = ParamSpec("_P")
+_Rerank = Callable[Concatenate["Meter", Reranker, str, Sequence[str], _P], Awaitable[MeteredResponse]]
+
+
+def _traced(rerank: _Rerank[_P]) -> _Rerank[_P]:
+    """`Meter.rerank` inside a `leanrank.rerank` span that ends with what the call used and cost."""
+
+    @functools.wraps(rerank)
+    async def traced(
+        meter: Meter,
+        reranker: Reranker,
+        query: str,
+        documents: Sequence[str],
+        /,
+        *args: _P.args,
+        **kw: _P.kwargs,
+    ) -> MeteredResponse:
+        course = kw.get("course")
+        asked: dict[str, AttributeValue | None] = {
+            "leanrank.backend": reranker.name,
+            "leanrank.documents": len(documents),
+            "leanrank.course": course if isinstance(course, str) else None,
+        }
+        with span("leanrank.rerank", asked) as current:
+            metered = await rerank(meter, reranker, query, documents, *args, **kw)
+            usage = metered.response.usage
+            used: dict[str, AttributeValue] = {
+                "leanrank.served_by": metered.served_by,
+                "gen_ai.usage.input_tokens": usage.total_tokens,
+                "leanrank.query_tokens": usage.query_tokens,
+                "leanrank.document_tokens": usage.document_tokens,
+                "leanrank.billed_units": usage.billed_units,
+                "leanrank.billed_unit": usage.billed_unit,
+                "leanrank.cache_hits": usage.cache_hits,
+                "leanrank.budget": metered.budget_state.level,
+            }
+            if metered.cost_usd is not None:
+                used["leanrank.cost_usd"] = metered.cost_usd
+            current.set_attributes(used)
+        return metered
+
+    return traced
 
 
 class Meter:
@@ -94,6 +141,7 @@ class Meter:
             self._owned.close()
             self._owned = None
 
+    @_traced
     async def rerank(
         self,
         reranker: Reranker,
@@ -237,7 +285,10 @@ class Meter:
         )
         maybe = [r for link in unconfirmed if (r := self._unconfirmed(hold, link, query, documents))]
         try:
-            return usage, cost, self._ledger.settle(record, maybe)
+            with span("leanrank.ledger.write", {"leanrank.records": 1 + len(maybe)}) as current:
+                recorded = self._ledger.settle(record, maybe)
+                current.set_attributes({"leanrank.recorded": recorded})
+            return usage, cost, recorded
         except LedgerError:
             # Served and maybe paid, but unrecorded: the log is what the operator reconciles from.
             _log.error("ledger write failed after the call; unrecorded call: %s", asdict(record))

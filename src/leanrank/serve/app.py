@@ -35,6 +35,7 @@ from leanrank.serve.ingest import IngestJobs
 from leanrank.serve.limits import Gate
 from leanrank.serve.metrics import Metrics
 from leanrank.serve.middleware import DOCS_ASSETS, EdgeMiddleware
+from leanrank.serve.ratelimit import RateLimits
 from leanrank.serve.routes import courses, dashboard, ops, rerank, search, usage
 from leanrank.serve.service import Service, metered_view
 from leanrank.settings import Settings
@@ -73,6 +74,7 @@ def create_app(
     keys = KeyRing.from_settings(settings.serve)
     limits = settings.serve
     metrics = Metrics()
+    rate_limits = RateLimits.from_settings(limits, keys.key_ids, metrics)
     rs = settings.rerank
     policy = guard(
         reranker or with_cache(reranker_by_name(rs.backend), rs.cache, settings.data_dir, rs.cache_ttl_s)
@@ -93,6 +95,7 @@ def create_app(
         accountant=accountant,
         policy=policy,
         jobs=IngestJobs(settings.data_dir / "jobs"),
+        rate_limits=rate_limits,
         search_pipeline=None if pipeline is None else metered_view(pipeline, accountant),
         owned_ledger=books if ledger is None and isinstance(books, Ledger) else None,
     )
@@ -114,11 +117,19 @@ def create_app(
         static_url=DOCS_ASSETS,
     )
     app.state.service = service
-    for module in (rerank, search, courses, usage, dashboard, ops):
+    modules = (rerank, search, courses, usage, dashboard, ops)
+    for module in modules:
         app.include_router(module.router)
     app.mount(dashboard.ASSETS, dashboard.assets(), name="dashboard-assets")
     app.add_middleware(Idempotency, ledger=books)  # inside the edge: the key is known, the body bounded
-    app.add_middleware(EdgeMiddleware, keys=keys, limits=limits, metrics=metrics)
+    app.add_middleware(
+        EdgeMiddleware,
+        keys=keys,
+        limits=limits,
+        metrics=metrics,
+        rate_limits=rate_limits,
+        routes=[route for module in modules for route in module.router.routes],
+    )
     app.add_exception_handler(LeanrankError, _leanrank_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

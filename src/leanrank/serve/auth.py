@@ -130,6 +130,11 @@ class KeyRing:
                     lines.append(line)
         return cls(lines)
 
+    @property
+    def key_ids(self) -> list[str]:
+        """The configured keys' ids (never the keys)."""
+        return [entry.principal.key_id for entry in self._entries]
+
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an `Authorization: Bearer <key>` header value; 401 for anything else."""
         scheme, _, key = (authorization or "").partition(" ")

@@ -68,6 +68,14 @@ class OverloadedError(ServeError):
     """Every worker slot and queue place is taken: fail fast rather than queue without bound."""
 
 
+class RateLimitedError(ServeError):
+    """A key used up a per-minute limit (`serve.rate_limits`); `retry_after_s` says when to retry."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class NotReadyError(ServeError):
     """The service is starting or stopping; load balancers should send traffic elsewhere."""
 
@@ -94,6 +102,7 @@ STATUS_TABLE: dict[type[Exception], Status] = {
     DocumentError: Status(422, "invalid_document"),
     InputError: Status(422, "invalid_input"),
     OverloadedError: Status(429, "overloaded"),
+    RateLimitedError: Status(429, "rate_limited", "rate_limits"),
     BudgetExceededError: Status(402, "budget_exceeded"),
     RequestConflictError: Status(409, "request_conflict"),
     BackendError: Status(424, "backend_failed"),
@@ -139,7 +148,7 @@ def error_response(exc: BaseException, request_id: str | None) -> JSONResponse:
             exc_info=exc if unexpected else None,
         )
     body = error_body(message, status.error_type, request_id, getattr(exc, "limit", None) or status.limit)
-    headers = {"retry-after": "1"} if status.code == 429 else None
+    headers = {"retry-after": str(getattr(exc, "retry_after_s", 1))} if status.code == 429 else None
     return JSONResponse(body, status.code, headers=headers)
 
 

@@ -18,8 +18,8 @@ from leanrank.serve.metrics import Metrics
 from leanrank.settings import Settings
 
 
-def check_rerank(settings: Settings, query: str, documents: Sequence[str]) -> None:
-    """Refuse empty or oversized rerank requests.
+def check_rerank(settings: Settings, query: str, documents: Sequence[str]) -> int:
+    """Refuse empty or oversized rerank requests; the request's estimated tokens (for the rate limits).
 
     Tokens are estimated at four characters each and counted the way token-billed providers bill them:
     the query once per document plus every document (a guard, not a bill: no tokenizer on the hot path).
@@ -39,6 +39,7 @@ def check_rerank(settings: Settings, query: str, documents: Sequence[str]) -> No
     tokens = estimate_tokens(query) * len(documents) + sum(estimate_tokens(d) for d in documents)
     if tokens > limits.max_tokens:
         raise LimitExceededError("max_tokens", tokens, limits.max_tokens, "estimated tokens")
+    return tokens
 
 
 class Gate:

@@ -1,12 +1,25 @@
 """Prometheus metrics of one app, in its own registry (two apps in one process never share counters).
 
 Labels stay bounded: routes are path templates (`/v1/courses/{course}`), unknown paths count as
-`unmatched`, and course labels are only the courses a key was allowed to use.
+`unmatched`, and course labels are only the courses a key was allowed to use. The registry also carries
+the client library's standard process (CPU, memory, file descriptors), platform and garbage-collector
+series; the `_created` series of counters and histograms are off (Prometheus does not use them and they
+double the series count).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from leanrank.serve.accounting import Charge
 
@@ -17,8 +30,11 @@ class Metrics:
     """Request, rerank-cost and backpressure series; `render()` is the `/metrics` body."""
 
     def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide: off for every registry
         self.registry = CollectorRegistry()
         r = self.registry
+        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(standard)
         self.requests = Counter(
             "leanrank_http_requests", "HTTP requests answered.", ["route", "method", "status"], registry=r
         )
@@ -29,8 +45,21 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.upstream_latency = Histogram(
+            "leanrank_upstream_request_duration_seconds",
+            "Time the backend that served a rerank took (calls answered wholly from the cache excluded).",
+            ["backend"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.in_flight = Gauge("leanrank_requests_in_flight", "Requests holding a worker slot.", registry=r)
         self.rejected = Counter("leanrank_overload_rejections", "Requests refused with 429.", registry=r)
+        self.rate_limited = Counter(
+            "leanrank_rate_limit_rejections",
+            "Requests refused by a per-key rate limit (serve.rate_limits).",
+            ["key", "limit"],
+            registry=r,
+        )
         labels = ["backend", "course"]
         self.rerank_calls = Counter("leanrank_rerank_calls", "Metered rerank calls.", labels, registry=r)
         self.rerank_documents = Counter(
@@ -68,6 +97,8 @@ class Metrics:
             self.rerank_fallbacks.labels(*labels).inc(len(charge.response.failed))
         if usage.cache_hits:
             self.cache_hits.labels(*labels).inc(usage.cache_hits)
+        if usage.documents > usage.cache_hits:
+            self.upstream_latency.labels(charge.backend).observe(usage.latency_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

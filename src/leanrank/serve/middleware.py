@@ -1,7 +1,8 @@
-"""The edge every request passes first: request id, API key, body size, metrics and the access log.
+"""The edge every request passes first: request id, API key, rate limit, body size, metrics, access log.
 
-Authentication happens here, before routing and body parsing, so a request without a valid key gets
-401 whatever its body, and an oversized body is refused before it is read (413 naming the limit).
+Authentication and the key's requests-per-minute limit happen here, before routing and body parsing, so
+a request without a valid key gets 401 whatever its body, a key over its limit 429, and an oversized body
+is refused before it is read (413 naming the limit).
 The access log names the key's id, never the key.
 """
 
@@ -11,14 +12,17 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leanrank.serve.auth import KeyRing
 from leanrank.serve.errors import LimitExceededError, error_response
 from leanrank.serve.metrics import Metrics
+from leanrank.serve.ratelimit import RateLimits
 from leanrank.serve.routes.dashboard import ASSETS as DASHBOARD_ASSETS
 from leanrank.serve.routes.dashboard import DASHBOARD
 from leanrank.settings import ServeSettings
@@ -38,11 +42,22 @@ _access = logging.getLogger("leanrank.serve.access")
 class EdgeMiddleware:
     """Pure ASGI (no request buffering, no per-request task) so it adds microseconds, not milliseconds."""
 
-    def __init__(self, app: ASGIApp, *, keys: KeyRing, limits: ServeSettings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: KeyRing,
+        limits: ServeSettings,
+        metrics: Metrics,
+        rate_limits: RateLimits,
+        routes: Sequence[BaseRoute],
+    ) -> None:
         self.app = app
+        self.routes = routes
         self.keys = keys
         self.limits = limits
         self.metrics = metrics
+        self.rate_limits = rate_limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,6 +90,7 @@ class EdgeMiddleware:
                 principal = self.keys.authenticate(headers.get("authorization"))
                 state["principal"] = principal
                 key_id = principal.key_id
+                await self.rate_limits.request(key_id)
             receive = await self._limited(scope, headers, receive)
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
@@ -83,8 +99,7 @@ class EdgeMiddleware:
                 raise
             await error_response(exc, request_id)(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
+            template = _route_template(scope, self.routes)
             seconds = time.perf_counter() - t0
             self.metrics.observe_request(template, scope["method"], status, seconds)
             _access.info(
@@ -136,3 +151,18 @@ class EdgeMiddleware:
             return message
 
         return replay
+
+
+def _route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
+    """The path template of the route that answered, or for a request refused before routing (no key,
+    body too large) of the one of `routes` it was sent to: metrics count it there, not as `unmatched`."""
+    route = scope.get("route")
+    if route is None:
+        for candidate in routes:
+            match, _ = candidate.matches(scope)
+            if match is Match.FULL:
+                route = candidate
+                break
+            if match is Match.PARTIAL and route is None:  # the path matched, not the method
+                route = candidate
+    return str(getattr(route, "path", "unmatched"))

@@ -20,6 +20,7 @@ from leanrank.serve.errors import NotReadyError
 from leanrank.serve.ingest import IngestJobs
 from leanrank.serve.limits import Gate
 from leanrank.serve.metrics import Metrics
+from leanrank.serve.ratelimit import RateLimits
 from leanrank.settings import Settings
 
 _bearer = HTTPBearer(
@@ -40,6 +41,7 @@ class Service:
     accountant: Accountant
     policy: Reranker
     jobs: IngestJobs
+    rate_limits: RateLimits
     search_pipeline: Pipeline | None = None
     owns_pipeline: bool = False
     owned_ledger: Ledger | None = None

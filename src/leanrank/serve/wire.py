@@ -447,7 +447,7 @@ _ERROR_CODES = {
     413: "Over a configured limit; `limit` names it.",
     422: "Invalid request; the message names the field.",
     424: "The rerank backend failed (every link of a fallback chain).",
-    429: "At capacity; retry shortly.",
+    429: "At capacity, or over the key's rate limit (`serve.rate_limits`); retry after `Retry-After` s.",
     503: "Starting, stopping, or the index or the cost ledger is unavailable (the message says which).",
     507: "The server's disk is full: the write was refused, nothing changed.",
 }

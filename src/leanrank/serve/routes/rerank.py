@@ -126,7 +126,7 @@ async def rerank_once(
     on top of the policy; `ignored` names the fields accepted but not applied (`x-leanrank-ignored`).
     """
     course = billing_course(principal, course_header)
-    check_rerank(service.settings, query, documents)
+    await service.rate_limits.tokens(principal.key_id, check_rerank(service.settings, query, documents))
     backend = serving_policy(service, model, response)
     policy = backend if windows is None else WindowedReranker(backend, windows, xlmr_token_count)
     async with service.gate.slot():
