@@ -20,3 +20,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Most recall: a looser cut (tune halves: +3% candidate recall on the course at 17% of the tokens).
     "best": {"adaptive": True, "keep_ratio": 0.25, "min_depth": 5, "near_dup": 0.8},
 }
+
+GATEWAY_PRESETS: dict[str, dict[str, Any]] = {
+    # Pass-through: every document the client sends is forwarded as sent.
+    "off": {"enabled": False},
+    "cheap": {"enabled": True, "keep_ratio": 0.5, "min_depth": 5, "near_dup": 0.8},
+    "balanced": {"enabled": True, "keep_ratio": 0.35, "min_depth": 10, "near_dup": 0.8},
+    "best": {"enabled": True, "keep_ratio": 0.25, "min_depth": 15, "near_dup": 0.8},
+}
+"""`[gateway.cascade] preset = "..."`: the cascade for client-sent documents (`ClientCascadeSettings`)."""

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from leanrank.cascade.request import ClientCascades
 from leanrank.cost.ledger import Ledger
 from leanrank.pipeline import Pipeline, check_course_id
 from leanrank.rerank.base import Reranker
@@ -40,6 +41,7 @@ class Service:
     accountant: Accountant
     policy: Reranker
     jobs: IngestJobs
+    cascades: ClientCascades
     search_pipeline: Pipeline | None = None
     owns_pipeline: bool = False
     owned_ledger: Ledger | None = None

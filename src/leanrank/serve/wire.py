@@ -117,9 +117,19 @@ class BilledUnits(BaseModel):
     input_tokens: int | None = Field(None, description="Tokens billed downstream, for token-billed backends.")
 
 
+class CascadeCounts(BaseModel):
+    """What the gateway's cascade did with a request's documents (also in `x-leanrank-documents-*`)."""
+
+    documents_received: int
+    documents_forwarded: int = Field(description="Sent to the backend (and billed, unless cached).")
+    documents_collapsed: int = Field(description="Duplicates answered with their representative's score.")
+    documents_cached: int = Field(description="Of those forwarded, scored from the score cache.")
+
+
 class CohereMeta(BaseModel):
     api_version: ApiVersion
     billed_units: BilledUnits
+    leanrank: CascadeCounts | None = Field(None, description="leanrank's own: the cascade's counts.")
 
 
 class CohereResult(RerankResult):
