@@ -332,6 +332,11 @@ class UsageRowOut(BaseModel):
     document_tokens: int
     cost_usd: float
     unpriced: int
+    documents_received: int = Field(description="Documents clients sent; `documents` were reranked.")
+    full_cost_usd: float = Field(
+        description="What the calls would have cost had every received one been sent."
+    )
+    saved_usd: float = Field(description="`full_cost_usd - cost_usd`: what the gateway's cascade saved.")
 
 
 class UsageReport(BaseModel):
@@ -356,6 +361,9 @@ class UsageReport(BaseModel):
                             "document_tokens": 0,
                             "cost_usd": 2.4,
                             "unpriced": 0,
+                            "documents_received": 120000,
+                            "full_cost_usd": 2.4,
+                            "saved_usd": 0.0,
                         }
                     ],
                     "calls": 1200,
