@@ -10,15 +10,27 @@ the tokens of all 100 (pair tokens, the query once per document).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
+from tests.serve.live import LiveServer
 
+from leanrank.cascade.request import ClientCascade, DocumentMemo
+from leanrank.cost.billing import pair_tokens
+from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
 from leanrank.eval.datasets import Dataset, load_dataset
+from leanrank.rerank.base import RerankResponse, Usage
+from leanrank.serve import create_app, new_key
+from leanrank.settings import ClientCascadeSettings, GatewaySettings, ServeSettings, Settings
 
 CLIENT_DEPTH = 100
 """What the simulated client posts: its dense top-100."""
@@ -27,10 +39,14 @@ _ENCODE_BATCH = 64
 
 @dataclass(frozen=True, slots=True)
 class ClientRuns:
-    """The simulated client's first stage: per question, its dense top-`CLIENT_DEPTH` doc indices, best first."""
+    """The simulated client's first stage: per question, its dense top-100 doc indices, best first."""
 
     data: Dataset
     top: dict[str, list[int]]
+
+    @property
+    def texts(self) -> dict[str, str]:
+        return {d.doc_id: d.text for d in self.data.docs}
 
 
 def dataset(which: str, shared: Path, split: str | None) -> Dataset:
@@ -64,19 +80,216 @@ def client_runs(data: Dataset, out: Path) -> ClientRuns:
     questions = [q.text for q in data.queries]
     qdigest = hashlib.sha256("\x01".join(questions).encode()).hexdigest()[:16]
     queries = _cached(
-        out / f"queries-{qdigest}.npy", questions, lambda batch: np.stack([dense.embed_query(t) for t in batch])
+        out / f"queries-{qdigest}.npy",
+        questions,
+        lambda batch: np.stack([dense.embed_query(t) for t in batch]),
     )
     scores = queries @ docs.T
     top = np.argsort(-scores, axis=1, kind="stable")[:, :CLIENT_DEPTH]
     return ClientRuns(data, {q.qid: [int(i) for i in row] for q, row in zip(data.queries, top, strict=True)})
 
 
-if __name__ == "__main__":
-    import sys
-    import time
+class CountingProvider:
+    """A token-billed provider's stand-in: keeps the order it is given, counts the pair tokens it is sent and
+    remembers the last documents (the gateway calls it in-process, so nothing but leanrank is timed)."""
 
-    root = Path(__file__).resolve().parents[1]
-    for name in sys.argv[1:]:
-        t0 = time.perf_counter()
-        runs = client_runs(dataset(name, root.parent / "shared", None), root / "bench" / "out" / "savings" / name)
-        print(name, len(runs.data.docs), "docs", len(runs.top), "questions", f"{time.perf_counter() - t0:.0f} s")
+    name = "counting"
+
+    def __init__(self, count: Callable[[str], int]) -> None:
+        self._count = count
+        self.last: list[str] = []
+        self.last_tokens = 0
+
+    async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+        self.last = list(documents)
+        q = self._count(query)
+        docs = [self._count(d) for d in documents]
+        self.last_tokens = pair_tokens(q, docs)
+        usage = Usage(
+            q * len(docs), sum(docs), float(self.last_tokens), "tokens", "tokenizer", 0.0, len(docs)
+        )
+        return RerankResponse(tuple(-float(i) for i in range(len(documents))), usage)
+
+
+@dataclass
+class Tally:
+    """One policy over one split: questions answerable from the 100 sent and from what was forwarded."""
+
+    questions: int = 0
+    answerable: int = 0
+    survived: int = 0
+    tokens_sent: int = 0
+    tokens_forwarded: int = 0
+    forwarded: int = 0
+    most_forwarded: int = 0
+    ms: list[float] = field(default_factory=list)
+
+    def row(self, name: str) -> dict[str, Any]:
+        return {
+            "policy": name,
+            "questions": self.questions,
+            "answerable_in_100": self.answerable,
+            "answer_survival": self.survived / max(self.answerable, 1),
+            "tokens_ratio": self.tokens_forwarded / max(self.tokens_sent, 1),
+            "docs_forwarded_per_request": self.forwarded / max(self.questions, 1),
+            "most_forwarded": self.most_forwarded,
+        }
+
+
+def relevant_texts(runs: ClientRuns, qid: str) -> set[str]:
+    return {runs.texts[d] for d, grade in runs.data.qrels.get(qid, {}).items() if grade > 0}
+
+
+def _judge(
+    tally: Tally,
+    gold: set[str],
+    sent: Sequence[str],
+    forwarded: Sequence[str],
+    count: Callable[[str], int],
+    query: str,
+    fwd_tokens: int,
+) -> None:
+    tally.questions += 1
+    if gold & set(sent):
+        tally.answerable += 1
+        # A trimmed window holds the answer passage when it is part of a gold text.
+        if any(f in g for f in forwarded for g in gold):
+            tally.survived += 1
+    q = count(query)
+    tally.tokens_sent += pair_tokens(q, [count(d) for d in sent])
+    tally.tokens_forwarded += fwd_tokens
+    tally.forwarded += len(forwarded)
+    tally.most_forwarded = max(tally.most_forwarded, len(forwarded))
+
+
+def offline(
+    runs: ClientRuns, qids: Sequence[str], policies: dict[str, ClientCascadeSettings]
+) -> list[dict[str, Any]]:
+    """Each policy's plan over each question's top-100, no server: for choosing the defaults on `tune`."""
+    count = E5SmallEncoder().token_count
+    memo = DocumentMemo(Bm25Encoder(), 1 << 16)
+    texts = {q.qid: q.text for q in runs.data.queries}
+    tokens: dict[str, int] = {}
+
+    def counted(text: str) -> int:
+        if text not in tokens:
+            tokens[text] = count(text)
+        return tokens[text]
+
+    rows = []
+    for name, policy in policies.items():
+        cascade = ClientCascade(policy, count=counted, memo=memo)
+        tally = Tally()
+        for qid in qids:
+            sent = [runs.data.docs[i].text for i in runs.top[qid]]
+            plan = asyncio.run(cascade.plan(texts[qid], sent))
+            q = counted(texts[qid])
+            _judge(
+                tally,
+                relevant_texts(runs, qid),
+                sent,
+                plan.texts,
+                counted,
+                texts[qid],
+                pair_tokens(q, [counted(t) for t in plan.texts]),
+            )
+        rows.append(tally.row(name))
+    return rows
+
+
+def through_gateway(
+    runs: ClientRuns, qids: Sequence[str], policies: dict[str, ClientCascadeSettings], *, memo: int = 4096
+) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
+    """Every question's top-100 posted to a live `leanrank serve` (`/v2/rerank`), once per policy in turn
+    (one API key per policy), the counting provider behind it; milliseconds per request per policy."""
+    count = E5SmallEncoder().token_count
+    provider = CountingProvider(count)
+    keys = {name: new_key(f"bench-{name}", "admin") for name in policies}
+    import tempfile
+
+    data_dir = Path(tempfile.mkdtemp(prefix="leanrank-savings-"))
+    settings = Settings(
+        data_dir=data_dir,
+        serve=ServeSettings(api_keys=[entry for _, entry in keys.values()]),
+        gateway=GatewaySettings(
+            keys={f"bench-{name}": policy for name, policy in policies.items()}, memo_documents=memo
+        ),
+    )
+    server = LiveServer(create_app(settings, reranker=provider))
+    texts = {q.qid: q.text for q in runs.data.queries}
+    tallies = {name: Tally() for name in policies}
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            for qid in qids:
+                sent = [runs.data.docs[i].text for i in runs.top[qid]]
+                gold = relevant_texts(runs, qid)
+                for name, (key, _) in keys.items():
+                    body = {"model": "rerank-v3.5", "query": texts[qid], "documents": sent}
+                    t0 = time.perf_counter()
+                    reply = http.post("/v2/rerank", json=body, headers={"authorization": f"Bearer {key}"})
+                    ms = (time.perf_counter() - t0) * 1000
+                    reply.raise_for_status()
+                    assert len(reply.json()["results"]) == len(sent)
+                    tally = tallies[name]
+                    tally.ms.append(ms)
+                    _judge(tally, gold, sent, provider.last, count, texts[qid], provider.last_tokens)
+    finally:
+        server.close()
+    return [t.row(n) for n, t in tallies.items()], {n: t.ms for n, t in tallies.items()}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def grid() -> dict[str, ClientCascadeSettings]:
+    """The candidates the defaults are chosen from (on `tune`)."""
+    out = {"off": ClientCascadeSettings(preset="off")}
+    for keep, depth, k in itertools.product((0.2, 0.25, 0.3, 0.35, 0.4, 0.5), (5, 10, 15, 20), (7, 20)):
+        out[f"keep={keep},min={depth},k={k}"] = ClientCascadeSettings(
+            enabled=True, keep_ratio=keep, min_depth=depth, rrf_k=k, near_dup=0.8
+        )
+    return out
+
+
+def presets() -> dict[str, ClientCascadeSettings]:
+    return {name: ClientCascadeSettings(preset=name) for name in ("off", "cheap", "balanced", "best")}
+
+
+def main(which: str, split: str, shared: Path, out: Path, *, tune: bool, limit: int | None) -> dict[str, Any]:
+    """`--savings`: offline grid on `tune` (with `tune`), else the presets through the gateway."""
+    data = dataset(which, shared, None)
+    runs = client_runs(data, out / "savings" / which)
+    qids = [q.qid for q in data.split(split).queries]  # type: ignore[arg-type]
+    if limit:
+        qids = qids[:limit]
+    if tune:
+        return {"dataset": which, "split": split, "rows": offline(runs, qids, grid())}
+    rows, ms = through_gateway(runs, qids, presets())
+    _, cold = through_gateway(
+        runs, qids[:100], {"off": presets()["off"], "balanced": presets()["balanced"]}, memo=0
+    )
+    base = percentile(ms["off"], 0.95)
+    for row in rows:
+        row["p50_ms"] = percentile(ms[row["policy"]], 0.5)
+        row["p95_ms"] = percentile(ms[row["policy"]], 0.95)
+        row["added_p95_ms"] = row["p95_ms"] - base
+    cold_added = percentile(cold["balanced"], 0.95) - percentile(cold["off"], 0.95)
+    return {"dataset": which, "split": split, "rows": rows, "cold_added_p95_ms": cold_added}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "| policy | answer survival | tokens forwarded | docs/request | most | p50 ms | p95 ms | added p95 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        timing = [f"{r[k]:.1f}" if k in r else "" for k in ("p50_ms", "p95_ms")]
+        added = f"{r['added_p95_ms']:+.1f}" if "added_p95_ms" in r else ""
+        lines.append(
+            f"| {r['policy']} | {r['answer_survival']:.3f} | {r['tokens_ratio']:.1%} | "
+            f"{r['docs_forwarded_per_request']:.1f} | {r['most_forwarded']} | "
+            f"{' | '.join(timing)} | {added} |"
+        )
+    return "\n".join(lines)

@@ -200,6 +200,9 @@ class GatewaySettings(_Group):
     cascade: ClientCascadeSettings = ClientCascadeSettings(preset="balanced")
     keys: dict[str, ClientCascadeSettings] = Field({}, description="Policy per API key id.")
     courses: dict[str, ClientCascadeSettings] = Field({}, description="Policy per course billed.")
+    memo_documents: int = Field(
+        4096, ge=0, description="Documents whose BM25 analysis is remembered (clients resend their corpus)."
+    )
 
     def policy(self, key_id: str, course: str | None) -> ClientCascadeSettings:
         if key_id in self.keys:
