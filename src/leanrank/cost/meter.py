@@ -224,8 +224,8 @@ class Meter:
         if usage.cost_usd is None and cost is not None:
             usage = replace(usage, cost_usd=cost)
         full = None
-        if received is documents:
-            full = cost  # nothing was held back
+        if received is not None and list(received) == list(documents):
+            full = cost  # nothing was held back or cut
         elif received is not None and self._pricing.price(backend) is not None:
             full = self._pricing.estimate(backend, query, received)
         name = parse_backend(backend)

@@ -157,7 +157,7 @@ async def rerank_once(
             query,
             plan.texts,
             call_context(principal, request_id, course, "rerank"),
-            received=documents if len(plan.forward) < len(documents) else plan.texts,
+            received=documents,
         )
     charge = replace(charge, response=merge(plan, charge.response))
     service.metrics.observe_charge(charge, course)
