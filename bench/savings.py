@@ -28,6 +28,7 @@ from leanrank.cost.billing import pair_tokens
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
 from leanrank.eval.datasets import Dataset, load_dataset
+from leanrank.index.edge import EdgeStore
 from leanrank.rerank.base import RerankResponse, Usage
 from leanrank.serve import create_app, new_key
 from leanrank.settings import ClientCascadeSettings, GatewaySettings, ServeSettings, Settings
@@ -70,13 +71,42 @@ def _cached(path: Path, texts: Sequence[str], encode: object) -> np.ndarray:
     return matrix
 
 
-def client_runs(data: Dataset, out: Path) -> ClientRuns:
+def harness_vectors(index_dir: Path) -> dict[str, np.ndarray]:
+    """The pool's vectors by doc id from the index the evaluation harness built (`bench/course.py`'s
+    `course-index`, `bench/cascade.py`'s `eval-index`), when there is one: the same encoder over the same
+    `indexed_text`, so the pool need not be encoded twice."""
+    if not (index_dir / "leanrank-index.json").exists():
+        return {}
+    store = EdgeStore(index_dir, dim=384, encoder=E5SmallEncoder.name)
+    found: dict[str, np.ndarray] = {}
+    offset: str | None = None
+    try:
+        while True:
+            points, offset = store.scroll(1000, offset)
+            found.update((p.chunk.meta["doc_id"], p.dense) for p in points)
+            if offset is None:
+                return found
+    finally:
+        store.close()
+
+
+def client_runs(data: Dataset, out: Path, harness_index: Path) -> ClientRuns:
     """Dense top-100 per question over the whole pool, the pool's and the questions' vectors cached in `out`
-    under a digest of their texts (an unchanged pool encodes nothing)."""
+    under a digest of their texts (an unchanged pool encodes nothing); pool vectors the harness's index
+    already holds are taken from it."""
     dense = E5SmallEncoder()
     passages = [f"{d.context}\n\n{d.text}" if d.context else d.text for d in data.docs]
     digest = hashlib.sha256("\x01".join(passages).encode()).hexdigest()[:16]
-    docs = _cached(out / f"docs-{digest}.npy", passages, dense.embed_passages)
+    path = out / f"docs-{digest}.npy"
+    if not path.exists():
+        known = harness_vectors(harness_index)
+        missing = [i for i, d in enumerate(data.docs) if d.doc_id not in known]
+        fresh = _cached(out / f"missing-{digest}.npy", [passages[i] for i in missing], dense.embed_passages)
+        rows = dict(zip(missing, fresh, strict=True))
+        matrix = np.stack([rows[i] if i in rows else known[d.doc_id] for i, d in enumerate(data.docs)])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, matrix.astype(np.float32))
+    docs = _cached(path, passages, dense.embed_passages)
     questions = [q.text for q in data.queries]
     qdigest = hashlib.sha256("\x01".join(questions).encode()).hexdigest()[:16]
     queries = _cached(
@@ -246,7 +276,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 def grid() -> dict[str, ClientCascadeSettings]:
     """The candidates the defaults are chosen from (on `tune`)."""
     out = {"off": ClientCascadeSettings(preset="off")}
-    for keep, depth, k in itertools.product((0.2, 0.25, 0.3, 0.35, 0.4, 0.5), (5, 10, 15, 20), (7, 20)):
+    for keep, depth, k in itertools.product((0.2, 0.3, 0.4, 0.5), (5, 10, 15, 20), (7, 20)):
         out[f"keep={keep},min={depth},k={k}"] = ClientCascadeSettings(
             enabled=True, keep_ratio=keep, min_depth=depth, rrf_k=k, near_dup=0.8
         )
@@ -260,7 +290,8 @@ def presets() -> dict[str, ClientCascadeSettings]:
 def main(which: str, split: str, shared: Path, out: Path, *, tune: bool, limit: int | None) -> dict[str, Any]:
     """`--savings`: offline grid on `tune` (with `tune`), else the presets through the gateway."""
     data = dataset(which, shared, None)
-    runs = client_runs(data, out / "savings" / which)
+    index = out / ("course-index" if which == "course" else "eval-index") / "index"
+    runs = client_runs(data, out / "savings" / which, index)
     qids = [q.qid for q in data.split(split).queries]  # type: ignore[arg-type]
     if limit:
         qids = qids[:limit]
