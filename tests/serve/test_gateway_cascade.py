@@ -26,11 +26,48 @@ from tests.serve.conftest import ADMIN_KEY, DEMO_KEY, priced, settings_for
 from tests.serve.live import LiveServer
 
 QUERY = "Как работает цикл for в Python?"
-_WORDS = (
-    "алгоритм граф дерево очередь стек хеш таблица строка память процесс поток файл сеть сокет протокол "
-    "запрос ответ сервер клиент модуль пакет класс объект метод атрибут исключение тест отладка профиль "
-    "индекс массив матрица вектор градиент модель обучение выборка признак метрика ошибка"
-).split()
+_WORDS = [
+    "алгоритм",
+    "граф",
+    "дерево",
+    "очередь",
+    "стек",
+    "хеш",
+    "таблица",
+    "строка",
+    "память",
+    "процесс",
+    "поток",
+    "файл",
+    "сеть",
+    "сокет",
+    "протокол",
+    "запрос",
+    "ответ",
+    "сервер",
+    "клиент",
+    "модуль",
+    "пакет",
+    "класс",
+    "объект",
+    "метод",
+    "атрибут",
+    "исключение",
+    "тест",
+    "отладка",
+    "профиль",
+    "индекс",
+    "массив",
+    "матрица",
+    "вектор",
+    "градиент",
+    "модель",
+    "обучение",
+    "выборка",
+    "признак",
+    "метрика",
+    "ошибка",
+]
 _ABOUT_FOR = [
     "Цикл for в Python перебирает элементы любой последовательности по одному.",
     "В Python цикл for работает с итератором: на каждом шаге вызывается next.",
@@ -41,7 +78,7 @@ _ABOUT_FOR = [
 
 
 def client_top100(seed: int = 0) -> list[str]:
-    """A client's dense top-100: five passages about the question among 95 about other things, all distinct."""
+    """A client's top-100: five passages about the question among 95 about other things, all distinct."""
     rng = random.Random(seed)
     others = [" ".join(rng.sample(_WORDS, 12)).capitalize() + "." for _ in range(95)]
     docs = others[:]
@@ -91,7 +128,8 @@ def test_the_cohere_sdk_gets_100_results_for_100_documents_of_which_fewer_were_s
     assert [r.relevance_score for r in first] == pytest.approx([score_of(docs[r.index]) for r in first])
     held_back = [r.relevance_score for r in response.results[len(sent) :]]
     assert max(held_back) < min(r.relevance_score for r in first)
-    assert held_back == sorted(held_back, reverse=True) and len(set(held_back)) == len(held_back)
+    assert held_back == sorted(held_back, reverse=True)
+    assert len(set(held_back)) == len(held_back)
     meta = response.meta.model_dump() if response.meta is not None else {}
     assert meta["leanrank"] == {
         "documents_received": 100,
@@ -122,7 +160,8 @@ def test_duplicates_get_their_representatives_score_and_are_sent_once(
     with gateway.client(ADMIN_KEY) as http:
         reply = http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs})
     scores = {r["index"]: r["relevance_score"] for r in reply.json()["results"]}
-    assert scores[50] == scores[0] and scores[60] == scores[3]
+    assert scores[50] == scores[0]
+    assert scores[60] == scores[3]
     sent = sent_documents(cohere_fake)
     assert sum(d.casefold().strip() == docs[0].casefold() for d in sent) == 1
     assert not (docs[3] in sent and docs[60] in sent)
@@ -167,7 +206,8 @@ def test_one_call_opts_out_with_a_header(gateway: LiveServer, cohere_fake: FakeP
     assert [r.index for r in response.results] == sorted(range(100), key=lambda i: -score_of(docs[i]))
     with gateway.client(ADMIN_KEY, headers={"X-Leanrank-Cascade": "maybe"}) as http:
         refused = http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs})
-    assert refused.status_code == 422 and "x-leanrank-cascade" in refused.json()["error"].lower()
+    assert refused.status_code == 422
+    assert "x-leanrank-cascade" in refused.json()["error"].lower()
 
 
 def _ledger_rows(data_dir: Path) -> list[dict[str, Any]]:
@@ -183,7 +223,7 @@ def _ledger_rows(data_dir: Path) -> list[dict[str, Any]]:
 def test_the_ledger_says_what_sending_every_received_document_would_have_cost(
     tmp_path: Path, cohere_fake: FakeProvider, index: Pipeline
 ) -> None:
-    """150 documents through Cohere's wire: today 2 search units; the cascade sends one unit's worth at most."""
+    """150 documents through Cohere's wire: today 2 search units; the cascade sends one unit's worth."""
     settings = priced(tmp_path)  # $0.002 a search unit
     docs = client_top100(seed=5) + client_top100(seed=6)[:50]
     server = serve(settings, cohere_fake, index)
