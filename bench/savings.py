@@ -120,24 +120,19 @@ def client_runs(data: Dataset, out: Path, harness_index: Path) -> ClientRuns:
 
 
 class CountingProvider:
-    """A token-billed provider's stand-in: keeps the order it is given, counts the pair tokens it is sent and
-    remembers the last documents (the gateway calls it in-process, so nothing but leanrank is timed)."""
+    """A token-billed provider's stand-in: answers at once, keeping the order it is given, and remembers the
+    documents it was sent; the bench counts their tokens after the request (outside the timed part). Its
+    usage is reported (a character estimate), so the gateway does not count tokens for it either."""
 
     name = "counting"
 
-    def __init__(self, count: Callable[[str], int]) -> None:
-        self._count = count
+    def __init__(self) -> None:
         self.last: list[str] = []
-        self.last_tokens = 0
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         self.last = list(documents)
-        q = self._count(query)
-        docs = [self._count(d) for d in documents]
-        self.last_tokens = pair_tokens(q, docs)
-        usage = Usage(
-            q * len(docs), sum(docs), float(self.last_tokens), "tokens", "tokenizer", 0.0, len(docs)
-        )
+        chars = len(query) * len(documents) + sum(len(d) for d in documents)
+        usage = Usage(0, chars // 4, float(chars // 4), "tokens", "reported", 0.0, len(documents))
         return RerankResponse(tuple(-float(i) for i in range(len(documents))), usage)
 
 
@@ -233,7 +228,7 @@ def through_gateway(
     """Every question's top-100 posted to a live `leanrank serve` (`/v2/rerank`), once per policy in turn
     (one API key per policy), the counting provider behind it; milliseconds per request per policy."""
     count = E5SmallEncoder().token_count
-    provider = CountingProvider(count)
+    provider = CountingProvider()
     keys = {name: new_key(f"bench-{name}", "admin") for name in policies}
     import tempfile
 
@@ -262,7 +257,10 @@ def through_gateway(
                     assert len(reply.json()["results"]) == len(sent)
                     tally = tallies[name]
                     tally.ms.append(ms)
-                    _judge(tally, gold, sent, provider.last, count, texts[qid], provider.last_tokens)
+                    forwarded = provider.last
+                    q = count(texts[qid])
+                    billed = pair_tokens(q, [count(d) for d in forwarded])
+                    _judge(tally, gold, sent, forwarded, count, texts[qid], billed)
     finally:
         server.close()
     return [t.row(n) for n, t in tallies.items()], {n: t.ms for n, t in tallies.items()}
@@ -324,4 +322,3 @@ def markdown(result: dict[str, Any]) -> str:
             f"{' | '.join(timing)} | {added} |"
         )
     return "\n".join(lines)
-
