@@ -13,6 +13,13 @@ drifts of the machine's load hit every path alike:
 - gateway, cache hit: the same query again through a score cache in front of the backend (nothing sent).
 
     .venv/bin/python -m bench.gateway [--rounds 300] [--docs 20] [--out bench/out]
+
+`--savings xquad|course` measures instead what the gateway's cascade saves a client that posts its dense
+top-100 (`bench/savings.py`): answer survival and tokens forwarded per policy, and the cascade's added p95
+latency side by side with the policy off, on `--split test` (the presets were chosen with `--tune` on
+`--split tune`, an offline grid over the same plans).
+
+    .venv/bin/python -m bench.gateway --savings xquad|course [--split test|tune] [--tune] [--limit N]
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench import savings
 from tests.rerank.servers import API_KEY, MODEL, FakeProvider, adapter
 from tests.serve.live import LiveServer, PooledTransport
 
@@ -60,7 +68,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--docs", type=int, default=20, help="Documents per request.")
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    parser.add_argument("--savings", choices=["xquad", "course"], help="The cascade-savings benchmark.")
+    parser.add_argument("--split", choices=["tune", "test"], default="test")
+    parser.add_argument("--tune", action="store_true", help="With --savings: the offline grid.")
+    parser.add_argument("--limit", type=int, help="With --savings: the first N questions of the split.")
+    parser.add_argument("--shared", type=Path, default=Path("../shared"))
     args = parser.parse_args()
+    if args.savings:
+        savings_mode(args)
+        return
 
     key, entry = new_key("bench", "admin")
     docs = [f"Фрагмент {i}: цикл for перебирает элементы, шаг {i}." for i in range(args.docs)]
@@ -118,6 +134,20 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"rounds": args.rounds, "docs": args.docs, "rows": rows}
     (args.out / "gateway.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+def savings_mode(args: argparse.Namespace) -> None:
+    """`--savings`: one table (see `bench/savings.py`), JSON under `--out`."""
+    t0 = time.perf_counter()
+    result = savings.main(args.savings, args.split, args.shared, args.out, tune=args.tune, limit=args.limit)
+    print(savings.markdown(result))
+    cold = result.get("cold_added_p95_ms")
+    if cold is not None:
+        print(f"\nadded p95 with nothing remembered (every document analysed afresh): {cold:+.1f} ms")
+    print(f"{result['dataset']} {args.split}: {time.perf_counter() - t0:.0f} s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = f"savings-{args.savings}-{args.split}{'-grid' if args.tune else ''}.json"
+    (args.out / name).write_text(json.dumps(result, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":

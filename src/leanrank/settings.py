@@ -168,6 +168,69 @@ class RateLimitSettings(_Group):
         return self
 
 
+GatewayPreset = Literal["off", "cheap", "balanced", "best"]
+
+
+class ClientCascadeSettings(_Group):
+    """The cascade the rerank endpoints apply to the documents a client sends (`leanrank.cascade.request`).
+
+    Exact and near-duplicate collapse, then a pre-ranking of what the request holds (the client's order
+    fused by RRF with BM25 over the request's own documents) and the pipeline cascade's adaptive cut, best
+    windows and gate. `preset` fills every field it names that is not set explicitly; `off` forwards every
+    document as sent. The presets were chosen on the gateway benchmark (`bench/gateway.py --savings`).
+    """
+
+    preset: GatewayPreset | None = Field(None, description="Named set of the values below.")
+    enabled: bool = Field(False, description="False: every document is forwarded as sent (pass-through).")
+    min_documents: int = Field(
+        20, ge=1, le=100_000, description="Requests with fewer documents are forwarded whole."
+    )
+    client_weight: float = Field(1.0, ge=0.0, description="RRF weight of the client's own order.")
+    bm25_weight: float = Field(1.0, ge=0.0, description="RRF weight of BM25 over the request's documents.")
+    rrf_k: int = Field(7, ge=1, description="RRF constant k (0-based ranks, as `retrieve.rrf_k`).")
+    keep_ratio: float = Field(
+        0.0, ge=0.0, le=1.0, description="Forward documents whose fused score is ≥ this × the top's; 0: all."
+    )
+    min_depth: int = Field(5, ge=1, le=100_000, description="Fewest documents an adaptive cut forwards.")
+    near_dup: float | None = Field(
+        None, gt=0.0, le=1.0, description="Collapse documents sharing this share of word 3-shingles."
+    )
+    trim_tokens: int = Field(0, ge=0, le=8192, description="Forward each one's best window; 0: whole.")
+    gate: str = Field("off", description="A cheap local reranker run before the paid one; `off`: none.")
+    gate_keep: int = Field(10, ge=1, le=100_000, description="Documents the gate passes on.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("preset"):
+            from leanrank.cascade.presets import GATEWAY_PRESETS
+
+            return {**GATEWAY_PRESETS[data["preset"]], **data}
+        return data
+
+
+class GatewaySettings(_Group):
+    """What the rerank endpoints do with client-sent documents before the paid backend.
+
+    A key's policy wins over its course's, which wins over `cascade`; a request opts out for one call with
+    the header `X-Leanrank-Cascade: off`.
+    """
+
+    cascade: ClientCascadeSettings = ClientCascadeSettings(preset="balanced")
+    keys: dict[str, ClientCascadeSettings] = Field({}, description="Policy per API key id.")
+    courses: dict[str, ClientCascadeSettings] = Field({}, description="Policy per course billed.")
+    memo_documents: int = Field(
+        4096, ge=0, description="Documents whose BM25 analysis is remembered (clients resend their corpus)."
+    )
+
+    def policy(self, key_id: str, course: str | None) -> ClientCascadeSettings:
+        if key_id in self.keys:
+            return self.keys[key_id]
+        if course is not None and course in self.courses:
+            return self.courses[course]
+        return self.cascade
+
+
 class ServeSettings(_Group):
     """The HTTP service (`leanrank serve`): where it listens, who may call it, and how much it accepts.
 
@@ -307,6 +370,7 @@ class Settings(BaseSettings):
     cascade: CascadeSettings = CascadeSettings(preset="balanced")
     store: StoreSettings = StoreSettings()
     serve: ServeSettings = ServeSettings()
+    gateway: GatewaySettings = GatewaySettings()
     cost: CostSettings = CostSettings()
 
     @classmethod

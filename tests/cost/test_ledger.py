@@ -30,6 +30,15 @@ def test_same_request_and_stage_is_recorded_once(ledger: Ledger) -> None:
     assert (total.calls, total.requests, total.cost_usd) == (2, 1, pytest.approx(0.008))
 
 
+def test_totals_say_what_the_gateway_cascade_saved(ledger: Ledger) -> None:
+    ledger.record(make_record("a", documents=12, cost_usd=0.001, documents_received=100, full_cost_usd=0.008))
+    ledger.record(make_record("b", documents=30, cost_usd=0.002))  # a search: nothing held back
+    [total] = ledger.totals("course", NOVEMBER)
+    assert (total.documents, total.documents_received) == (42, 130)
+    assert total.full_cost_usd == pytest.approx(0.008 + 0.002)
+    assert total.saved_usd == pytest.approx(0.007)
+
+
 def test_totals_by_each_key_add_up_by_hand(ledger: Ledger) -> None:
     ledger.record(make_record("a", course="c1", tenant="t1", cost_usd=0.004))
     ledger.record(make_record("b", course="c1", tenant="t2", cost_usd=0.002, documents=50, cache_hits=10))
@@ -49,9 +58,13 @@ def test_totals_by_each_key_add_up_by_hand(ledger: Ledger) -> None:
     ledger.record(make_record("outside", time=datetime(2026, 12, 1, 0, 0, tzinfo=UTC)))
 
     c1, c2 = ledger.totals("course", NOVEMBER)
-    assert c1 == Total("c1", 2, 2, 120 + 50, 10, 12 + 12, 19_200 + 19_200, c1.cost_usd, 0)
+    # Rows without the gateway's counts held nothing back: received = sent, full cost = cost.
+    assert c1 == Total(
+        "c1", 2, 2, 120 + 50, 10, 12 + 12, 19_200 + 19_200, c1.cost_usd, 0, 170, c1.full_cost_usd
+    )
     assert c1.cost_usd == pytest.approx(0.004 + 0.002)
-    assert c2 == Total("c2", 1, 1, 120, 0, 0, 1000, 0.0, 1)  # unknown cost: counted, not summed
+    assert c1.full_cost_usd == pytest.approx(c1.cost_usd)
+    assert c2 == Total("c2", 1, 1, 120, 0, 0, 1000, 0.0, 1, 120, 0.0)  # unknown cost: counted, not summed
     assert [(t.key, t.calls) for t in ledger.totals("tenant", NOVEMBER)] == [("t1", 1), ("t2", 1), (None, 1)]
     assert [(t.key, t.calls) for t in ledger.totals("backend", NOVEMBER)] == [
         ("cohere:rerank-v3.5", 2),

@@ -60,20 +60,37 @@ def collapse(
     `vectors` (one L2-normalised dense row per text) enable cross-lingual duplicates; without them only
     same-text overlap is detected.
     """
+    return collapse_groups(texts, langs, config, query_lang=query_lang, vectors=vectors)[0]
+
+
+def collapse_groups(
+    texts: Sequence[str],
+    langs: Sequence[Lang],
+    config: DedupConfig,
+    *,
+    query_lang: Lang | None = None,
+    vectors: np.ndarray | None = None,
+) -> tuple[list[int], list[int]]:
+    """`collapse`'s kept indices, and for each of the `texts` the index of the kept one standing for it
+    (its own when kept): a gateway answers a dropped duplicate with its representative's score."""
     grams = [shingles(t) for t in texts]
     kept: list[int] = []
+    stands_for = list(range(len(texts)))
     for i in range(len(texts)):
         twin = next((k for k in kept if _same(i, k, grams, langs, vectors, config)), None)
         if twin is None:
             kept.append(i)
-        elif (
+            continue
+        stands_for[i] = twin
+        if (
             config.prefer_query_lang
             and query_lang in ("ru", "en")
             and langs[i] == query_lang
             and langs[twin] != query_lang
         ):
             kept[kept.index(twin)] = i  # the student's language takes the better one's place
-    return kept
+            stands_for = [i if s == twin else s for s in stands_for]
+    return kept, stands_for
 
 
 def _same(

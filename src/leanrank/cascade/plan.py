@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from leanrank.cascade.dedup import DedupConfig, collapse
+from leanrank.cascade.dedup import DedupConfig, collapse_groups
 from leanrank.cascade.trim import Window, best_window
 from leanrank.encode.base import SparseEncoder
 from leanrank.index.base import Candidate
@@ -52,13 +52,15 @@ class Selection:
 
     `rest` are the candidates cut by the adaptive depth or the gate, in first-stage order: not worth paying
     for, but still answers, so a search that asks for more hits than were reranked lists them after the
-    reranked ones. Near-duplicates are not in it: their twin was sent.
+    reranked ones. Near-duplicates are not in it: `twins` maps each one's `chunk_id` to that of the candidate
+    standing for it.
     """
 
     sent: list[Sendable]
     retrieved: int
     dropped: dict[str, int] = field(default_factory=dict)
     rest: list[Candidate] = field(default_factory=list)
+    twins: dict[str, str] = field(default_factory=dict)
 
     @property
     def tokens(self) -> int:
@@ -106,9 +108,10 @@ class Cascade:
         kept, rest = list(candidates[:depth]), list(candidates[depth:])
         dropped["depth"] = len(rest)
         query_lang = detect_lang(query)
+        twins: dict[str, str] = {}
         if s.near_dup is not None or s.cross_lingual is not None:
             before = len(kept)
-            kept = self._dedup(kept, query_lang)
+            kept, twins = self._dedup(kept, query_lang)
             dropped["near_dup"] = before - len(kept)
         if self._gate is not None and len(kept) > s.gate_keep:
             response = await self._gate.rerank(query, [c.chunk.text for c in kept])
@@ -119,9 +122,9 @@ class Cascade:
             kept = [kept[i] for i in order[: s.gate_keep]]
         terms = set(self._sparse.embed_query(query).indices) if s.trim_tokens > 0 else set[int]()
         sent = [self._sendable(terms, c) for c in kept]
-        return Selection(sent, len(candidates), dropped, rest)
+        return Selection(sent, len(candidates), dropped, rest, twins)
 
-    def _dedup(self, kept: list[Candidate], query_lang: Lang) -> list[Candidate]:
+    def _dedup(self, kept: list[Candidate], query_lang: Lang) -> tuple[list[Candidate], dict[str, str]]:
         s = self.settings
         vectors = None
         if s.cross_lingual is not None and kept and all(c.vector is not None for c in kept):
@@ -134,7 +137,9 @@ class Cascade:
         )
         texts = [c.chunk.text for c in kept]
         langs = [c.chunk.lang for c in kept]
-        return [kept[i] for i in collapse(texts, langs, config, query_lang=query_lang, vectors=vectors)]
+        keep, stands_for = collapse_groups(texts, langs, config, query_lang=query_lang, vectors=vectors)
+        twins = {kept[i].chunk_id: kept[k].chunk_id for i, k in enumerate(stands_for) if i != k}
+        return [kept[i] for i in keep], twins
 
     def _sendable(self, query_terms: Set[int], cand: Candidate) -> Sendable:
         text = cand.chunk.text

@@ -66,6 +66,9 @@ def _total_json(total: Total) -> dict[str, Any]:
         "document_tokens": total.document_tokens,
         "cost_usd": total.cost_usd,
         "unpriced_calls": total.unpriced,
+        "documents_received": total.documents_received,
+        "full_cost_usd": total.full_cost_usd,
+        "saved_usd": total.saved_usd,
     }
 
 
@@ -75,7 +78,8 @@ def _print_report(report: CostReport) -> None:
         return
     table = Table(title=f"Rerank cost by {report.by}, {report.period.label} (UTC)")
     table.add_column(report.by, overflow="fold")
-    for col in ("calls", "requests", "documents", "cache hits", "tokens", "cost, $", "unpriced"):
+    columns = ("calls", "requests", "received", "documents", "cache hits", "tokens", "cost, $", "saved, $")
+    for col in (*columns, "unpriced"):
         table.add_column(col, justify="right")
     total = report.total
     for row in (*report.rows, total):
@@ -84,10 +88,12 @@ def _print_report(report: CostReport) -> None:
             name,
             f"{row.calls:,}",
             f"{row.requests:,}",
+            f"{row.documents_received:,}",
             f"{row.documents:,}",
             f"{row.cache_hits:,}",
             f"{_tokens(row):,}",
             f"{row.cost_usd:,.4f}",
+            f"{row.saved_usd:,.4f}",
             f"{row.unpriced:,}" if row.unpriced else "",
             end_section=row is report.rows[-1],
         )
@@ -112,7 +118,11 @@ def report_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
-    """Totals from the cost ledger for one period: calls, documents, tokens and dollars."""
+    """Totals from the cost ledger for one period: calls, documents, tokens and dollars.
+
+    `received` counts the documents clients sent to the gateway and `documents` those reranked; `saved`
+    is what the gateway's cascade saved (the cost had every received document been sent, less the cost).
+    """
     with cli_errors():
         chosen = _period(period)
         with Ledger.from_settings(Settings()) as ledger:

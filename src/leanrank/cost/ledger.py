@@ -116,7 +116,9 @@ class LedgerRecord:
     """One rerank call: who it was for, what served it, what it consumed and cost (None: price unknown).
 
     `documents` counts the documents the call scored, `cache_hits` those of them served from the score
-    cache (not sent, not billed).
+    cache (not sent, not billed). A gateway call whose cascade held documents back also says how many the
+    client sent (`documents_received`) and what sending them all would have cost (`full_cost_usd`, by the
+    same provider's billing rule); both are None where unknown (searches, older rows).
     """
 
     time: datetime
@@ -153,6 +155,8 @@ class Total:
     """Sums over the calls of one group.
 
     `requests` counts distinct request ids; `unpriced` the calls whose cost is unknown (not in `cost_usd`).
+    `documents_received` and `full_cost_usd` count a call without those facts as its own `documents` and
+    `cost_usd` (nothing held back), so `saved_usd` is what the gateway's cascade saved.
     """
 
     key: str | None
@@ -164,6 +168,12 @@ class Total:
     document_tokens: int
     cost_usd: float
     unpriced: int
+    documents_received: int = 0
+    full_cost_usd: float = 0.0
+
+    @property
+    def saved_usd(self) -> float:
+        return self.full_cost_usd - self.cost_usd
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,6 +491,8 @@ class Ledger:
                 func.sum(t.c.document_tokens),
                 func.coalesce(func.sum(t.c.cost_usd), 0.0),
                 func.sum(case((t.c.cost_usd.is_(None), 1), else_=0)),
+                func.sum(func.coalesce(t.c.documents_received, t.c.documents)),
+                func.coalesce(func.sum(func.coalesce(t.c.full_cost_usd, t.c.cost_usd)), 0.0),
             )
             .where(t.c.time >= period.start, t.c.time < period.end)
             .group_by("key")
@@ -489,7 +501,17 @@ class Ledger:
             rows = conn.execute(stmt).all()
         totals = [
             Total(
-                r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), float(r[7]), int(r[8])
+                r[0],
+                int(r[1]),
+                int(r[2]),
+                int(r[3]),
+                int(r[4]),
+                int(r[5]),
+                int(r[6]),
+                float(r[7]),
+                int(r[8]),
+                documents_received=int(r[9]),
+                full_cost_usd=float(r[10]),
             )
             for r in rows
         ]

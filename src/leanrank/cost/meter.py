@@ -44,7 +44,8 @@ class MeteredResponse:
     """The scores, which backend served them, the budget state before the call and what it cost.
 
     `cost_usd` None means the backend has no known price; `recorded` is False when the ledger already held
-    this `(request_id, stage)` (a retried request: served again, billed once).
+    this `(request_id, stage)` (a retried request: served again, billed once). `full_cost_usd` is what the
+    call would have cost with every received document sent (None: unknown, or nothing was received apart).
     """
 
     response: RerankResponse
@@ -52,6 +53,7 @@ class MeteredResponse:
     budget_state: BudgetState
     cost_usd: float | None
     recorded: bool
+    full_cost_usd: float | None = None
 
 
 def _utcnow() -> datetime:
@@ -153,8 +155,12 @@ class Meter:
         tenant: str | None = None,
         stage: str = "rerank",
         fallback: Reranker | None = None,
+        received: Sequence[str] | None = None,
     ) -> MeteredResponse:
         """Rerank with `reranker`, or with `fallback` when a hard cap stops a paid one.
+
+        `received` are the documents a client sent when `documents` is what a cascade kept of them: the
+        record then also says how many were received and what sending them all would have cost.
 
         `tenant` also scopes the score cache: one tenant never sees another's cached scores.
         Raises `BudgetExceededError` when the cap is hard, `reranker` is paid and no free fallback is given,
@@ -186,11 +192,11 @@ class Meter:
             raise
         self._failed = None
         served_by = response.served_by or chosen.name
-        usage, cost, recorded = await asyncio.to_thread(
-            self._settle, response.usage, served_by, query, documents, hold, response.unconfirmed
+        usage, cost, full, recorded = await asyncio.to_thread(
+            self._settle, response.usage, served_by, query, documents, hold, response.unconfirmed, received
         )
         settled = replace(response, usage=usage, served_by=served_by, failed=(*skipped, *response.failed))
-        return MeteredResponse(settled, served_by, state, cost, recorded)
+        return MeteredResponse(settled, served_by, state, cost, recorded, full)
 
     def _reserve(self, hold: Hold, paid: bool) -> tuple[BudgetState, bool]:
         if self._budget is not None:
@@ -257,13 +263,19 @@ class Meter:
         documents: Sequence[str],
         hold: Hold,
         unconfirmed: Sequence[str] = (),
-    ) -> tuple[Usage, float | None, bool]:
+        received: Sequence[str] | None = None,
+    ) -> tuple[Usage, float | None, float | None, bool]:
         """Recount, price and record one call (off the event loop: tokenizers and the database block),
         with the links of a fallback chain that failed in a way their provider may still bill."""
         usage = recount(usage, backend, query, documents)
         cost = self._pricing.cost_of(usage, backend)
         if usage.cost_usd is None and cost is not None:
             usage = replace(usage, cost_usd=cost)
+        full = None
+        if received is not None and list(received) == list(documents):
+            full = cost  # nothing was held back or cut
+        elif received is not None and self._pricing.price(backend) is not None:
+            full = self._pricing.estimate(backend, query, received)
         name = parse_backend(backend)
         record = LedgerRecord(
             time=hold.time,
@@ -282,13 +294,15 @@ class Meter:
             latency_ms=usage.latency_s * 1000,
             cache_hits=usage.cache_hits,
             count_source=usage.count_source,
+            documents_received=None if received is None else len(received),
+            full_cost_usd=full,
         )
         maybe = [r for link in unconfirmed if (r := self._unconfirmed(hold, link, query, documents))]
         try:
             with span("leanrank.ledger.write", {"leanrank.records": 1 + len(maybe)}) as current:
                 recorded = self._ledger.settle(record, maybe)
                 current.set_attributes({"leanrank.recorded": recorded})
-            return usage, cost, recorded
+            return usage, cost, full, recorded
         except LedgerError:
             # Served and maybe paid, but unrecorded: the log is what the operator reconciles from.
             _log.error("ledger write failed after the call; unrecorded call: %s", asdict(record))

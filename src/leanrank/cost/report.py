@@ -29,6 +29,8 @@ class CostReport:
             document_tokens=sum(t.document_tokens for t in r),
             cost_usd=sum(t.cost_usd for t in r),
             unpriced=sum(t.unpriced for t in r),
+            documents_received=sum(t.documents_received for t in r),
+            full_cost_usd=sum(t.full_cost_usd for t in r),
         )
 
 

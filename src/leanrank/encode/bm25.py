@@ -26,7 +26,7 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from leanrank.encode.base import SparseVec
@@ -69,24 +69,30 @@ class Bm25Encoder:
             for code, language in _LANGUAGES.items()
         }
         self._memo: dict[str, tuple[int, ...]] = {}
+        self._spelled: dict[str, tuple[int, ...]] = {}
 
     def terms(self, text: str) -> list[int]:
         """The term ids of `text` in order, repeats included (their count is the term frequency)."""
-        return list(self._terms(normalise(text)))
+        text = _BLOB.sub(" ", normalise(text))
+        out = [code_term_id(m.lower()) for m in _IDENTIFIER.findall(text)]
+        out += [code_term_id(m) for m in _OPERATOR.findall(text)]
+        memo = self._spelled
+        for word in _WORD.findall(text):
+            ids = memo.get(word)
+            out += ids if ids is not None else self._spelling(word)
+        return out
 
-    def _terms(self, text: str) -> Iterator[int]:
-        text = _BLOB.sub(" ", text)
-        for match in _IDENTIFIER.finditer(text):
-            yield code_term_id(match.group().lower())
-        for match in _OPERATOR.finditer(text):
-            yield code_term_id(match.group())
-        for match in _WORD.finditer(text):
-            word = match.group()
-            parts = _CAMEL.findall(word) if not _CYRILLIC.search(word) else []
-            yield from self._word(word)
-            if len(parts) > 1:
-                for part in parts:
-                    yield from self._word(part)
+    def _spelling(self, word: str) -> tuple[int, ...]:
+        """The stem ids of one word as spelled, then of its camelCase parts; memoised per spelling, so
+        that a text costs one dictionary look-up a word (the gateway analyses every document it is sent)."""
+        parts = _CAMEL.findall(word) if not _CYRILLIC.search(word) else []
+        ids = self._word(word)
+        if len(parts) > 1:
+            ids += tuple(i for part in parts for i in self._word(part))
+        if len(self._spelled) >= _MEMO_LIMIT:
+            self._spelled.clear()
+        self._spelled[word] = ids
+        return ids
 
     def _word(self, word: str) -> tuple[int, ...]:
         """The stem id of one word (none for a stopword), by the stemmer of the word's own script."""

@@ -12,7 +12,6 @@ never leaves fewer than `depth` when enough distinct ones exist.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,15 +21,17 @@ from leanrank.ingest.lang import PLAIN_LANGS
 from leanrank.settings import RetrieveSettings
 from leanrank.types import Lang
 
-_SPACE = re.compile(r"\s+")
 _OVERFETCH = 3
 # One list alone: the others are weighted 0, so their hits only trail the fused list with score 0.
 _ONE_LIST = {"dense": (1.0, 0.0, 0.0), "sparse": (0.0, 1.0, 0.0)}
 
 
 def normalised_hash(text: str) -> str:
-    """Hash of the text up to case and whitespace: two chunks with the same hash say the same thing."""
-    return hashlib.sha256(_SPACE.sub(" ", text).strip().casefold().encode()).hexdigest()
+    """Hash of the text up to case and whitespace: two chunks with the same hash say the same thing.
+
+    `str.split()` splits on the whitespace `\\s` matches, several times faster than a regex substitution
+    (the gateway hashes every document a client sends)."""
+    return hashlib.sha256(" ".join(text.split()).casefold().encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,13 +30,15 @@ class CallContext:
 
 @dataclass(frozen=True, slots=True)
 class Charge:
-    """One metered call: the scores, the backend that served them, the cost (None: unknown price) and
-    the budget level before the call (`ok`, `soft`, `hard`)."""
+    """One metered call: the scores, the backend that served them, the cost (None: unknown price), the
+    budget level before the call (`ok`, `soft`, `hard`) and what sending every received document would
+    have cost (None: unknown)."""
 
     response: RerankResponse
     backend: str
     cost_usd: float | None
     budget: str
+    full_cost_usd: float | None = None
 
 
 class Accountant:
@@ -48,9 +50,17 @@ class Accountant:
         self._fallback = fallback
 
     async def rerank(
-        self, reranker: Reranker, query: str, documents: Sequence[str], call: CallContext
+        self,
+        reranker: Reranker,
+        query: str,
+        documents: Sequence[str],
+        call: CallContext,
+        *,
+        received: Sequence[str] | None = None,
     ) -> Charge:
-        """Rerank and bill once; over a hard budget a paid `reranker` yields to the free fallback."""
+        """Rerank and bill once; over a hard budget a paid `reranker` yields to the free fallback.
+
+        `received`: what the client sent, when `documents` is what the gateway's cascade forwarded."""
         metered = await self.meter.rerank(
             reranker,
             query,
@@ -60,8 +70,15 @@ class Accountant:
             tenant=call.tenant,
             stage=call.stage,
             fallback=self._fallback,
+            received=received,
         )
-        return Charge(metered.response, metered.served_by, metered.cost_usd, metered.budget_state.level)
+        return Charge(
+            metered.response,
+            metered.served_by,
+            metered.cost_usd,
+            metered.budget_state.level,
+            metered.full_cost_usd,
+        )
 
     async def totals(self, by: GroupBy, period: Period) -> list[Total]:
         return await asyncio.to_thread(self.ledger.totals, by, period)

@@ -16,10 +16,12 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from leanrank import __version__
+from leanrank.cascade.request import ClientCascades
 from leanrank.cost.budget import Budget
 from leanrank.cost.ledger import CostLedger, Ledger
 from leanrank.cost.meter import Meter
 from leanrank.cost.pricing import Pricing
+from leanrank.encode.e5 import xlmr_token_count
 from leanrank.errors import LeanrankError
 from leanrank.pipeline import Pipeline
 from leanrank.rerank.base import Reranker
@@ -52,8 +54,11 @@ leanrank as a service.
 Authenticate with `Authorization: Bearer <key>`. Errors are JSON
 `{error, message, error_type, limit, request_id}` (`message` repeats `error` for the Cohere SDK).
 Every rerank answer says in `x-leanrank-backend` which backend served it and in `x-leanrank-cost-usd` what
-it cost; over a hard budget cap the free fallback (`cost.fallback`) serves and `x-leanrank-budget` says
-`hard`.
+it cost. Before the backend, the gateway's cascade (`gateway.cascade`, per key and course) collapses
+duplicates and holds back documents the request's own evidence ranks low; every document still gets a score,
+and `x-leanrank-documents-*` say how many were received, forwarded, collapsed and cached
+(`X-Leanrank-Cascade: off` forwards all for one call). Over a hard budget cap the free fallback
+(`cost.fallback`) serves and `x-leanrank-budget` says `hard`.
 """
 
 
@@ -96,6 +101,7 @@ def create_app(
         policy=policy,
         jobs=IngestJobs(settings.data_dir / "jobs"),
         rate_limits=rate_limits,
+        cascades=ClientCascades(settings.gateway, xlmr_token_count),
         search_pipeline=None if pipeline is None else metered_view(pipeline, accountant),
         owned_ledger=books if ledger is None and isinstance(books, Ledger) else None,
     )

@@ -74,6 +74,25 @@ class Metrics:
         self.rerank_fallbacks = Counter(
             "leanrank_rerank_fallbacks", "Backends that failed before one answered.", labels, registry=r
         )
+        gateway = ["backend", "course", "key"]
+        self.gateway_received = Counter(
+            "leanrank_gateway_documents_received",
+            "Documents clients sent to the gateway.",
+            gateway,
+            registry=r,
+        )
+        self.gateway_forwarded = Counter(
+            "leanrank_gateway_documents_forwarded", "Of those, sent to the backend.", gateway, registry=r
+        )
+        self.gateway_cost = Counter(
+            "leanrank_gateway_cost_usd", "Known cost of gateway calls in US dollars.", gateway, registry=r
+        )
+        self.gateway_saved = Counter(
+            "leanrank_gateway_saved_usd",
+            "What the cascade saved: the cost had every received document been sent, less the cost.",
+            gateway,
+            registry=r,
+        )
         self.cache_hits = Counter(
             "leanrank_cache_hits",
             "Documents scored from the cache (not sent, not billed).",
@@ -84,6 +103,16 @@ class Metrics:
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route, method).observe(seconds)
+
+    def observe_gateway(self, charge: Charge, course: str | None, key: str, received: int) -> None:
+        """One gateway call: documents received and forwarded, spend and savings per course and key."""
+        labels = (charge.backend, course or "", key)
+        self.gateway_received.labels(*labels).inc(received)
+        self.gateway_forwarded.labels(*labels).inc(charge.response.usage.documents)
+        if charge.cost_usd:
+            self.gateway_cost.labels(*labels).inc(charge.cost_usd)
+        if charge.full_cost_usd is not None and charge.cost_usd is not None:
+            self.gateway_saved.labels(*labels).inc(max(0.0, charge.full_cost_usd - charge.cost_usd))
 
     def observe_charge(self, charge: Charge, course: str | None) -> None:
         labels = (charge.backend, course or "")

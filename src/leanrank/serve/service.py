@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from leanrank.cascade.request import ClientCascades
 from leanrank.cost.ledger import Ledger
 from leanrank.pipeline import Pipeline, check_course_id
 from leanrank.rerank.base import Reranker
@@ -42,6 +43,7 @@ class Service:
     policy: Reranker
     jobs: IngestJobs
     rate_limits: RateLimits
+    cascades: ClientCascades
     search_pipeline: Pipeline | None = None
     owns_pipeline: bool = False
     owned_ledger: Ledger | None = None

@@ -117,9 +117,19 @@ class BilledUnits(BaseModel):
     input_tokens: int | None = Field(None, description="Tokens billed downstream, for token-billed backends.")
 
 
+class CascadeCounts(BaseModel):
+    """What the gateway's cascade did with a request's documents (also in `x-leanrank-documents-*`)."""
+
+    documents_received: int
+    documents_forwarded: int = Field(description="Sent to the backend (and billed, unless cached).")
+    documents_collapsed: int = Field(description="Duplicates answered with their representative's score.")
+    documents_cached: int = Field(description="Of those forwarded, scored from the score cache.")
+
+
 class CohereMeta(BaseModel):
     api_version: ApiVersion
     billed_units: BilledUnits
+    leanrank: CascadeCounts | None = Field(None, description="leanrank's own: the cascade's counts.")
 
 
 class CohereResult(RerankResult):
@@ -322,6 +332,11 @@ class UsageRowOut(BaseModel):
     document_tokens: int
     cost_usd: float
     unpriced: int
+    documents_received: int = Field(description="Documents clients sent; `documents` were reranked.")
+    full_cost_usd: float = Field(
+        description="What the calls would have cost had every received one been sent."
+    )
+    saved_usd: float = Field(description="`full_cost_usd - cost_usd`: what the gateway's cascade saved.")
 
 
 class UsageReport(BaseModel):
@@ -346,6 +361,9 @@ class UsageReport(BaseModel):
                             "document_tokens": 0,
                             "cost_usd": 2.4,
                             "unpriced": 0,
+                            "documents_received": 120000,
+                            "full_cost_usd": 2.4,
+                            "saved_usd": 0.0,
                         }
                     ],
                     "calls": 1200,

@@ -4,20 +4,25 @@ A pipeline that calls one of these providers switches to leanrank by changing it
 configured policy (`rerank.backend`, possibly a fallback chain) answers, and the ledger bills each
 request once. Which backend served, and what it cost, come back in `x-leanrank-*` headers; so do fields
 accepted but not applied (`x-leanrank-ignored`) and warnings (`x-leanrank-warning`: blank documents,
-non-finite scores). Scores are converted from the scale the backend declares, never guessed. A request naming
-a `model` is routed to the policy's backend for it (`serving_policy`).
+non-finite scores). Before the backend, the cascade of the key (or course) holds back documents and
+collapses duplicates (`leanrank.cascade.request`); `x-leanrank-documents-*` say how many. Scores are
+converted from the scale the backend declares, never guessed. A request naming a `model` is routed to the
+policy's backend for it (`serving_policy`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Annotated
+from dataclasses import replace
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, JsonValue
 
+from leanrank.cascade.request import ClientPlan, merge, pass_through
 from leanrank.cost._names import parse_backend
+from leanrank.cost.billing import PROVIDER_BILLING, SEARCH_UNIT_DOCUMENTS
 from leanrank.encode.e5 import xlmr_token_count
 from leanrank.errors import InputError
 from leanrank.pipeline import check_course_id
@@ -32,6 +37,7 @@ from leanrank.serve.service import PrincipalDep, RequestIdDep, Service, ServiceD
 from leanrank.serve.wire import (
     ApiVersion,
     BilledUnits,
+    CascadeCounts,
     CohereMeta,
     CohereRerankRequest,
     CohereRerankResponse,
@@ -51,6 +57,14 @@ CHUNK_TOKENS = 512
 _COHERE_IGNORED = ("priority", "relevant_spans")
 
 router = APIRouter(tags=["rerank"], responses=errors(400, 401, 403, 404, 413, 422, 424, 429, 503))
+
+CascadeHeader = Annotated[
+    Literal["off"] | None,
+    Header(
+        alias="X-Leanrank-Cascade",
+        description="`off`: forward every document as sent for this call (the key's cascade is skipped).",
+    ),
+]
 
 CourseHeader = Annotated[
     str | None,
@@ -119,9 +133,12 @@ async def rerank_once(
     *,
     windows: WindowPolicy | None = None,
     ignored: Sequence[str] = (),
-) -> Charge:
+    cascade: str | None = None,
+) -> tuple[Charge, ClientPlan]:
     """Check, meter and run one rerank with the backend for `model`; set the accounting headers on `response`.
 
+    The documents go through the key's (or course's) cascade first (`ClientCascades`; `cascade="off"`
+    skips it): the charge's scores cover every received document (`merge`), the plan says what was sent.
     `windows` applies a request's own document caps (Cohere's `max_tokens_per_doc`, `max_chunks_per_doc`)
     on top of the policy; `ignored` names the fields accepted but not applied (`x-leanrank-ignored`).
     """
@@ -130,10 +147,22 @@ async def rerank_once(
     backend = serving_policy(service, model, response)
     policy = backend if windows is None else WindowedReranker(backend, windows, xlmr_token_count)
     async with service.gate.slot():
+        if cascade == "off":
+            plan = pass_through(documents)
+        else:
+            chosen = service.cascades.for_call(principal.key_id, course)
+            plan = await chosen.plan(query, documents, max_forward=_unit_cap(backend.name))
         charge = await service.accountant.rerank(
-            policy, query, documents, call_context(principal, request_id, course, "rerank")
+            policy,
+            query,
+            plan.texts,
+            call_context(principal, request_id, course, "rerank"),
+            received=documents,
         )
+    charge = replace(charge, response=merge(plan, charge.response))
     service.metrics.observe_charge(charge, course)
+    service.metrics.observe_gateway(charge, course, principal.key_id, plan.received)
+    _cascade_headers(response, plan, charge)
     response.headers["x-leanrank-backend"] = charge.backend
     response.headers["x-leanrank-budget"] = charge.budget
     if charge.cost_usd is not None:
@@ -142,7 +171,32 @@ async def rerank_once(
         response.headers["x-leanrank-ignored"] = header_text(", ".join(ignored))
     if charge.response.usage.warnings:
         response.headers["x-leanrank-warning"] = header_text("; ".join(charge.response.usage.warnings))
-    return charge
+    return charge, plan
+
+
+def _unit_cap(backend: str) -> int | None:
+    """Documents one request may forward: one search unit's worth when a link of the chain bills per unit."""
+    links = (parse_backend(link) for link in backend.split("|"))
+    if any(PROVIDER_BILLING.get(link.provider) == "search_units" for link in links):
+        return SEARCH_UNIT_DOCUMENTS
+    return None
+
+
+def _counts(plan: ClientPlan, charge: Charge) -> CascadeCounts:
+    return CascadeCounts(
+        documents_received=plan.received,
+        documents_forwarded=len(plan.forward),
+        documents_collapsed=plan.collapsed,
+        documents_cached=charge.response.usage.cache_hits,
+    )
+
+
+def _cascade_headers(response: Response, plan: ClientPlan, charge: Charge) -> None:
+    """`x-leanrank-documents-{received,forwarded,collapsed,cached}`, and what sending all would have cost."""
+    for name, value in _counts(plan, charge).model_dump().items():
+        response.headers[f"x-leanrank-{name.replace('_', '-')}"] = str(value)
+    if charge.full_cost_usd is not None:
+        response.headers["x-leanrank-full-cost-usd"] = f"{charge.full_cost_usd:.8f}"
 
 
 _HEADER_CHARS = 1000
@@ -173,6 +227,7 @@ def _windows(max_tokens: int | None, max_chunks: int | None) -> WindowPolicy | N
 
 def _cohere(
     charge: Charge,
+    plan: ClientPlan,
     request_id: str,
     top_n: int | None,
     version: str,
@@ -191,7 +246,9 @@ def _cohere(
             CohereResult(index=i, relevance_score=scores[i], document=None if echo is None else echo[i])
             for i in rank_order(response.scores, top_n)
         ],
-        meta=CohereMeta(api_version=ApiVersion(version=version), billed_units=billed),
+        meta=CohereMeta(
+            api_version=ApiVersion(version=version), billed_units=billed, leanrank=_counts(plan, charge)
+        ),
     )
 
 
@@ -212,8 +269,9 @@ async def cohere_rerank(
     request_id: RequestIdDep,
     response: Response,
     course: CourseHeader = None,
+    cascade: CascadeHeader = None,
 ) -> CohereRerankResponse:
-    charge = await rerank_once(
+    charge, plan = await rerank_once(
         service,
         principal,
         request_id,
@@ -224,8 +282,9 @@ async def cohere_rerank(
         body.model,
         windows=_windows(body.max_tokens_per_doc, None),
         ignored=_ignored(body, _COHERE_IGNORED),
+        cascade=cascade,
     )
-    return _cohere(charge, request_id, body.top_n, "2", None)
+    return _cohere(charge, plan, request_id, body.top_n, "2", None)
 
 
 def _texts(body: RerankRequest) -> list[str]:
@@ -265,9 +324,10 @@ async def rerank(
     request_id: RequestIdDep,
     response: Response,
     course: CourseHeader = None,
+    cascade: CascadeHeader = None,
 ) -> CohereRerankResponse | JinaRerankResponse:
     texts = _texts(body)
-    charge = await rerank_once(
+    charge, plan = await rerank_once(
         service,
         principal,
         request_id,
@@ -278,10 +338,11 @@ async def rerank(
         body.model,
         windows=_windows(body.max_tokens_per_doc, body.max_chunks_per_doc),
         ignored=_ignored(body, _COHERE_IGNORED),
+        cascade=cascade,
     )
     echo: list[StructuredDocument] = [{"text": d} if isinstance(d, str) else d for d in body.documents]
     if not body.jina:
-        return _cohere(charge, request_id, body.top_n, "1", echo if body.return_documents else None)
+        return _cohere(charge, plan, request_id, body.top_n, "1", echo if body.return_documents else None)
     scores = as_probabilities(charge.response.scores, charge.response.scale)
     results = [
         JinaResult(
@@ -311,8 +372,9 @@ async def tei_rerank(
     request_id: RequestIdDep,
     response: Response,
     course: CourseHeader = None,
+    cascade: CascadeHeader = None,
 ) -> list[TeiRank]:
-    charge = await rerank_once(
+    charge, _ = await rerank_once(
         service,
         principal,
         request_id,
@@ -321,6 +383,7 @@ async def tei_rerank(
         body.texts,
         response,
         ignored=_ignored(body, ("truncate", "truncation_direction")),
+        cascade=cascade,
     )
     usage = charge.response.usage
     response.headers["x-compute-tokens"] = str(usage.total_tokens)

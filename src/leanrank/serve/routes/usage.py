@@ -69,6 +69,9 @@ async def usage(
             document_tokens=r.document_tokens,
             cost_usd=r.cost_usd,
             unpriced=r.unpriced,
+            documents_received=r.documents_received,
+            full_cost_usd=r.full_cost_usd,
+            saved_usd=r.saved_usd,
         )
         for r in rows
     ]

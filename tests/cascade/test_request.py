@@ -1,0 +1,141 @@
+"""The cascade for client-sent documents: what is forwarded, what is held back, and the merged scores."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from leanrank.cascade.dedup import DedupConfig, collapse, collapse_groups
+from leanrank.cascade.request import ClientCascade, ClientPlan, DocumentMemo, bm25_scores, merge
+from leanrank.encode.bm25 import Bm25Encoder
+from leanrank.rerank.base import UNSCORED, RerankResponse, Usage
+from leanrank.settings import ClientCascadeSettings, GatewaySettings
+
+QUERY = "How does a for loop iterate over a list?"
+ON_TOPIC = [
+    "A for loop iterates over a list one element at a time.",
+    "The for loop takes each item of the list in order and runs its body.",
+]
+FILLER = [
+    f"Paragraph {i} about {topic} and nothing else: {topic} {topic} {i}."
+    for i, topic in enumerate(["databases", "networks", "graphs", "compilers", "sorting"] * 6)
+]
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def cascade(bm25: Bm25Encoder, **knobs: object) -> ClientCascade:
+    settings = ClientCascadeSettings.model_validate({"enabled": True, "min_documents": 2, **knobs})
+    return ClientCascade(settings, count=words, memo=DocumentMemo(bm25))
+
+
+def plan(c: ClientCascade, documents: list[str], max_forward: int | None = None) -> ClientPlan:
+    return asyncio.run(c.plan(QUERY, documents, max_forward=max_forward))
+
+
+def test_bm25_idf_is_counted_over_the_request(bm25: Bm25Encoder) -> None:
+    docs = ["loop list python", "loop list", "loop", "lunch"]  # "loop" is in 3 of 4: a low IDF
+    terms = set(bm25.embed_query("python loop list").indices)
+    scores = bm25_scores(terms, bm25.embed_documents(docs))
+    assert scores[0] > scores[1] > scores[2] > scores[3] == 0
+    idf_loop = math.log(1 + (4 - 3 + 0.5) / (3 + 0.5))
+    assert scores[2] == pytest.approx(idf_loop * bm25.embed_documents(["loop"])[0].values[0])
+    assert bm25_scores(set(), bm25.embed_documents(docs)) == [0.0] * 4
+
+
+def test_the_request_s_own_evidence_pulls_buried_passages_forward(bm25: Bm25Encoder) -> None:
+    docs = [*FILLER[:12], ON_TOPIC[0], *FILLER[12:], ON_TOPIC[1]]
+    p = plan(cascade(bm25, keep_ratio=0.5, min_depth=3), docs)
+    assert len(p.forward) < len(docs)
+    assert p.received == len(docs)
+    assert {docs[i] for i in p.forward} >= set(ON_TOPIC)
+    assert p.texts == [docs[i] for i in p.forward]
+    assert sorted(p.forward + p.rest) == list(range(len(docs)))
+
+
+def test_exact_and_near_duplicates_stand_for_one_representative(bm25: Bm25Encoder) -> None:
+    docs = [ON_TOPIC[0], *FILLER[:5], "  " + ON_TOPIC[0].upper(), ON_TOPIC[1] + " Indeed.", ON_TOPIC[1]]
+    p = plan(cascade(bm25, keep_ratio=0.1, min_depth=20, near_dup=0.8), docs)
+    assert p.stands_for[6] == 0
+    assert p.collapsed == 2
+    assert p.stands_for[7] == p.stands_for[8] in (7, 8)  # one passage inside the other: near-duplicates
+    kept = {i for i, s in enumerate(p.stands_for) if s == i}
+    assert sorted(p.forward + p.rest) == sorted(kept)
+
+
+def test_a_cap_moves_the_overflow_to_the_front_of_the_rest(bm25: Bm25Encoder) -> None:
+    docs = FILLER + ON_TOPIC
+    whole = plan(cascade(bm25), docs)  # keep_ratio 0: no cut
+    capped = plan(cascade(bm25), docs, max_forward=10)
+    assert len(whole.forward) == len(docs)
+    assert capped.forward == whole.forward[:10]
+    assert capped.rest == whole.forward[10:]
+
+
+def test_off_forwards_everything_as_sent_and_small_requests_pass_through(bm25: Bm25Encoder) -> None:
+    docs = FILLER + ON_TOPIC
+    off = asyncio.run(
+        ClientCascade(ClientCascadeSettings(preset="off"), count=words, memo=DocumentMemo(bm25)).plan(
+            QUERY, docs, max_forward=5
+        )
+    )
+    assert off.forward == list(range(len(docs)))
+    assert off.texts == docs
+    small = asyncio.run(
+        ClientCascade(ClientCascadeSettings(preset="balanced"), count=words, memo=DocumentMemo(bm25)).plan(
+            QUERY, docs[:5]
+        )
+    )
+    assert small.forward == list(range(5))
+
+
+def test_trimming_forwards_best_windows(bm25: Bm25Encoder) -> None:
+    long = " ".join(f"Sentence {i} is about the weather." for i in range(20)) + " " + ON_TOPIC[0]
+    p = plan(cascade(bm25, trim_tokens=16), [long, *FILLER])
+    at = p.forward.index(0)
+    assert p.texts[at] in long
+    assert len(p.texts[at]) < len(long)
+    assert "for loop" in p.texts[at]
+
+
+def _response(scores: tuple[float, ...], scale: str = "probabilities") -> RerankResponse:
+    return RerankResponse(scores, Usage.free(len(scores), 0.0), scale=scale)  # type: ignore[arg-type]
+
+
+def test_merge_ranks_held_back_documents_strictly_below_the_forwarded_in_pre_ranking_order() -> None:
+    p = ClientPlan(6, forward=[4, 1], texts=["e", "b"], rest=[0, 5, 2], stands_for=[0, 1, 2, 1, 4, 5])
+    merged = merge(p, _response((0.9, 0.4)))
+    s = merged.scores
+    assert (s[4], s[1], s[3]) == (0.9, 0.4, 0.4)  # 3 duplicates 1
+    assert 0.4 > s[0] > s[5] > s[2] > 0
+    logits = merge(p, _response((2.0, -3.0), "logits")).scores
+    assert (logits[0], logits[5], logits[2]) == (-4.0, -5.0, -6.0)
+    unscored = merge(p, _response((UNSCORED, UNSCORED))).scores
+    assert all(math.isinf(x) for x in unscored)
+
+
+def test_collapse_groups_agrees_with_collapse() -> None:
+    texts = [ON_TOPIC[0] + " More.", "Другой текст о циклах", ON_TOPIC[0], FILLER[0]]
+    langs = ["en", "ru", "en", "en"]
+    kept, stands_for = collapse_groups(texts, langs, DedupConfig())  # type: ignore[arg-type]
+    assert kept == collapse(texts, langs, DedupConfig()) == [0, 1, 3]  # type: ignore[arg-type]
+    assert stands_for == [0, 1, 0, 3]
+
+
+def test_a_key_s_policy_wins_over_its_course_s_over_the_default() -> None:
+    off, best = ClientCascadeSettings(preset="off"), ClientCascadeSettings(preset="best")
+    gateway = GatewaySettings(keys={"k": off}, courses={"c": best})
+    assert gateway.policy("k", "c") is off
+    assert gateway.policy("other", "c") is best
+    assert gateway.policy("other", None) is gateway.cascade
+    assert gateway.cascade.enabled
+    assert not off.enabled
+
+
+@pytest.mark.parametrize("preset", ["off", "cheap", "balanced", "best"])
+def test_explicit_knobs_win_over_a_preset(preset: str) -> None:
+    assert ClientCascadeSettings(preset=preset, min_depth=42).min_depth == 42  # type: ignore[arg-type]

@@ -1,0 +1,308 @@
+"""The gateway's cascade over a real loopback server: a client posts its top-100, fewer documents reach the
+paid provider (a loopback fake that records every request), and every document still gets a score in the
+client's wire format. The official Cohere SDK is the client where the wire is Cohere's.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cohere
+import pytest
+import sqlalchemy as sa
+
+from leanrank.cost.billing import pair_tokens
+from leanrank.cost.ledger import DEFAULT_TABLE
+from leanrank.cost.tokens import counter_for
+from leanrank.pipeline import Pipeline
+from leanrank.serve import create_app
+from leanrank.settings import ClientCascadeSettings, CostSettings, GatewaySettings, Settings
+from tests.rerank.servers import MODEL, FakeProvider, adapter, score_of
+from tests.serve.conftest import ADMIN_KEY, DEMO_KEY, priced, settings_for
+from tests.serve.live import LiveServer
+
+QUERY = "Как работает цикл for в Python?"
+_WORDS = [
+    "алгоритм",
+    "граф",
+    "дерево",
+    "очередь",
+    "стек",
+    "хеш",
+    "таблица",
+    "строка",
+    "память",
+    "процесс",
+    "поток",
+    "файл",
+    "сеть",
+    "сокет",
+    "протокол",
+    "запрос",
+    "ответ",
+    "сервер",
+    "клиент",
+    "модуль",
+    "пакет",
+    "класс",
+    "объект",
+    "метод",
+    "атрибут",
+    "исключение",
+    "тест",
+    "отладка",
+    "профиль",
+    "индекс",
+    "массив",
+    "матрица",
+    "вектор",
+    "градиент",
+    "модель",
+    "обучение",
+    "выборка",
+    "признак",
+    "метрика",
+    "ошибка",
+]
+_ABOUT_FOR = [
+    "Цикл for в Python перебирает элементы любой последовательности по одному.",
+    "В Python цикл for работает с итератором: на каждом шаге вызывается next.",
+    "Цикл for и функция range: for i in range(10) повторяет тело десять раз.",
+    "Как прервать цикл for в Python: break выходит из цикла, continue переходит к следующему шагу.",
+    "Цикл for по словарю в Python перебирает ключи; items() даёт пары ключ и значение.",
+]
+
+
+def client_top100(seed: int = 0) -> list[str]:
+    """A client's top-100: five passages about the question among 95 about other things, all distinct."""
+    rng = random.Random(seed)
+    others = [" ".join(rng.sample(_WORDS, 12)).capitalize() + "." for _ in range(95)]
+    docs = others[:]
+    for at, text in zip((0, 3, 9, 30, 70), _ABOUT_FOR, strict=True):
+        docs.insert(at, text)
+    return docs
+
+
+def sent_documents(fake: FakeProvider) -> list[str]:
+    documents: list[str] = fake.requests[-1].body[fake.wire.documents_key]
+    return documents
+
+
+@pytest.fixture(scope="module")
+def cohere_fake() -> Iterator[FakeProvider]:
+    fake = FakeProvider("cohere")
+    yield fake
+    fake.close()
+
+
+def serve(settings: Settings, fake: FakeProvider, index: Pipeline) -> LiveServer:
+    return LiveServer(create_app(settings, reranker=adapter(fake), pipeline=index))
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, cohere_fake: FakeProvider, index: Pipeline
+) -> Iterator[LiveServer]:
+    """The default settings: the `balanced` gateway cascade for every key."""
+    server = serve(settings_for(tmp_path_factory.mktemp("gw")), cohere_fake, index)
+    yield server
+    server.close()
+
+
+def test_the_cohere_sdk_gets_100_results_for_100_documents_of_which_fewer_were_sent(
+    gateway: LiveServer, cohere_fake: FakeProvider
+) -> None:
+    docs = client_top100()
+    client = cohere.ClientV2(api_key=ADMIN_KEY, base_url=gateway.url)
+    response = client.rerank(model="rerank-v3.5", query=QUERY, documents=docs)
+    sent = sent_documents(cohere_fake)
+    assert 0 < len(sent) < 50
+    assert set(_ABOUT_FOR) <= set(sent)  # the passages the request's own evidence ranks high go on
+    assert sorted(r.index for r in response.results) == list(range(100))
+    first = response.results[: len(sent)]
+    assert [docs[r.index] for r in first] == sorted(sent, key=lambda d: -score_of(d))
+    assert [r.relevance_score for r in first] == pytest.approx([score_of(docs[r.index]) for r in first])
+    held_back = [r.relevance_score for r in response.results[len(sent) :]]
+    assert max(held_back) < min(r.relevance_score for r in first)
+    assert held_back == sorted(held_back, reverse=True)
+    assert len(set(held_back)) == len(held_back)
+    meta = response.meta.model_dump() if response.meta is not None else {}
+    assert meta["leanrank"] == {
+        "documents_received": 100,
+        "documents_forwarded": len(sent),
+        "documents_collapsed": 0,
+        "documents_cached": 0,
+    }
+
+
+def test_held_back_documents_follow_in_the_pre_ranking_order(
+    gateway: LiveServer, cohere_fake: FakeProvider
+) -> None:
+    """Nothing but the client's order tells the held-back passages apart here: its order is kept."""
+    docs = client_top100(seed=1)
+    with gateway.client(ADMIN_KEY) as http:
+        body = http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs}).json()
+    sent = set(sent_documents(cohere_fake))
+    rest = [r["index"] for r in body["results"] if docs[r["index"]] not in sent]
+    assert rest == sorted(rest)
+
+
+def test_duplicates_get_their_representatives_score_and_are_sent_once(
+    gateway: LiveServer, cohere_fake: FakeProvider
+) -> None:
+    docs = client_top100(seed=2)
+    docs[50] = "  " + docs[0].upper() + "  "  # the same text up to case and spaces
+    docs[60] = docs[3] + " Подробнее в уроке."  # one passage wholly inside another: a near-duplicate
+    with gateway.client(ADMIN_KEY) as http:
+        reply = http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs})
+    scores = {r["index"]: r["relevance_score"] for r in reply.json()["results"]}
+    assert scores[50] == scores[0]
+    assert scores[60] == scores[3]
+    sent = sent_documents(cohere_fake)
+    assert sum(d.casefold().strip() == docs[0].casefold() for d in sent) == 1
+    assert not (docs[3] in sent and docs[60] in sent)
+    assert reply.headers["x-leanrank-documents-collapsed"] == "2"
+    assert int(reply.headers["x-leanrank-documents-forwarded"]) == len(sent)
+
+
+def test_top_n_and_return_documents_behave_as_the_provider_documents(gateway: LiveServer) -> None:
+    docs = client_top100(seed=3)
+    client = cohere.ClientV2(api_key=ADMIN_KEY, base_url=gateway.url)
+    whole = client.rerank(model="rerank-v3.5", query=QUERY, documents=docs)
+    top = client.rerank(model="rerank-v3.5", query=QUERY, documents=docs, top_n=5)
+    assert [r.index for r in top.results] == [r.index for r in whole.results[:5]]
+    with gateway.client(ADMIN_KEY) as http:
+        v1 = http.post(
+            "/v1/rerank",
+            json={"model": MODEL, "query": QUERY, "documents": docs, "top_n": 80, "return_documents": True},
+        ).json()
+        jina = http.post(
+            "/v1/rerank",
+            json={"model": "jina-reranker-v2-base-multilingual", "query": QUERY, "documents": docs},
+        ).json()
+        tei = http.post("/rerank", json={"query": QUERY, "texts": docs, "return_text": True}).json()
+    assert len(v1["results"]) == 80
+    assert all(r["document"] == {"text": docs[r["index"]]} for r in v1["results"])  # held back ones too
+    assert sorted(r["index"] for r in jina["results"]) == list(range(100))
+    assert all(r["document"] == {"text": docs[r["index"]]} for r in jina["results"])
+    assert [r["index"] for r in tei] == [r.index for r in whole.results]
+    assert all(r["text"] == docs[r["index"]] for r in tei)
+
+
+def test_one_call_opts_out_with_a_header(gateway: LiveServer, cohere_fake: FakeProvider) -> None:
+    docs = client_top100(seed=4)
+    client = cohere.ClientV2(api_key=ADMIN_KEY, base_url=gateway.url)
+    response = client.rerank(
+        model="rerank-v3.5",
+        query=QUERY,
+        documents=docs,
+        request_options={"additional_headers": {"X-Leanrank-Cascade": "off"}},
+    )
+    assert sent_documents(cohere_fake) == docs
+    assert [r.index for r in response.results] == sorted(range(100), key=lambda i: -score_of(docs[i]))
+    with gateway.client(ADMIN_KEY, headers={"X-Leanrank-Cascade": "maybe"}) as http:
+        refused = http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs})
+    assert refused.status_code == 422
+    assert "x-leanrank-cascade" in refused.json()["error"].lower()
+
+
+def _ledger_rows(data_dir: Path) -> list[dict[str, Any]]:
+    engine = sa.create_engine(f"sqlite:///{data_dir / 'ledger.sqlite'}")
+    try:
+        with engine.connect() as conn:
+            table = sa.Table(DEFAULT_TABLE, sa.MetaData(), autoload_with=conn)
+            return [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(table.c.id))]
+    finally:
+        engine.dispose()
+
+
+def test_the_ledger_says_what_sending_every_received_document_would_have_cost(
+    tmp_path: Path, cohere_fake: FakeProvider, index: Pipeline
+) -> None:
+    """150 documents through Cohere's wire: today 2 search units; the cascade sends one unit's worth."""
+    settings = priced(tmp_path)  # $0.002 a search unit
+    docs = client_top100(seed=5) + client_top100(seed=6)[:50]
+    server = serve(settings, cohere_fake, index)
+    try:
+        with server.client(DEMO_KEY) as http:
+            reply = http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs})
+            usage = http.get("/v1/usage").json()
+    finally:
+        server.close()
+    assert len(sent_documents(cohere_fake)) <= 100
+    [row] = _ledger_rows(settings.data_dir)
+    assert (row["documents_received"], row["documents"]) == (150, len(sent_documents(cohere_fake)))
+    assert row["full_cost_usd"] == pytest.approx(math.ceil(150 / 100) * 0.002)
+    assert row["cost_usd"] == pytest.approx(0.002)
+    assert float(reply.headers["x-leanrank-full-cost-usd"]) == pytest.approx(0.004)
+    [demo] = usage["rows"]
+    assert (demo["key"], demo["documents_received"]) == ("demo", 150)
+    assert (demo["full_cost_usd"], demo["saved_usd"]) == (pytest.approx(0.004), pytest.approx(0.002))
+
+
+JINA_PRICE = f"""provider = "jina"
+
+[[price]]
+model = "{MODEL}"
+unit = "per_million_tokens"
+price = 0.02
+currency = "USD"
+as_of = 2026-11-22
+source = "https://example.test/pricing"
+verified = true
+"""
+
+
+def test_a_token_billed_backend_is_billed_for_fewer_tokens_and_the_ledger_prices_them_all(
+    tmp_path: Path, index: Pipeline
+) -> None:
+    prices = tmp_path / "jina.toml"
+    prices.write_text(JINA_PRICE, encoding="utf-8")
+    settings = settings_for(tmp_path / "data").model_copy(
+        update={"cost": CostSettings(pricing_files=[prices])}
+    )
+    docs = client_top100(seed=7)
+    fake = FakeProvider("jina")
+    server = serve(settings, fake, index)
+    try:
+        with server.client(DEMO_KEY) as http:
+            body = http.post(
+                "/v1/rerank",
+                json={"model": "jina-reranker-v2-base-multilingual", "query": QUERY, "documents": docs},
+            ).json()
+    finally:
+        server.close()
+        fake.close()
+    [row] = _ledger_rows(settings.data_dir)
+    counter = counter_for(f"jina:{MODEL}")
+    everything = pair_tokens(counter.count(QUERY), [counter.count(d) for d in docs])
+    assert row["full_cost_usd"] == pytest.approx(everything * 0.02 / 1e6)
+    assert row["cost_usd"] < row["full_cost_usd"] / 3
+    assert body["usage"]["total_tokens"] == row["query_tokens"] + row["document_tokens"]
+
+
+def test_a_key_with_the_cascade_off_is_served_as_before(
+    tmp_path: Path, cohere_fake: FakeProvider, index: Pipeline
+) -> None:
+    gateway = GatewaySettings(keys={"teacher-demo": ClientCascadeSettings(preset="off")})
+    settings = priced(tmp_path).model_copy(update={"gateway": gateway})
+    docs = client_top100(seed=8) + client_top100(seed=9)[:50]
+    server = serve(settings, cohere_fake, index)
+    try:
+        with server.client(DEMO_KEY) as http:
+            off = http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs})
+            assert sent_documents(cohere_fake) == docs  # all 150, uncapped: 2 search units as before
+        with server.client(ADMIN_KEY) as http:
+            http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs})
+            assert len(sent_documents(cohere_fake)) < 100  # other keys keep the default cascade
+    finally:
+        server.close()
+    assert [r["index"] for r in off.json()["results"]] == sorted(range(150), key=lambda i: -score_of(docs[i]))
+    assert off.json()["meta"]["billed_units"] == {"search_units": 2}
+    demo = _ledger_rows(settings.data_dir)[0]
+    assert (demo["documents"], demo["documents_received"]) == (150, 150)
+    assert demo["full_cost_usd"] == demo["cost_usd"] == pytest.approx(0.004)
