@@ -195,6 +195,8 @@ def test_a_named_model_is_served_by_its_backend_or_said_to_be_ignored(
             routed = http.post("/v2/rerank", json={**body, "model": "test-model"})
             by_key = http.post("/v1/rerank", json={**body, "model": "cohere:test-model"})
             other = http.post("/v2/rerank", json={**body, "model": "rerank-v3.5"})
+            # The name is the client's text: outside printable ASCII it comes back escaped, not as a 500.
+            odd = http.post("/v2/rerank", json={**body, "model": "реранк\U000f6f11"})
     finally:
         server.close()
         fake.close()
@@ -206,6 +208,8 @@ def test_a_named_model_is_served_by_its_backend_or_said_to_be_ignored(
     assert other.status_code == 200
     assert other.headers["x-leanrank-backend"] == "identity"
     assert other.headers["x-leanrank-model-ignored"] == "rerank-v3.5"
+    assert odd.status_code == 200
+    assert odd.headers["x-leanrank-model-ignored"] == r"\u0440\u0435\u0440\u0430\u043d\u043a\udb9d\udf11"
 
 
 def test_an_unserved_model_can_be_refused(tmp_path: Path, index: Pipeline) -> None:

@@ -117,7 +117,7 @@ def serving_policy(service: Service, model: str | None, response: Response) -> R
             f"model {model!r} is not served here; this service serves {', '.join(members)} "
             "(serve.unknown_model=refuse)"
         )
-    response.headers["x-leanrank-model-ignored"] = model
+    response.headers["x-leanrank-model-ignored"] = header_text(model)
     return policy
 
 
