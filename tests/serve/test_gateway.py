@@ -209,7 +209,7 @@ def test_a_named_model_is_served_by_its_backend_or_said_to_be_ignored(
     assert other.headers["x-leanrank-backend"] == "identity"
     assert other.headers["x-leanrank-model-ignored"] == "rerank-v3.5"
     assert odd.status_code == 200
-    assert odd.headers["x-leanrank-model-ignored"] == r"\u0440\u0435\u0440\u0430\u043d\u043a\udb9d\udf11"
+    assert odd.headers["x-leanrank-model-ignored"] == r"\u0440\u0435\u0440\u0430\u043d\u043a\udb9b\udf11"
 
 
 def test_an_unserved_model_can_be_refused(tmp_path: Path, index: Pipeline) -> None:
