@@ -26,13 +26,14 @@ from leanrank.encode.base import DenseEncoder, SparseEncoder
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.catalog import dense_encoder
 from leanrank.errors import (
+    ConfigError,
     DocumentError,
     EmptyQueryError,
     InputError,
     QueryTooLongError,
     UnknownCourseError,
 )
-from leanrank.index.base import Store
+from leanrank.index.base import Candidate, Store
 from leanrank.index.factory import open_store
 from leanrank.ingest.chunker import ChunkerConfig, chunk_source
 from leanrank.ingest.files import check_source, discover, file_hash, source_id
@@ -40,6 +41,7 @@ from leanrank.ingest.lang import detect_lang
 from leanrank.ingest.loaders import parse_file, read_file
 from leanrank.rerank.base import Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import with_cache
+from leanrank.rerank.calibration import CALIBRATION_DIR, Calibration, load_calibrations
 from leanrank.rerank.catalog import reranker as reranker_by_name
 from leanrank.rerank.guard import guard
 from leanrank.rerank.identity import IdentityReranker
@@ -53,6 +55,10 @@ _COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FileStatus = Literal["added", "updated", "unchanged", "skipped", "removed"]
 _CHANGED = ("added", "updated", "removed")
 RESULT_CACHE = "result-cache"
+# The reranker-embedder agreement: how many of the reranker's first AGREE_TOP the first stage had in its
+# first AGREE_WITHIN. Low agreement means the reranker prefers passages the first stage ranks low, so cutting
+# the first stage's list (the cascade) is costing answers; it is 1.0 whenever no more than 50 are reranked.
+AGREE_TOP, AGREE_WITHIN = 10, 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,10 @@ class SearchResult:
 
     `served_by` is the reranker that produced the order (a fallback or a hard budget cap may have chosen
     it); `cost_usd` is what the call cost (None: no known price); `budget` is the budget level before it.
+
+    With `rerank.min_relevance`, hits whose calibrated P(relevant) (`stage_scores["relevance"]`) is below it
+    are left out (`dropped["min_relevance"]`). `agreement` is the share of the reranked first 10 that were in
+    the first stage's first 50 (None when nothing was reranked).
     """
 
     query: str
@@ -109,6 +119,7 @@ class SearchResult:
     retrieved: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     sent: tuple[Sendable, ...] = ()
+    agreement: float | None = None
 
     @property
     def sent_tokens(self) -> int:
@@ -126,6 +137,15 @@ class _Replay:
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         usage = dataclasses.replace(Usage.free(len(documents), 0.0), cache_hits=len(documents))
         return RerankResponse(tuple(self._scores), usage, served_by=RESULT_CACHE)
+
+
+def _agreement(candidates: Sequence[Candidate], reranked: Sequence[Hit], served_by: str) -> float | None:
+    """Share of the reranked first `AGREE_TOP` that the first stage ranked within `AGREE_WITHIN`."""
+    if served_by == IdentityReranker.name or not reranked:
+        return None
+    rank = {c.chunk_id: i for i, c in enumerate(candidates)}
+    top = reranked[:AGREE_TOP]
+    return sum(1 for h in top if rank.get(h.chunk_id, AGREE_WITHIN) < AGREE_WITHIN) / len(top)
 
 
 def _unreranked(hit: Hit) -> Hit:
@@ -196,10 +216,27 @@ class Pipeline:
             fallback=reranker_by_name(self.settings.cost.fallback),
         )
         self._config_key = _config_key(self.settings, self.dense.name, self.rerank.reranker.name)
+        self.calibrations = self._calibrations()
         ing = self.settings.ingest
         self._chunker = ChunkerConfig(
             max_tokens=ing.max_tokens, overlap_sentences=ing.overlap_sentences, min_tokens=ing.min_tokens
         )
+
+    def _calibrations(self) -> dict[str, Calibration]:
+        """The calibrations `rerank.min_relevance` needs; refuses a threshold no backend of the policy can
+        apply (a fallback link without one keeps all its hits)."""
+        rs = self.settings.rerank
+        if rs.min_relevance is None:
+            return {}
+        folder = rs.calibration_dir or self.settings.data_dir / CALIBRATION_DIR
+        found = load_calibrations(folder)
+        members = self.rerank.reranker.name.split(" | ")
+        if not any(m in found for m in members):
+            raise ConfigError(
+                f"rerank.min_relevance needs a calibration of {members[0]} in {folder}: fit one with "
+                "`leanrank calibrate`"
+            )
+        return found
 
     def __enter__(self) -> Pipeline:
         return self
@@ -396,7 +433,10 @@ class Pipeline:
             Hit(c.chunk_id, c.chunk, c.fused, first_stage_scores(c))
             for c in selection.rest[: max(0, want - len(stage.hits))]
         ]
-        hits = stage.hits + tail
+        dropped = selection.dropped
+        hits, cut = self._relevant(stage.hits, tail, stage.served_by)
+        if cut is not None:
+            dropped = {**dropped, "min_relevance": cut}
         if self.results is not None and vector is not None and not stage.failed and stage.budget == "ok":
             await asyncio.to_thread(self.results.store, course, scope, text, vector, hits)
         return SearchResult(
@@ -412,9 +452,28 @@ class Pipeline:
             budget=stage.budget,
             failed=stage.failed,
             retrieved=selection.retrieved,
-            dropped=selection.dropped,
+            dropped=dropped,
             sent=tuple(selection.sent),
+            agreement=_agreement(candidates, stage.hits, stage.served_by),
         )
+
+    def _relevant(self, reranked: list[Hit], tail: list[Hit], served_by: str) -> tuple[list[Hit], int | None]:
+        """The hits at or above `rerank.min_relevance` by the serving backend's calibration, each with its
+        `relevance`, and how many were left out; all hits and None when there is no threshold or no
+        calibration for `served_by`. Hits the rerank step never scored have no relevance and are left out,
+        except under `identity`, whose scores are the fused ones throughout."""
+        floor = self.settings.rerank.min_relevance
+        cal = self.calibrations.get(served_by)
+        if floor is None or cal is None:
+            return reranked + tail, None
+        scored = reranked + tail if served_by == IdentityReranker.name else reranked
+        probabilities = cal.probability([h.score for h in scored])
+        kept = [
+            dataclasses.replace(h, stage_scores={**h.stage_scores, "relevance": p})
+            for h, p in zip(scored, probabilities, strict=True)
+            if p >= floor
+        ]
+        return kept, len(reranked) + len(tail) - len(kept)
 
     def _scope(self, query: str, where: RetrieveFilter, want: int, depth: int | None) -> str:
         """What must match, besides the course and a near-identical question, to reuse a cached answer:

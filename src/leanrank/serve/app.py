@@ -35,7 +35,7 @@ from leanrank.serve.ingest import IngestJobs
 from leanrank.serve.limits import Gate
 from leanrank.serve.metrics import Metrics
 from leanrank.serve.middleware import DOCS_ASSETS, EdgeMiddleware
-from leanrank.serve.routes import courses, ops, rerank, search, usage
+from leanrank.serve.routes import batch, courses, ops, rerank, search, usage
 from leanrank.serve.service import Service, metered_view
 from leanrank.settings import Settings
 
@@ -114,7 +114,7 @@ def create_app(
         static_url=DOCS_ASSETS,
     )
     app.state.service = service
-    for module in (rerank, search, courses, usage, ops):
+    for module in (rerank, batch, search, courses, usage, ops):
         app.include_router(module.router)
     app.add_middleware(Idempotency, ledger=books)  # inside the edge: the key is known, the body bounded
     app.add_middleware(EdgeMiddleware, keys=keys, limits=limits, metrics=metrics)
