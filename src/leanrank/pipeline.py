@@ -139,7 +139,7 @@ class _Replay:
         return RerankResponse(tuple(self._scores), usage, served_by=RESULT_CACHE)
 
 
-def _agreement(candidates: Sequence[Candidate], reranked: Sequence[Hit], served_by: str) -> float | None:
+def reranker_agreement(candidates: Sequence[Candidate], reranked: Sequence[Hit], served_by: str) -> float | None:
     """Share of the reranked first `AGREE_TOP` that the first stage ranked within `AGREE_WITHIN`."""
     if served_by == IdentityReranker.name or not reranked:
         return None
@@ -454,7 +454,7 @@ class Pipeline:
             retrieved=selection.retrieved,
             dropped=dropped,
             sent=tuple(selection.sent),
-            agreement=_agreement(candidates, stage.hits, stage.served_by),
+            agreement=reranker_agreement(candidates, stage.hits, stage.served_by),
         )
 
     def _relevant(self, reranked: list[Hit], tail: list[Hit], served_by: str) -> tuple[list[Hit], int | None]:

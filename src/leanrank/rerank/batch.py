@@ -133,8 +133,8 @@ class Seat:
         return self._rendezvous.inner.name
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
-        if self._arrived:
-            raise RuntimeError("a seat serves one call")
+        if self._arrived or self._done:
+            raise RuntimeError("a seat serves one call, before it is done")
         self._arrived = True
         return await self._rendezvous._arrive(query, documents)
 
