@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from leanrank.errors import BackendError
 from leanrank.rerank.base import BatchReranker, Reranker, RerankRequest, RerankResponse
@@ -30,29 +31,47 @@ async def rerank_many(
 ) -> list[RerankResponse]:
     """One response per request, in order, each with its own usage.
 
-    Raises what the backend raises (the first failure, for concurrent calls; the others are cancelled) and
-    `ValueError` for a `concurrency` below 1.
+    Raises what the backend raises: for concurrent calls, the failure of the first request (in request
+    order) that failed, once every call is over; `ValueError` for a `concurrency` below 1.
     """
+    answers = await answer_each(reranker, requests, concurrency=concurrency)
+    for answer in answers:
+        if isinstance(answer, Exception):
+            raise answer
+    return cast(list[RerankResponse], answers)
+
+
+async def answer_each(
+    reranker: Reranker, requests: Sequence[RerankRequest], *, concurrency: int = DEFAULT_CONCURRENCY
+) -> list[RerankResponse | Exception]:
+    """As `rerank_many`, but each request's own failure in its place: one call to a batching backend
+    answers (or fails) all of them, separate calls fail separately."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     if not requests:
         return []
     if isinstance(reranker, BatchReranker):
-        responses = await reranker.rerank_batch(requests)
+        try:
+            responses = await reranker.rerank_batch(requests)
+        except Exception as exc:
+            return [exc] * len(requests)
         if len(responses) != len(requests):
-            raise BackendError(
+            failure = BackendError(
                 f"reranker {reranker.name} answered {len(responses)} of {len(requests)} batched requests"
             )
-        return responses
+            return [failure] * len(requests)
+        return list(responses)
     slots = asyncio.Semaphore(concurrency)
 
     async def one(query: str, documents: Sequence[str]) -> RerankResponse:
         async with slots:
             return await reranker.rerank(query, documents)
 
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(one(q, docs)) for q, docs in requests]
-    return [t.result() for t in tasks]
+    answers = await asyncio.gather(*(one(q, docs) for q, docs in requests), return_exceptions=True)
+    for answer in answers:
+        if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+            raise answer  # cancellation is not a request's failure
+    return cast(list[RerankResponse | Exception], answers)
 
 
 @dataclass(slots=True)
@@ -68,7 +87,8 @@ class Rendezvous:
     Each caller reranks through its own `seat()` (a `Reranker` under the inner backend's name, so prices and
     ledgers see that backend) and, once its call is over, says `done()` on it: a caller that never reached
     the backend (a budget cap chose the fallback, its hold was refused) then stops being waited for. A batch
-    goes out once every caller still expected has arrived; one that fails fails each of its callers.
+    goes out once every caller still expected has arrived; a merged call that fails fails each of its callers,
+separate calls (a backend without a batch API) fail only their own.
     `scope` is the score cache's tenant scope for the merged call (`leanrank.rerank.cache.score_scope`).
     """
 
@@ -105,19 +125,17 @@ class Rendezvous:
         task.add_done_callback(self._running.discard)
 
     async def _send(self, batch: list[_Waiting]) -> None:
-        try:
-            with score_scope(self._scope):
-                responses = await rerank_many(
-                    self.inner, [(w.query, w.documents) for w in batch], concurrency=self._concurrency
-                )
-        except Exception as exc:
-            for w in batch:
-                if not w.answer.done():
-                    w.answer.set_exception(exc)
-            return
-        for w, response in zip(batch, responses, strict=True):
-            if not w.answer.done():  # the caller may have gone (client disconnect)
-                w.answer.set_result(response)
+        with score_scope(self._scope):
+            answers = await answer_each(
+                self.inner, [(w.query, w.documents) for w in batch], concurrency=self._concurrency
+            )
+        for w, answer in zip(batch, answers, strict=True):
+            if w.answer.done():  # the caller may have gone (client disconnect)
+                continue
+            if isinstance(answer, Exception):
+                w.answer.set_exception(answer)
+            else:
+                w.answer.set_result(answer)
 
 
 class Seat:
