@@ -139,7 +139,9 @@ class _Replay:
         return RerankResponse(tuple(self._scores), usage, served_by=RESULT_CACHE)
 
 
-def reranker_agreement(candidates: Sequence[Candidate], reranked: Sequence[Hit], served_by: str) -> float | None:
+def reranker_agreement(
+    candidates: Sequence[Candidate], reranked: Sequence[Hit], served_by: str
+) -> float | None:
     """Share of the reranked first `AGREE_TOP` that the first stage ranked within `AGREE_WITHIN`."""
     if served_by == IdentityReranker.name or not reranked:
         return None

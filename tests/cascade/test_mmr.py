@@ -1,4 +1,4 @@
-"""MMR (Carbonell & Goldstein 1998) by hand, and as the cascade's first stage with the nothing-relevant check."""
+"""MMR (Carbonell & Goldstein 1998) by hand and as the cascade's first stage; the nothing-relevant check."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ async def test_the_cascade_cut_keeps_the_other_lesson_under_mmr() -> None:
     fixed = {"adaptive": True, "keep_ratio": 0.8, "min_depth": 2}  # two go on
     plain = Cascade(CascadeSettings(**fixed), count=words, sparse=Bm25Encoder())
     diverse = Cascade(CascadeSettings(**fixed, mmr_lambda=0.5), count=words, sparse=Bm25Encoder())
-    assert diverse.needs_vectors and not plain.needs_vectors
+    assert diverse.needs_vectors
+    assert not plain.needs_vectors
     sent = [[s.candidate.chunk_id for s in (await c.select("q", cands)).sent] for c in (plain, diverse)]
     assert sent == [["id0", "id1"], ["id0", "id2"]]
 

@@ -77,7 +77,8 @@ async def test_a_rendezvous_sends_the_seated_calls_together_and_waits_for_no_one
     meeting = Rendezvous(model, expected=4)
     seats = [meeting.seat() for _ in range(4)]
     seats[3].done()  # this caller went elsewhere (a budget fallback) and never calls
-    answers = await asyncio.gather(*(s.rerank(q, docs) for s, (q, docs) in zip(seats[:3], REQUESTS, strict=False)))
+    calls = (s.rerank(q, docs) for s, (q, docs) in zip(seats[:3], REQUESTS, strict=False))
+    answers = await asyncio.gather(*calls)
     assert model.calls == [3]
     assert [a.scores for a in answers] == [tuple(score(q, d) for d in docs) for q, docs in REQUESTS[:3]]
     with pytest.raises(RuntimeError, match="one call"):

@@ -1,4 +1,4 @@
-"""Calibration: the isotonic and Platt fits on cases with known answers, the dated JSON files, and refusals."""
+"""Calibration: isotonic and Platt fits on cases with known answers, the dated JSON files, refusals."""
 
 from __future__ import annotations
 
