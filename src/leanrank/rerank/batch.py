@@ -84,12 +84,12 @@ class _Waiting:
 class Rendezvous:
     """Collects the calls of `expected` callers and sends them together with `rerank_many`.
 
-        Each caller reranks through its own `seat()` (a `Reranker` under the inner backend's name, so prices and
-        ledgers see that backend) and, once its call is over, says `done()` on it: a caller that never reached
-        the backend (a budget cap chose the fallback, its hold was refused) then stops being waited for. A batch
-        goes out once every caller still expected has arrived; a merged call that fails fails each of its callers,
-    separate calls (a backend without a batch API) fail only their own.
-        `scope` is the score cache's tenant scope for the merged call (`leanrank.rerank.cache.score_scope`).
+    Each caller reranks through its own `seat()` (a `Reranker` under the inner backend's name, so prices
+    and ledgers see that backend) and, once its call is over, says `done()` on it: a caller that never
+    reached the backend (a budget cap chose the fallback, its hold was refused) is then no longer waited
+    for. A batch goes out once every caller still expected has arrived; a merged call that fails fails each
+    of its callers, separate calls (a backend without a batch API) fail only their own. `scope` is the
+    score cache's tenant scope for the merged call (`leanrank.rerank.cache.score_scope`).
     """
 
     def __init__(

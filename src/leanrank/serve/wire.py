@@ -324,6 +324,15 @@ class UsageRowOut(BaseModel):
     unpriced: int
 
 
+class AgreementOut(BaseModel):
+    """Reranker-embedder agreement of one course's searches since this process started."""
+
+    searches: int = Field(description="Searches that reranked (identity's are not counted).")
+    mean: float = Field(
+        description="Mean share of the reranked first 10 found in the first stage's first 50."
+    )
+
+
 class UsageReport(BaseModel):
     """Ledger totals over a period, grouped one way, never beyond the courses the key may see."""
 
@@ -364,6 +373,11 @@ class UsageReport(BaseModel):
     calls: int
     cost_usd: float
     unpriced: int
+    agreement: dict[str, AgreementOut] = Field(
+        {},
+        description="Per course the key may see: reranker-embedder agreement of the searches this process "
+        "served (a diagnostic kept in memory, not in the ledger).",
+    )
 
 
 class Status(BaseModel):

@@ -62,6 +62,7 @@ async def search(
     failed = [public_failure(f) for f in result.failed]
     billed = RerankResponse((), result.usage, result.served_by, result.failed)
     service.metrics.observe_charge(Charge(billed, result.served_by, result.cost_usd, result.budget), course)
+    service.agreement.add(course, result.agreement)
     return SearchResponse(
         request_id=request_id,
         query=result.query,
