@@ -40,8 +40,8 @@ from leanrank.rerank.calibration import calibration_error, fit
 from leanrank.settings import CascadeSettings
 
 LAMBDAS = (0.9, 0.7, 0.5)
-RELEVANCE = (0.1, 0.2, 0.3, 0.5)
-SIMILARITY = (0.80, 0.82, 0.84)
+RELEVANCE = (0.2, 0.3, 0.5)
+SIMILARITY = (0.80, 0.83, 0.86)
 OFF_TOPIC = 60
 
 
@@ -85,7 +85,8 @@ def run_one(
 ) -> dict[str, Any]:
     spec, folder = specs(args.shared)[name]
     index = args.out / folder
-    other_spec = specs(args.shared)["xquad" if name == "course" else "course"][0]
+    # Off-topic questions: XQuAD's (without its NTREX pool, not needed for questions) or the course's.
+    other_spec = "xquad:ru+en" if name == "course" else specs(args.shared)["course"][0]
     load = {"count_tokens": dense.token_count, "data_root": args.shared / "data"}
     tune = load_dataset(f"{spec}:tune", **load)
     test = load_dataset(f"{spec}:test", **load)

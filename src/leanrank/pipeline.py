@@ -218,27 +218,31 @@ class Pipeline:
             fallback=reranker_by_name(self.settings.cost.fallback),
         )
         self._config_key = _config_key(self.settings, self.dense.name, self.rerank.reranker.name)
-        self.calibrations = self._calibrations()
+        self._calibrations: dict[str, Calibration] | None = None
+        if self.settings.rerank.min_relevance is not None:
+            self.calibrations(ConfigError)  # a threshold nothing can apply fails at start-up
         ing = self.settings.ingest
         self._chunker = ChunkerConfig(
             max_tokens=ing.max_tokens, overlap_sentences=ing.overlap_sentences, min_tokens=ing.min_tokens
         )
 
-    def _calibrations(self) -> dict[str, Calibration]:
-        """The calibrations `rerank.min_relevance` needs; refuses a threshold no backend of the policy can
-        apply (a fallback link without one keeps all its hits)."""
+    def calibrations(
+        self, missing: type[ConfigError] | type[InputError] = InputError
+    ) -> dict[str, Calibration]:
+        """The newest calibration per backend in `rerank.calibration_dir`, read once; raises `missing` when
+        no backend of the policy has one (a threshold could not apply; a fallback link without one keeps
+        all its hits)."""
         rs = self.settings.rerank
-        if rs.min_relevance is None:
-            return {}
         folder = rs.calibration_dir or self.settings.data_dir / CALIBRATION_DIR
-        found = load_calibrations(folder)
+        if self._calibrations is None:
+            self._calibrations = load_calibrations(folder)
         members = self.rerank.reranker.name.split(" | ")
-        if not any(m in found for m in members):
-            raise ConfigError(
-                f"rerank.min_relevance needs a calibration of {members[0]} in {folder}: fit one with "
-                "`leanrank calibrate`"
+        if not any(m in self._calibrations for m in members):
+            raise missing(
+                f"min_relevance needs a calibration of {members[0]} in {folder}: "
+                "fit one with `leanrank calibrate`"
             )
-        return found
+        return self._calibrations
 
     def __enter__(self) -> Pipeline:
         return self
@@ -384,14 +388,19 @@ class Pipeline:
         depth: int | None = None,
         request_id: str | None = None,
         tenant: str | None = None,
+        min_relevance: float | None = None,
     ) -> SearchResult:
         """Hybrid first stage, then the rerank step; hits are from `course` only, under the heading path
         `heading_prefix` starts (see `heading_path`). `depth` defaults to `retrieve.depth`, raised to `k`.
 
         The rerank call is written to the cost ledger under `request_id` (a fresh one when None): a
-        client retrying with the same id is billed once.
+        client retrying with the same id is billed once. `min_relevance` overrides `rerank.min_relevance`
+        for this search (`InputError` when no backend of the policy has a calibration).
         """
         text = self.check_query(query)
+        floor = self.settings.rerank.min_relevance if min_relevance is None else min_relevance
+        if floor is not None:
+            self.calibrations()
         self.check_course(course)
         heading = await asyncio.to_thread(self.heading_path, course, heading_prefix) if heading_prefix else ()
         where = RetrieveFilter(course, tuple(langs), heading)
@@ -403,7 +412,7 @@ class Pipeline:
         vector, scope = None, ""
         if self.results is not None:
             vector = await asyncio.to_thread(self.dense.embed_query, text)
-            scope = self._scope(text, where, want, depth)
+            scope = self._scope(text, where, want, depth, floor)
             cached = await asyncio.to_thread(self.results.lookup, course, scope, vector)
             if cached is not None and same_question(cached.query, text):
                 return await self._answered(text, course, cached.hits, rid, tenant, t0)
@@ -436,7 +445,7 @@ class Pipeline:
             for c in selection.rest[: max(0, want - len(stage.hits))]
         ]
         dropped = selection.dropped
-        hits, cut = self._relevant(stage.hits, tail, stage.served_by)
+        hits, cut = self._relevant(stage.hits, tail, stage.served_by, floor)
         if cut is not None:
             dropped = {**dropped, "min_relevance": cut}
         if self.results is not None and vector is not None and not stage.failed and stage.budget == "ok":
@@ -459,13 +468,14 @@ class Pipeline:
             agreement=reranker_agreement(candidates, stage.hits, stage.served_by),
         )
 
-    def _relevant(self, reranked: list[Hit], tail: list[Hit], served_by: str) -> tuple[list[Hit], int | None]:
-        """The hits at or above `rerank.min_relevance` by the serving backend's calibration, each with its
-        `relevance`, and how many were left out; all hits and None when there is no threshold or no
-        calibration for `served_by`. Hits the rerank step never scored have no relevance and are left out,
-        except under `identity`, whose scores are the fused ones throughout."""
-        floor = self.settings.rerank.min_relevance
-        cal = self.calibrations.get(served_by)
+    def _relevant(
+        self, reranked: list[Hit], tail: list[Hit], served_by: str, floor: float | None
+    ) -> tuple[list[Hit], int | None]:
+        """The hits at or above `floor` by the serving backend's calibration, each with its `relevance`, and
+        how many were left out; all hits and None when there is no threshold or no calibration for
+        `served_by`. Hits the rerank step never scored have no relevance and are left out, except under
+        `identity`, whose scores are the fused ones throughout."""
+        cal = None if floor is None else self.calibrations().get(served_by)
         if floor is None or cal is None:
             return reranked + tail, None
         scored = reranked + tail if served_by == IdentityReranker.name else reranked
@@ -477,11 +487,13 @@ class Pipeline:
         ]
         return kept, len(reranked) + len(tail) - len(kept)
 
-    def _scope(self, query: str, where: RetrieveFilter, want: int, depth: int | None) -> str:
+    def _scope(
+        self, query: str, where: RetrieveFilter, want: int, depth: int | None, floor: float | None
+    ) -> str:
         """What must match, besides the course and a near-identical question, to reuse a cached answer:
         the question's language, the filters, the hits asked for and everything that shapes the ranking
         (fixed for this pipeline, hashed once in `_config_key`)."""
-        shape = [self._config_key, detect_lang(query), where.langs, where.heading_prefix, want, depth]
+        shape = [self._config_key, detect_lang(query), where.langs, where.heading_prefix, want, depth, floor]
         return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
 
     async def _answered(
@@ -521,6 +533,7 @@ class Pipeline:
         depth: int | None = None,
         request_id: str | None = None,
         tenant: str | None = None,
+        min_relevance: float | None = None,
     ) -> SearchResult:
         """Sync wrapper of `asearch` for scripts and the CLI; also works inside a running event loop."""
         return run_sync(
@@ -533,6 +546,7 @@ class Pipeline:
                 depth=depth,
                 request_id=request_id,
                 tenant=tenant,
+                min_relevance=min_relevance,
             )
         )
 

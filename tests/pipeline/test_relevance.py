@@ -12,7 +12,7 @@ import pytest
 from leanrank.aio import run_sync
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
-from leanrank.errors import ConfigError
+from leanrank.errors import ConfigError, InputError
 from leanrank.pipeline import AGREE_WITHIN, Pipeline, reranker_agreement
 from leanrank.rerank.base import RerankResponse, Usage
 from leanrank.rerank.calibration import Calibration
@@ -102,3 +102,14 @@ def test_a_search_reports_its_agreement(course: Pipeline, tmp_path: Path) -> Non
     ) as pipe:
         assert pipe.search(QUESTION, "demo").agreement == 1.0  # 20 candidates: all within the first 50
     assert course.search(QUESTION, "demo").agreement is None  # identity reranks nothing
+
+
+def test_a_search_may_ask_for_its_own_threshold(course: Pipeline, tmp_path: Path) -> None:
+    with over(course, tmp_path) as pipe, pytest.raises(InputError, match="needs a calibration of identity"):
+        pipe.search(QUESTION, "demo", min_relevance=0.5)
+    LINEAR.write(tmp_path / "calibration")
+    with over(course, tmp_path) as pipe:
+        strict = pipe.search(QUESTION, "demo", k=10, min_relevance=0.5)
+        plain = pipe.search(QUESTION, "demo", k=10)
+    assert len(strict.hits) == sum(1 for h in plain.hits if h.score >= 0.2) < len(plain.hits)
+    assert "relevance" not in plain.hits[0].stage_scores

@@ -214,6 +214,12 @@ class SearchRequest(_Request):
     heading_prefix: list[str] = Field(
         [], max_length=16, description="Only chunks under this heading path, outermost first."
     )
+    min_relevance: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Drop hits below this calibrated P(relevant).",
+    )
 
 
 class UsageOut(BaseModel):

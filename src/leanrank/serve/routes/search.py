@@ -58,6 +58,7 @@ async def search(
             depth=body.depth,
             request_id=call.request_id,
             tenant=call.tenant,
+            min_relevance=body.min_relevance,
         )
     failed = [public_failure(f) for f in result.failed]
     billed = RerankResponse((), result.usage, result.served_by, result.failed)
