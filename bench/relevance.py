@@ -102,7 +102,8 @@ def run_one(
         cal.write(work / method)
         cals[method] = cal
     # 2. Every configuration on the test split.
-    result = run_configs(test, configs((work / "platt").resolve()), dense, sparse, index)
+    chosen = [c for c in configs((work / "platt").resolve()) if c.name.startswith(("default", *args.only))]
+    result = run_configs(test, chosen, dense, sparse, index)
     report = summarise(result)
     _, scores, labels = judged_pairs(result.runs[0], test)
     base_rate = sum(labels) / len(labels)
@@ -187,6 +188,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     ap.add_argument("--datasets", default="course,xquad")
     ap.add_argument("--limit", type=int, default=None, help="at most N questions per split")
+    ap.add_argument(
+        "--only",
+        default="mmr,min_relevance,min_similarity",
+        type=lambda text: tuple(text.split(",")),
+        help="configurations besides default, by name prefix",
+    )
     args = ap.parse_args()
     dense, sparse = E5SmallEncoder(), Bm25Encoder()
     for name in args.datasets.split(","):
