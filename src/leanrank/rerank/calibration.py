@@ -29,7 +29,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -173,15 +173,11 @@ def fit(
     )
     if method == "platt":
         a, b = _platt(s, t, minimize)
-        cal = _replace(base, a=a, b=b)
+        cal = replace(base, a=a, b=b)
     else:
         x, y = _isotonic(s, t, isotonic_regression)
-        cal = _replace(base, x=x, y=y)
-    return _replace(cal, quality=calibration_error(cal.probability(s.tolist()), t.astype(bool).tolist()))
-
-
-def _replace(cal: Calibration, **changes: Any) -> Calibration:
-    return Calibration(**{**{f: getattr(cal, f) for f in cal.__dataclass_fields__}, **changes})
+        cal = replace(base, x=x, y=y)
+    return replace(cal, quality=calibration_error(cal.probability(s.tolist()), t.astype(bool).tolist()))
 
 
 def _platt(s: np.ndarray, t: np.ndarray, minimize: Any) -> tuple[float, float]:
