@@ -10,16 +10,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
-from leanrank.eval.configs import resolve_configs
+from leanrank.eval.configs import EvalConfig, resolve_configs
 from leanrank.eval.datasets import Dataset
 from leanrank.eval.runner import EvalResult, run_eval
 
 
 def run_configs(
-    data: Dataset, configs: str, dense: E5SmallEncoder, sparse: Bm25Encoder, index_dir: Path
+    data: Dataset,
+    configs: str | Sequence[EvalConfig],
+    dense: E5SmallEncoder,
+    sparse: Bm25Encoder,
+    index_dir: Path,
 ) -> EvalResult:
-    """`run_eval` over the comma-separated preset names; the pool is encoded once into `index_dir` and
-    reused by later runs (an unchanged pool encodes nothing)."""
+    """`run_eval` over the comma-separated preset names (or the configurations given); the pool is encoded
+    once into `index_dir` and reused by later runs (an unchanged pool encodes nothing)."""
     columns: Sequence[TextColumn | BarColumn | MofNCompleteColumn | TimeElapsedColumn] = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -28,5 +32,10 @@ def run_configs(
     )
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         return run_eval(
-            data, resolve_configs(configs), dense=dense, sparse=sparse, data_dir=index_dir, progress=progress
+            data,
+            resolve_configs(configs) if isinstance(configs, str) else configs,
+            dense=dense,
+            sparse=sparse,
+            data_dir=index_dir,
+            progress=progress,
         )

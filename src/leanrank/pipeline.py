@@ -26,13 +26,14 @@ from leanrank.encode.base import DenseEncoder, SparseEncoder
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.catalog import dense_encoder
 from leanrank.errors import (
+    ConfigError,
     DocumentError,
     EmptyQueryError,
     InputError,
     QueryTooLongError,
     UnknownCourseError,
 )
-from leanrank.index.base import Store
+from leanrank.index.base import Candidate, Store
 from leanrank.index.factory import open_store
 from leanrank.ingest.chunker import ChunkerConfig, chunk_source
 from leanrank.ingest.files import check_source, discover, file_hash, source_id
@@ -40,6 +41,7 @@ from leanrank.ingest.lang import detect_lang
 from leanrank.ingest.loaders import parse_file, read_file
 from leanrank.rerank.base import Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import with_cache
+from leanrank.rerank.calibration import CALIBRATION_DIR, Calibration, load_calibrations
 from leanrank.rerank.catalog import reranker as reranker_by_name
 from leanrank.rerank.guard import guard
 from leanrank.rerank.identity import IdentityReranker
@@ -54,6 +56,10 @@ _COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FileStatus = Literal["added", "updated", "unchanged", "skipped", "removed"]
 _CHANGED = ("added", "updated", "removed")
 RESULT_CACHE = "result-cache"
+# The reranker-embedder agreement: how many of the reranker's first AGREE_TOP the first stage had in its
+# first AGREE_WITHIN. Low agreement means the reranker prefers passages the first stage ranks low, so cutting
+# the first stage's list (the cascade) is costing answers; it is 1.0 whenever no more than 50 are reranked.
+AGREE_TOP, AGREE_WITHIN = 10, 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,10 @@ class SearchResult:
 
     `served_by` is the reranker that produced the order (a fallback or a hard budget cap may have chosen
     it); `cost_usd` is what the call cost (None: no known price); `budget` is the budget level before it.
+
+    With `rerank.min_relevance`, hits whose calibrated P(relevant) (`stage_scores["relevance"]`) is below it
+    are left out (`dropped["min_relevance"]`). `agreement` is the share of the reranked first 10 that were in
+    the first stage's first 50 (None when nothing was reranked).
     """
 
     query: str
@@ -110,6 +120,7 @@ class SearchResult:
     retrieved: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     sent: tuple[Sendable, ...] = ()
+    agreement: float | None = None
 
     @property
     def sent_tokens(self) -> int:
@@ -127,6 +138,17 @@ class _Replay:
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         usage = dataclasses.replace(Usage.free(len(documents), 0.0), cache_hits=len(documents))
         return RerankResponse(tuple(self._scores), usage, served_by=RESULT_CACHE)
+
+
+def reranker_agreement(
+    candidates: Sequence[Candidate], reranked: Sequence[Hit], served_by: str
+) -> float | None:
+    """Share of the reranked first `AGREE_TOP` that the first stage ranked within `AGREE_WITHIN`."""
+    if served_by == IdentityReranker.name or not reranked:
+        return None
+    rank = {c.chunk_id: i for i, c in enumerate(candidates)}
+    top = reranked[:AGREE_TOP]
+    return sum(1 for h in top if rank.get(h.chunk_id, AGREE_WITHIN) < AGREE_WITHIN) / len(top)
 
 
 def _unreranked(hit: Hit) -> Hit:
@@ -197,10 +219,31 @@ class Pipeline:
             fallback=reranker_by_name(self.settings.cost.fallback),
         )
         self._config_key = _config_key(self.settings, self.dense.name, self.rerank.reranker.name)
+        self._calibrations: dict[str, Calibration] | None = None
+        if self.settings.rerank.min_relevance is not None:
+            self.calibrations(ConfigError)  # a threshold nothing can apply fails at start-up
         ing = self.settings.ingest
         self._chunker = ChunkerConfig(
             max_tokens=ing.max_tokens, overlap_sentences=ing.overlap_sentences, min_tokens=ing.min_tokens
         )
+
+    def calibrations(
+        self, missing: type[ConfigError] | type[InputError] = InputError
+    ) -> dict[str, Calibration]:
+        """The newest calibration per backend in `rerank.calibration_dir`, read once; raises `missing` when
+        no backend of the policy has one (a threshold could not apply; a fallback link without one keeps
+        all its hits)."""
+        rs = self.settings.rerank
+        folder = rs.calibration_dir or self.settings.data_dir / CALIBRATION_DIR
+        if self._calibrations is None:
+            self._calibrations = load_calibrations(folder)
+        members = self.rerank.reranker.name.split(" | ")
+        if not any(m in self._calibrations for m in members):
+            raise missing(
+                f"min_relevance needs a calibration of {members[0]} in {folder}: "
+                "fit one with `leanrank calibrate`"
+            )
+        return self._calibrations
 
     def __enter__(self) -> Pipeline:
         return self
@@ -347,14 +390,19 @@ class Pipeline:
         depth: int | None = None,
         request_id: str | None = None,
         tenant: str | None = None,
+        min_relevance: float | None = None,
     ) -> SearchResult:
         """Hybrid first stage, then the rerank step; hits are from `course` only, under the heading path
         `heading_prefix` starts (see `heading_path`). `depth` defaults to `retrieve.depth`, raised to `k`.
 
         The rerank call is written to the cost ledger under `request_id` (a fresh one when None): a
-        client retrying with the same id is billed once.
+        client retrying with the same id is billed once. `min_relevance` overrides `rerank.min_relevance`
+        for this search (`InputError` when no backend of the policy has a calibration).
         """
         text = self.check_query(query)
+        floor = self.settings.rerank.min_relevance if min_relevance is None else min_relevance
+        if floor is not None:
+            self.calibrations()
         self.check_course(course)
         heading = await asyncio.to_thread(self.heading_path, course, heading_prefix) if heading_prefix else ()
         where = RetrieveFilter(course, tuple(langs), heading)
@@ -366,7 +414,7 @@ class Pipeline:
         vector, scope = None, ""
         if self.results is not None:
             vector = await asyncio.to_thread(self.dense.embed_query, text)
-            scope = self._scope(text, where, want, depth)
+            scope = self._scope(text, where, want, depth, floor)
             cached = await asyncio.to_thread(self.results.lookup, course, scope, vector)
             if cached is not None and same_question(cached.query, text):
                 return await self._answered(text, course, cached.hits, rid, tenant, t0)
@@ -402,7 +450,10 @@ class Pipeline:
             Hit(c.chunk_id, c.chunk, c.fused, first_stage_scores(c))
             for c in selection.rest[: max(0, want - len(stage.hits))]
         ]
-        hits = stage.hits + tail
+        dropped = selection.dropped
+        hits, cut = self._relevant(stage.hits, tail, stage.served_by, floor)
+        if cut is not None:
+            dropped = {**dropped, "min_relevance": cut}
         if self.results is not None and vector is not None and not stage.failed and stage.budget == "ok":
             await asyncio.to_thread(self.results.store, course, scope, text, vector, hits)
         return SearchResult(
@@ -418,15 +469,37 @@ class Pipeline:
             budget=stage.budget,
             failed=stage.failed,
             retrieved=selection.retrieved,
-            dropped=selection.dropped,
+            dropped=dropped,
             sent=tuple(selection.sent),
+            agreement=reranker_agreement(candidates, stage.hits, stage.served_by),
         )
 
-    def _scope(self, query: str, where: RetrieveFilter, want: int, depth: int | None) -> str:
+    def _relevant(
+        self, reranked: list[Hit], tail: list[Hit], served_by: str, floor: float | None
+    ) -> tuple[list[Hit], int | None]:
+        """The hits at or above `floor` by the serving backend's calibration, each with its `relevance`, and
+        how many were left out; all hits and None when there is no threshold or no calibration for
+        `served_by`. Hits the rerank step never scored have no relevance and are left out, except under
+        `identity`, whose scores are the fused ones throughout."""
+        cal = None if floor is None else self.calibrations().get(served_by)
+        if floor is None or cal is None:
+            return reranked + tail, None
+        scored = reranked + tail if served_by == IdentityReranker.name else reranked
+        probabilities = cal.probability([h.score for h in scored])
+        kept = [
+            dataclasses.replace(h, stage_scores={**h.stage_scores, "relevance": p})
+            for h, p in zip(scored, probabilities, strict=True)
+            if p >= floor
+        ]
+        return kept, len(reranked) + len(tail) - len(kept)
+
+    def _scope(
+        self, query: str, where: RetrieveFilter, want: int, depth: int | None, floor: float | None
+    ) -> str:
         """What must match, besides the course and a near-identical question, to reuse a cached answer:
         the question's language, the filters, the hits asked for and everything that shapes the ranking
         (fixed for this pipeline, hashed once in `_config_key`)."""
-        shape = [self._config_key, detect_lang(query), where.langs, where.heading_prefix, want, depth]
+        shape = [self._config_key, detect_lang(query), where.langs, where.heading_prefix, want, depth, floor]
         return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
 
     async def _answered(
@@ -466,6 +539,7 @@ class Pipeline:
         depth: int | None = None,
         request_id: str | None = None,
         tenant: str | None = None,
+        min_relevance: float | None = None,
     ) -> SearchResult:
         """Sync wrapper of `asearch` for scripts and the CLI; also works inside a running event loop."""
         return run_sync(
@@ -478,6 +552,7 @@ class Pipeline:
                 depth=depth,
                 request_id=request_id,
                 tenant=tenant,
+                min_relevance=min_relevance,
             )
         )
 

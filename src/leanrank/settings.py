@@ -81,6 +81,16 @@ class RerankSettings(_Group):
         pattern=r"^(off|sqlite|rediss?://.+)$",
     )
     cache_ttl_s: float = Field(30 * 86_400, gt=0, description="Cached scores expire after this long.")
+    # Issue 20: calibrated relevance (`leanrank.rerank.calibration`, fitted by `leanrank calibrate`).
+    min_relevance: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Drop hits whose calibrated P(relevant) is below this; None: keep every hit.",
+    )
+    calibration_dir: Path | None = Field(
+        None, description="Calibration files (*.json) by `leanrank calibrate`; None: <data_dir>/calibration."
+    )
 
 
 CascadePreset = Literal["off", "cheap", "balanced", "best"]
@@ -135,6 +145,19 @@ class CascadeSettings(_Group):
         description="Dense cosine at which a cached question is considered; its words must match too.",
     )
     result_ttl_s: float = Field(86_400, gt=0, description="Cached answers expire after this long.")
+    # Issue 20: the "nothing here is relevant" case and diversity (`leanrank.cascade.mmr`).
+    min_similarity: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="Send nothing to the paid stage when no candidate's dense cosine reaches this.",
+    )
+    mmr_lambda: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Reorder the candidates by MMR with this λ (1: relevance only) before the cut.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -244,6 +267,9 @@ class ServeSettings(_Group):
     api_keys: list[str] = Field([], description="Hashed key entries `ID:SHA256_HEX:SCOPES`.")
     api_keys_file: Path | None = Field(None, description="More entries, one a line; `#` starts a comment.")
     max_documents: int = Field(1_000, ge=1, description="Documents per rerank request (413 beyond).")
+    max_batch_queries: int = Field(
+        100, ge=1, description="Queries per `/v1/rerank/batch` request, each within the limits above."
+    )
     max_request_bytes: int = Field(5_000_000, ge=1, description="JSON request body size (413 beyond).")
     max_tokens: int = Field(
         1_000_000, ge=1, description="Tokens per rerank request, query counted once per document."

@@ -153,6 +153,11 @@ def test_a_key_of_course_a_cannot_touch_course_b(live: LiveServer, cooking_job: 
         ("POST", "/v2/rerank", {"json": RERANK, "headers": {"X-Leanrank-Course": "cooking"}}),
         (
             "POST",
+            "/v1/rerank/batch",
+            {"json": {"requests": [RERANK]}, "headers": {"X-Leanrank-Course": "cooking"}},
+        ),
+        (
+            "POST",
             "/rerank",
             {"json": {"query": "q", "texts": ["a"]}, "headers": {"X-Leanrank-Course": "cooking"}},
         ),

@@ -2,6 +2,9 @@
 
 Between the first stage and the paid reranker the candidates go through, in order:
 
+0. **nothing relevant** (`min_similarity`): when no candidate's dense cosine reaches it, nothing is sent
+   (the question is not about this course); **diversity** (`mmr_lambda`, `leanrank.cascade.mmr`): the
+   candidates are put in MMR order, so the cut below keeps fewer near-copies of one passage;
 1. **adaptive depth**: when the fused list is confident (its top scores stand well clear of the rest),
    fewer candidates go on; `keep_ratio` × the top fused score is the cut, never below `min_depth`;
 2. **near-duplicate collapse** (`leanrank.cascade.dedup`): overlapping chunks and translations of one text
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from leanrank.cascade.dedup import DedupConfig, collapse_groups
+from leanrank.cascade.mmr import mmr_order
 from leanrank.cascade.trim import Window, best_window
 from leanrank.encode.base import SparseEncoder
 from leanrank.index.base import Candidate
@@ -80,6 +84,22 @@ def adaptive_depth(candidates: Sequence[Candidate], keep_ratio: float, min_depth
     return min(len(candidates), max(min_depth, above))
 
 
+def _similar(candidates: Sequence[Candidate], floor: float) -> bool:
+    """Whether any candidate's dense cosine reaches `floor` (one found by BM25 alone has none)."""
+    return any(c.dense is not None and c.dense >= floor for c in candidates)
+
+
+def _diverse(candidates: Sequence[Candidate], lam: float) -> list[Candidate]:
+    """The candidates in MMR order (fused score relative to the top as relevance, dense cosine as
+    redundancy); as they are when a vector is missing (a store that returned none)."""
+    if len(candidates) < 2 or any(c.vector is None for c in candidates):
+        return list(candidates)
+    top = max(c.fused for c in candidates)
+    relevance = [c.fused / top if top > 0 else 0.0 for c in candidates]
+    rows = np.stack([np.asarray(c.vector, dtype=np.float32) for c in candidates])
+    return [candidates[i] for i in mmr_order(relevance, rows, lam)]
+
+
 class Cascade:
     """The stages between retrieval and the paid reranker, configured by `CascadeSettings`."""
 
@@ -98,12 +118,16 @@ class Cascade:
 
     @property
     def needs_vectors(self) -> bool:
-        """Cross-lingual dedup compares the candidates' dense vectors, which the store must then return."""
-        return self.settings.cross_lingual is not None
+        """Cross-lingual dedup and MMR compare the candidates' dense vectors, which the store must return."""
+        return self.settings.cross_lingual is not None or self.settings.mmr_lambda is not None
 
     async def select(self, query: str, candidates: Sequence[Candidate]) -> Selection:
         s = self.settings
         dropped: dict[str, int] = {}
+        if s.min_similarity is not None and not _similar(candidates, s.min_similarity):
+            return Selection([], len(candidates), {"min_similarity": len(candidates)}, list(candidates))
+        if s.mmr_lambda is not None:
+            candidates = _diverse(candidates, s.mmr_lambda)
         depth = adaptive_depth(candidates, s.keep_ratio, s.min_depth) if s.adaptive else len(candidates)
         kept, rest = list(candidates[:depth]), list(candidates[depth:])
         dropped["depth"] = len(rest)

@@ -18,6 +18,8 @@ import typer
 from rich.table import Table
 
 from leanrank import __version__
+from leanrank.cli.batch import rerank_batch_command
+from leanrank.cli.calibrate import calibrate_command
 from leanrank.cli.console import Steps, err, out, plural, styled, typer_app
 from leanrank.cli.costs import costs_app, pricing_command
 from leanrank.cli.errors import cli_errors
@@ -35,12 +37,14 @@ IDENTITY = IdentityReranker.name
 
 app = typer_app(help=__doc__)
 app.command("rerank")(rerank_command)
+app.command("rerank-batch")(rerank_batch_command)
 app.command("backends")(backends_command)
 app.command("pricing")(pricing_command)
 app.add_typer(costs_app, name="costs")
 app.add_typer(index_app, name="index")
 app.command("serve")(serve_command)
 app.command("eval")(eval_command)
+app.command("calibrate")(calibrate_command)
 
 
 @contextmanager

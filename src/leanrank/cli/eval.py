@@ -6,12 +6,13 @@ CLI starts.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,10 +21,13 @@ from leanrank.cli.errors import cli_errors
 from leanrank.errors import ConfigError
 from leanrank.eval.configs import PRESETS
 from leanrank.eval.datasets import DEFAULT_DATA_ROOT
+from leanrank.rerank.calibration import CALIBRATION_DIR
 from leanrank.settings import Settings
 
 if TYPE_CHECKING:
     from leanrank.cost.pricing import ModelPrice
+    from leanrank.eval.configs import EvalConfig
+    from leanrank.eval.runner import EvalResult
 
 
 DATASET_HELP = (
@@ -76,10 +80,39 @@ def eval_command(
         list[str] | None,
         typer.Option("--price", help="Price with this model (provider:model); default: every paid one."),
     ] = None,
+    mmr_lambda: Annotated[
+        float | None,
+        typer.Option("--mmr-lambda", min=0.0, max=1.0, help="Every configuration with MMR at this λ."),
+    ] = None,
+    min_similarity: Annotated[
+        float | None,
+        typer.Option(
+            "--min-similarity",
+            min=-1.0,
+            max=1.0,
+            help="Every configuration skips the paid stage when no candidate reaches this dense cosine.",
+        ),
+    ] = None,
+    min_relevance: Annotated[
+        float | None,
+        typer.Option(
+            "--min-relevance",
+            min=0.0,
+            max=1.0,
+            help="Every configuration drops hits below this calibrated P(relevant) (`leanrank calibrate`).",
+        ),
+    ] = None,
 ) -> None:
     """Compare pipeline configurations: quality (ranx), candidate recall, rerank tokens, $ and latency."""
     with cli_errors():
         settings = Settings()
+        cascade = {
+            k: v for k, v in (("mmr_lambda", mmr_lambda), ("min_similarity", min_similarity)) if v is not None
+        }
+        rerank: dict[str, Any] = {}
+        if min_relevance is not None:
+            folder = settings.rerank.calibration_dir or settings.data_dir / CALIBRATION_DIR
+            rerank = {"min_relevance": min_relevance, "calibration_dir": folder.resolve()}
         _run(
             settings,
             spec=dataset,
@@ -91,6 +124,8 @@ def eval_command(
             data_root=data_root,
             distractors=distractors or [],
             prices=priced_models(settings, price or []),
+            cascade=cascade,
+            rerank=rerank,
         )
 
 
@@ -106,17 +141,53 @@ def _run(
     data_root: Path,
     distractors: list[Path],
     prices: Sequence[ModelPrice],
+    cascade: dict[str, Any],
+    rerank: dict[str, Any],
 ) -> None:
+    from leanrank.eval.configs import resolve_configs
+    from leanrank.eval.report import markdown, summarise, write_report
+
+    chosen = [
+        dataclasses.replace(c, cascade=c.cascade.model_copy(update=cascade), **rerank)
+        for c in resolve_configs(names)
+    ]
+    result = harness(
+        settings,
+        chosen,
+        spec=spec,
+        limit=limit,
+        reference=reference,
+        data_dir=data_dir,
+        data_root=data_root,
+        distractors=distractors,
+    )
+    report = summarise(result, prices)
+    written = write_report(report, result, out_dir, prices)
+    sys.stdout.write(markdown(report))
+    err.print(f"wrote {len(written)} files under {out_dir}")
+
+
+def harness(
+    settings: Settings,
+    configs: Sequence[EvalConfig],
+    *,
+    spec: str,
+    limit: int | None,
+    reference: str | None,
+    data_dir: Path | None,
+    data_root: Path,
+    distractors: list[Path],
+) -> EvalResult:
+    """Load the dataset `spec` as the settings chunk it, then run `configs` over it with progress shown.
+
+    Shared by `leanrank eval` and `leanrank calibrate`."""
     from leanrank.encode.bm25 import Bm25Encoder
     from leanrank.encode.catalog import dense_encoder
     from leanrank.encode.e5 import E5SmallEncoder, xlmr_token_count
-    from leanrank.eval.configs import resolve_configs
     from leanrank.eval.datasets import add_distractors, load_dataset
-    from leanrank.eval.report import markdown, summarise, write_report
     from leanrank.eval.runner import run_eval
     from leanrank.ingest.chunker import ChunkerConfig
 
-    chosen = resolve_configs(names)
     dense = dense_encoder(settings.encoder)
     # Rerank bills are counted in XLM-R tokens (the bge/jina rerankers' own); e5 has that tokenizer.
     count = dense.token_count if isinstance(dense, E5SmallEncoder) else xlmr_token_count
@@ -132,9 +203,9 @@ def _run(
     with ExitStack() as stack:
         folder = data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leanrank-eval-")))
         progress = stack.enter_context(Steps())
-        result = run_eval(
+        return run_eval(
             data,
-            chosen,
+            configs,
             dense=dense,
             sparse=Bm25Encoder(),
             data_dir=folder,
@@ -143,7 +214,3 @@ def _run(
             reference=reference,
             progress=progress,
         )
-    report = summarise(result, prices)
-    written = write_report(report, result, out_dir, prices)
-    sys.stdout.write(markdown(report))
-    err.print(f"wrote {len(written)} files under {out_dir}")

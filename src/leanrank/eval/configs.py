@@ -8,6 +8,7 @@ is fixed by the pool, so differences in the report are caused by the configurati
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from leanrank.errors import ConfigError
 from leanrank.settings import CascadeSettings, RerankSettings, RetrieveSettings, Settings
@@ -22,6 +23,8 @@ class EvalConfig:
     retrieve: RetrieveSettings
     reranker: str = "identity"
     cascade: CascadeSettings = field(default_factory=CascadeSettings)
+    min_relevance: float | None = None
+    calibration_dir: Path | None = None
 
     @property
     def depth(self) -> int:
@@ -30,7 +33,12 @@ class EvalConfig:
 
     def settings(self, base: Settings) -> Settings:
         """`base` (encoder, data dir, limits) with this configuration's first stage and reranker."""
-        rerank = RerankSettings(backend=self.reranker, top_k=self.depth)
+        rerank = RerankSettings(
+            backend=self.reranker,
+            top_k=self.depth,
+            min_relevance=self.min_relevance,
+            calibration_dir=self.calibration_dir,
+        )
         return base.model_copy(update={"retrieve": self.retrieve, "rerank": rerank, "cascade": self.cascade})
 
 

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from leanrank.eval.metrics import (
     MAX_P,
@@ -61,6 +62,12 @@ class ConfigSummary:
     US dollars per 1,000 queries by priced model key; `latency_ms` is p50/p95 per stage. `groups` has,
     per query group (`Query.group`: language, cross-lingual), the judged queries, nDCG@10, hit@10 (a relevant
     document in the first 10) and candidate recall, when the dataset has more than one group.
+
+    Issue 20's diagnostics: `distinct_sources_5` is the mean number of different source files (lessons) among
+    the first 5 hits; `hits_per_query` how many hits came back, `hit_precision` the share of them relevant
+    (judged queries with hits) and `answered` the share of judged queries with a relevant hit among them
+    (what `min_relevance` trades); `skipped` the share of queries the paid stage never saw
+    (`min_similarity`); `agreement` the mean reranker-embedder agreement (None: nothing reranked).
     """
 
     name: str
@@ -76,6 +83,12 @@ class ConfigSummary:
     latency_ms: dict[str, dict[str, float]]
     silver: dict[str, float]
     groups: dict[str, dict[str, float]] = field(default_factory=dict)
+    distinct_sources_5: float = 0.0
+    hits_per_query: float = 0.0
+    hit_precision: float | None = None
+    answered: float | None = None
+    skipped: float = 0.0
+    agreement: float | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +166,29 @@ def _summary(
         groups={
             name: _group(qids, judged, rankings, run.candidates()) for name, qids in sorted(groups.items())
         },
+        **_returned(run, judged),
     )
+
+
+def _returned(run: ConfigRun, judged: Judgements) -> dict[str, Any]:
+    """The diagnostics of what came back (see `ConfigSummary`)."""
+    outcomes = run.outcomes
+    n = max(len(outcomes), 1)
+    shown = [o for o in outcomes if o.qid in judged and o.ranking]
+    agreements = [o.agreement for o in outcomes if o.agreement is not None]
+    hits_relevant = [sum(1 for d in o.ranking if d in judged[o.qid]) for o in shown]
+    return {
+        "distinct_sources_5": sum(len(set(o.sources[:5])) for o in outcomes) / n,
+        "hits_per_query": sum(len(o.ranking) for o in outcomes) / n,
+        "hit_precision": (
+            sum(r / len(o.ranking) for r, o in zip(hits_relevant, shown, strict=True)) / len(shown)
+            if shown
+            else None
+        ),
+        "answered": sum(1 for r in hits_relevant if r) / len(judged) if judged else None,
+        "skipped": sum(1 for o in outcomes if o.dropped.get("min_similarity")) / n,
+        "agreement": sum(agreements) / len(agreements) if agreements else None,
+    }
 
 
 def _group(qids: set[str], judged: Judgements, rankings: Rankings, candidates: Rankings) -> dict[str, float]:
@@ -271,6 +306,22 @@ def markdown(report: EvalReport, *, chart: bool = False) -> str:
                 for c in r.configs
             ],
         )
+    lines += ["", "## What came back: diversity, thresholds, agreement", ""]
+    lines += _table(
+        ["config", "sources in top 5", "hits/q", "hit precision", "answered", "skipped", "agreement"],
+        [
+            [
+                c.name,
+                f"{c.distinct_sources_5:.2f}",
+                f"{c.hits_per_query:.1f}",
+                _num(c.hit_precision),
+                _num(c.answered),
+                f"{c.skipped:.1%}",
+                _num(c.agreement),
+            ]
+            for c in r.configs
+        ],
+    )
     keys = sorted({k for c in r.configs for k in c.cost_per_1k})
     if keys:
         lines += ["", "## $ per 1,000 queries", ""]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +55,23 @@ class Sent:
 
 @dataclass(frozen=True, slots=True)
 class QueryOutcome:
-    """One query under one configuration: final ranking, what was sent to rerank, time per stage."""
+    """One query under one configuration: final ranking, what was sent to rerank, time per stage.
+
+    `scores` and `sources` are the ranked hits' scores (as `served_by` scored them; the fused score under
+    `identity`) and source files; `dropped` what each cascade stage (and `min_relevance`) left out;
+    `agreement` the reranker-embedder agreement of `SearchResult`.
+    """
 
     qid: str
     ranking: tuple[str, ...]
     sent: tuple[Sent, ...]
     query_tokens: int
     timings_s: Mapping[str, float]
+    scores: tuple[float, ...] = ()
+    sources: tuple[str, ...] = ()
+    served_by: str = ""
+    dropped: Mapping[str, int] = field(default_factory=dict)
+    agreement: float | None = None
 
 
 @dataclass(frozen=True)
@@ -265,7 +275,20 @@ async def _run_config(
         answer = dataset.answers.get(q.qid)
         sent = tuple(_sent(s, tokens, count, answer) for s in result.sent)
         ranking = tuple(h.chunk.meta["doc_id"] for h in result.hits)
-        outcomes.append(QueryOutcome(q.qid, ranking, sent, count(q.text), timings))
+        outcomes.append(
+            QueryOutcome(
+                q.qid,
+                ranking,
+                sent,
+                count(q.text),
+                timings,
+                scores=tuple(h.score for h in result.hits),
+                sources=tuple(h.chunk.source for h in result.hits),
+                served_by=result.served_by,
+                dropped=result.dropped,
+                agreement=result.agreement,
+            )
+        )
         if progress and task is not None:
             progress.advance(task)
     return outcomes

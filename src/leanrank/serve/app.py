@@ -38,7 +38,7 @@ from leanrank.serve.limits import Gate
 from leanrank.serve.metrics import Metrics
 from leanrank.serve.middleware import DOCS_ASSETS, EdgeMiddleware
 from leanrank.serve.ratelimit import RateLimits
-from leanrank.serve.routes import courses, dashboard, ops, rerank, search, usage
+from leanrank.serve.routes import batch, courses, dashboard, ops, rerank, search, usage
 from leanrank.serve.service import Service, metered_view
 from leanrank.settings import Settings
 
@@ -123,7 +123,7 @@ def create_app(
         static_url=DOCS_ASSETS,
     )
     app.state.service = service
-    modules = (rerank, search, courses, usage, dashboard, ops)
+    modules = (rerank, batch, search, courses, usage, dashboard, ops)
     for module in modules:
         app.include_router(module.router)
     app.mount(dashboard.ASSETS, dashboard.assets(), name="dashboard-assets")

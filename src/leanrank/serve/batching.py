@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from leanrank.errors import BackendError
-from leanrank.rerank.base import BatchReranker, RerankResponse
+from leanrank.rerank.base import BatchReranker, RerankRequest, RerankResponse
 
 __all__ = ["BatchReranker", "MicroBatcher"]
 
@@ -44,6 +44,10 @@ class MicroBatcher:
     @property
     def name(self) -> str:
         return self.inner.name
+
+    async def rerank_batch(self, requests: Sequence[RerankRequest]) -> list[RerankResponse]:
+        """A batch of the caller's own (`/v1/rerank/batch`) goes to the model as it is."""
+        return await self.inner.rerank_batch(requests)
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         loop = asyncio.get_running_loop()

@@ -22,7 +22,7 @@ from leanrank.cost.ledger import CostLedger, LedgerError, Reply, RequestConflict
 from leanrank.serve.auth import Principal
 from leanrank.serve.service import ledger_id
 
-BILLED_PATHS = frozenset({"/v2/rerank", "/v1/rerank", "/rerank", "/v1/search"})
+BILLED_PATHS = frozenset({"/v2/rerank", "/v1/rerank", "/rerank", "/v1/search", "/v1/rerank/batch"})
 _KEPT = frozenset(
     {
         "content-type",

@@ -5,7 +5,7 @@ FastAPI dependencies that hand its parts to routes.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -17,6 +17,7 @@ from leanrank.pipeline import Pipeline, check_course_id
 from leanrank.rerank.base import Reranker
 from leanrank.serve.accounting import Accountant, CallContext
 from leanrank.serve.auth import KeyRing, Principal
+from leanrank.serve.diagnostics import AgreementTally
 from leanrank.serve.errors import NotReadyError
 from leanrank.serve.ingest import IngestJobs
 from leanrank.serve.limits import Gate
@@ -48,6 +49,7 @@ class Service:
     owns_pipeline: bool = False
     owned_ledger: Ledger | None = None
     ready: bool = False
+    agreement: AgreementTally = field(default_factory=AgreementTally)
 
     @property
     def pipeline(self) -> Pipeline:

@@ -224,6 +224,12 @@ class SearchRequest(_Request):
     heading_prefix: list[str] = Field(
         [], max_length=16, description="Only chunks under this heading path, outermost first."
     )
+    min_relevance: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Drop hits below this calibrated P(relevant).",
+    )
 
 
 class UsageOut(BaseModel):
@@ -339,6 +345,15 @@ class UsageRowOut(BaseModel):
     saved_usd: float = Field(description="`full_cost_usd - cost_usd`: what the gateway's cascade saved.")
 
 
+class AgreementOut(BaseModel):
+    """Reranker-embedder agreement of one course's searches since this process started."""
+
+    searches: int = Field(description="Searches that reranked (identity's are not counted).")
+    mean: float = Field(
+        description="Mean share of the reranked first 10 found in the first stage's first 50."
+    )
+
+
 class UsageReport(BaseModel):
     """Ledger totals over a period, grouped one way, never beyond the courses the key may see."""
 
@@ -382,6 +397,11 @@ class UsageReport(BaseModel):
     calls: int
     cost_usd: float
     unpriced: int
+    agreement: dict[str, AgreementOut] = Field(
+        {},
+        description="Per course the key may see: reranker-embedder agreement of the searches this process "
+        "served (a diagnostic kept in memory, not in the ledger).",
+    )
 
 
 class Status(BaseModel):

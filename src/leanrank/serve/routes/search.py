@@ -58,10 +58,12 @@ async def search(
             depth=body.depth,
             request_id=call.request_id,
             tenant=call.tenant,
+            min_relevance=body.min_relevance,
         )
     failed = [public_failure(f) for f in result.failed]
     billed = RerankResponse((), result.usage, result.served_by, result.failed)
     service.metrics.observe_charge(Charge(billed, result.served_by, result.cost_usd, result.budget), course)
+    service.agreement.add(course, result.agreement)
     return SearchResponse(
         request_id=request_id,
         query=result.query,

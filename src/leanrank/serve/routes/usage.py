@@ -12,7 +12,7 @@ from leanrank.cost.period import Period
 from leanrank.errors import InputError
 from leanrank.serve.auth import Principal
 from leanrank.serve.service import PrincipalDep, ServiceDep, scoped_course
-from leanrank.serve.wire import UsageReport, UsageRowOut, errors
+from leanrank.serve.wire import AgreementOut, UsageReport, UsageRowOut, errors
 
 router = APIRouter(tags=["usage"], responses=errors(401, 403, 422))
 
@@ -75,7 +75,13 @@ async def usage(
         )
         for r in rows
     ]
+    agreement = {
+        c: AgreementOut(searches=a.searches, mean=a.mean)
+        for c, a in service.agreement.by_course().items()
+        if _shown(principal, course, c)
+    }
     return UsageReport(
+        agreement=agreement,
         period=when.label,
         start=when.start,
         end=when.end,
