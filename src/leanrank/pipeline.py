@@ -43,6 +43,7 @@ from leanrank.rerank.cache import with_cache
 from leanrank.rerank.catalog import reranker as reranker_by_name
 from leanrank.rerank.guard import guard
 from leanrank.rerank.identity import IdentityReranker
+from leanrank.rerank.judge import JudgeStage, judge_from_settings
 from leanrank.rerank.stage import RerankStage, first_stage_scores
 from leanrank.retrieve.hybrid import HybridRetriever, RetrieveFilter
 from leanrank.settings import Settings
@@ -93,6 +94,7 @@ class SearchResult:
 
     `served_by` is the reranker that produced the order (a fallback or a hard budget cap may have chosen
     it); `cost_usd` is what the call cost (None: no known price); `budget` is the budget level before it.
+    `judge_usage` and `judge_cost_usd` are the LLM judge's call, when one ran (`leanrank.rerank.judge`).
     """
 
     query: str
@@ -109,6 +111,8 @@ class SearchResult:
     retrieved: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     sent: tuple[Sendable, ...] = ()
+    judge_usage: Usage | None = None
+    judge_cost_usd: float | None = None
 
     @property
     def sent_tokens(self) -> int:
@@ -195,6 +199,18 @@ class Pipeline:
             meter=self.meter,
             fallback=reranker_by_name(self.settings.cost.fallback),
         )
+        js = self.settings.judge
+        self.judge = (
+            JudgeStage(
+                guard(with_cache(judge_from_settings(js), js.cache, self.settings.data_dir, rs.cache_ttl_s)),
+                top_n=js.top_n,
+                action=js.action,
+                meter=self.meter,
+            )
+            if js.model
+            else None
+        )
+        self._judge_key = js.model_dump_json(exclude={"api_key", "enabled", "cache"})
         self._config_key = _config_key(self.settings, self.dense.name, self.rerank.reranker.name)
         ing = self.settings.ingest
         self._chunker = ChunkerConfig(
@@ -345,14 +361,17 @@ class Pipeline:
         depth: int | None = None,
         request_id: str | None = None,
         tenant: str | None = None,
+        judge: bool | None = None,
     ) -> SearchResult:
         """Hybrid first stage, then the rerank step; hits are from `course` only, under the heading path
         `heading_prefix` starts (see `heading_path`). `depth` defaults to `retrieve.depth`, raised to `k`.
+        `judge` runs the LLM judge on the top hits (None: `judge.enabled`); InputError when none is set up.
 
         The rerank call is written to the cost ledger under `request_id` (a fresh one when None): a
         client retrying with the same id is billed once.
         """
         text = self.check_query(query)
+        use_judge = self._use_judge(judge)
         self.check_course(course)
         heading = await asyncio.to_thread(self.heading_path, course, heading_prefix) if heading_prefix else ()
         where = RetrieveFilter(course, tuple(langs), heading)
@@ -364,7 +383,7 @@ class Pipeline:
         vector, scope = None, ""
         if self.results is not None:
             vector = await asyncio.to_thread(self.dense.embed_query, text)
-            scope = self._scope(text, where, want, depth)
+            scope = self._scope(text, where, want, depth, use_judge)
             cached = await asyncio.to_thread(self.results.lookup, course, scope, vector)
             if cached is not None and same_question(cached.query, text):
                 return await self._answered(text, course, cached.hits, rid, tenant, t0)
@@ -397,7 +416,14 @@ class Pipeline:
             for c in selection.rest[: max(0, want - len(stage.hits))]
         ]
         hits = stage.hits + tail
-        if self.results is not None and vector is not None and not stage.failed and stage.budget == "ok":
+        failed = stage.failed
+        timings = {"retrieve": t1 - t0, "cascade": t2 - t1, "rerank": t3 - t2}
+        judged = None
+        if use_judge and self.judge is not None:
+            judged = await self.judge.run(text, hits, request_id=rid, course=course, tenant=tenant)
+            hits, failed = judged.hits, (*failed, *judged.failed)
+            timings["judge"] = time.perf_counter() - t3
+        if self.results is not None and vector is not None and not failed and stage.budget == "ok":
             await asyncio.to_thread(self.results.store, course, scope, text, vector, hits)
         return SearchResult(
             text,
@@ -405,22 +431,35 @@ class Pipeline:
             hits,
             len(selection.sent),
             stage.usage,
-            {"retrieve": t1 - t0, "cascade": t2 - t1, "rerank": t3 - t2},
+            timings,
             request_id=rid,
             served_by=stage.served_by,
             cost_usd=stage.cost_usd,
             budget=stage.budget,
-            failed=stage.failed,
+            failed=failed,
             retrieved=selection.retrieved,
             dropped=selection.dropped,
             sent=tuple(selection.sent),
+            judge_usage=judged.usage if judged else None,
+            judge_cost_usd=judged.cost_usd if judged else None,
         )
 
-    def _scope(self, query: str, where: RetrieveFilter, want: int, depth: int | None) -> str:
+    def _use_judge(self, judge: bool | None) -> bool:
+        """Whether this search runs the judge; asking for one that is not set up is the caller's error."""
+        use = self.settings.judge.enabled if judge is None else judge
+        if use and self.judge is None:
+            raise InputError("no LLM judge is configured: set judge.model (LEANRANK_JUDGE__MODEL)")
+        return use
+
+    def _scope(
+        self, query: str, where: RetrieveFilter, want: int, depth: int | None, judge: bool = False
+    ) -> str:
         """What must match, besides the course and a near-identical question, to reuse a cached answer:
         the question's language, the filters, the hits asked for and everything that shapes the ranking
         (fixed for this pipeline, hashed once in `_config_key`)."""
         shape = [self._config_key, detect_lang(query), where.langs, where.heading_prefix, want, depth]
+        if judge:
+            shape.append(self._judge_key)
         return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
 
     async def _answered(
@@ -460,6 +499,7 @@ class Pipeline:
         depth: int | None = None,
         request_id: str | None = None,
         tenant: str | None = None,
+        judge: bool | None = None,
     ) -> SearchResult:
         """Sync wrapper of `asearch` for scripts and the CLI; also works inside a running event loop."""
         return run_sync(
@@ -472,6 +512,7 @@ class Pipeline:
                 depth=depth,
                 request_id=request_id,
                 tenant=tenant,
+                judge=judge,
             )
         )
 

@@ -83,6 +83,37 @@ class RerankSettings(_Group):
     cache_ttl_s: float = Field(30 * 86_400, gt=0, description="Cached scores expire after this long.")
 
 
+class JudgeSettings(_Group):
+    """The LLM judge after the rerank step (`leanrank.rerank.judge`): off unless enabled or asked per search.
+
+    Any OpenAI-compatible chat endpoint; priced as `chat:MODEL` (`cost/prices/chat.toml`), recorded in the
+    ledger under the stage `judge`, held against the same budgets as the reranker.
+    """
+
+    enabled: bool = Field(False, description="Judge every search (a search may still turn it on or off).")
+    model: str = Field("", description="Chat model name, e.g. `gpt-4o-mini`; empty: no judge configured.")
+    base_url: str = Field("https://api.openai.com/v1", description="Endpoint serving `/chat/completions`.")
+    api_key: SecretStr | None = Field(None, description="Bearer key; never logged.")
+    top_n: int = Field(3, ge=1, le=20, description="Hits judged, best first.")
+    action: Literal["demote", "drop"] = Field(
+        "demote", description="Hits judged `no` move to the end (`demote`) or are removed (`drop`)."
+    )
+    timeout_s: float = Field(20.0, gt=0, description="Per request.")
+    max_attempts: int = Field(3, ge=1, le=10, description="Tries per passage on 429/5xx.")
+    max_tokens: int = Field(3, ge=1, le=64, description="Answer length asked for: yes or no.")
+    cache: str = Field(
+        "off",
+        description="Verdict cache, as `rerank.cache`: `off`, `sqlite` or a `redis://` URL.",
+        pattern=r"^(off|sqlite|rediss?://.+)$",
+    )
+
+    @model_validator(mode="after")
+    def _model_when_enabled(self) -> JudgeSettings:
+        if self.enabled and not self.model:
+            raise ValueError("judge.enabled needs judge.model")
+        return self
+
+
 CascadePreset = Literal["off", "cheap", "balanced", "best"]
 
 
@@ -276,6 +307,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     retrieve: RetrieveSettings = RetrieveSettings()
     rerank: RerankSettings = RerankSettings()
+    judge: JudgeSettings = JudgeSettings()
     cascade: CascadeSettings = CascadeSettings(preset="balanced")
     store: StoreSettings = StoreSettings()
     serve: ServeSettings = ServeSettings()

@@ -22,6 +22,7 @@ class EvalConfig:
     retrieve: RetrieveSettings
     reranker: str = "identity"
     cascade: CascadeSettings = field(default_factory=CascadeSettings)
+    judge: bool = False
 
     @property
     def depth(self) -> int:
@@ -29,9 +30,17 @@ class EvalConfig:
         return self.retrieve.depth
 
     def settings(self, base: Settings) -> Settings:
-        """`base` (encoder, data dir, limits) with this configuration's first stage and reranker."""
+        """`base` (encoder, data dir, limits, the judge's endpoint) with this configuration's first stage,
+        reranker and judge switch; ConfigError when the configuration judges and `base` names no judge."""
+        if self.judge and not base.judge.model:
+            raise ConfigError(
+                f"configuration {self.name!r} runs the LLM judge: set judge.model and judge.base_url "
+                "(LEANRANK_JUDGE__MODEL, LEANRANK_JUDGE__BASE_URL, LEANRANK_JUDGE__API_KEY)"
+            )
         rerank = RerankSettings(backend=self.reranker, top_k=self.depth)
-        return base.model_copy(update={"retrieve": self.retrieve, "rerank": rerank, "cascade": self.cascade})
+        judge = base.judge.model_copy(update={"enabled": self.judge})
+        update = {"retrieve": self.retrieve, "rerank": rerank, "cascade": self.cascade, "judge": judge}
+        return base.model_copy(update=update)
 
 
 PRESETS: dict[str, EvalConfig] = {
@@ -59,6 +68,13 @@ PRESETS: dict[str, EvalConfig] = {
             "hybrid top-20, the best cascade (looser cut)",
             RetrieveSettings(),
             cascade=CascadeSettings(preset="best"),
+        ),
+        EvalConfig(
+            "judge",
+            "the defaults, then the LLM judge on the top 3 (judge.* settings name the endpoint)",
+            RetrieveSettings(),
+            cascade=CascadeSettings(preset="balanced"),
+            judge=True,
         ),
         EvalConfig("hybrid-20", "hybrid RRF top-20, no cascade: the textbook cut", RetrieveSettings()),
         EvalConfig("hybrid-100", "hybrid RRF top-100, no cascade", RetrieveSettings(depth=100)),

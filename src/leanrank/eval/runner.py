@@ -62,6 +62,8 @@ class QueryOutcome:
     sent: tuple[Sent, ...]
     query_tokens: int
     timings_s: Mapping[str, float]
+    judged: int = 0
+    judge_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -265,7 +267,18 @@ async def _run_config(
         answer = dataset.answers.get(q.qid)
         sent = tuple(_sent(s, tokens, count, answer) for s in result.sent)
         ranking = tuple(h.chunk.meta["doc_id"] for h in result.hits)
-        outcomes.append(QueryOutcome(q.qid, ranking, sent, count(q.text), timings))
+        judge = result.judge_usage
+        outcomes.append(
+            QueryOutcome(
+                q.qid,
+                ranking,
+                sent,
+                count(q.text),
+                timings,
+                judged=judge.documents if judge else 0,
+                judge_usd=result.judge_cost_usd,
+            )
+        )
         if progress and task is not None:
             progress.advance(task)
     return outcomes

@@ -214,6 +214,9 @@ class SearchRequest(_Request):
     heading_prefix: list[str] = Field(
         [], max_length=16, description="Only chunks under this heading path, outermost first."
     )
+    judge: bool | None = Field(
+        None, description="Run the LLM judge on the top hits (null: the server's judge.enabled)."
+    )
 
 
 class UsageOut(BaseModel):
@@ -261,6 +264,9 @@ class SearchResponse(BaseModel):
     failed: list[str] = Field(description="Backends tried first that failed, with why.")
     usage: UsageOut
     cost_usd: float | None = Field(description="What this request cost, when the price is known.")
+    judge_cost_usd: float | None = Field(
+        None, description="What the LLM judge cost, when it ran and its price is known."
+    )
     timings_ms: dict[str, float]
 
 

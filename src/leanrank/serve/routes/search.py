@@ -58,6 +58,7 @@ async def search(
             depth=body.depth,
             request_id=call.request_id,
             tenant=call.tenant,
+            judge=body.judge,
         )
     failed = [public_failure(f) for f in result.failed]
     billed = RerankResponse((), result.usage, result.served_by, result.failed)
@@ -74,5 +75,6 @@ async def search(
         failed=failed,
         usage=UsageOut.model_validate(usage_json(result.usage)),
         cost_usd=result.cost_usd,
+        judge_cost_usd=result.judge_cost_usd,
         timings_ms={stage: round(s * 1000, 3) for stage, s in result.timings_s.items()},
     )
