@@ -46,6 +46,7 @@ from leanrank.rerank.identity import IdentityReranker
 from leanrank.rerank.judge import JudgeStage, judge_from_settings
 from leanrank.rerank.stage import RerankStage, first_stage_scores
 from leanrank.retrieve.hybrid import HybridRetriever, RetrieveFilter
+from leanrank.retrieve.steering import Steering, resolve
 from leanrank.settings import Settings
 from leanrank.types import Hit, Lang
 
@@ -362,10 +363,12 @@ class Pipeline:
         request_id: str | None = None,
         tenant: str | None = None,
         judge: bool | None = None,
+        steering: Steering | None = None,
     ) -> SearchResult:
         """Hybrid first stage, then the rerank step; hits are from `course` only, under the heading path
         `heading_prefix` starts (see `heading_path`). `depth` defaults to `retrieve.depth`, raised to `k`.
         `judge` runs the LLM judge on the top hits (None: `judge.enabled`); InputError when none is set up.
+        `steering` names chunks or sources to move toward or away from (`leanrank.retrieve.steering`).
 
         The rerank call is written to the cost ledger under `request_id` (a fresh one when None): a
         client retrying with the same id is billed once.
@@ -374,6 +377,10 @@ class Pipeline:
         use_judge = self._use_judge(judge)
         self.check_course(course)
         heading = await asyncio.to_thread(self.heading_path, course, heading_prefix) if heading_prefix else ()
+        steer = None
+        if steering is not None and not steering.empty:
+            strategy = self.settings.retrieve.steer_strategy
+            steer = await asyncio.to_thread(resolve, self.store, course, steering, strategy)
         where = RetrieveFilter(course, tuple(langs), heading)
         rid = request_id or uuid.uuid4().hex
         want = k or self.rerank.top_k
@@ -383,7 +390,7 @@ class Pipeline:
         vector, scope = None, ""
         if self.results is not None:
             vector = await asyncio.to_thread(self.dense.embed_query, text)
-            scope = self._scope(text, where, want, depth, use_judge)
+            scope = self._scope(text, where, want, depth, use_judge, steering)
             cached = await asyncio.to_thread(self.results.lookup, course, scope, vector)
             if cached is not None and same_question(cached.query, text):
                 return await self._answered(text, course, cached.hits, rid, tenant, t0)
@@ -394,6 +401,7 @@ class Pipeline:
             depth=depth,
             vector=vector,
             with_vectors=self.cascade.needs_vectors,
+            steer=steer,
         )
         t1 = time.perf_counter()
         selection = await self.cascade.select(text, candidates)
@@ -452,7 +460,13 @@ class Pipeline:
         return use
 
     def _scope(
-        self, query: str, where: RetrieveFilter, want: int, depth: int | None, judge: bool = False
+        self,
+        query: str,
+        where: RetrieveFilter,
+        want: int,
+        depth: int | None,
+        judge: bool = False,
+        steering: Steering | None = None,
     ) -> str:
         """What must match, besides the course and a near-identical question, to reuse a cached answer:
         the question's language, the filters, the hits asked for and everything that shapes the ranking
@@ -460,6 +474,8 @@ class Pipeline:
         shape = [self._config_key, detect_lang(query), where.langs, where.heading_prefix, want, depth]
         if judge:
             shape.append(self._judge_key)
+        if steering is not None and not steering.empty:
+            shape.append(steering.key())
         return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
 
     async def _answered(
@@ -500,6 +516,7 @@ class Pipeline:
         request_id: str | None = None,
         tenant: str | None = None,
         judge: bool | None = None,
+        steering: Steering | None = None,
     ) -> SearchResult:
         """Sync wrapper of `asearch` for scripts and the CLI; also works inside a running event loop."""
         return run_sync(
@@ -513,6 +530,7 @@ class Pipeline:
                 request_id=request_id,
                 tenant=tenant,
                 judge=judge,
+                steering=steering,
             )
         )
 

@@ -67,6 +67,11 @@ class RetrieveSettings(_Group):
     max_per_source: int = Field(0, ge=0, description="Most chunks kept from one source file; 0 = no limit.")
     dedup: bool = Field(True, description="Drop candidates whose normalised text repeats a better one.")
     min_score: float | None = Field(None, description="Drop candidates whose fused score is below this.")
+    steer_strategy: Literal["sum_scores", "best_score", "discover"] = Field(
+        "sum_scores",
+        description="How a search's context examples steer the dense lists (`leanrank.retrieve.steering`): "
+        "Qdrant's recommend strategies or its discovery query.",
+    )
 
 
 class RerankSettings(_Group):

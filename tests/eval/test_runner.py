@@ -14,9 +14,11 @@ from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
 from leanrank.errors import ConfigError
 from leanrank.eval.configs import PRESETS, resolve_configs
-from leanrank.eval.datasets import Answer, Dataset, load_dataset
+from leanrank.eval.datasets import Answer, Dataset, Doc, Query, load_dataset
 from leanrank.eval.report import summarise, write_report
-from leanrank.eval.runner import EvalResult, answer_survives, run_eval
+from leanrank.eval.runner import EvalResult, answer_survives, doc_chunks, lesson_context, run_eval
+from leanrank.index.edge import point_id
+from leanrank.retrieve.steering import Steering
 from leanrank.settings import CascadeSettings, JudgeSettings, RetrieveSettings, Settings
 from tests.eval.conftest import QUERIES, PerMillion, words, write_beir
 from tests.rerank.chat_server import CHAT_MODEL, FakeChat
@@ -196,3 +198,14 @@ def test_the_judge_configuration_is_measured_with_its_cost(
     assert (default.quality["mrr@10"], judged.quality["mrr@10"]) == pytest.approx(RECORDED_MRR)
     with pytest.raises(ConfigError, match="runs the LLM judge"):
         PRESETS["judge"].settings(Settings(data_dir=tmp_path))
+
+
+def test_lesson_context_is_the_answers_neighbours_without_the_answer() -> None:
+    lesson = [Doc(f"l{i}", f"text {i}", "c", "lesson.md", "en") for i in range(9)]
+    other = [Doc("o0", "other", "c", "other.md", "en")]
+    queries = (Query("q1", "?", "en", "c"), Query("q2", "?", "en", "c"), Query("q3", "?", "en", "c"))
+    data = Dataset("t", (*lesson, *other), queries, {"q1": {"l4": 1, "l5": 1}, "q2": {"o0": 1}})
+    contexts = lesson_context(data)
+    ids = {d.doc_id: point_id(c) for d, c in zip(lesson, doc_chunks(lesson, words), strict=True)}
+    # Three on each side of l4, the relevant l4 and l5 left out; o0 is alone in its source; q3 is unjudged.
+    assert contexts == {"q1": Steering(positive_chunks=tuple(ids[f"l{i}"] for i in (1, 2, 3, 6, 7)))}

@@ -56,3 +56,28 @@ def test_asking_for_a_judge_the_server_lacks_is_refused(tmp_path: Path, index: P
         server.close()
     assert reply.status_code == 422
     assert "judge.model" in reply.text
+
+
+def test_search_takes_the_students_context(tmp_path: Path, index: Pipeline) -> None:
+    server = LiveServer(create_app(settings_for(tmp_path), pipeline=index))
+    try:
+        with server.client(DEMO_KEY) as http:
+            query = {"query": "how do I define a function", "course": "demo", "k": 2}
+            plain = http.post("/v1/search", json=query).json()
+            ruled_out = plain["hits"][0]["chunk_id"]
+            steered = http.post(
+                "/v1/search", json={**query, "context": {"negative_chunks": [ruled_out]}}
+            ).json()
+            unknown = http.post("/v1/search", json={**query, "context": {"positive_sources": ["nope.md"]}})
+            typo = http.post("/v1/search", json={**query, "context": {"positive": ["lesson.md"]}})
+    finally:
+        server.close()
+    # The dense list moves away from the ruled-out chunk (BM25, which still likes its words, is left alone).
+    dense = {h["chunk_id"]: h["stage_scores"]["dense"] for h in steered["hits"]}
+    (other,) = set(dense) - {ruled_out}
+    assert plain["hits"][0]["stage_scores"]["dense"] > plain["hits"][1]["stage_scores"]["dense"]
+    assert dense[ruled_out] < dense[other]
+    assert steered["hits"][1]["score"] > plain["hits"][1]["score"]
+    assert unknown.status_code == 422
+    assert "source 'nope.md' is not in course demo" in unknown.text
+    assert typo.status_code == 422

@@ -28,6 +28,7 @@ from leanrank.cli.serve import serve_command
 from leanrank.errors import InputError
 from leanrank.pipeline import FileReport, IngestReport, Pipeline, SearchResult
 from leanrank.rerank.identity import IdentityReranker
+from leanrank.retrieve.steering import from_examples
 from leanrank.settings import RerankSettings, Settings
 from leanrank.types import Hit, Lang
 
@@ -194,6 +195,17 @@ def search(
             help="Ask the LLM judge whether the top hits answer the question [default: judge.enabled].",
         ),
     ] = None,
+    toward: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--toward",
+            help="A chunk id or source the student works in: the dense lists move toward it (repeatable).",
+        ),
+    ] = None,
+    away: Annotated[
+        list[str] | None,
+        typer.Option("--away-from", help="A chunk id or source the student ruled out (repeatable)."),
+    ] = None,
     queries: Annotated[
         Path | None,
         typer.Option("--queries", help="JSON-lines file of {id, query}: many queries in one run."),
@@ -207,12 +219,15 @@ def search(
             raise typer.Exit(2)
         langs.append(code)  # type: ignore[arg-type]  # checked just above
     prefix = tuple(p.strip() for p in heading.split(">")) if heading else ()
+    steering = from_examples(toward or (), away or ())
     with _pipeline() as pipe:
         if queries is not None:
             if query is not None:
                 raise InputError("give either a QUERY or --queries FILE, not both")
             for qid, text in _read_queries(queries):
-                result = pipe.search(text, course, langs=langs, heading_prefix=prefix, k=k, judge=judge)
+                result = pipe.search(
+                    text, course, langs=langs, heading_prefix=prefix, k=k, judge=judge, steering=steering
+                )
                 sys.stdout.write(
                     json.dumps({"id": qid, "hits": [hit_json(h) for h in result.hits]}, ensure_ascii=False)
                     + "\n"
@@ -220,7 +235,9 @@ def search(
             return
         if query is None:
             raise InputError("give a QUERY or --queries FILE")
-        result = pipe.search(query, course, langs=langs, heading_prefix=prefix, k=k, judge=judge)
+        result = pipe.search(
+            query, course, langs=langs, heading_prefix=prefix, k=k, judge=judge, steering=steering
+        )
         if not result.hits and langs:
             err.print(
                 f"no chunk of course {course} is in {' or '.join(langs)}: the --lang filter left nothing"

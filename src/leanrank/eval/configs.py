@@ -8,6 +8,7 @@ is fixed by the pool, so differences in the report are caused by the configurati
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from leanrank.errors import ConfigError
 from leanrank.settings import CascadeSettings, RerankSettings, RetrieveSettings, Settings
@@ -23,6 +24,9 @@ class EvalConfig:
     reranker: str = "identity"
     cascade: CascadeSettings = field(default_factory=CascadeSettings)
     judge: bool = False
+    # "lesson": each judged query steers toward the chunks around its answer in the same source (the lesson
+    # the student is reading), the answer's own chunks left out (`leanrank.eval.runner.lesson_context`).
+    context: Literal["none", "lesson"] = "none"
 
     @property
     def depth(self) -> int:
@@ -76,7 +80,20 @@ PRESETS: dict[str, EvalConfig] = {
             cascade=CascadeSettings(preset="balanced"),
             judge=True,
         ),
+        EvalConfig(
+            "steer",
+            "the defaults, steered toward the chunks around the answer in its lesson (not the answer)",
+            RetrieveSettings(),
+            cascade=CascadeSettings(preset="balanced"),
+            context="lesson",
+        ),
         EvalConfig("hybrid-20", "hybrid RRF top-20, no cascade: the textbook cut", RetrieveSettings()),
+        EvalConfig(
+            "steer-20",
+            "hybrid RRF top-20, no cascade, steered as `steer`",
+            RetrieveSettings(),
+            context="lesson",
+        ),
         EvalConfig("hybrid-100", "hybrid RRF top-100, no cascade", RetrieveSettings(depth=100)),
         EvalConfig("dense-20", "dense top-20, no cascade", RetrieveSettings(mode="dense", depth=20)),
     )

@@ -23,7 +23,7 @@ import qdrant_edge as qe
 
 from leanrank.encode.base import Matrix, SparseVec
 from leanrank.errors import ConfigError, IndexLockedError, StoreError
-from leanrank.index.base import Candidate, HybridQuery, StoredPoint
+from leanrank.index.base import Candidate, HybridQuery, Steer, StoredPoint
 from leanrank.ingest.lang import contained_langs
 from leanrank.storage import ensure_free
 from leanrank.types import Chunk
@@ -100,6 +100,22 @@ def _match(key: str, value: str) -> qe.FieldCondition:
 
 def _sparse(vec: SparseVec) -> qe.SparseVector:
     return qe.SparseVector(indices=list(vec.indices), values=list(vec.values))
+
+
+def _dense_query(vector: Matrix, steer: Steer | None) -> qe.Query:
+    """The dense lists' query: plain nearest, or the engine's recommend/discover query from `steer`."""
+    target = vector.tolist()
+    if steer is None:
+        return qe.Query.Nearest(target, using="dense")
+    positives = [v.tolist() for v in steer.positives]
+    negatives = [v.tolist() for v in steer.negatives]
+    if steer.strategy == "discover":
+        pairs = [qe.ContextPair(p, n) for p in positives for n in negatives]
+        return qe.Query.Discover(qe.DiscoverQuery(target, pairs), using="dense")
+    examples = qe.RecommendQuery([target, *positives], negatives)
+    if steer.strategy == "best_score":
+        return qe.Query.RecommendBestScore(examples, using="dense")
+    return qe.Query.RecommendSumScores(examples, using="dense")
 
 
 def dense_of(vector: Any) -> Matrix | None:
@@ -283,7 +299,7 @@ class EdgeStore:
         if query.heading_prefix:
             must.append(_match("heading_prefixes", " > ".join(query.heading_prefix)))
         flt = qe.Filter(must=must)
-        dense_q = qe.Query.Nearest(query.dense.tolist(), using="dense")
+        dense_q = _dense_query(query.dense, query.steer)
         prefetches = [qe.Prefetch(limit=query.prefetch, query=dense_q, filter=flt)]
         requests = [qe.QueryRequest(limit=query.prefetch, query=dense_q, filter=flt)]
         weights = [query.weights[0]]
@@ -326,6 +342,28 @@ class EdgeStore:
                 )
             )
         return out
+
+    def dense_vectors(
+        self, course: str, *, chunk_ids: Sequence[str] = (), source: str | None = None
+    ) -> dict[str, Matrix]:
+        with _engine_errors(f"reading vectors of course {course}"):
+            if source is None:
+                records = self._shard.retrieve(
+                    list(chunk_ids), with_payload=["course"], with_vector=["dense"]
+                )
+                found = [r for r in records if (r.payload or {}).get("course") == course]
+            else:
+                flt = qe.Filter(must=[_match("course", course), _match("source", source)])
+                found, offset = [], None
+                while True:
+                    request = qe.ScrollRequest(
+                        offset=offset, limit=1_000, filter=flt, with_payload=False, with_vector=["dense"]
+                    )
+                    page, offset = self._shard.scroll(request)
+                    found.extend(page)
+                    if offset is None:
+                        break
+        return {str(r.id): v for r in found if (v := dense_of(r.vector)) is not None}
 
     def scroll(self, limit: int, offset: str | None = None) -> tuple[list[StoredPoint], str | None]:
         """Up to `limit` points in id order from `offset`, with both vectors; the next offset or `None`."""

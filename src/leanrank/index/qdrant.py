@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
@@ -28,7 +29,7 @@ import numpy as np
 
 from leanrank.encode.base import Matrix, SparseVec
 from leanrank.errors import ConfigError, DependencyError, LeanrankError, StoreError
-from leanrank.index.base import Candidate, HybridQuery, StoredPoint
+from leanrank.index.base import Candidate, HybridQuery, Steer, StoredPoint
 from leanrank.index.edge import (
     KEYWORD_FIELDS,
     LANGS_FIELD,
@@ -67,6 +68,25 @@ def _point(pid: str, chunk: Chunk, dense: Matrix, sparse: SparseVec) -> models.P
     return models.PointStruct(
         id=pid, vector={"dense": dense.tolist(), "bm25": _sparse(sparse)}, payload=chunk_payload(chunk)
     )
+
+
+def _dense_query(vector: Matrix, steer: Steer | None) -> Any:
+    """The dense lists' query: the vector itself (nearest), or a recommend/discover query from `steer`."""
+    target = vector.tolist()
+    if steer is None:
+        return target
+    positives = [v.tolist() for v in steer.positives]
+    negatives = [v.tolist() for v in steer.negatives]
+    if steer.strategy == "discover":
+        pairs = [models.ContextPair(positive=p, negative=n) for p in positives for n in negatives]
+        return models.DiscoverQuery(discover=models.DiscoverInput(target=target, context=pairs))
+    strategy = (
+        models.RecommendStrategy.BEST_SCORE
+        if steer.strategy == "best_score"
+        else models.RecommendStrategy.SUM_SCORES
+    )
+    examples = models.RecommendInput(positive=[target, *positives], negative=negatives, strategy=strategy)
+    return models.RecommendQuery(recommend=examples)
 
 
 def _transient(exc: Exception) -> bool:
@@ -308,7 +328,8 @@ class QdrantStore:
         if query.heading_prefix:
             must.append(_match("heading_prefixes", " > ".join(query.heading_prefix)))
         flt = models.Filter(must=must)
-        lists: list[tuple[str, list[float] | models.SparseVector]] = [("dense", query.dense.tolist())]
+        dense_q = _dense_query(query.dense, query.steer)
+        lists: list[tuple[str, Any]] = [("dense", dense_q)]
         if query.sparse.indices:
             lists.append(("bm25", _sparse(query.sparse)))
         prefetch = [models.Prefetch(query=q, using=u, filter=flt, limit=query.prefetch) for u, q in lists]
@@ -316,9 +337,7 @@ class QdrantStore:
         for lang, weight in zip(query.lang_legs, query.weights[2:], strict=True):
             in_lang = models.Filter(must=[*must, _match(LANGS_FIELD, lang)])
             prefetch.append(
-                models.Prefetch(
-                    query=query.dense.tolist(), using="dense", filter=in_lang, limit=query.prefetch
-                )
+                models.Prefetch(query=dense_q, using="dense", filter=in_lang, limit=query.prefetch)
             )
             weights.append(weight)
         fused = models.QueryRequest(
@@ -353,6 +372,36 @@ class QdrantStore:
                 )
             )
         return out
+
+    def dense_vectors(
+        self, course: str, *, chunk_ids: Sequence[str] = (), source: str | None = None
+    ) -> dict[str, Matrix]:
+        what = f"reading vectors of course {course}"
+        if source is None:
+            ids: list[models.ExtendedPointId] = list(chunk_ids)
+            records = self._call(
+                what,
+                lambda: self._client.retrieve(
+                    self.collection, ids, with_payload=["course"], with_vectors=["dense"]
+                ),
+            )
+            found = [r for r in records if (r.payload or {}).get("course") == course]
+        else:
+            flt = models.Filter(must=[_match("course", course), _match("source", source)])
+            found, offset = [], None
+            while True:
+                page, offset = self._call(what, partial(self._source_page, flt, offset))
+                found.extend(page)
+                if offset is None:
+                    break
+        return {str(r.id): v for r in found if (v := dense_of(r.vector)) is not None}
+
+    def _source_page(
+        self, flt: models.Filter, offset: models.ExtendedPointId | None
+    ) -> tuple[list[models.Record], models.ExtendedPointId | None]:
+        return self._client.scroll(
+            self.collection, scroll_filter=flt, limit=1_000, offset=offset, with_vectors=["dense"]
+        )
 
     def scroll(self, limit: int, offset: str | None = None) -> tuple[list[StoredPoint], str | None]:
         """Up to `limit` points in id order from `offset`, with both vectors; the next offset or `None`."""

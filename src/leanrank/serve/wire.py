@@ -199,6 +199,17 @@ class TeiInfo(BaseModel):
     version: str
 
 
+class SteeringIn(BaseModel):
+    """Examples from the student's context: chunk ids (a hit's `chunk_id`) and sources (lesson files)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    positive_chunks: list[str] = Field([], max_length=64, description="Chunks to move toward.")
+    negative_chunks: list[str] = Field([], max_length=64, description="Chunks to move away from.")
+    positive_sources: list[str] = Field([], max_length=16, description="Sources the student works in.")
+    negative_sources: list[str] = Field([], max_length=16, description="Sources the student ruled out.")
+
+
 class SearchRequest(_Request):
     """A question about one course: hybrid retrieval, then the rerank step."""
 
@@ -216,6 +227,9 @@ class SearchRequest(_Request):
     )
     judge: bool | None = Field(
         None, description="Run the LLM judge on the top hits (null: the server's judge.enabled)."
+    )
+    context: SteeringIn | None = Field(
+        None, description="Steer the dense lists toward / away from these examples (retrieve.steer_strategy)."
     )
 
 

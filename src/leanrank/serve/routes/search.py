@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from leanrank.cli.rerank import usage_json
 from leanrank.rerank.base import RerankResponse
+from leanrank.retrieve.steering import Steering
 from leanrank.serve.accounting import Charge
 from leanrank.serve.errors import public_failure
 from leanrank.serve.service import PrincipalDep, RequestIdDep, ServiceDep, call_context, scoped_course
@@ -59,6 +60,9 @@ async def search(
             request_id=call.request_id,
             tenant=call.tenant,
             judge=body.judge,
+            steering=None
+            if body.context is None
+            else Steering(**{side: tuple(ids) for side, ids in body.context.model_dump().items()}),
         )
     failed = [public_failure(f) for f in result.failed]
     billed = RerankResponse((), result.usage, result.served_by, result.failed)
