@@ -255,6 +255,14 @@ class StoreSettings(_Group):
     shard_number: int = Field(1, ge=1)
     replication_factor: int = Field(1, ge=1)
     write_consistency_factor: int = Field(1, ge=1)
+    # Set when the index is created (`leanrank.index.base.Quantization`); another value needs a new index.
+    quantization: Literal["none", "int8", "binary"] = Field(
+        "none", description="Dense vectors also stored as int8 (4× smaller) or 1 bit (32×) per dimension."
+    )
+    rescore: bool = Field(True, description="Quantised search re-scores its best hits with the full vectors.")
+    oversampling: float = Field(
+        2.0, ge=1.0, le=16.0, description="Quantised search fetches this × the hits asked, then rescores."
+    )
     timeout_s: int = Field(10, ge=1, description="Per request to a Qdrant server.")
     retries: int = Field(3, ge=0, le=10, description="Retries on connection errors and 5xx, with backoff.")
 

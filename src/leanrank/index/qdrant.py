@@ -29,7 +29,7 @@ import numpy as np
 
 from leanrank.encode.base import Matrix, SparseVec
 from leanrank.errors import ConfigError, DependencyError, LeanrankError, StoreError
-from leanrank.index.base import Candidate, HybridQuery, Steer, StoredPoint
+from leanrank.index.base import Candidate, HybridQuery, Quantization, Steer, StoredPoint, quantization_of
 from leanrank.index.edge import (
     KEYWORD_FIELDS,
     LANGS_FIELD,
@@ -89,6 +89,25 @@ def _dense_query(vector: Matrix, steer: Steer | None) -> Any:
     return models.RecommendQuery(recommend=examples)
 
 
+def _quantization_config(kind: str) -> models.QuantizationConfig | None:
+    """The collection's quantisation (`leanrank.index.base.Quantization`), kept in RAM; None for `none`."""
+    if kind == "int8":
+        scalar = models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+        return models.ScalarQuantization(scalar=scalar)
+    if kind == "binary":
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+    return None
+
+
+def _search_params(quantization: Quantization | None) -> models.SearchParams | None:
+    if quantization is None:
+        return None
+    rescoring = models.QuantizationSearchParams(
+        rescore=quantization.rescore, oversampling=quantization.oversampling
+    )
+    return models.SearchParams(quantization=rescoring)
+
+
 def _transient(exc: Exception) -> bool:
     """Worth retrying: the server was unreachable, timed out or answered 5xx; never a 4xx."""
     if isinstance(exc, UnexpectedResponse):
@@ -127,6 +146,7 @@ class QdrantStore:
         self._retries = s.retries
         self._backoff_s = backoff_s
         self._remote = where.startswith(("http://", "https://"))
+        self._params = _search_params(quantization_of(s))
         try:
             if self._remote:
                 key = s.api_key.get_secret_value() if s.api_key else None
@@ -140,7 +160,10 @@ class QdrantStore:
         except (RuntimeError, ValueError) as exc:  # local mode: folder locked by another process, bad path
             raise StoreError(f"opening Qdrant at {where} failed: {_reason(exc)}") from exc
         try:
-            self._open({"schema": SCHEMA_VERSION, "dim": dim, "encoder": encoder}, s)
+            expected: dict[str, Any] = {"schema": SCHEMA_VERSION, "dim": dim, "encoder": encoder}
+            if s.quantization != "none":  # recorded only when set: collections made before it stay valid
+                expected["quantization"] = s.quantization
+            self._open(expected, s)
         except LeanrankError:
             self._client.close()  # local mode holds a lock on its folder until closed
             raise
@@ -189,6 +212,7 @@ class QdrantStore:
                 replication_factor=s.replication_factor,
                 write_consistency_factor=s.write_consistency_factor,
                 hnsw_config=models.HnswConfigDiff(m=0, payload_m=16),
+                quantization_config=_quantization_config(s.quantization),
                 metadata={_META_KEY: meta},
             )
 
@@ -332,12 +356,20 @@ class QdrantStore:
         lists: list[tuple[str, Any]] = [("dense", dense_q)]
         if query.sparse.indices:
             lists.append(("bm25", _sparse(query.sparse)))
-        prefetch = [models.Prefetch(query=q, using=u, filter=flt, limit=query.prefetch) for u, q in lists]
+        params = self._params
+        prefetch = [
+            models.Prefetch(
+                query=q, using=u, filter=flt, limit=query.prefetch, params=params if u == "dense" else None
+            )
+            for u, q in lists
+        ]
         weights = [query.weights[0], *query.weights[1 : len(lists)]]
         for lang, weight in zip(query.lang_legs, query.weights[2:], strict=True):
             in_lang = models.Filter(must=[*must, _match(LANGS_FIELD, lang)])
             prefetch.append(
-                models.Prefetch(query=dense_q, using="dense", filter=in_lang, limit=query.prefetch)
+                models.Prefetch(
+                    query=dense_q, using="dense", filter=in_lang, limit=query.prefetch, params=params
+                )
             )
             weights.append(weight)
         fused = models.QueryRequest(
@@ -348,7 +380,12 @@ class QdrantStore:
             with_vector=["dense"] if query.with_vectors else False,
             score_threshold=query.min_score,
         )
-        singles = [models.QueryRequest(query=q, using=u, filter=flt, limit=query.prefetch) for u, q in lists]
+        singles = [
+            models.QueryRequest(
+                query=q, using=u, filter=flt, limit=query.prefetch, params=params if u == "dense" else None
+            )
+            for u, q in lists
+        ]
         responses = self._call(
             "hybrid search", lambda: self._client.query_batch_points(self.collection, [fused, *singles])
         )
