@@ -45,8 +45,10 @@ from leanrank.rerank.calibration import CALIBRATION_DIR, Calibration, load_calib
 from leanrank.rerank.catalog import reranker as reranker_by_name
 from leanrank.rerank.guard import guard
 from leanrank.rerank.identity import IdentityReranker
+from leanrank.rerank.judge import JudgeStage, judge_from_settings
 from leanrank.rerank.stage import RerankStage, first_stage_scores
 from leanrank.retrieve.hybrid import HybridRetriever, RetrieveFilter
+from leanrank.retrieve.steering import Steering, resolve
 from leanrank.settings import Settings
 from leanrank.tracing import span, traced
 from leanrank.types import Hit, Lang
@@ -104,6 +106,8 @@ class SearchResult:
     With `rerank.min_relevance`, hits whose calibrated P(relevant) (`stage_scores["relevance"]`) is below it
     are left out (`dropped["min_relevance"]`). `agreement` is the share of the reranked first 10 that were in
     the first stage's first 50 (None when nothing was reranked).
+
+    `judge_usage` and `judge_cost_usd` are the LLM judge's call, when one ran (`leanrank.rerank.judge`).
     """
 
     query: str
@@ -121,6 +125,8 @@ class SearchResult:
     dropped: dict[str, int] = field(default_factory=dict)
     sent: tuple[Sendable, ...] = ()
     agreement: float | None = None
+    judge_usage: Usage | None = None
+    judge_cost_usd: float | None = None
 
     @property
     def sent_tokens(self) -> int:
@@ -218,6 +224,18 @@ class Pipeline:
             meter=self.meter,
             fallback=reranker_by_name(self.settings.cost.fallback),
         )
+        js = self.settings.judge
+        self.judge = (
+            JudgeStage(
+                guard(with_cache(judge_from_settings(js), js.cache, self.settings.data_dir, rs.cache_ttl_s)),
+                top_n=js.top_n,
+                action=js.action,
+                meter=self.meter,
+            )
+            if js.model
+            else None
+        )
+        self._judge_key = js.model_dump_json(exclude={"api_key", "enabled", "cache"})
         self._config_key = _config_key(self.settings, self.dense.name, self.rerank.reranker.name)
         self._calibrations: dict[str, Calibration] | None = None
         if self.settings.rerank.min_relevance is not None:
@@ -391,9 +409,13 @@ class Pipeline:
         request_id: str | None = None,
         tenant: str | None = None,
         min_relevance: float | None = None,
+        judge: bool | None = None,
+        steering: Steering | None = None,
     ) -> SearchResult:
         """Hybrid first stage, then the rerank step; hits are from `course` only, under the heading path
         `heading_prefix` starts (see `heading_path`). `depth` defaults to `retrieve.depth`, raised to `k`.
+        `judge` runs the LLM judge on the top hits (None: `judge.enabled`); InputError when none is set up.
+        `steering` names chunks or sources to move toward or away from (`leanrank.retrieve.steering`).
 
         The rerank call is written to the cost ledger under `request_id` (a fresh one when None): a
         client retrying with the same id is billed once. `min_relevance` overrides `rerank.min_relevance`
@@ -403,8 +425,13 @@ class Pipeline:
         floor = self.settings.rerank.min_relevance if min_relevance is None else min_relevance
         if floor is not None:
             self.calibrations()
+        use_judge = self._use_judge(judge)
         self.check_course(course)
         heading = await asyncio.to_thread(self.heading_path, course, heading_prefix) if heading_prefix else ()
+        steer = None
+        if steering is not None and not steering.empty:
+            strategy = self.settings.retrieve.steer_strategy
+            steer = await asyncio.to_thread(resolve, self.store, course, steering, strategy)
         where = RetrieveFilter(course, tuple(langs), heading)
         rid = request_id or uuid.uuid4().hex
         want = k or self.rerank.top_k
@@ -414,7 +441,7 @@ class Pipeline:
         vector, scope = None, ""
         if self.results is not None:
             vector = await asyncio.to_thread(self.dense.embed_query, text)
-            scope = self._scope(text, where, want, depth, floor)
+            scope = self._scope(text, where, want, depth, floor, use_judge, steering)
             cached = await asyncio.to_thread(self.results.lookup, course, scope, vector)
             if cached is not None and same_question(cached.query, text):
                 return await self._answered(text, course, cached.hits, rid, tenant, t0)
@@ -426,6 +453,7 @@ class Pipeline:
                 depth=depth,
                 vector=vector,
                 with_vectors=self.cascade.needs_vectors,
+                steer=steer,
             )
             current.set_attributes({"leanrank.candidates": len(candidates)})
         t1 = time.perf_counter()
@@ -454,7 +482,14 @@ class Pipeline:
         hits, cut = self._relevant(stage.hits, tail, stage.served_by, floor)
         if cut is not None:
             dropped = {**dropped, "min_relevance": cut}
-        if self.results is not None and vector is not None and not stage.failed and stage.budget == "ok":
+        failed = stage.failed
+        timings = {"retrieve": t1 - t0, "cascade": t2 - t1, "rerank": t3 - t2}
+        judged = None
+        if use_judge and self.judge is not None:
+            judged = await self.judge.run(text, hits, request_id=rid, course=course, tenant=tenant)
+            hits, failed = judged.hits, (*failed, *judged.failed)
+            timings["judge"] = time.perf_counter() - t3
+        if self.results is not None and vector is not None and not failed and stage.budget == "ok":
             await asyncio.to_thread(self.results.store, course, scope, text, vector, hits)
         return SearchResult(
             text,
@@ -462,16 +497,18 @@ class Pipeline:
             hits,
             len(selection.sent),
             stage.usage,
-            {"retrieve": t1 - t0, "cascade": t2 - t1, "rerank": t3 - t2},
+            timings,
             request_id=rid,
             served_by=stage.served_by,
             cost_usd=stage.cost_usd,
             budget=stage.budget,
-            failed=stage.failed,
+            failed=failed,
             retrieved=selection.retrieved,
             dropped=dropped,
             sent=tuple(selection.sent),
             agreement=reranker_agreement(candidates, stage.hits, stage.served_by),
+            judge_usage=judged.usage if judged else None,
+            judge_cost_usd=judged.cost_usd if judged else None,
         )
 
     def _relevant(
@@ -493,13 +530,31 @@ class Pipeline:
         ]
         return kept, len(reranked) + len(tail) - len(kept)
 
+    def _use_judge(self, judge: bool | None) -> bool:
+        """Whether this search runs the judge; asking for one that is not set up is the caller's error."""
+        use = self.settings.judge.enabled if judge is None else judge
+        if use and self.judge is None:
+            raise InputError("no LLM judge is configured: set judge.model (LEANRANK_JUDGE__MODEL)")
+        return use
+
     def _scope(
-        self, query: str, where: RetrieveFilter, want: int, depth: int | None, floor: float | None
+        self,
+        query: str,
+        where: RetrieveFilter,
+        want: int,
+        depth: int | None,
+        floor: float | None,
+        judge: bool = False,
+        steering: Steering | None = None,
     ) -> str:
         """What must match, besides the course and a near-identical question, to reuse a cached answer:
         the question's language, the filters, the hits asked for and everything that shapes the ranking
         (fixed for this pipeline, hashed once in `_config_key`)."""
         shape = [self._config_key, detect_lang(query), where.langs, where.heading_prefix, want, depth, floor]
+        if judge:
+            shape.append(self._judge_key)
+        if steering is not None and not steering.empty:
+            shape.append(steering.key())
         return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
 
     async def _answered(
@@ -540,6 +595,8 @@ class Pipeline:
         request_id: str | None = None,
         tenant: str | None = None,
         min_relevance: float | None = None,
+        judge: bool | None = None,
+        steering: Steering | None = None,
     ) -> SearchResult:
         """Sync wrapper of `asearch` for scripts and the CLI; also works inside a running event loop."""
         return run_sync(
@@ -553,6 +610,8 @@ class Pipeline:
                 request_id=request_id,
                 tenant=tenant,
                 min_relevance=min_relevance,
+                judge=judge,
+                steering=steering,
             )
         )
 

@@ -67,6 +67,11 @@ class RetrieveSettings(_Group):
     max_per_source: int = Field(0, ge=0, description="Most chunks kept from one source file; 0 = no limit.")
     dedup: bool = Field(True, description="Drop candidates whose normalised text repeats a better one.")
     min_score: float | None = Field(None, description="Drop candidates whose fused score is below this.")
+    steer_strategy: Literal["sum_scores", "best_score", "discover"] = Field(
+        "sum_scores",
+        description="How a search's context examples steer the dense lists (`leanrank.retrieve.steering`): "
+        "Qdrant's recommend strategies or its discovery query.",
+    )
 
 
 class RerankSettings(_Group):
@@ -91,6 +96,37 @@ class RerankSettings(_Group):
     calibration_dir: Path | None = Field(
         None, description="Calibration files (*.json) by `leanrank calibrate`; None: <data_dir>/calibration."
     )
+
+
+class JudgeSettings(_Group):
+    """The LLM judge after the rerank step (`leanrank.rerank.judge`): off unless enabled or asked per search.
+
+    Any OpenAI-compatible chat endpoint; priced as `chat:MODEL` (`cost/prices/chat.toml`), recorded in the
+    ledger under the stage `judge`, held against the same budgets as the reranker.
+    """
+
+    enabled: bool = Field(False, description="Judge every search (a search may still turn it on or off).")
+    model: str = Field("", description="Chat model name, e.g. `gpt-4o-mini`; empty: no judge configured.")
+    base_url: str = Field("https://api.openai.com/v1", description="Endpoint serving `/chat/completions`.")
+    api_key: SecretStr | None = Field(None, description="Bearer key; never logged.")
+    top_n: int = Field(3, ge=1, le=20, description="Hits judged, best first.")
+    action: Literal["demote", "drop"] = Field(
+        "demote", description="Hits judged `no` move to the end (`demote`) or are removed (`drop`)."
+    )
+    timeout_s: float = Field(20.0, gt=0, description="Per request.")
+    max_attempts: int = Field(3, ge=1, le=10, description="Tries per passage on 429/5xx.")
+    max_tokens: int = Field(3, ge=1, le=64, description="Answer length asked for: yes or no.")
+    cache: str = Field(
+        "off",
+        description="Verdict cache, as `rerank.cache`: `off`, `sqlite` or a `redis://` URL.",
+        pattern=r"^(off|sqlite|rediss?://.+)$",
+    )
+
+    @model_validator(mode="after")
+    def _model_when_enabled(self) -> JudgeSettings:
+        if self.enabled and not self.model:
+            raise ValueError("judge.enabled needs judge.model")
+        return self
 
 
 CascadePreset = Literal["off", "cheap", "balanced", "best"]
@@ -336,6 +372,14 @@ class StoreSettings(_Group):
     shard_number: int = Field(1, ge=1)
     replication_factor: int = Field(1, ge=1)
     write_consistency_factor: int = Field(1, ge=1)
+    # Set when the index is created (`leanrank.index.base.Quantization`); another value needs a new index.
+    quantization: Literal["none", "int8", "binary"] = Field(
+        "none", description="Dense vectors also stored as int8 (4× smaller) or 1 bit (32×) per dimension."
+    )
+    rescore: bool = Field(True, description="Quantised search re-scores its best hits with the full vectors.")
+    oversampling: float = Field(
+        2.0, ge=1.0, le=16.0, description="Quantised search fetches this × the hits asked, then rescores."
+    )
     timeout_s: int = Field(10, ge=1, description="Per request to a Qdrant server.")
     retries: int = Field(3, ge=0, le=10, description="Retries on connection errors and 5xx, with backoff.")
 
@@ -393,6 +437,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     retrieve: RetrieveSettings = RetrieveSettings()
     rerank: RerankSettings = RerankSettings()
+    judge: JudgeSettings = JudgeSettings()
     cascade: CascadeSettings = CascadeSettings(preset="balanced")
     store: StoreSettings = StoreSettings()
     serve: ServeSettings = ServeSettings()

@@ -262,3 +262,22 @@ def test_delete_asks_on_a_terminal_and_yes_skips_it(tmp_path: Path) -> None:
     assert "ask" in leanrank(data, "courses").stdout
     r = leanrank(data, "delete", "--course", "ask", "--yes")
     assert (r.returncode, r.stderr) == (0, "deleted course ask: 1 chunk\n")
+
+
+def test_search_steered_by_the_students_context(data_dir: Path) -> None:
+    query = ("search", "how do I stop a loop early", "--course", "py101", "-k", "5", "--json")
+
+    def sources(*extra: str) -> list[str]:
+        r = leanrank(data_dir, *query, *extra)
+        assert r.returncode == 0, r.stderr
+        return [json.loads(line)["source"] for line in r.stdout.splitlines()]
+
+    plain = sources()
+    toward = sources("--toward", "03-functions.en.md")
+    assert plain.count("03-functions.en.md") < toward.count("03-functions.en.md")
+    r = leanrank(data_dir, *query, "--away-from", "no-such-lesson.md")
+    assert r.returncode == 2
+    assert "source 'no-such-lesson.md' is not in course py101" in r.stderr
+    r = leanrank(data_dir, *query, "--judge")
+    assert r.returncode == 2
+    assert "no LLM judge is configured" in r.stderr

@@ -34,7 +34,16 @@ def _price(key: str) -> ModelPrice:
 
 def test_packaged_files_cover_every_paid_provider_and_selfhost_examples() -> None:
     providers = {m.provider for m in PACKAGED.models.values()}
-    assert providers == {"cohere", "jina", "voyage", "mixedbread", "siliconflow", "deepinfra", "fireworks"}
+    assert providers == {
+        "cohere",
+        "jina",
+        "voyage",
+        "mixedbread",
+        "siliconflow",
+        "deepinfra",
+        "fireworks",
+        "chat",
+    }
     assert set(PACKAGED.gpus) == {"selfhost:h100", "selfhost:l4"}
     assert all(g.example and not g.verified for g in PACKAGED.gpus.values())
     assert providers <= set(PROVIDER_BILLING)

@@ -8,19 +8,37 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
 from leanrank.errors import ConfigError
 from leanrank.eval.configs import PRESETS, resolve_configs
-from leanrank.eval.datasets import Answer, Dataset, load_dataset
+from leanrank.eval.datasets import Answer, Dataset, Doc, Query, load_dataset
 from leanrank.eval.report import summarise, write_report
-from leanrank.eval.runner import EvalResult, answer_survives, run_eval
-from leanrank.settings import CascadeSettings, RetrieveSettings, Settings
+from leanrank.eval.runner import EvalResult, answer_survives, doc_chunks, lesson_context, run_eval
+from leanrank.index.edge import point_id
+from leanrank.retrieve.steering import Steering
+from leanrank.settings import CascadeSettings, JudgeSettings, RetrieveSettings, Settings
 from tests.eval.conftest import QUERIES, PerMillion, words, write_beir
+from tests.rerank.chat_server import CHAT_MODEL, FakeChat
+from tests.rerank.servers import API_KEY
 
 NAIVE = {"mode": "dense", "depth": 100, "dedup": False, "max_per_source": 0}
 PRICE = PerMillion("jina:jina-reranker-v2-base-multilingual", usd_per_million=0.02)
+CHAT_PRICE = f"""provider = "chat"
+[[price]]
+model = "{CHAT_MODEL}"
+unit = "per_million_tokens"
+price = 1.0
+output_price = 4.0
+currency = "USD"
+as_of = 2026-11-29
+source = "https://example.test/pricing"
+verified = true
+"""
+RECORDED_JUDGE_USD_PER_1K = 0.2728333333333333
+RECORDED_MRR = (1.0, 1.0)  # the gold passage stays first: the judge says yes to it
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +174,38 @@ def test_answer_survives_only_when_the_window_holds_the_span() -> None:
     assert answer_survives(None, "d", (0, 15), n)  # unjudged query
     running_on = Answer("d", text.index("Last"), "Last one. And more in the next chunk")
     assert answer_survives(running_on, "d", (41, n), n)  # the part inside the chunk is kept
+
+
+def test_the_judge_configuration_is_measured_with_its_cost(
+    tiny: Dataset, data_dir: Path, e5: E5SmallEncoder, bm25: Bm25Encoder, tmp_path: Path
+) -> None:
+    # The fake judge says yes to the passages that hold each question's answer and no to everything else.
+    chat = FakeChat(yes_words=("try", "open", "два часа", "key-value", "def", "Friday"))
+    prices = tmp_path / "chat.toml"
+    prices.write_text(CHAT_PRICE, encoding="utf-8")
+    judge = JudgeSettings(model=CHAT_MODEL, base_url=chat.url, api_key=SecretStr(API_KEY))
+    base = Settings(data_dir=tmp_path, judge=judge, cost={"pricing_files": [prices]})
+    try:
+        result = run_eval(
+            tiny, resolve_configs("default,judge"), dense=e5, sparse=bm25, data_dir=data_dir, base=base
+        )
+    finally:
+        chat.close()
+    default, judged = summarise(result).configs
+    assert (default.judged_per_query, default.judge_usd_per_1k) == (0.0, None)
+    assert judged.judged_per_query == 3.0
+    assert judged.judge_usd_per_1k == pytest.approx(RECORDED_JUDGE_USD_PER_1K)
+    assert (default.quality["mrr@10"], judged.quality["mrr@10"]) == pytest.approx(RECORDED_MRR)
+    with pytest.raises(ConfigError, match="runs the LLM judge"):
+        PRESETS["judge"].settings(Settings(data_dir=tmp_path))
+
+
+def test_lesson_context_is_the_answers_neighbours_without_the_answer() -> None:
+    lesson = [Doc(f"l{i}", f"text {i}", "c", "lesson.md", "en") for i in range(9)]
+    other = [Doc("o0", "other", "c", "other.md", "en")]
+    queries = (Query("q1", "?", "en", "c"), Query("q2", "?", "en", "c"), Query("q3", "?", "en", "c"))
+    data = Dataset("t", (*lesson, *other), queries, {"q1": {"l4": 1, "l5": 1}, "q2": {"o0": 1}})
+    contexts = lesson_context(data)
+    ids = {d.doc_id: point_id(c) for d, c in zip(lesson, doc_chunks(lesson, words), strict=True)}
+    # Three on each side of l4, the relevant l4 and l5 left out; o0 is alone in its source; q3 is unjudged.
+    assert contexts == {"q1": Steering(positive_chunks=tuple(ids[f"l{i}"] for i in (1, 2, 3, 6, 7)))}

@@ -30,6 +30,7 @@ from leanrank.cli.serve import serve_command
 from leanrank.errors import InputError
 from leanrank.pipeline import FileReport, IngestReport, Pipeline, SearchResult
 from leanrank.rerank.identity import IdentityReranker
+from leanrank.retrieve.steering import from_examples
 from leanrank.settings import RerankSettings, Settings
 from leanrank.types import Hit, Lang
 
@@ -142,6 +143,11 @@ def _print_hits(result: SearchResult) -> None:
             snippet[:160] + ("…" if len(snippet) > 160 else ""),
         )
     out.print(table)
+    if result.judge_usage is not None:
+        judged = result.judge_usage.documents
+        said_no = judged - sum(1 for h in result.hits if h.stage_scores.get("judge") == 1.0)
+        cost = "price unknown" if result.judge_cost_usd is None else f"${result.judge_cost_usd:.6f}"
+        out.print(f"judge: {judged} hits judged, {said_no} do not answer ({cost})")
 
 
 def _read_queries(path: Path) -> list[tuple[str, str]]:
@@ -186,6 +192,24 @@ def search(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    judge: Annotated[
+        bool | None,
+        typer.Option(
+            "--judge/--no-judge",
+            help="Ask the LLM judge whether the top hits answer the question [default: judge.enabled].",
+        ),
+    ] = None,
+    toward: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--toward",
+            help="A chunk id or source the student works in: the dense lists move toward it (repeatable).",
+        ),
+    ] = None,
+    away: Annotated[
+        list[str] | None,
+        typer.Option("--away-from", help="A chunk id or source the student ruled out (repeatable)."),
+    ] = None,
     queries: Annotated[
         Path | None,
         typer.Option("--queries", help="JSON-lines file of {id, query}: many queries in one run."),
@@ -199,12 +223,15 @@ def search(
             raise typer.Exit(2)
         langs.append(code)  # type: ignore[arg-type]  # checked just above
     prefix = tuple(p.strip() for p in heading.split(">")) if heading else ()
+    steering = from_examples(toward or (), away or ())
     with _pipeline() as pipe:
         if queries is not None:
             if query is not None:
                 raise InputError("give either a QUERY or --queries FILE, not both")
             for qid, text in _read_queries(queries):
-                result = pipe.search(text, course, langs=langs, heading_prefix=prefix, k=k)
+                result = pipe.search(
+                    text, course, langs=langs, heading_prefix=prefix, k=k, judge=judge, steering=steering
+                )
                 sys.stdout.write(
                     json.dumps({"id": qid, "hits": [hit_json(h) for h in result.hits]}, ensure_ascii=False)
                     + "\n"
@@ -212,7 +239,9 @@ def search(
             return
         if query is None:
             raise InputError("give a QUERY or --queries FILE")
-        result = pipe.search(query, course, langs=langs, heading_prefix=prefix, k=k)
+        result = pipe.search(
+            query, course, langs=langs, heading_prefix=prefix, k=k, judge=judge, steering=steering
+        )
         if not result.hits and langs:
             err.print(
                 f"no chunk of course {course} is in {' or '.join(langs)}: the --lang filter left nothing"

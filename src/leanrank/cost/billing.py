@@ -37,6 +37,8 @@ PROVIDER_BILLING: Mapping[str, BillingRule] = MappingProxyType(
         "fireworks": "pair_tokens",
         "tei": "pair_tokens",
         "infinity": "pair_characters",
+        # The LLM judge: prompt tokens (the query again for each passage) plus output at `output_price`.
+        "chat": "pair_tokens",
         "local": "none",
         "identity": "none",
     }

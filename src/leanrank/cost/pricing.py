@@ -13,6 +13,9 @@ read, where it was read and whether it was confirmed on the provider's own page:
     source = "https://cohere.com/pricing"
     verified = true
 
+A chat model (the LLM judge, `chat.toml`) also lists `output_price`, per million generated tokens; `price`
+is then its input price.
+
 The packaged files load first, then `<cost.pricing_dir>/*.toml` in name order, then `cost.pricing_files`;
 an entry with the same `provider:model` key replaces the earlier one. A malformed file is a `ConfigError`
 naming the file and the field.
@@ -64,6 +67,7 @@ class ModelPrice:
     source: str
     verified: bool
     note: str = ""
+    output_price: float = 0.0
 
     @property
     def key(self) -> str:
@@ -75,7 +79,11 @@ class ModelPrice:
 
     @property
     def is_paid(self) -> bool:
-        return self.price > 0
+        return self.price > 0 or self.output_price > 0
+
+    def output_cost(self, output_tokens: int) -> float:
+        """US dollars for `output_tokens` generated tokens (0 for models that generate none)."""
+        return output_tokens * self.output_price / 1e6
 
     def units(self, query_tokens: float, documents: float, document_tokens: float) -> float:
         """Billed units of one request: ceil(documents / 100) search units, or q × documents + Σ doc tokens.
@@ -135,6 +143,7 @@ class _Entry(BaseModel):
     verified: bool
     example: bool = False
     pairs_per_second: float | None = Field(None, gt=0, allow_inf_nan=False)
+    output_price: float = Field(0.0, ge=0, allow_inf_nan=False)
     note: str = ""
 
 
@@ -249,9 +258,10 @@ class Pricing:
         price = self.models.get(name.key)
         if price is None:
             return None
+        output = price.output_cost(usage.output_tokens)
         if usage.billed_unit == price.billed_unit:
-            return price.cost_of_units(usage.billed_units)
-        return price.cost_for(usage.query_tokens, usage.documents, usage.document_tokens)
+            return price.cost_of_units(usage.billed_units) + output
+        return price.cost_for(usage.query_tokens, usage.documents, usage.document_tokens) + output
 
 
 def _read(source: Traversable | Path) -> list[ModelPrice | GpuPrice]:
@@ -277,7 +287,15 @@ def _read(source: Traversable | Path) -> list[ModelPrice | GpuPrice]:
             items.append(gpu)
         else:
             model = ModelPrice(
-                parsed.provider, e.model, e.unit, e.price, e.as_of, e.source, e.verified, e.note
+                parsed.provider,
+                e.model,
+                e.unit,
+                e.price,
+                e.as_of,
+                e.source,
+                e.verified,
+                e.note,
+                e.output_price,
             )
             items.append(model)
     return items

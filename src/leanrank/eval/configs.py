@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from leanrank.errors import ConfigError
 from leanrank.settings import CascadeSettings, RerankSettings, RetrieveSettings, Settings
@@ -25,6 +26,10 @@ class EvalConfig:
     cascade: CascadeSettings = field(default_factory=CascadeSettings)
     min_relevance: float | None = None
     calibration_dir: Path | None = None
+    judge: bool = False
+    # "lesson": each judged query steers toward the chunks around its answer in the same source (the lesson
+    # the student is reading), the answer's own chunks left out (`leanrank.eval.runner.lesson_context`).
+    context: Literal["none", "lesson"] = "none"
 
     @property
     def depth(self) -> int:
@@ -32,14 +37,22 @@ class EvalConfig:
         return self.retrieve.depth
 
     def settings(self, base: Settings) -> Settings:
-        """`base` (encoder, data dir, limits) with this configuration's first stage and reranker."""
+        """`base` (encoder, data dir, limits, the judge's endpoint) with this configuration's first stage,
+        reranker and judge switch; ConfigError when the configuration judges and `base` names no judge."""
+        if self.judge and not base.judge.model:
+            raise ConfigError(
+                f"configuration {self.name!r} runs the LLM judge: set judge.model and judge.base_url "
+                "(LEANRANK_JUDGE__MODEL, LEANRANK_JUDGE__BASE_URL, LEANRANK_JUDGE__API_KEY)"
+            )
         rerank = RerankSettings(
             backend=self.reranker,
             top_k=self.depth,
             min_relevance=self.min_relevance,
             calibration_dir=self.calibration_dir,
         )
-        return base.model_copy(update={"retrieve": self.retrieve, "rerank": rerank, "cascade": self.cascade})
+        judge = base.judge.model_copy(update={"enabled": self.judge})
+        update = {"retrieve": self.retrieve, "rerank": rerank, "cascade": self.cascade, "judge": judge}
+        return base.model_copy(update=update)
 
 
 PRESETS: dict[str, EvalConfig] = {
@@ -68,7 +81,27 @@ PRESETS: dict[str, EvalConfig] = {
             RetrieveSettings(),
             cascade=CascadeSettings(preset="best"),
         ),
+        EvalConfig(
+            "judge",
+            "the defaults, then the LLM judge on the top 3 (judge.* settings name the endpoint)",
+            RetrieveSettings(),
+            cascade=CascadeSettings(preset="balanced"),
+            judge=True,
+        ),
+        EvalConfig(
+            "steer",
+            "the defaults, steered toward the chunks around the answer in its lesson (not the answer)",
+            RetrieveSettings(),
+            cascade=CascadeSettings(preset="balanced"),
+            context="lesson",
+        ),
         EvalConfig("hybrid-20", "hybrid RRF top-20, no cascade: the textbook cut", RetrieveSettings()),
+        EvalConfig(
+            "steer-20",
+            "hybrid RRF top-20, no cascade, steered as `steer`",
+            RetrieveSettings(),
+            context="lesson",
+        ),
         EvalConfig("hybrid-100", "hybrid RRF top-100, no cascade", RetrieveSettings(depth=100)),
         EvalConfig("dense-20", "dense top-20, no cascade", RetrieveSettings(mode="dense", depth=20)),
     )

@@ -89,6 +89,8 @@ class ConfigSummary:
     answered: float | None = None
     skipped: float = 0.0
     agreement: float | None = None
+    judged_per_query: float = 0.0
+    judge_usd_per_1k: float | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,8 @@ def _summary(
             name: _group(qids, judged, rankings, run.candidates()) for name, qids in sorted(groups.items())
         },
         **_returned(run, judged),
+        judged_per_query=sum(o.judged for o in run.outcomes) / n,
+        judge_usd_per_1k=_judge_usd_per_1k(run),
     )
 
 
@@ -189,6 +193,14 @@ def _returned(run: ConfigRun, judged: Judgements) -> dict[str, Any]:
         "skipped": sum(1 for o in outcomes if o.dropped.get("min_similarity")) / n,
         "agreement": sum(agreements) / len(agreements) if agreements else None,
     }
+
+
+def _judge_usd_per_1k(run: ConfigRun) -> float | None:
+    """What the LLM judge cost per 1,000 queries, as its ledger priced it; None: no judge, or unpriced."""
+    costs = [o.judge_usd for o in run.outcomes if o.judged]
+    if not costs or any(c is None for c in costs):
+        return None
+    return 1000 * sum(c for c in costs if c is not None) / len(run.outcomes)
 
 
 def _group(qids: set[str], judged: Judgements, rankings: Rankings, candidates: Rankings) -> dict[str, float]:
@@ -327,6 +339,20 @@ def markdown(report: EvalReport, *, chart: bool = False) -> str:
         lines += ["", "## $ per 1,000 queries", ""]
         lines += _table(
             ["config", *keys], [[c.name, *(_money(c.cost_per_1k[k]) for k in keys)] for c in r.configs]
+        )
+    judging = [c for c in r.configs if c.judged_per_query]
+    if judging:
+        lines += ["", "## LLM judge", ""]
+        lines += _table(
+            ["config", "passages judged/q", "$ per 1,000 queries"],
+            [
+                [
+                    c.name,
+                    f"{c.judged_per_query:.1f}",
+                    "—" if c.judge_usd_per_1k is None else _money(c.judge_usd_per_1k),
+                ]
+                for c in judging
+            ],
         )
     if r.p_values:
         base = r.configs[0].name

@@ -28,16 +28,19 @@ from leanrank.errors import ConfigError
 from leanrank.eval.configs import PRESETS, EvalConfig
 from leanrank.eval.datasets import Answer, Dataset, DatasetError, Doc
 from leanrank.index.base import Store
-from leanrank.index.edge import EdgeStore
+from leanrank.index.edge import EdgeStore, point_id
 from leanrank.pipeline import Pipeline
 from leanrank.rerank.base import Reranker
 from leanrank.rerank.catalog import reranker as reranker_by_name
+from leanrank.retrieve.steering import Steering
 from leanrank.settings import Settings
 from leanrank.types import Chunk
 
 TokenCount = Callable[[str], int]
 ENCODE_BATCH = 32
 REFERENCE = "reference"
+LESSON_NEIGHBOURS = 3
+"""Chunks on each side of a query's answer that make up its `lesson` context."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,8 @@ class QueryOutcome:
     served_by: str = ""
     dropped: Mapping[str, int] = field(default_factory=dict)
     agreement: float | None = None
+    judged: int = 0
+    judge_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -243,13 +248,15 @@ async def _run_all(
     rerankers: dict[str, Reranker] = {}
     tokens: dict[str, int] = {}
     runs = []
+    contexts = lesson_context(dataset) if any(c.context == "lesson" for c in configs) else {}
     for config in configs:
         model = rerankers.get(config.reranker) or reranker_by_name(config.reranker)
         rerankers[config.reranker] = model
         with Pipeline(
             config.settings(settings), dense=dense, sparse=sparse, store=store, reranker=model
         ) as pipe:
-            outcomes = await _run_config(pipe, config, dataset, tokens, count, progress)
+            steering = contexts if config.context == "lesson" else {}
+            outcomes = await _run_config(pipe, config, dataset, tokens, count, progress, steering)
         runs.append(ConfigRun(config, tuple(outcomes)))
     return runs
 
@@ -261,8 +268,10 @@ async def _run_config(
     tokens: dict[str, int],
     count: TokenCount,
     progress: Progress | None,
+    steering: Mapping[str, Steering],
 ) -> list[QueryOutcome]:
-    """Every query through one configuration's pipeline, after one unrecorded warm-up."""
+    """Every query through one configuration's pipeline, after one unrecorded warm-up; `steering` is the
+    context of each query that has one."""
     queries = dataset.queries
     task = progress.add_task(config.name, total=len(queries)) if progress else None
     if queries:  # warm-up: lazy model loads and cold caches are not a query's latency
@@ -270,11 +279,12 @@ async def _run_config(
     outcomes = []
     for q in queries:
         t0 = time.perf_counter()
-        result = await pipe.asearch(q.text, q.course, k=config.depth)
+        result = await pipe.asearch(q.text, q.course, k=config.depth, steering=steering.get(q.qid))
         timings = {**result.timings_s, "total": time.perf_counter() - t0}
         answer = dataset.answers.get(q.qid)
         sent = tuple(_sent(s, tokens, count, answer) for s in result.sent)
         ranking = tuple(h.chunk.meta["doc_id"] for h in result.hits)
+        judge = result.judge_usage
         outcomes.append(
             QueryOutcome(
                 q.qid,
@@ -287,11 +297,41 @@ async def _run_config(
                 served_by=result.served_by,
                 dropped=result.dropped,
                 agreement=result.agreement,
+                judged=judge.documents if judge else 0,
+                judge_usd=result.judge_cost_usd,
             )
         )
         if progress and task is not None:
             progress.advance(task)
     return outcomes
+
+
+def lesson_context(dataset: Dataset, neighbours: int = LESSON_NEIGHBOURS) -> dict[str, Steering]:
+    """Per judged query, the context of a student reading the lesson its answer is in: the `neighbours`
+    chunks before and after its first relevant doc in the same source, every relevant doc left out (the
+    context must not hand over the answer). A query whose answer's source has no other chunk gets none."""
+    ids: dict[str, str] = {}
+    order: dict[tuple[str, str], list[str]] = {}
+    groups: dict[tuple[str, str], list[Doc]] = {}
+    for doc in dataset.docs:
+        groups.setdefault((doc.course, doc.source), []).append(doc)
+    for key, group in groups.items():
+        for doc, chunk in zip(group, doc_chunks(group, len), strict=True):
+            ids[doc.doc_id] = point_id(chunk)
+        order[key] = [d.doc_id for d in group]
+    where = {d.doc_id: (d.course, d.source) for d in dataset.docs}
+    out = {}
+    for qid, judged in dataset.qrels.items():
+        relevant = [d for d, grade in judged.items() if grade > 0 and d in where]
+        if not relevant:
+            continue
+        first = relevant[0]
+        docs = order[where[first]]
+        at = docs.index(first)
+        near = [d for d in docs[max(0, at - neighbours) : at + neighbours + 1] if d not in judged]
+        if near:
+            out[qid] = Steering(positive_chunks=tuple(ids[d] for d in near))
+    return out
 
 
 def _sent(sendable: Sendable, memo: dict[str, int], count: TokenCount, answer: Answer | None) -> Sent:

@@ -4,10 +4,50 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from leanrank.encode.base import Matrix, SparseVec
+from leanrank.settings import StoreSettings
 from leanrank.types import Chunk, Lang
+
+
+@dataclass(frozen=True, slots=True)
+class Quantization:
+    """A quantised copy of the dense vectors, searched first (`kind`: int8 scalar or 1-bit binary).
+
+    Scalar: each dimension as int8 between the 0.99-quantile bounds of the data (Qdrant's default); binary:
+    the sign of each dimension, compared by Hamming distance. With `rescore`, the best `oversampling` ×
+    limit hits of the quantised search are re-scored with the full float vectors (Qdrant's documented
+    remedy for the accuracy lost). The engine uses the quantised copy in optimised (indexed) segments.
+    """
+
+    kind: Literal["int8", "binary"]
+    rescore: bool = True
+    oversampling: float = 2.0
+
+
+def quantization_of(settings: StoreSettings) -> Quantization | None:
+    """The `store.quantization`, `rescore` and `oversampling` settings as a `Quantization` (None: off)."""
+    if settings.quantization == "none":
+        return None
+    return Quantization(settings.quantization, settings.rescore, settings.oversampling)
+
+
+SteerStrategy = Literal["sum_scores", "best_score", "discover"]
+
+
+@dataclass(frozen=True, slots=True)
+class Steer:
+    """Examples the dense lists move toward (`positives`) and away from (`negatives`), as dense vectors.
+
+    Run with the engine's own queries: `sum_scores` and `best_score` are Qdrant's recommend strategies over
+    the query vector plus the positives against the negatives; `discover` is its discovery query (target: the
+    query vector; context: every positive/negative pair), which needs both sides.
+    """
+
+    positives: tuple[Matrix, ...] = ()
+    negatives: tuple[Matrix, ...] = ()
+    strategy: SteerStrategy = "sum_scores"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +71,7 @@ class HybridQuery:
     heading_prefix: tuple[str, ...] = ()
     min_score: float | None = None
     with_vectors: bool = False  # return each hit's dense vector (cross-lingual dedup compares them)
+    steer: Steer | None = None  # the dense lists recommend from examples instead of the plain nearest
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +133,12 @@ class Store(Protocol):
 
     def hybrid(self, query: HybridQuery) -> list[Candidate]:
         """Dense and BM25 prefetches with the same filters, fused by weighted RRF, best first."""
+        ...
+
+    def dense_vectors(
+        self, course: str, *, chunk_ids: Sequence[str] = (), source: str | None = None
+    ) -> dict[str, Matrix]:
+        """Dense vectors by chunk id: of `chunk_ids` that are in `course`, or of every chunk of `source`."""
         ...
 
     def close(self) -> None: ...

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from leanrank.errors import ConfigError
-from leanrank.index.base import Store
+from leanrank.index.base import Store, quantization_of
 from leanrank.index.edge import EdgeStore
 from leanrank.settings import Settings
 
@@ -48,7 +48,7 @@ def open_store(settings: Settings, dim: int, encoder_name: str) -> Store:
     location = parse_location(settings.store.url)
     if location.kind == "edge":
         path = Path(location.where) if location.where else settings.data_dir / "index"
-        return EdgeStore(path, dim=dim, encoder=encoder_name)
+        return EdgeStore(path, dim=dim, encoder=encoder_name, quantization=quantization_of(settings.store))
     from leanrank.index.qdrant import QdrantStore  # the optional extra, imported only when configured
 
     return QdrantStore(location.where, dim=dim, encoder=encoder_name, settings=settings.store)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
@@ -28,7 +29,7 @@ import numpy as np
 
 from leanrank.encode.base import Matrix, SparseVec
 from leanrank.errors import ConfigError, DependencyError, LeanrankError, StoreError
-from leanrank.index.base import Candidate, HybridQuery, StoredPoint
+from leanrank.index.base import Candidate, HybridQuery, Quantization, Steer, StoredPoint, quantization_of
 from leanrank.index.edge import (
     KEYWORD_FIELDS,
     LANGS_FIELD,
@@ -69,6 +70,44 @@ def _point(pid: str, chunk: Chunk, dense: Matrix, sparse: SparseVec) -> models.P
     )
 
 
+def _dense_query(vector: Matrix, steer: Steer | None) -> Any:
+    """The dense lists' query: the vector itself (nearest), or a recommend/discover query from `steer`."""
+    target = vector.tolist()
+    if steer is None:
+        return target
+    positives = [v.tolist() for v in steer.positives]
+    negatives = [v.tolist() for v in steer.negatives]
+    if steer.strategy == "discover":
+        pairs = [models.ContextPair(positive=p, negative=n) for p in positives for n in negatives]
+        return models.DiscoverQuery(discover=models.DiscoverInput(target=target, context=pairs))
+    strategy = (
+        models.RecommendStrategy.BEST_SCORE
+        if steer.strategy == "best_score"
+        else models.RecommendStrategy.SUM_SCORES
+    )
+    examples = models.RecommendInput(positive=[target, *positives], negative=negatives, strategy=strategy)
+    return models.RecommendQuery(recommend=examples)
+
+
+def _quantization_config(kind: str) -> models.QuantizationConfig | None:
+    """The collection's quantisation (`leanrank.index.base.Quantization`), kept in RAM; None for `none`."""
+    if kind == "int8":
+        scalar = models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+        return models.ScalarQuantization(scalar=scalar)
+    if kind == "binary":
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+    return None
+
+
+def _search_params(quantization: Quantization | None) -> models.SearchParams | None:
+    if quantization is None:
+        return None
+    rescoring = models.QuantizationSearchParams(
+        rescore=quantization.rescore, oversampling=quantization.oversampling
+    )
+    return models.SearchParams(quantization=rescoring)
+
+
 def _transient(exc: Exception) -> bool:
     """Worth retrying: the server was unreachable, timed out or answered 5xx; never a 4xx."""
     if isinstance(exc, UnexpectedResponse):
@@ -107,6 +146,7 @@ class QdrantStore:
         self._retries = s.retries
         self._backoff_s = backoff_s
         self._remote = where.startswith(("http://", "https://"))
+        self._params = _search_params(quantization_of(s))
         try:
             if self._remote:
                 key = s.api_key.get_secret_value() if s.api_key else None
@@ -120,7 +160,10 @@ class QdrantStore:
         except (RuntimeError, ValueError) as exc:  # local mode: folder locked by another process, bad path
             raise StoreError(f"opening Qdrant at {where} failed: {_reason(exc)}") from exc
         try:
-            self._open({"schema": SCHEMA_VERSION, "dim": dim, "encoder": encoder}, s)
+            expected: dict[str, Any] = {"schema": SCHEMA_VERSION, "dim": dim, "encoder": encoder}
+            if s.quantization != "none":  # recorded only when set: collections made before it stay valid
+                expected["quantization"] = s.quantization
+            self._open(expected, s)
         except LeanrankError:
             self._client.close()  # local mode holds a lock on its folder until closed
             raise
@@ -169,6 +212,7 @@ class QdrantStore:
                 replication_factor=s.replication_factor,
                 write_consistency_factor=s.write_consistency_factor,
                 hnsw_config=models.HnswConfigDiff(m=0, payload_m=16),
+                quantization_config=_quantization_config(s.quantization),
                 metadata={_META_KEY: meta},
             )
 
@@ -308,16 +352,23 @@ class QdrantStore:
         if query.heading_prefix:
             must.append(_match("heading_prefixes", " > ".join(query.heading_prefix)))
         flt = models.Filter(must=must)
-        lists: list[tuple[str, list[float] | models.SparseVector]] = [("dense", query.dense.tolist())]
+        dense_q = _dense_query(query.dense, query.steer)
+        lists: list[tuple[str, Any]] = [("dense", dense_q)]
         if query.sparse.indices:
             lists.append(("bm25", _sparse(query.sparse)))
-        prefetch = [models.Prefetch(query=q, using=u, filter=flt, limit=query.prefetch) for u, q in lists]
+        params = self._params
+        prefetch = [
+            models.Prefetch(
+                query=q, using=u, filter=flt, limit=query.prefetch, params=params if u == "dense" else None
+            )
+            for u, q in lists
+        ]
         weights = [query.weights[0], *query.weights[1 : len(lists)]]
         for lang, weight in zip(query.lang_legs, query.weights[2:], strict=True):
             in_lang = models.Filter(must=[*must, _match(LANGS_FIELD, lang)])
             prefetch.append(
                 models.Prefetch(
-                    query=query.dense.tolist(), using="dense", filter=in_lang, limit=query.prefetch
+                    query=dense_q, using="dense", filter=in_lang, limit=query.prefetch, params=params
                 )
             )
             weights.append(weight)
@@ -329,7 +380,12 @@ class QdrantStore:
             with_vector=["dense"] if query.with_vectors else False,
             score_threshold=query.min_score,
         )
-        singles = [models.QueryRequest(query=q, using=u, filter=flt, limit=query.prefetch) for u, q in lists]
+        singles = [
+            models.QueryRequest(
+                query=q, using=u, filter=flt, limit=query.prefetch, params=params if u == "dense" else None
+            )
+            for u, q in lists
+        ]
         responses = self._call(
             "hybrid search", lambda: self._client.query_batch_points(self.collection, [fused, *singles])
         )
@@ -353,6 +409,36 @@ class QdrantStore:
                 )
             )
         return out
+
+    def dense_vectors(
+        self, course: str, *, chunk_ids: Sequence[str] = (), source: str | None = None
+    ) -> dict[str, Matrix]:
+        what = f"reading vectors of course {course}"
+        if source is None:
+            ids: list[models.ExtendedPointId] = list(chunk_ids)
+            records = self._call(
+                what,
+                lambda: self._client.retrieve(
+                    self.collection, ids, with_payload=["course"], with_vectors=["dense"]
+                ),
+            )
+            found = [r for r in records if (r.payload or {}).get("course") == course]
+        else:
+            flt = models.Filter(must=[_match("course", course), _match("source", source)])
+            found, offset = [], None
+            while True:
+                page, offset = self._call(what, partial(self._source_page, flt, offset))
+                found.extend(page)
+                if offset is None:
+                    break
+        return {str(r.id): v for r in found if (v := dense_of(r.vector)) is not None}
+
+    def _source_page(
+        self, flt: models.Filter, offset: models.ExtendedPointId | None
+    ) -> tuple[list[models.Record], models.ExtendedPointId | None]:
+        return self._client.scroll(
+            self.collection, scroll_filter=flt, limit=1_000, offset=offset, with_vectors=["dense"]
+        )
 
     def scroll(self, limit: int, offset: str | None = None) -> tuple[list[StoredPoint], str | None]:
         """Up to `limit` points in id order from `offset`, with both vectors; the next offset or `None`."""

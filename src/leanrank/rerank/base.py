@@ -38,6 +38,7 @@ class Usage:
     cost_usd: float | None = None
     cache_hits: int = 0
     warnings: tuple[str, ...] = ()
+    output_tokens: int = 0  # generated tokens (an LLM judge's answers), priced at the entry's output_price
 
     @property
     def total_tokens(self) -> int:

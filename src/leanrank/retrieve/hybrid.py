@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from leanrank.encode.base import DenseEncoder, Matrix, SparseEncoder
-from leanrank.index.base import Candidate, HybridQuery, Store
+from leanrank.index.base import Candidate, HybridQuery, Steer, Store
 from leanrank.ingest.lang import PLAIN_LANGS
 from leanrank.settings import RetrieveSettings
 from leanrank.types import Lang
@@ -62,9 +62,11 @@ class HybridRetriever:
         depth: int | None = None,
         vector: Matrix | None = None,
         with_vectors: bool = False,
+        steer: Steer | None = None,
     ) -> list[Candidate]:
         """The fused, trimmed first-stage list; `vector` is the query's dense embedding when the caller has
-        already computed it (the result cache needs it first), `with_vectors` returns the hits' vectors."""
+        already computed it (the result cache needs it first), `with_vectors` returns the hits' vectors,
+        `steer` moves the dense lists toward and away from examples (`leanrank.retrieve.steering`)."""
         s = self.settings
         want = depth or s.depth
         trims = s.dedup or s.max_per_source > 0
@@ -84,6 +86,7 @@ class HybridRetriever:
             heading_prefix=where.heading_prefix,
             min_score=s.min_score,
             with_vectors=with_vectors,
+            steer=steer,
         )
         found = self._store.hybrid(request)
         if s.mode != "hybrid":

@@ -209,6 +209,17 @@ class TeiInfo(BaseModel):
     version: str
 
 
+class SteeringIn(BaseModel):
+    """Examples from the student's context: chunk ids (a hit's `chunk_id`) and sources (lesson files)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    positive_chunks: list[str] = Field([], max_length=64, description="Chunks to move toward.")
+    negative_chunks: list[str] = Field([], max_length=64, description="Chunks to move away from.")
+    positive_sources: list[str] = Field([], max_length=16, description="Sources the student works in.")
+    negative_sources: list[str] = Field([], max_length=16, description="Sources the student ruled out.")
+
+
 class SearchRequest(_Request):
     """A question about one course: hybrid retrieval, then the rerank step."""
 
@@ -229,6 +240,12 @@ class SearchRequest(_Request):
         ge=0.0,
         le=1.0,
         description="Drop hits below this calibrated P(relevant).",
+    )
+    judge: bool | None = Field(
+        None, description="Run the LLM judge on the top hits (null: the server's judge.enabled)."
+    )
+    context: SteeringIn | None = Field(
+        None, description="Steer the dense lists toward / away from these examples (retrieve.steer_strategy)."
     )
 
 
@@ -277,6 +294,9 @@ class SearchResponse(BaseModel):
     failed: list[str] = Field(description="Backends tried first that failed, with why.")
     usage: UsageOut
     cost_usd: float | None = Field(description="What this request cost, when the price is known.")
+    judge_cost_usd: float | None = Field(
+        None, description="What the LLM judge cost, when it ran and its price is known."
+    )
     timings_ms: dict[str, float]
 
 

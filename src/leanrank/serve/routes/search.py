@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from leanrank.cli.rerank import usage_json
 from leanrank.rerank.base import RerankResponse
+from leanrank.retrieve.steering import Steering
 from leanrank.serve.accounting import Charge
 from leanrank.serve.errors import public_failure
 from leanrank.serve.service import PrincipalDep, RequestIdDep, ServiceDep, call_context, scoped_course
@@ -59,6 +60,10 @@ async def search(
             request_id=call.request_id,
             tenant=call.tenant,
             min_relevance=body.min_relevance,
+            judge=body.judge,
+            steering=None
+            if body.context is None
+            else Steering(**{side: tuple(ids) for side, ids in body.context.model_dump().items()}),
         )
     failed = [public_failure(f) for f in result.failed]
     billed = RerankResponse((), result.usage, result.served_by, result.failed)
@@ -76,5 +81,6 @@ async def search(
         failed=failed,
         usage=UsageOut.model_validate(usage_json(result.usage)),
         cost_usd=result.cost_usd,
+        judge_cost_usd=result.judge_cost_usd,
         timings_ms={stage: round(s * 1000, 3) for stage, s in result.timings_s.items()},
     )
