@@ -43,6 +43,8 @@ _OPERATOR = re.compile(rf"(?<![{_OPERATOR_CHARS}])[{_OPERATOR_CHARS}]{{2,4}}(?![
 _CYRILLIC = re.compile("[\u0400-\u04ff]")
 _LANGUAGES = {"ru": "russian", "en": "english"}
 _MEMO_LIMIT = 1_000_000
+# Shorter words (ids, units, "ml") are too ambiguous to translate.
+MIN_WORD_LETTERS = 3
 
 
 def normalise(text: str) -> str:
@@ -87,6 +89,17 @@ class Bm25Encoder:
             if len(parts) > 1:
                 for part in parts:
                     yield from self._word(part)
+
+    def words(self, text: str) -> Iterator[tuple[str, int]]:
+        """(lower-case word, stem id) for each prose word of `text` that is a term: letters only, at least
+        `MIN_WORD_LETTERS` of them, one stem (no stopword); the vocabulary `leanrank.encode.lexicon` uses."""
+        for match in _WORD.finditer(_BLOB.sub(" ", normalise(text))):
+            word = match.group().lower()
+            if len(word) < MIN_WORD_LETTERS or not word.isalpha():
+                continue
+            ids = self._word(word)
+            if len(ids) == 1:
+                yield word, ids[0]
 
     def _word(self, word: str) -> tuple[int, ...]:
         """The stem id of one word (none for a stopword), by the stemmer of the word's own script."""

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from leanrank.encode.base import DenseEncoder, Matrix, SparseEncoder
-from leanrank.index.base import Candidate, HybridQuery, Store
+from leanrank.index.base import NO_TERMS, Candidate, HybridQuery, Store
 from leanrank.ingest.lang import PLAIN_LANGS
+from leanrank.retrieve.lexicons import CourseLexicons
 from leanrank.settings import RetrieveSettings
 from leanrank.types import Lang
 
@@ -46,12 +47,19 @@ class HybridRetriever:
     """Dense + BM25 prefetches fused by RRF inside the store, then dedup and a per-source cap."""
 
     def __init__(
-        self, store: Store, dense: DenseEncoder, sparse: SparseEncoder, settings: RetrieveSettings
+        self,
+        store: Store,
+        dense: DenseEncoder,
+        sparse: SparseEncoder,
+        settings: RetrieveSettings,
+        *,
+        lexicons: CourseLexicons | None = None,
     ) -> None:
         self._store = store
         self._dense = dense
         self._sparse = sparse
         self.settings = settings
+        self.lexicons = lexicons
 
     def retrieve(
         self,
@@ -70,6 +78,16 @@ class HybridRetriever:
         dense_w, sparse_w, lang_w = _ONE_LIST.get(s.mode, (s.dense_weight, s.sparse_weight, s.lang_weight))
         asked = {plain for lang in where.langs for plain in (PLAIN_LANGS if lang == "mixed" else (lang,))}
         legs = tuple(lang for lang in PLAIN_LANGS if not asked or lang in asked) if lang_w > 0 else ()
+        translated = NO_TERMS
+        if s.mode == "hybrid" and s.translate_weight > 0 and self.lexicons is not None:
+            translated = self.lexicons.get(where.course).translate(
+                query,
+                self.lexicons.sparse,
+                self._dense,
+                threshold=s.translate_threshold,
+                per_word=s.translate_per_word,
+                margin=s.translate_margin,
+            )
         request = HybridQuery(
             course=where.course,
             dense=self._dense.embed_query(query) if vector is None else vector,
@@ -83,6 +101,8 @@ class HybridRetriever:
             heading_prefix=where.heading_prefix,
             min_score=s.min_score,
             with_vectors=with_vectors,
+            translated=translated,
+            translated_weight=s.translate_weight,
         )
         found = self._store.hybrid(request)
         if s.mode != "hybrid":
