@@ -62,15 +62,20 @@ class RetrieveSettings(_Group):
     lang_weight: float = Field(
         0.1, ge=0.0, description="Weight of the per-language dense lists (one for ru, one for en); 0 = off."
     )
+    cross_lang_weight: float = Field(
+        0.5,
+        ge=0.0,
+        description="Weight of the per-language dense list of the language the query is not written in.",
+    )
     # The translated BM25 list (leanrank.encode.lexicon): chosen on the course's tune half (bench/course.py).
     translate_weight: float = Field(
-        0.0,
+        0.5,
         ge=0.0,
         description="Weight of the BM25 list of the query's words translated into the course's other "
         "language through its own vocabulary; 0 = off.",
     )
     translate_threshold: float = Field(
-        0.1, description="Least CSLS score (2·cos − hubness of both words) a word's translation needs."
+        0.0, description="Least CSLS score (2·cos − hubness of both words) a word's translation needs."
     )
     translate_per_word: int = Field(2, ge=1, le=20, description="Most translations kept per query word.")
     translate_margin: float = Field(
