@@ -67,8 +67,8 @@ class RetrieveSettings(_Group):
         ge=0.0,
         description="Weight of the per-language dense list of the language the query is not written in.",
     )
-    # The translated BM25 list (leanrank.encode.lexicon): opt-in; 0.5 with these values was best on the course's
-    # tune half (bench/course.py), but translation noise can outrank an exact match (see the README).
+    # The translated BM25 list (leanrank.encode.lexicon): opt-in; 0.5 with these values was best on the
+    # course's tune half (bench/course.py), but translation noise can outrank an exact match (see the README).
     translate_weight: float = Field(
         0.0,
         ge=0.0,
