@@ -48,6 +48,7 @@ from leanrank.rerank.identity import IdentityReranker
 from leanrank.rerank.judge import JudgeStage, judge_from_settings
 from leanrank.rerank.stage import RerankStage, first_stage_scores
 from leanrank.retrieve.hybrid import HybridRetriever, RetrieveFilter
+from leanrank.retrieve.lexicons import CourseLexicons
 from leanrank.retrieve.steering import Steering, resolve
 from leanrank.settings import Settings
 from leanrank.tracing import span, traced
@@ -201,7 +202,19 @@ class Pipeline:
         self.sparse = sparse or Bm25Encoder()
         self._owns_store = store is None  # a store handed in is the caller's to close (shared by runs)
         self.store = store or open_store(self.settings, self.dense.dim, self.dense.name)
-        self.retriever = HybridRetriever(self.store, self.dense, self.sparse, self.settings.retrieve)
+        settings_r = self.settings.retrieve
+        lexicons = (
+            CourseLexicons(
+                self.store,
+                self.dense,
+                self.sparse,
+                folder=self.settings.data_dir / "lexicon",
+                min_count=settings_r.lexicon_min_count,
+            )
+            if settings_r.translate_weight > 0 and isinstance(self.sparse, Bm25Encoder)
+            else None
+        )
+        self.retriever = HybridRetriever(self.store, self.dense, self.sparse, settings_r, lexicons=lexicons)
         self._owns_meter = meter is None
         self.meter = meter or Meter.from_settings(self.settings)
         cs = self.settings.cascade
@@ -308,8 +321,11 @@ class Pipeline:
                 n = self.store.delete_source(course, source)
                 self._record(report, FileReport(source, "removed", n), on_file)
             report.missing = [] if prune else gone
-        if self.results is not None and any(f.status in _CHANGED for f in report.files):
-            self.results.invalidate(course)  # cached answers may cite chunks that are gone or stale
+        if any(f.status in _CHANGED for f in report.files):
+            if self.results is not None:
+                self.results.invalidate(course)  # cached answers may cite chunks that are gone or stale
+            if self.retriever.lexicons is not None:
+                self.retriever.lexicons.refresh(course)  # built now, not by the next search
         return report
 
     @staticmethod

@@ -62,6 +62,29 @@ class RetrieveSettings(_Group):
     lang_weight: float = Field(
         0.1, ge=0.0, description="Weight of the per-language dense lists (one for ru, one for en); 0 = off."
     )
+    cross_lang_weight: float = Field(
+        0.5,
+        ge=0.0,
+        description="Weight of the per-language dense list of the language the query is not written in.",
+    )
+    # The translated BM25 list (leanrank.encode.lexicon): opt-in; 0.5 with these values was best on the
+    # course's tune half (bench/course.py), but translation noise can outrank an exact match (see the README).
+    translate_weight: float = Field(
+        0.0,
+        ge=0.0,
+        description="Weight of the BM25 list of the query's words translated into the course's other "
+        "language through its own vocabulary; 0 = off.",
+    )
+    translate_threshold: float = Field(
+        0.0, description="Least CSLS score (2·cos − hubness of both words) a word's translation needs."
+    )
+    translate_per_word: int = Field(2, ge=1, le=20, description="Most translations kept per query word.")
+    translate_margin: float = Field(
+        0.02, ge=0.0, description="Translations within this CSLS score of a word's best are kept too."
+    )
+    lexicon_min_count: int = Field(
+        2, ge=1, description="Occurrences in the course a word needs to enter its lexicon."
+    )
     # No cap by default: one lecture file may hold several chunks that answer a question, and on XQuAD a
     # cap of 3 cost candidate recall (0.970 against 0.996) that the cascade's adaptive depth does not.
     max_per_source: int = Field(0, ge=0, description="Most chunks kept from one source file; 0 = no limit.")

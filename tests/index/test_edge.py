@@ -177,3 +177,33 @@ def test_language_legs_lift_the_best_passage_of_each_language(store: Store) -> N
     assert by_text["альфа"].fused == pytest.approx(1 / 60 + 1 / 60, rel=1e-6)
     # 2/61 for бета, then delta (1/63 + 1/60) overtakes гамма (2/62): it was last without the legs
     assert [c.chunk.text for c in legs] == ["альфа", "бета", "delta", "гамма"]
+
+
+def test_the_translated_bm25_leg_adds_its_own_rrf_term(store: Store) -> None:
+    """The query's own terms match nothing; its translation (term 7) finds the second chunk, which the
+    translated leg puts first among BM25 hits: 1/60 on top of its dense term 1/61."""
+    write(
+        store,
+        [chunk("c", "a.md", 0, "альфа"), chunk("c", "a.md", 1, "boosting")],
+        [vec(1, 0, 0, 0), vec(0.9, 0.1, 0, 0)],
+        [[3], [7]],
+    )
+    plain = {c.chunk.text: c.fused for c in store.hybrid(query("c", vec(1, 0, 0, 0), [5]))}
+    assert plain["boosting"] == pytest.approx(1 / 61, rel=1e-6)
+    translated = SparseVec((7,), (1.0,))
+    off = store.hybrid(query("c", vec(1, 0, 0, 0), [5], translated=translated))
+    assert {c.chunk.text: c.fused for c in off} == pytest.approx(plain)  # weight 0: the leg is not asked
+    on = store.hybrid(query("c", vec(1, 0, 0, 0), [5], translated=translated, translated_weight=1.0))
+    by_text = {c.chunk.text: c.fused for c in on}
+    assert by_text["boosting"] == pytest.approx(1 / 61 + 1 / 60, rel=1e-6)
+    assert [c.chunk.text for c in on] == ["boosting", "альфа"]
+    assert all(c.bm25_rank is None for c in on)  # the translated leg is not the query's BM25 list
+
+
+def test_chunks_lists_one_course_only(store: Store) -> None:
+    write(
+        store, [chunk("c", "a.md", i, t) for i, t in enumerate(["x", "y"])], [vec(1, 0, 0, 0)] * 2, [[1]] * 2
+    )
+    write(store, [chunk("d", "a.md", 0, "z")], [vec(1, 0, 0, 0)], [[1]])
+    assert sorted(c.text for c in store.chunks("c")) == ["x", "y"]
+    assert list(store.chunks("none")) == []

@@ -26,7 +26,7 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from leanrank.encode.base import SparseVec
@@ -43,6 +43,8 @@ _OPERATOR = re.compile(rf"(?<![{_OPERATOR_CHARS}])[{_OPERATOR_CHARS}]{{2,4}}(?![
 _CYRILLIC = re.compile("[\u0400-\u04ff]")
 _LANGUAGES = {"ru": "russian", "en": "english"}
 _MEMO_LIMIT = 1_000_000
+# Shorter words (ids, units, "ml") are too ambiguous to translate.
+MIN_WORD_LETTERS = 3
 
 
 def normalise(text: str) -> str:
@@ -93,6 +95,17 @@ class Bm25Encoder:
             self._spelled.clear()
         self._spelled[word] = ids
         return ids
+
+    def words(self, text: str) -> Iterator[tuple[str, int]]:
+        """(lower-case word, stem id) for each prose word of `text` that is a term: letters only, at least
+        `MIN_WORD_LETTERS` of them, one stem (no stopword); the vocabulary `leanrank.encode.lexicon` uses."""
+        for match in _WORD.finditer(_BLOB.sub(" ", normalise(text))):
+            word = match.group().lower()
+            if len(word) < MIN_WORD_LETTERS or not word.isalpha():
+                continue
+            ids = self._word(word)
+            if len(ids) == 1:
+                yield word, ids[0]
 
     def _word(self, word: str) -> tuple[int, ...]:
         """The stem id of one word (none for a stopword), by the stemmer of the word's own script."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from leanrank.encode.base import Matrix, SparseVec
 from leanrank.settings import StoreSettings
 from leanrank.types import Chunk, Lang
+
+NO_TERMS = SparseVec((), ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +56,10 @@ class Steer:
 class HybridQuery:
     """One first-stage request: both vectors, the filters applied to every prefetch, and the fusion.
 
-    The fused legs are the dense list, the BM25 list (when the query has terms), and one more dense list
-    per language in `lang_legs`, restricted to chunks containing that language. `weights` are the dense
-    and BM25 weights, then one per language leg (0 drops a leg).
+    The fused legs are the dense list, the BM25 list (when the query has terms), one more dense list
+    per language in `lang_legs`, restricted to chunks containing that language, and a second BM25 list for
+    `translated`, the query's words in the other language (when it has terms). `weights` are the dense
+    and BM25 weights, then one per language leg (0 drops a leg); `translated_weight` weighs the last.
     """
 
     course: str
@@ -72,6 +75,8 @@ class HybridQuery:
     min_score: float | None = None
     with_vectors: bool = False  # return each hit's dense vector (cross-lingual dedup compares them)
     steer: Steer | None = None  # the dense lists recommend from examples instead of the plain nearest
+    translated: SparseVec = NO_TERMS
+    translated_weight: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +134,10 @@ class Store(Protocol):
 
     def count(self, course: str) -> int:
         """Chunks of one course; cheap enough to check on every search."""
+        ...
+
+    def chunks(self, course: str) -> Iterator[Chunk]:
+        """Every chunk of one course, payload only (the course lexicon is built from their text)."""
         ...
 
     def hybrid(self, query: HybridQuery) -> list[Candidate]:

@@ -35,6 +35,7 @@ KEYWORD_FIELDS = ("course", "lang", "langs", "source", "file_hash", "heading_pre
 # The payload key a search's language filter matches: every language a chunk contains.
 LANGS_FIELD = "langs"
 _FACET_LIMIT = 1_000_000
+_SCROLL_PAGE = 1024
 # A point costs its vectors and payload in the write-ahead log and again in a segment, with slack.
 _WRITE_AMPLIFICATION = 4
 _POINT_OVERHEAD_BYTES = 1024
@@ -295,6 +296,22 @@ class EdgeStore:
                 )
             )
 
+    def chunks(self, course: str) -> Iterator[Chunk]:
+        offset = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset,
+                limit=_SCROLL_PAGE,
+                filter=qe.Filter(must=[_match("course", course)]),
+                with_payload=True,
+                with_vector=False,
+            )
+            with _engine_errors(f"reading course {course}"):
+                records, offset = self._shard.scroll(request)
+            yield from (payload_chunk(r.payload or {}) for r in records)
+            if offset is None:
+                return
+
     def _facet(self, key: str, flt: qe.Filter | None) -> dict[str | int | bool, int]:
         with _engine_errors(f"listing {key}"):
             response = self._shard.facet(qe.FacetRequest(key=key, limit=_FACET_LIMIT, exact=True, filter=flt))
@@ -339,6 +356,10 @@ class EdgeStore:
             in_lang = qe.Filter(must=[*must, _match(LANGS_FIELD, lang)])
             prefetches.append(qe.Prefetch(limit=query.prefetch, query=dense_q, filter=in_lang, params=params))
             weights.append(weight)
+        if query.translated.indices and query.translated_weight > 0:
+            translated_q = qe.Query.Nearest(_sparse(query.translated), using="bm25")
+            prefetches.append(qe.Prefetch(limit=query.prefetch, query=translated_q, filter=flt))
+            weights.append(query.translated_weight)
         fused = qe.QueryRequest(
             limit=query.limit,
             prefetches=prefetches,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -54,6 +54,7 @@ _CHECKPOINT_KEY = "leanrank_migration"
 _FACET_LIMIT = 1_000_000
 # Points per write request: keeps a 1024-dim batch far below the server's 32 MB request limit.
 _WRITE_BATCH = 256
+_SCROLL_PAGE = 1024
 
 
 def _match(key: str, value: str) -> models.FieldCondition:
@@ -372,6 +373,13 @@ class QdrantStore:
                 )
             )
             weights.append(weight)
+        if query.translated.indices and query.translated_weight > 0:
+            prefetch.append(
+                models.Prefetch(
+                    query=_sparse(query.translated), using="bm25", filter=flt, limit=query.prefetch
+                )
+            )
+            weights.append(query.translated_weight)
         fused = models.QueryRequest(
             prefetch=prefetch,
             query=models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=weights)),
@@ -439,6 +447,21 @@ class QdrantStore:
         return self._client.scroll(
             self.collection, scroll_filter=flt, limit=1_000, offset=offset, with_vectors=["dense"]
         )
+
+    def chunks(self, course: str) -> Iterator[Chunk]:
+        flt = models.Filter(must=[_match("course", course)])
+
+        def page(offset: Any) -> tuple[list[models.Record], Any]:
+            return self._client.scroll(
+                self.collection, scroll_filter=flt, limit=_SCROLL_PAGE, offset=offset, with_payload=True
+            )
+
+        offset: Any = None
+        while True:
+            records, offset = self._call(f"reading course {course}", partial(page, offset))
+            yield from (payload_chunk(r.payload or {}) for r in records)
+            if offset is None:
+                return
 
     def scroll(self, limit: int, offset: str | None = None) -> tuple[list[StoredPoint], str | None]:
         """Up to `limit` points in id order from `offset`, with both vectors; the next offset or `None`."""

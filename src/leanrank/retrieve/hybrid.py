@@ -4,6 +4,9 @@ Besides the dense and BM25 lists, one dense list per language (chunks containing
 English) joins the fusion when `lang_weight` > 0: multilingual embeddings score text in the query's own
 language higher, so a Russian question's best English passage sits below many Russian ones in one dense list,
 but near the top of the English one — the only way its answer is found when the course has it in English only.
+That list, the one of the language the query is *not* written in, weighs `cross_lang_weight`. With a course
+lexicon (`leanrank.retrieve.lexicons`) and `translate_weight` > 0, a second BM25 list searches the query's
+words translated into the other language.
 
 Dedup and the per-source cap run after fusion, on an over-fetched list, so that removing candidates
 never leaves fewer than `depth` when enough distinct ones exist.
@@ -16,14 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from leanrank.encode.base import DenseEncoder, Matrix, SparseEncoder
-from leanrank.index.base import Candidate, HybridQuery, Steer, Store
-from leanrank.ingest.lang import PLAIN_LANGS
+from leanrank.index.base import NO_TERMS, Candidate, HybridQuery, Steer, Store
+from leanrank.ingest.lang import PLAIN_LANGS, detect_lang
+from leanrank.retrieve.lexicons import CourseLexicons
 from leanrank.settings import RetrieveSettings
 from leanrank.types import Lang
 
 _OVERFETCH = 3
 # One list alone: the others are weighted 0, so their hits only trail the fused list with score 0.
-_ONE_LIST = {"dense": (1.0, 0.0, 0.0), "sparse": (0.0, 1.0, 0.0)}
+_ONE_LIST = {"dense": (1.0, 0.0, 0.0, 0.0), "sparse": (0.0, 1.0, 0.0, 0.0)}
 
 
 def normalised_hash(text: str) -> str:
@@ -47,12 +51,19 @@ class HybridRetriever:
     """Dense + BM25 prefetches fused by RRF inside the store, then dedup and a per-source cap."""
 
     def __init__(
-        self, store: Store, dense: DenseEncoder, sparse: SparseEncoder, settings: RetrieveSettings
+        self,
+        store: Store,
+        dense: DenseEncoder,
+        sparse: SparseEncoder,
+        settings: RetrieveSettings,
+        *,
+        lexicons: CourseLexicons | None = None,
     ) -> None:
         self._store = store
         self._dense = dense
         self._sparse = sparse
         self.settings = settings
+        self.lexicons = lexicons
 
     def retrieve(
         self,
@@ -70,9 +81,25 @@ class HybridRetriever:
         s = self.settings
         want = depth or s.depth
         trims = s.dedup or s.max_per_source > 0
-        dense_w, sparse_w, lang_w = _ONE_LIST.get(s.mode, (s.dense_weight, s.sparse_weight, s.lang_weight))
+        dense_w, sparse_w, lang_w, cross_w = _ONE_LIST.get(
+            s.mode, (s.dense_weight, s.sparse_weight, s.lang_weight, s.cross_lang_weight)
+        )
         asked = {plain for lang in where.langs for plain in (PLAIN_LANGS if lang == "mixed" else (lang,))}
-        legs = tuple(lang for lang in PLAIN_LANGS if not asked or lang in asked) if lang_w > 0 else ()
+        legs = (
+            tuple(lang for lang in PLAIN_LANGS if not asked or lang in asked)
+            if lang_w > 0 or cross_w > 0
+            else ()
+        )
+        translated = NO_TERMS
+        if s.mode == "hybrid" and s.translate_weight > 0 and self.lexicons is not None:
+            translated = self.lexicons.get(where.course).translate(
+                query,
+                self.lexicons.sparse,
+                self._dense,
+                threshold=s.translate_threshold,
+                per_word=s.translate_per_word,
+                margin=s.translate_margin,
+            )
         request = HybridQuery(
             course=where.course,
             dense=self._dense.embed_query(query) if vector is None else vector,
@@ -80,18 +107,27 @@ class HybridRetriever:
             limit=want * _OVERFETCH if trims else want,
             prefetch=max(s.prefetch, want),
             rrf_k=s.rrf_k,
-            weights=(dense_w, sparse_w, *(lang_w,) * len(legs)),
+            weights=(dense_w, sparse_w, *_leg_weights(query, legs, lang_w, cross_w)),
             langs=where.langs,
             lang_legs=legs,
             heading_prefix=where.heading_prefix,
             min_score=s.min_score,
             with_vectors=with_vectors,
             steer=steer,
+            translated=translated,
+            translated_weight=s.translate_weight,
         )
         found = self._store.hybrid(request)
         if s.mode != "hybrid":
             found = [c for c in found if (c.dense_rank if s.mode == "dense" else c.bm25_rank) is not None]
         return trim(found, depth=want, dedup=s.dedup, max_per_source=s.max_per_source)
+
+
+def _leg_weights(query: str, legs: Sequence[Lang], own: float, other: float) -> tuple[float, ...]:
+    """Weights of the language legs: `other` for the language the query is not written in (where an answer
+    the dense list buries is found), `own` for the query's; `own` for both when the query mixes them."""
+    lang = detect_lang(query)
+    return tuple(own if lang in ("mixed", leg) else other for leg in legs)
 
 
 def trim(candidates: Sequence[Candidate], *, depth: int, dedup: bool, max_per_source: int) -> list[Candidate]:
