@@ -12,11 +12,13 @@ import email.utils
 import logging
 import random
 import ssl
+import threading
 import time
+import weakref
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import cache
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import certifi
 import httpx
@@ -104,7 +106,8 @@ class JsonReply:
 
 
 class JsonClient:
-    """An `httpx.AsyncClient` for one provider; use as `async with`. Timeouts are always on."""
+    """An `httpx.AsyncClient` for one provider, closed with `aclose` (`LoopClients` does). Timeouts are
+    always on."""
 
     def __init__(
         self,
@@ -129,12 +132,8 @@ class JsonClient:
             verify=_tls_context(),
         )
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def aclose(self) -> None:
+        """Close the connections; the client cannot be used after."""
         await self._client.aclose()
 
     async def post(self, path: str, payload: dict[str, Any]) -> JsonReply:
@@ -177,6 +176,45 @@ class JsonClient:
         except httpx.HTTPError as exc:
             raise RerankServerError(f"{where} failed: {type(exc).__name__}: {_one_line(str(exc))}") from exc
         return _decode(where, response)
+
+
+class LoopClients:
+    """One `JsonClient` per event loop, kept for the loop's life: its connections are reused across calls.
+
+    A client must not outlive the loop it was made on, and a reranker has no `close`, so each client is
+    closed by the loop itself when it shuts down (`asyncio.run`, uvicorn and pytest-asyncio all finalise
+    the loop's async generators then): a generator parked in `finally: await client.aclose()` does it.
+    A long-lived loop (the service) thus keeps one pool per backend for the process's life; a short one
+    (a CLI search) opens and closes its own.
+    """
+
+    def __init__(self, make: Callable[[], JsonClient]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[JsonClient, AsyncIterator[None]]
+        ] = weakref.WeakKeyDictionary()
+
+    async def get(self) -> JsonClient:
+        """The running loop's client, made on first use."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            kept = self._clients.get(loop)
+        if kept is not None:
+            return kept[0]
+        client = self._make()
+        closer = _close_with_loop(client)
+        await anext(closer)  # parked at its `yield` until the loop finalises it
+        with self._lock:
+            self._clients[loop] = (client, closer)  # the generator must stay referenced until then
+        return client
+
+
+async def _close_with_loop(client: JsonClient) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 @cache
