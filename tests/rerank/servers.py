@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from leanrank.rerank.http import RetryPolicy
 from leanrank.rerank.providers import PROVIDERS, HttpReranker
+from leanrank.retry import RetryPolicy
 
 API_KEY = "test-key"
 MODEL = "test-model"

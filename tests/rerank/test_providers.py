@@ -14,8 +14,9 @@ import pytest
 
 from leanrank.errors import ConfigError
 from leanrank.rerank.catalog import reranker
-from leanrank.rerank.http import BadResponseError, PayloadTooLargeError, RetryPolicy
+from leanrank.rerank.http import BadResponseError, PayloadTooLargeError
 from leanrank.rerank.providers import PROVIDERS, HttpReranker
+from leanrank.retry import RetryPolicy
 from tests.rerank.servers import (
     API_KEY,
     MODEL,

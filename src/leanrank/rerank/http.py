@@ -1,19 +1,16 @@
 """Shared async HTTP machinery for the rerank providers: one JSON POST with bounded retries and typed errors.
 
 Every provider speaks JSON over `POST` with a bearer key, fails with the same status codes and wants the
-same courtesy on overload (back off, honour `Retry-After`), so that lives here once and `providers.py`
-only describes what differs.
+same courtesy on overload (back off, honour `Retry-After`: `leanrank.retry`), so that lives here once and
+`providers.py` only describes what differs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import random
 import ssl
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ import certifi
 import httpx
 
 from leanrank.errors import BackendError, ConfigError
+from leanrank.retry import RetryPolicy, retry_after_s
 
 _log = logging.getLogger(__name__)
 
@@ -72,29 +70,6 @@ class RerankTimeoutError(RerankHttpError):
 
 # Failures after which the provider may still bill the call: it was sent, and maybe served.
 MAYBE_BILLED = (RerankTimeoutError, BadResponseError)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """`max_attempts` bounds the total tries; waits grow from `backoff_s` doubling, capped at `max_wait_s`.
-
-    Jitter spreads the retries of concurrent callers so they do not hit a recovering server in lockstep;
-    a `Retry-After` from the server replaces the computed wait (still capped).
-    """
-
-    max_attempts: int = 4
-    backoff_s: float = 0.5
-    max_wait_s: float = 20.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1 or self.backoff_s < 0 or self.max_wait_s < 0:
-            raise ConfigError("max_attempts must be positive, backoff_s and max_wait_s not negative")
-
-    def wait_s(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to sleep before retry number `attempt` (1-based)."""
-        if retry_after is not None:
-            return min(retry_after, self.max_wait_s)
-        return min(self.backoff_s * 2.0 ** (attempt - 1), self.max_wait_s) * random.uniform(0.5, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +135,7 @@ class JsonClient:
                 if response.status_code not in _RETRY_STATUSES:
                     return _decode(where, response)
                 failure = _status_error(where, response)
-                retry_after = _retry_after_s(response)
+                retry_after = retry_after_s(response.headers)
             if attempt == attempts:
                 failure.args = (f"{failure} (gave up after {attempts} attempts)",)
                 raise failure
@@ -267,22 +242,6 @@ def _detail(response: httpx.Response) -> str:
             if isinstance(value, str):
                 return _one_line(value)
     return _one_line(response.text) or response.reason_phrase
-
-
-def _retry_after_s(response: httpx.Response) -> float | None:
-    """`Retry-After` as seconds: either a number of seconds or an HTTP date."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
 
 
 def _one_line(text: str) -> str:

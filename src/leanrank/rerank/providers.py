@@ -26,10 +26,10 @@ from leanrank.rerank.http import (
     LoopClients,
     PayloadTooLargeError,
     RerankHttpError,
-    RetryPolicy,
     check_endpoint,
 )
 from leanrank.rerank.windows import clip_tokens
+from leanrank.retry import RetryPolicy
 
 _log = logging.getLogger(__name__)
 
