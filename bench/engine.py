@@ -6,6 +6,11 @@ Configurations, all in one run over the same pairs:
   (batches span requests, which is kinder to it than one request at a time);
 - sentence-transformers: `CrossEncoder.predict(batch_size=32)` on the same saved model directory (it sorts
   by characters, then pads each batch of 32 to its longest);
+- FlashRank: its `Ranker.rerank`, one request at a time (its only API), on ONNX Runtime with its default
+  threads (one per core: 2 here, as the others get), given leanrank's ONNX export of the same model, fp32
+  and int8. FlashRank loads models only by its own names from its cache folder, so the files are linked
+  there under its multilingual model's name (`ms-marco-MultiBERT-L-12`); it returns sigmoid scores, turned
+  back into logits for the guard's comparison;
 - leanrank: `LocalReranker.rerank_batch` over each round's requests (tokenised once, sorted by tokens,
   packed under `max_batch_tokens`) on torch (SDPA), ONNX Runtime fp32 and int8 on the CPU, torch fp32 and
   fp16/bf16 on a GPU; the fastest also one request at a time (`rerank`), as a service without
@@ -39,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import sys
 import time
@@ -52,6 +58,8 @@ import numpy as np
 from leanrank.rerank.local import (
     CPU_BATCH_TOKENS,
     GPU_BATCH_TOKENS,
+    ONNX_FILE,
+    ONNX_INT8_FILE,
     Precision,
     Runtime,
     length_sorted_batches,
@@ -73,6 +81,7 @@ SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's ids 0..3
 MAX_LENGTH = 512
 BASELINE_BATCH = 32
 REFERENCE = "leanrank torch fp32"
+PEERS = ("sentence-transformers", "flashrank")
 
 Scorer = Callable[[list[Request]], list[list[float]]]
 
@@ -117,6 +126,7 @@ class Row:
     seconds: float
     vs_naive: float
     vs_sentence_transformers: float
+    vs_fastest_peer: float
     max_abs_diff: float | None
     top5: float | None
     tau: float | None
@@ -269,6 +279,47 @@ def sentence_transformers(model_dir: Path, device: str, dtype: Any) -> Scorer:
     return score
 
 
+FLASHRANK_NAME = "ms-marco-MultiBERT-L-12"
+TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+def flashrank(model_dir: Path, onnx_file: Path, out: Path) -> Scorer:
+    """FlashRank's `Ranker` over leanrank's ONNX export `onnx_file` of the model in `model_dir`."""
+    from flashrank import Ranker, RerankRequest
+    from flashrank.Config import model_file_map
+
+    cache = out / "flashrank" / f"{model_dir.name}-{onnx_file.stem}"
+    folder = cache / FLASHRANK_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if not (folder / name).exists():
+            (folder / name).symlink_to((model_dir / name).resolve())
+    # ONNX Runtime refuses weights outside the model's own folder: hard links, not symlinks, and the
+    # external-data file under the name the model refers to.
+    data = onnx_file.with_name(onnx_file.name + ".data")
+    for target, name in ((onnx_file, model_file_map[FLASHRANK_NAME]), (data, data.name)):
+        if not (folder / name).exists():
+            os.link(model_dir / target, folder / name)
+    if not (folder / "special_tokens_map.json").exists():  # transformers 5 no longer writes it
+        config = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+        specials = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
+        (folder / "special_tokens_map.json").write_text(json.dumps(specials), encoding="utf-8")
+    ranker = Ranker(
+        model_name=FLASHRANK_NAME, cache_dir=str(cache), max_length=MAX_LENGTH, log_level="WARNING"
+    )
+
+    def score(requests: list[Request]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for query, docs in requests:
+            ranked = ranker.rerank(RerankRequest(query, [{"id": i, "text": d} for i, d in enumerate(docs)]))
+            by_id = {p["id"]: float(p["score"]) for p in ranked}
+            probs = np.clip(np.array([by_id[i] for i in range(len(docs))]), 1e-7, 1 - 1e-7)
+            out.append(np.log(probs / (1 - probs)).tolist())  # its sigmoid undone: logits like the others'
+        return out
+
+    return score
+
+
 def leanrank(
     model_dir: Path,
     args: argparse.Namespace,
@@ -335,11 +386,18 @@ def runners(model_dir: Path, args: argparse.Namespace) -> list[Runner]:
             ),
         ]
     suffix = "" if args.device == "cpu" else f" {args.precision}"
+    peers = []
+    if args.device == "cpu":
+        peers = [
+            Runner("flashrank onnx fp32", flashrank(model_dir, ONNX_FILE, args.out)),
+            Runner("flashrank onnx int8", flashrank(model_dir, ONNX_INT8_FILE, args.out)),
+        ]
     return [
         Runner(f"naive transformers loop{suffix}", naive(model_dir, args.device, baseline_dtype)),
         Runner(
             f"sentence-transformers{suffix}", sentence_transformers(model_dir, args.device, baseline_dtype)
         ),
+        *peers,
         *ours,
     ]
 
@@ -369,6 +427,8 @@ def report(
 ) -> list[Row]:
     naive_rate = pairs / seconds[runners[0].name]
     st_rate = pairs / seconds[runners[1].name]
+    # The libraries a user would pick instead: sentence-transformers and FlashRank (fastembed: bench/README).
+    peer_rate = max(pairs / seconds[r.name] for r in runners if r.name.startswith(PEERS))
     rows = []
     for runner in runners:
         rate = pairs / seconds[runner.name]
@@ -382,6 +442,7 @@ def report(
                 seconds=seconds[runner.name],
                 vs_naive=rate / naive_rate,
                 vs_sentence_transformers=rate / st_rate,
+                vs_fastest_peer=rate / peer_rate,
                 max_abs_diff=measured.max_abs_diff if measured else None,
                 top5=measured.top_k_overlap if measured else None,
                 tau=measured.kendall_tau if measured else None,
@@ -396,8 +457,9 @@ def markdown(rows: list[Row]) -> str:
         return "—" if value is None else format(value, spec)
 
     lines = [
-        "| configuration | pairs/s | × naive | × sentence-transformers | max abs Δ | top-5 | tau | guard |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| configuration | pairs/s | × naive | × sentence-transformers | × fastest peer | max abs Δ | top-5 "
+        "| tau | guard |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         cells = [
@@ -405,6 +467,7 @@ def markdown(rows: list[Row]) -> str:
             f"{row.pairs_per_s:.1f}",
             f"{row.vs_naive:.2f}",
             f"{row.vs_sentence_transformers:.2f}",
+            f"{row.vs_fastest_peer:.2f}",
             number(row.max_abs_diff, ".2g"),
             number(row.top5, ".2f"),
             number(row.tau, ".2f"),

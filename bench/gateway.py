@@ -1,16 +1,28 @@
-"""What the rerank gateway adds to a call: p50/p95 latency through `leanrank serve` vs the backend directly.
+"""What a rerank gateway adds to a call: p50/p95 latency through `leanrank serve` and through LiteLLM's proxy,
+against calling the backend directly, at 1 and 16 concurrent clients, in one run.
 
-One run, one process, loopback only. The backend is the Cohere-format fake of the test suite (it answers at
-once, so every millisecond measured is overhead). Each round times one request per path, in turn, so
-drifts of the machine's load hit every path alike:
+Every server is its own process, as deployed, so none shares the client's interpreter lock: the backend is
+the test suite's Cohere-format fake (`python -m tests.rerank.servers cohere`; it answers at once, so every
+millisecond measured past it is a gateway's), `leanrank serve` runs with a SQLite ledger on disk (synced at
+every record) and LiteLLM's proxy (`make bench-litellm` installs it in its own venv under bench/out) routes
+`/v2/rerank` to the same backend. Paths:
 
-- direct: the client posts to the fake backend itself;
-- gateway: the client posts to leanrank (`/v2/rerank`), which checks the key and limits, calls the
-  backend through its adapter, prices the call and commits a ledger record (SQLite, synced to disk);
-- gateway, pooled adapter: the same, with the adapter's HTTP connections pooled across calls
-  (the shipped adapter opens a client per call, sharing one TLS context per process);
-- gateway, pooled adapter, ledger on tmpfs: the same without the ledger's sync to disk (where /dev/shm is);
-- gateway, cache hit: the same query again through a score cache in front of the backend (nothing sent).
+- direct: the client posts to the backend itself;
+- leanrank: `/v2/rerank` through `leanrank serve`: key check, limits, budget hold, the backend call through
+  its pooled adapter, pricing, and the ledger record durable before the answer leaves;
+- leanrank, ledger on tmpfs: the same with the ledger under /dev/shm (what syncing to disk costs);
+- leanrank, cache hit: the same query again through the score cache (nothing sent to the backend);
+- litellm proxy: LiteLLM's `/v2/rerank` (key check, routing; no database: it keeps no spend records
+  without its PostgreSQL and Prisma set-up, so it does less per request than leanrank here).
+
+A round sends, to each path in turn (the order rotated every round, so the machine's load drifts hit all
+paths alike), one request per client at once; each request is timed on its own. "Added" is a path's
+percentile minus the direct path's at the same concurrency.
+
+    .venv/bin/python -m bench.gateway [--rounds 150] [--docs 20] [--clients 1,16] [--profile]
+
+`--profile` also runs the plain leanrank server under pyinstrument (`make bench-deps`) and writes its
+profile (text) to bench/out/gateway-profile.txt.
 
     .venv/bin/python -m bench.gateway [--rounds 300] [--docs 20] [--out bench/out]
 
@@ -25,23 +37,30 @@ latency side by side with the policy off, on `--split test` (the presets were ch
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import shutil
-import statistics
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 from bench import savings
-from tests.rerank.servers import API_KEY, MODEL, FakeProvider, adapter
-from tests.serve.live import LiveServer, PooledTransport
+from tests.rerank.servers import API_KEY, MODEL
 
-from leanrank.rerank.base import Reranker
-from leanrank.rerank.cache import CachedReranker, SqliteScoreCache
-from leanrank.serve import create_app, new_key
-from leanrank.settings import ServeSettings, Settings
+from leanrank.serve import new_key
+
+ROOT = Path(__file__).resolve().parent.parent
+LITELLM = ROOT / "bench" / "out" / "litellm-venv" / "bin" / "litellm"
+LITELLM_KEY = "sk-bench"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -49,24 +68,153 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def gateway(reranker: Reranker, data_dir: Path, entry: str) -> LiveServer:
-    settings = Settings(data_dir=data_dir, serve=ServeSettings(api_keys=[entry]))
-    return LiveServer(create_app(settings, reranker=reranker))
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-def timed(client: httpx.Client, url: str, token: str, body: dict[str, Any]) -> float:
-    """Milliseconds for one rerank request, answer checked."""
-    t0 = time.perf_counter()
-    client.post(
-        f"{url}/v2/rerank", json=body, headers={"authorization": f"Bearer {token}"}
-    ).raise_for_status()
-    return (time.perf_counter() - t0) * 1000
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid` and its live descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    family, total = {pid}, 0.0
+    for _ in range(4):  # children, grandchildren, ...
+        family |= {p for p, (parent, _) in stats.items() if parent in family}
+    for member in family:
+        total += stats.get(member, (0, 0.0))[1]
+    return total
+
+
+def fsync_ms(folder: Path, n: int = 100) -> tuple[float, float]:
+    """p50 and p95 of one 4 KiB append + fsync in `folder`: the floor under any durable commit there."""
+    path = folder / "fsync-probe"
+    times = []
+    with path.open("ab") as f:
+        for _ in range(n):
+            f.write(b"x" * 4096)
+            f.flush()
+            t0 = time.perf_counter()
+            os.fsync(f.fileno())
+            times.append((time.perf_counter() - t0) * 1000)
+    path.unlink()
+    return percentile(times, 0.5), percentile(times, 0.95)
+
+
+@contextmanager
+def process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[int]:
+    """A server process (its pid) for the block's duration, stopped with SIGINT (a clean exit flushes
+    profiles)."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        yield proc.pid
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_ready(url: str, token: str, body: dict[str, Any], log: Path, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.post(
+                f"{url}/v2/rerank", json=body, headers={"authorization": f"Bearer {token}"}, timeout=10
+            )
+            if response.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise SystemExit(f"{url} did not answer in {timeout_s:.0f} s; see {log}")
+
+
+def leanrank_server(
+    stack: ExitStack, data_dir: Path, backend_url: str, entry: str, log: Path, *, cache: bool, profile: bool
+) -> tuple[str, int]:
+    port = free_port()
+    env = os.environ | {
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        "LEANRANK_DATA_DIR": str(data_dir),
+        "LEANRANK_RERANK__BACKEND": f"cohere:{MODEL}",
+        "LEANRANK_RERANK__CACHE": "sqlite" if cache else "off",
+        "LEANRANK_COHERE_BASE_URL": backend_url,
+        "LEANRANK_COHERE_API_KEY": API_KEY,
+        "LEANRANK_SERVE__API_KEYS": json.dumps([entry]),
+    }
+    serve = ["-c", "from leanrank.cli.app import main; main()", "serve", "--port", str(port)]
+    serve += ["--host", "127.0.0.1", "--log-level", "warning"]
+    if profile:
+        report = ROOT / "bench" / "out" / "gateway-profile.txt"
+        argv = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(report), *serve]
+    else:
+        argv = [sys.executable, *serve]
+    return f"http://127.0.0.1:{port}", stack.enter_context(process(argv, env, log))
+
+
+def litellm_server(stack: ExitStack, backend_url: str, folder: Path) -> tuple[str, int]:
+    port = free_port()
+    config = folder / "litellm.yaml"
+    config.write_text(
+        f"model_list:\n  - model_name: {MODEL}\n    litellm_params:\n      model: cohere/{MODEL}\n"
+        f"      api_base: {backend_url}\n      api_key: {API_KEY}\n"
+        f"general_settings:\n  master_key: {LITELLM_KEY}\nlitellm_settings:\n  telemetry: false\n",
+        encoding="utf-8",
+    )
+    # No network here: the model price map is read from the installed package, not fetched.
+    env = os.environ | {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+    argv = [str(LITELLM), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    pid = stack.enter_context(process([*argv, "--num_workers", "1"], env, folder / "litellm.log"))
+    return f"http://127.0.0.1:{port}", pid
+
+
+async def burst(client: httpx.AsyncClient, url: str, token: str, body: dict[str, Any], n: int) -> list[float]:
+    """Milliseconds of `n` requests sent at once, each answer checked."""
+
+    async def one() -> float:
+        t0 = time.perf_counter()
+        response = await client.post(
+            f"{url}/v2/rerank", json=body, headers={"authorization": f"Bearer {token}"}
+        )
+        response.raise_for_status()
+        return (time.perf_counter() - t0) * 1000
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def measure(
+    targets: dict[str, tuple[str, str]], body: dict[str, Any], clients: int, rounds: int
+) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in targets}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        for url, token in targets.values():  # warm-up: connections, first ledger writes, the cache
+            for _ in range(5):
+                await burst(client, url, token, body, clients)
+        names = list(targets)
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                times[name] += await burst(client, *targets[name], body, clients)
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=150)
     parser.add_argument("--docs", type=int, default=20, help="Documents per request.")
+    parser.add_argument("--clients", default="1,16", help="Concurrent clients, comma-separated levels.")
+    parser.add_argument("--profile", action="store_true", help="Profile the leanrank server (pyinstrument).")
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
     parser.add_argument("--savings", choices=["xquad", "course"], help="The cascade-savings benchmark.")
     parser.add_argument("--split", choices=["tune", "test"], default="test")
@@ -77,62 +225,81 @@ def main() -> None:
     if args.savings:
         savings_mode(args)
         return
+    levels = [int(c) for c in args.clients.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
 
     key, entry = new_key("bench", "admin")
     docs = [f"Фрагмент {i}: цикл for перебирает элементы, шаг {i}." for i in range(args.docs)]
     body: dict[str, Any] = {"model": MODEL, "query": "Как работает цикл for?", "documents": docs}
-    fake = FakeProvider("cohere")
-    tmp = Path(tempfile.mkdtemp(prefix="leanrank-bench-"))
-    cached = CachedReranker(adapter(fake), SqliteScoreCache(tmp / "cache.sqlite"))
-    servers = {
-        "gateway": gateway(adapter(fake), tmp / "plain", entry),
-        "gateway, pooled adapter": gateway(adapter(fake, transport=PooledTransport()), tmp / "pooled", entry),
-        "gateway, cache hit": gateway(cached, tmp / "cached", entry),
-    }
+    tmp = Path(tempfile.mkdtemp(prefix="leanrank-bench-", dir=args.out))
     shm = Path("/dev/shm")
-    fast = Path(tempfile.mkdtemp(prefix="leanrank-bench-", dir=shm if shm.is_dir() else None))
-    if shm.is_dir():
-        pooled = adapter(fake, transport=PooledTransport())
-        servers["gateway, pooled adapter, ledger on tmpfs"] = gateway(pooled, fast, entry)
-    targets = {"direct": (fake.url, API_KEY)} | {name: (s.url, key) for name, s in servers.items()}
-    times: dict[str, list[float]] = {name: [] for name in targets}
+    fast = Path(tempfile.mkdtemp(prefix="leanrank-bench-", dir=shm)) if shm.is_dir() else None
+    results: dict[int, dict[str, list[float]]] = {}
+    cpu: dict[int, dict[str, float]] = {}
+    floor = fsync_ms(tmp)
     try:
-        with httpx.Client(timeout=30) as client:
-            for url, token in targets.values():  # warm-up: connections, the first ledger write, the cache
-                for _ in range(10):
-                    timed(client, url, token, body)
-            for _ in range(args.rounds):
-                for name, (url, token) in targets.items():
-                    times[name].append(timed(client, url, token, body))
+        with ExitStack() as stack:
+            backend_port = free_port()
+            backend = f"http://127.0.0.1:{backend_port}"
+            env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+            argv = [sys.executable, "-m", "tests.rerank.servers", "cohere", str(backend_port)]
+            pids = {"direct": stack.enter_context(process(argv, env, tmp / "backend.log"))}
+            targets = {"direct": (backend, API_KEY)}
+            logs = {"direct": tmp / "backend.log"}
+            variants = {"leanrank": (tmp / "plain", False), "leanrank, cache hit": (tmp / "cached", True)}
+            if fast is not None:
+                variants["leanrank, ledger on tmpfs"] = (fast, False)
+            for name, (folder, cache) in variants.items():
+                log = tmp / f"{name.replace(', ', '-').replace(' ', '-')}.log"
+                profile = args.profile and name == "leanrank"
+                url, pids[name] = leanrank_server(
+                    stack, folder, backend, entry, log, cache=cache, profile=profile
+                )
+                targets[name], logs[name] = (url, key), log
+            if LITELLM.exists():
+                url, pids["litellm proxy"] = litellm_server(stack, backend, tmp)
+                targets["litellm proxy"], logs["litellm proxy"] = (url, LITELLM_KEY), tmp / "litellm.log"
+            else:
+                print(f"LiteLLM not installed ({LITELLM}); `make bench-litellm` installs it", file=sys.stderr)
+            for name, (url, token) in targets.items():
+                wait_ready(url, token, body, logs[name])
+            for clients in levels:
+                before = {name: cpu_s(pid) for name, pid in pids.items()}
+                results[clients] = asyncio.run(measure(targets, body, clients, args.rounds))
+                sent = (args.rounds + 5) * clients  # the warm-up's requests too
+                cpu[clients] = {name: (cpu_s(pid) - before[name]) * 1000 / sent for name, pid in pids.items()}
     finally:
-        for server in servers.values():
-            server.close()
-        fake.close()
-        for folder in (tmp, fast):
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if fast is not None:
+            shutil.rmtree(fast, ignore_errors=True)
 
-    base = {q: percentile(times["direct"], q) for q in (0.5, 0.95)}
-    rows = [
-        {
-            "path": name,
-            "p50_ms": percentile(values, 0.5),
-            "p95_ms": percentile(values, 0.95),
-            "added_p50_ms": percentile(values, 0.5) - base[0.5],
-            "added_p95_ms": percentile(values, 0.95) - base[0.95],
-            "mean_ms": statistics.fmean(values),
-        }
-        for name, values in times.items()
-    ]
-    print(f"{args.rounds} rounds, {args.docs} documents per request, loopback\n")
-    print("| path | p50 ms | p95 ms | added p50 ms | added p95 ms |")
-    print("|---|---:|---:|---:|---:|")
-    for r in rows:
-        cells = [f"{r[k]:.2f}" for k in ("p50_ms", "p95_ms")] + [
-            f"{r[k]:+.2f}" for k in ("added_p50_ms", "added_p95_ms")
-        ]
-        print(f"| {r['path']} | {' | '.join(cells)} |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    report = {"rounds": args.rounds, "docs": args.docs, "rows": rows}
+    load = os.getloadavg()[0]
+    print(
+        f"{args.rounds} rounds, {args.docs} documents per request, loopback; load average {load:.1f}; "
+        f"fsync of 4 KiB where the ledger is: p50 {floor[0]:.2f} ms, p95 {floor[1]:.2f} ms\n"
+    )
+    report: dict[str, Any] = {
+        "rounds": args.rounds,
+        "docs": args.docs,
+        "load_avg_1m": load,
+        "fsync_ms": {"p50": floor[0], "p95": floor[1]},
+        "levels": {},
+    }
+    print("| clients | path | p50 ms | p95 ms | added p50 ms | added p95 ms | server CPU ms/request |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for clients, times in results.items():
+        base = {q: percentile(times["direct"], q) for q in (0.5, 0.95)}
+        rows = []
+        for name, values in times.items():
+            p50, p95 = percentile(values, 0.5), percentile(values, 0.95)
+            rows.append(
+                {"path": name, "p50_ms": p50, "p95_ms": p95, "added_p50_ms": p50 - base[0.5]}
+                | {"added_p95_ms": p95 - base[0.95], "requests": len(values)}
+                | {"cpu_ms_per_request": cpu[clients][name]}
+            )
+            added = f"{p50 - base[0.5]:+.2f} | {p95 - base[0.95]:+.2f}"
+            print(f"| {clients} | {name} | {p50:.2f} | {p95:.2f} | {added} | {cpu[clients][name]:.2f} |")
+        report["levels"][str(clients)] = rows
     (args.out / "gateway.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
 
 

@@ -24,6 +24,7 @@ from leanrank.cascade.result_cache import result_cache, same_question
 from leanrank.cost.meter import Meter
 from leanrank.encode.base import DenseEncoder, SparseEncoder
 from leanrank.encode.bm25 import Bm25Encoder
+from leanrank.encode.cached import PassageVectors, QueryCache
 from leanrank.encode.catalog import dense_encoder
 from leanrank.errors import (
     ConfigError,
@@ -67,12 +68,14 @@ AGREE_TOP, AGREE_WITHIN = 10, 50
 
 @dataclass(frozen=True, slots=True)
 class FileReport:
-    """What ingesting one file did; `reason` says why a file was skipped."""
+    """What ingesting one file did; `reason` says why a file was skipped. `embedded` counts the chunks
+    the dense encoder ran on: those of `chunks` whose indexed text no earlier ingest had embedded."""
 
     source: str
     status: FileStatus
     chunks: int = 0
     reason: str = ""
+    embedded: int = 0
 
 
 @dataclass(slots=True)
@@ -90,6 +93,10 @@ class IngestReport:
     @property
     def chunks(self) -> int:
         return sum(f.chunks for f in self.files if f.status in ("added", "updated"))
+
+    @property
+    def embedded(self) -> int:
+        return sum(f.embedded for f in self.files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +205,10 @@ class Pipeline:
         meter: Meter | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        self.dense = dense or dense_encoder(self.settings.encoder)
+        encoder = dense or dense_encoder(self.settings.encoder)
+        # A question asked again skips the encoder; a pipeline sharing another's encoder shares its cache.
+        self.dense = encoder if isinstance(encoder, QueryCache) else QueryCache(encoder)
+        self._vectors: PassageVectors | None = None  # opened by the first ingest: searching needs none
         self.sparse = sparse or Bm25Encoder()
         self._owns_store = store is None  # a store handed in is the caller's to close (shared by runs)
         self.store = store or open_store(self.settings, self.dense.dim, self.dense.name)
@@ -290,6 +300,8 @@ class Pipeline:
             self.meter.close()
         if self.results is not None:
             self.results.close()
+        if self._vectors is not None:
+            self._vectors.close()
 
     # ingest -------------------------------------------------------------------------------------------------
 
@@ -300,11 +312,14 @@ class Pipeline:
         *,
         prune: bool = False,
         on_file: Callable[[FileReport], None] | None = None,
+        on_embed: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
         """Index every supported file under `path`; a bad file is reported and skipped, the rest go on.
 
         With `prune`, sources of the course that are no longer under the folder `path` are deleted, so the
         index mirrors the folder (off by default: ingesting one sub-folder must not drop the others).
+        A changed file re-embeds only the chunks whose indexed text changed (`PassageVectors` under
+        `data_dir`); `on_embed(done, to_embed)` reports the file being embedded, batch by batch.
         """
         check_course_id(course)
         if not path.exists():
@@ -314,7 +329,7 @@ class Pipeline:
         root = path if path.is_dir() else path.parent
         report = IngestReport(course)
         for file in discover(path):
-            self._record(report, self._ingest_file(file, root, course), on_file)
+            self._record(report, self._ingest_file(file, root, course, on_embed), on_file)
         if path.is_dir():
             gone = sorted(set(self.store.sources(course)) - {f.source for f in report.files})
             for source in gone if prune else ():
@@ -340,7 +355,9 @@ class Pipeline:
         """The files `ingest` will look at, for progress bars."""
         return discover(path)
 
-    def _ingest_file(self, file: Path, root: Path, course: str) -> FileReport:
+    def _ingest_file(
+        self, file: Path, root: Path, course: str, on_embed: Callable[[int, int], None] | None
+    ) -> FileReport:
         sid = source_id(file, root)
         try:
             check_source(file, root)
@@ -360,12 +377,14 @@ class Pipeline:
             if not chunks:
                 raise DocumentError(sid, "no text to index")
             texts = [c.indexed_text for c in chunks]
-            dense = self.dense.embed_passages(texts)
+            if self._vectors is None:
+                self._vectors = PassageVectors(self.settings.data_dir / "passage-vectors.sqlite")
+            dense, embedded = self._vectors.embed(self.dense, texts, progress=on_embed)
             sparse = self.sparse.embed_documents(texts)
             self.store.replace_source(course, sid, chunks, dense, sparse)
         except DocumentError as exc:
             return FileReport(sid, "skipped", reason=exc.reason)
-        return FileReport(sid, "updated" if present else "added", len(chunks))
+        return FileReport(sid, "updated" if present else "added", len(chunks), embedded=embedded)
 
     # search -------------------------------------------------------------------------------------------------
 

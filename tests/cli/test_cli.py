@@ -225,8 +225,8 @@ def test_ingest_names_files_gone_from_the_folder(tmp_path: Path) -> None:
     r = leanrank(data, "ingest", str(course), "--course", "small")
     assert r.returncode == 0, r.stderr
     assert (
-        "course small: 1 file — 0 added, 0 updated, 1 unchanged, 0 skipped, 0 removed; 0 chunks written"
-        in r.stderr
+        "course small: 1 file — 0 added, 0 updated, 1 unchanged, 0 skipped, 0 removed; "
+        "0 chunks written, 0 embedded" in r.stderr
     )
     assert r.stderr.endswith(
         f"note: 1 indexed file of course small is no longer in {course} (b.md); it still answers searches "

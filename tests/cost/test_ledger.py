@@ -4,6 +4,8 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -276,3 +278,54 @@ def test_written_columns_round_trip(sqlite_url: str) -> None:
     assert row["time"] == "2026-11-03 10:00:00.000000"
     assert (row["tenant"], row["cost_usd"], row["cache_hit"], row["cache_hits"]) == (None, None, 1, 120)
     assert (row["request_id"], row["billed_unit"], row["latency_ms"]) == ("x", "search_units", 85.0)
+
+
+def test_concurrent_writes_share_one_commit_and_keep_their_own_errors(ledger: Ledger) -> None:
+    """Group commit: writes queued while a commit runs go together in the next transaction; a write that
+    fails there (a request id already held) fails alone, the others are committed before they return."""
+    ledger.reserve(Hold(NOV_3, "taken", "rerank", "python-101", None, 0.0), [], lambda _: True)
+    commits: list[int] = []
+    sa.event.listen(ledger._engine, "commit", lambda _conn: commits.append(1))
+    outcomes: dict[str, object] = {}
+
+    def write(rid: str) -> None:
+        try:
+            if rid == "taken":
+                ledger.reserve(Hold(NOV_3, rid, "rerank", "python-101", None, 0.0), [], lambda _: True)
+            else:
+                outcomes[rid] = ledger.record(make_record(rid))
+        except RequestConflictError as exc:
+            outcomes[rid] = exc
+
+    names = [*(f"g{i}" for i in range(7)), "taken"]
+    with ledger._commit_lock:  # a commit in progress: every write below queues behind it
+        threads = [threading.Thread(target=write, args=(rid,)) for rid in names]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while len(ledger._queued) < len(names) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(30)
+    assert len(commits) == 1
+    assert isinstance(outcomes.pop("taken"), RequestConflictError)
+    assert outcomes == {f"g{i}": True for i in range(7)}
+    [total] = ledger.totals("course", NOVEMBER)
+    assert total.calls == 7
+
+
+def test_a_hold_commits_without_a_sync_and_a_record_with_one(sqlite_url: str) -> None:
+    with Ledger(sqlite_url) as ledger:
+        modes: list[int] = []
+
+        def seen(conn: sa.Connection) -> None:
+            modes.append(conn.exec_driver_sql("PRAGMA synchronous").scalar())
+
+        sa.event.listen(ledger._engine, "commit", seen)
+        hold = Hold(NOV_3, "r1", "rerank", "python-101", None, 0.0)
+        ledger.reserve(hold, [], lambda _: True)
+        ledger.settle(make_record("r1"))
+        ledger.reserve(replace(hold, request_id="r2"), [], lambda _: True)
+        ledger.release(replace(hold, request_id="r2"))
+        # schema (FULL); hold NORMAL, settlement FULL, hold NORMAL, release of a hold NORMAL
+        assert modes == [2, 1, 2, 1, 1]

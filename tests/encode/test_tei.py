@@ -343,3 +343,16 @@ def test_api_key_is_sent_as_bearer_token() -> None:
 def test_invalid_settings_raise_config_error(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         TeiEmbedEncoder(**{"url": "http://tei.local:8080", **kwargs})
+
+
+def test_a_retry_waits_what_the_server_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr("leanrank.encode.tei.time.sleep", slept.append)
+    answers = iter([httpx.Response(429, headers={"Retry-After": "2"}, text="slow down")])
+
+    def handle(_: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(200, json=[[0.6, 0.8]]))
+
+    with mock(handle) as encoder:
+        encoder.embed_passages(["a"])
+    assert slept == [2.0]  # the server's wait, not the backoff's 0

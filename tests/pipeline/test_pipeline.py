@@ -153,3 +153,36 @@ def test_bad_files_are_skipped_and_leave_nothing_behind(
         assert all("\n" not in f.reason for f in report.files)
         assert set(p.store.sources("c")) <= {"good.md", "latin1.txt"}
         assert "good.md" in p.store.sources("c")
+
+
+def test_an_edited_file_re_embeds_only_the_chunks_that_changed(
+    tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    lesson = course / "lesson.md"
+    sections = [
+        f"## Тема {i}\n\nАбзац {i} о циклах: цикл for проходит по элементам списка номер {i}. "
+        f"Функция range({i}) задаёт последовательность чисел для шага {i}.\n"
+        for i in range(40)
+    ]
+    lesson.write_text("# Урок\n\n" + "\n".join(sections), encoding="utf-8")
+    progress: list[tuple[int, int]] = []
+    with make_pipeline(tmp_path / "data", e5, bm25) as p:
+        [first] = p.ingest(course, "c", on_embed=lambda done, of: progress.append((done, of))).files
+        assert first.embedded == first.chunks >= 40
+        assert progress[-1] == (first.chunks, first.chunks)
+        assert len(progress) > 1  # the bar moves within the file, not only when it is done
+
+        sections[11] = sections[11].replace("номер 11.", "номер 11, и квантовый компьютер тоже.")
+        lesson.write_text("# Урок\n\n" + "\n".join(sections), encoding="utf-8")
+        [edited] = p.ingest(course, "c").files
+        assert (edited.status, edited.chunks, edited.embedded) == ("updated", first.chunks, 1)
+        assert "квантовый" in p.search("квантовый компьютер", "c", k=1).hits[0].chunk.text
+
+        # A section inserted at the top moves every other chunk: they keep their vectors.
+        moved = "## Введение\n\nНовый вводный абзац про переменные и присваивание.\n"
+        lesson.write_text("# Урок\n\n" + moved + "\n" + "\n".join(sections), encoding="utf-8")
+        [shifted] = p.ingest(course, "c").files
+        assert (shifted.chunks, shifted.embedded) == (first.chunks + 1, 1)
+        assert p.store.sources("c") == {"lesson.md": first.chunks + 1}

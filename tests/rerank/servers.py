@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from leanrank.rerank.http import RetryPolicy
 from leanrank.rerank.providers import PROVIDERS, HttpReranker
+from leanrank.retry import RetryPolicy
 
 API_KEY = "test-key"
 MODEL = "test-model"
@@ -209,6 +209,13 @@ WIRES: dict[str, Wire] = {
 }
 
 
+class _Server(ThreadingHTTPServer):
+    """Room for a burst of connections (the default backlog of 5 resets the sixth of 16 at once)."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class FakeProvider:
     """A running fake of `provider` on 127.0.0.1; `script()` queues faults, `requests` records traffic."""
 
@@ -229,8 +236,7 @@ class FakeProvider:
         self.requests: list[Recorded] = []
         self.faults: deque[Fault] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
         self._thread.start()
 

@@ -14,9 +14,9 @@ from leanrank.rerank.http import (
     RerankAuthError,
     RerankServerError,
     RerankTimeoutError,
-    RetryPolicy,
 )
 from leanrank.rerank.providers import PROVIDERS
+from leanrank.retry import RetryPolicy
 from tests.rerank.servers import WIRES, FakeProvider, Fault, adapter, score_of
 
 QUERY = "how is a search unit billed"

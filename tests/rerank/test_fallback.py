@@ -9,8 +9,9 @@ import pytest
 from leanrank.errors import ConfigError, InputError
 from leanrank.rerank.base import RerankResponse
 from leanrank.rerank.fallback import FallbackReranker
-from leanrank.rerank.http import RerankServerError, RetryPolicy
+from leanrank.rerank.http import RerankServerError
 from leanrank.rerank.identity import IdentityReranker
+from leanrank.retry import RetryPolicy
 from tests.rerank.servers import FakeProvider, Fault, adapter, score_of
 
 DOCS = ["alpha", "beta", "gamma"]

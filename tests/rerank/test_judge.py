@@ -20,9 +20,9 @@ from leanrank.rerank.http import (
     RateLimitedError,
     RerankServerError,
     RerankTimeoutError,
-    RetryPolicy,
 )
 from leanrank.rerank.judge import SYSTEM_PROMPT, ChatJudge, parse_verdict, user_prompt
+from leanrank.retry import RetryPolicy
 from leanrank.settings import Settings
 from tests.conftest import SAMPLE_COURSE
 from tests.rerank.chat_server import CHAT_MODEL, FakeChat

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 from collections.abc import Iterator
@@ -13,8 +14,9 @@ import pytest
 
 from leanrank.errors import ConfigError
 from leanrank.rerank.catalog import reranker
-from leanrank.rerank.http import BadResponseError, PayloadTooLargeError, RetryPolicy
+from leanrank.rerank.http import BadResponseError, PayloadTooLargeError
 from leanrank.rerank.providers import PROVIDERS, HttpReranker
+from leanrank.retry import RetryPolicy
 from tests.rerank.servers import (
     API_KEY,
     MODEL,
@@ -298,3 +300,39 @@ async def test_custom_transport_is_used() -> None:
     response = await backend.rerank(QUERY, DOCS[:2])
     assert response.scores == (0.1, 0.9)
     assert response.usage.billed_units == 1
+
+
+class _CountingTransport(httpx.AsyncHTTPTransport):
+    """A real transport that counts the requests it sends and the times it is closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+        self.closed = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        return await super().handle_async_request(request)
+
+    async def aclose(self) -> None:
+        self.closed += 1
+        await super().aclose()
+
+
+def test_one_client_per_event_loop_closed_with_the_loop(serve: Any) -> None:
+    fake = serve("cohere")
+    transport = _CountingTransport()
+    backend = adapter(fake, transport=transport)
+    seen: list[int] = []
+
+    async def three_calls() -> None:
+        for _ in range(3):
+            await backend.rerank(QUERY, DOCS)
+            seen.append(transport.closed)
+
+    asyncio.run(three_calls())
+    assert transport.sent == 3
+    assert seen == [0, 0, 0]  # the client and its connections lived across the calls
+    assert transport.closed == 1  # and were closed when the loop shut down
+    asyncio.run(three_calls())  # a new loop gets a client of its own
+    assert transport.sent == 6

@@ -19,8 +19,8 @@ from leanrank.pipeline import Pipeline
 from leanrank.rerank.base import Reranker
 from leanrank.rerank.cache import with_cache
 from leanrank.rerank.fallback import FallbackReranker
-from leanrank.rerank.http import RetryPolicy
 from leanrank.rerank.identity import IdentityReranker
+from leanrank.retry import RetryPolicy
 from leanrank.serve import create_app
 from leanrank.settings import Settings
 from tests.rerank.servers import MODEL, FakeProvider, Fault, adapter

@@ -12,8 +12,8 @@ import pytest
 
 from leanrank.pipeline import Pipeline
 from leanrank.rerank.fallback import FallbackReranker
-from leanrank.rerank.http import RetryPolicy
 from leanrank.rerank.identity import IdentityReranker
+from leanrank.retry import RetryPolicy
 from leanrank.serve import create_app
 from leanrank.settings import BudgetSettings, CostSettings
 from tests.rerank.servers import FakeProvider, Fault, adapter, score_of, tokens_of

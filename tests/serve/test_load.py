@@ -23,8 +23,8 @@ from leanrank.cost.ledger import Ledger
 from leanrank.cost.period import Period
 from leanrank.pipeline import Pipeline
 from leanrank.rerank.fallback import FallbackReranker
-from leanrank.rerank.http import RetryPolicy
 from leanrank.rerank.identity import IdentityReranker
+from leanrank.retry import RetryPolicy
 from leanrank.serve import create_app
 from leanrank.settings import BudgetSettings, RerankSettings
 from tests.rerank.servers import API_KEY, MODEL, FakeProvider, Fault, adapter

@@ -78,21 +78,28 @@ def hit_json(hit: Hit) -> dict[str, Any]:
 
 def _ingest(pipe: Pipeline, path: Path, course: str, *, prune: bool = False) -> IngestReport:
     files = pipe.ingest_plan(path) if path.exists() else []
+    done = 0
     with Steps() as progress:
         task = progress.add_task(f"ingest {course}", total=len(files), unit="files")
 
         def step(report: FileReport) -> None:
+            nonlocal done
             if report.status != "removed":
-                progress.advance(task)
+                done += 1
+                progress.update(task, completed=done)
             if report.status == "skipped":
                 progress.console.print(styled(("skipped", "yellow"), f" {report.source}: {report.reason}"))
 
-        report = pipe.ingest(path, course, prune=prune, on_file=step)
+        def embedding(chunks: int, of: int) -> None:
+            """A long file moves the bar too: by the share of its chunks embedded so far."""
+            progress.update(task, completed=done + chunks / of)
+
+        report = pipe.ingest(path, course, prune=prune, on_file=step, on_embed=embedding)
     summary = (
         f"course {course}: {plural(len(report.files), 'file')} — {report.count('added')} added, "
         f"{report.count('updated')} updated, {report.count('unchanged')} unchanged, "
         f"{report.count('skipped')} skipped, {report.count('removed')} removed; "
-        f"{plural(report.chunks, 'chunk')} written"
+        f"{plural(report.chunks, 'chunk')} written, {report.embedded:,} embedded"
     )
     err.print(summary)
     if report.missing:

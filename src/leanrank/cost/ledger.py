@@ -14,6 +14,14 @@ lock first (`BEGIN IMMEDIATE`), PostgreSQL an advisory lock for the transaction.
 into the call's record, `release` drops it. A hold also claims its request id: a second call under the
 same id while the first runs, or after it was billed, is refused (`RequestConflictError`). The answers of
 billed requests are kept beside (`keep_reply`), so a client resending an id gets the first answer back.
+
+Writes are group-committed: the writes of threads that arrive while a transaction commits share the next
+one, each in its own savepoint (one write's failure leaves the others'), so concurrent requests pay one
+sync to disk between them instead of one each. A hold is not a record: its transaction skips the sync
+(`synchronous=NORMAL` on SQLite, `synchronous_commit=off` on PostgreSQL; both keep the database consistent
+through a crash), and the settlement's synced commit later makes it durable with everything written before
+it. A hold a power cut loses belonged to a process that died with it. Every call that writes a record
+returns only once its transaction is synced.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -49,6 +57,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -61,6 +70,7 @@ from leanrank.errors import ConfigError, DependencyError, LeanrankError, StoreEr
 from leanrank.rerank.base import BilledUnit, CountSource
 from leanrank.settings import Settings
 
+_T = TypeVar("_T")
 GroupBy = Literal["course", "backend", "day", "tenant"]
 Bucket = Literal["hour", "day"]
 Scope = Literal["course", "tenant"]
@@ -305,6 +315,17 @@ def _replies_table(name: str, metadata: MetaData) -> Table:
     )
 
 
+@dataclass(slots=True, eq=False)
+class _Write:
+    """One write waiting for a group commit, then its outcome."""
+
+    work: Callable[[Connection], Any]
+    durable: bool
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
 class Ledger:
     """A `CostLedger` on SQLAlchemy Core over SQLite or PostgreSQL; the tables are created, or an older
     schema upgraded in place, on first use (`leanrank.cost.migrations`).
@@ -338,6 +359,9 @@ class Ledger:
         self._lock_id = zlib.crc32(table.encode())  # PostgreSQL advisory lock of this ledger's holds
         self._ready = False
         self._lock = threading.Lock()
+        self._queued: list[_Write] = []
+        self._queue_lock = threading.Lock()
+        self._commit_lock = threading.Lock()  # one group commit at a time per ledger
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ledger:
@@ -376,9 +400,12 @@ class Ledger:
     def record(self, record: LedgerRecord) -> bool:
         """Write and commit one call; False when `(request_id, stage)` was already recorded."""
         row: dict[str, Any] = asdict(record) | {"cache_hit": record.cache_hit}
-        with self._errors(), self._engine.begin() as conn:
+
+        def write(conn: Connection) -> bool:
             # RETURNING, not rowcount: drivers disagree on rowcount once RETURNING is implicit.
             return conn.execute(self._insert_once(row)).first() is not None
+
+        return self._write(write, durable=True)
 
     def reserve(
         self, hold: Hold, scopes: Sequence[tuple[Scope, str, Period]], admit: Admit
@@ -387,11 +414,8 @@ class Ledger:
 
         Raises `RequestConflictError` when `(request_id, stage)` is already held or recorded.
         """
-        with (
-            self._errors(),
-            self._engine.connect().execution_options(sqlite_immediate=True) as conn,
-            conn.begin(),
-        ):
+
+        def write(conn: Connection) -> tuple[list[float], bool]:
             self._lock_holds(conn)
             conn.execute(delete(self._holds).where(self._holds.c.time < hold.time - HOLD_TTL))
             self._check_unused(conn, hold)
@@ -399,7 +423,9 @@ class Ledger:
             admitted = admit(committed)
             if admitted:
                 conn.execute(self._holds.insert().values(asdict(hold)))
-        return committed, admitted
+            return committed, admitted
+
+        return self._write(write, durable=False)
 
     def settle(self, record: LedgerRecord, unconfirmed: Sequence[LedgerRecord] = ()) -> bool:
         """Record the call and drop its hold in one transaction; False when it was already recorded.
@@ -407,19 +433,24 @@ class Ledger:
         `unconfirmed` are calls made before it for the same request (failed links of a fallback chain)
         that their provider may still bill; they are written in the same transaction."""
         row: dict[str, Any] = asdict(record) | {"cache_hit": record.cache_hit}
-        with self._errors(), self._engine.begin() as conn:
+
+        def write(conn: Connection) -> bool:
             conn.execute(self._drop_hold(record.request_id, record.stage))
             for maybe in unconfirmed:
                 conn.execute(self._insert_once(asdict(maybe) | {"cache_hit": False}))
             return conn.execute(self._insert_once(row)).first() is not None
 
+        return self._write(write, durable=True)
+
     def release(self, hold: Hold, unconfirmed: LedgerRecord | None = None) -> None:
         """Drop a hold whose call failed; `unconfirmed` records a call the provider may still have billed."""
-        with self._errors(), self._engine.begin() as conn:
+
+        def write(conn: Connection) -> None:
             conn.execute(self._drop_hold(hold.request_id, hold.stage))
             if unconfirmed is not None:
-                row = asdict(unconfirmed) | {"cache_hit": False}
-                conn.execute(self._insert_once(row))
+                conn.execute(self._insert_once(asdict(unconfirmed) | {"cache_hit": False}))
+
+        self._write(write, durable=unconfirmed is not None)
 
     def find_reply(self, key: str) -> Reply | None:
         """The kept answer of the request `key` (`tenant/request id`), if any."""
@@ -435,9 +466,68 @@ class Ledger:
         now = datetime.now(UTC)
         row = asdict(reply) | {"key": key, "time": now}
         dialect = postgresql if self._dialect == "postgresql" else sqlite
-        with self._errors(), self._engine.begin() as conn:
+
+        def write(conn: Connection) -> None:
             conn.execute(delete(self._replies).where(self._replies.c.time < now - REPLY_TTL))
             conn.execute(dialect.insert(self._replies).values(row).on_conflict_do_nothing())
+
+        self._write(write, durable=True)
+
+    def _write(self, work: Callable[[Connection], _T], *, durable: bool) -> _T:
+        """`work(conn)`'s result once its transaction has committed (synced to disk when `durable`).
+
+        Group commit, leader/follower: the write is queued; the thread that next holds the commit lock
+        commits everything queued by then in one transaction, so writes arriving during a commit share the
+        next one. Each runs in a savepoint when it is not alone, so its error is its own.
+        """
+        item = _Write(work, durable)
+        with self._errors():
+            with self._queue_lock:
+                self._queued.append(item)
+            with self._commit_lock:
+                if not item.done:  # else an earlier leader committed it while this thread waited
+                    with self._queue_lock:
+                        batch, self._queued = self._queued, []
+                    self._commit(batch)
+        if item.error is not None:
+            raise item.error
+        result: _T = item.result
+        return result
+
+    def _commit(self, batch: list[_Write]) -> None:
+        durable = any(w.durable for w in batch)
+        options = {"sqlite_immediate": True, "sqlite_durable": durable}
+        try:
+            with self._engine.connect().execution_options(**options) as conn, conn.begin():
+                if not durable and self._dialect == "postgresql":
+                    conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                if len(batch) == 1:
+                    batch[0].result = batch[0].work(conn)  # a failure rolls back the whole transaction
+                else:
+                    for w in batch:
+                        try:
+                            with conn.begin_nested():
+                                w.result = w.work(conn)
+                        except Exception as exc:
+                            w.error = self._failure(exc)
+        except BaseException as exc:
+            for w in batch:
+                w.error = self._failure(exc)  # nothing of the batch was committed
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for w in batch:
+                w.done = True
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        """A database error as `LedgerError`, with the URL's password hidden; others as raised."""
+        if not isinstance(exc, SQLAlchemyError):
+            return exc
+        cause = getattr(exc, "orig", None) or exc
+        first_line = (str(cause).strip().splitlines() or [""])[0]
+        failure = LedgerError(f"ledger {self._where}: {type(cause).__name__}: {first_line}")
+        failure.__cause__ = exc
+        return failure
 
     def ping(self) -> None:
         """Raise `LedgerError` unless the database answers (readiness)."""
@@ -631,9 +721,7 @@ class Ledger:
                         self._ready = True
             yield
         except SQLAlchemyError as exc:
-            cause = getattr(exc, "orig", None) or exc
-            first_line = (str(cause).strip().splitlines() or [""])[0]
-            raise LedgerError(f"ledger {self._where}: {type(cause).__name__}: {first_line}") from exc
+            raise self._failure(exc) from exc
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -645,6 +733,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    """A reservation takes the write lock at BEGIN: two processes must not both read the old total."""
-    immediate = conn.get_execution_options().get("sqlite_immediate", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    """A write takes the write lock at BEGIN: two processes must not both read the old total. A write
+    without a record (`sqlite_durable=False`: a hold) commits without syncing; the mode is per connection
+    and cannot change inside a transaction, so it is set before each."""
+    options = conn.get_execution_options()
+    durable = options.get("sqlite_durable", True)
+    conn.exec_driver_sql(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("sqlite_immediate", False) else "BEGIN")

@@ -167,12 +167,14 @@ class Meter:
         `RequestConflictError` when `(request_id, stage)` is running or billed, `LedgerError` when the
         ledger cannot be written, `BadResponseError` for scores or usage that are not finite numbers.
         """
-        hold = Hold(self._clock(), request_id, stage, course, tenant, 0.0)
         paid = self._pricing.is_paid(reranker.name)
-        if paid:
-            estimate = await asyncio.to_thread(self._pricing.estimate, reranker.name, query, documents)
-            hold = replace(hold, amount_usd=estimate)
-        state, admitted = await asyncio.to_thread(self._reserve, hold, paid)
+        hold, state, admitted = await asyncio.to_thread(
+            self._estimate_and_reserve,
+            Hold(self._clock(), request_id, stage, course, tenant, 0.0),
+            reranker.name if paid else None,
+            query,
+            documents,
+        )
         chosen: Reranker = reranker
         skipped: tuple[str, ...] = ()
         if not admitted:
@@ -197,6 +199,15 @@ class Meter:
         )
         settled = replace(response, usage=usage, served_by=served_by, failed=(*skipped, *response.failed))
         return MeteredResponse(settled, served_by, state, cost, recorded, full)
+
+    def _estimate_and_reserve(
+        self, hold: Hold, paid: str | None, query: str, documents: Sequence[str]
+    ) -> tuple[Hold, BudgetState, bool]:
+        """The hold at the `paid` backend's estimated cost (0 when free) and its reservation: one trip off
+        the event loop for both (a tokenizer may run, the database blocks)."""
+        if paid is not None:
+            hold = replace(hold, amount_usd=self._pricing.estimate(paid, query, documents))
+        return (hold, *self._reserve(hold, paid is not None))
 
     def _reserve(self, hold: Hold, paid: bool) -> tuple[BudgetState, bool]:
         if self._budget is not None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from leanrank.encode.base import Matrix
 from leanrank.errors import BackendError, ConfigError
+from leanrank.retry import RetryPolicy, retry_after_s
 
 _log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # The request never reached the model or the connection dropped: safe to resend (embedding is idempotent).
 # A read timeout is not retried: the server is busy with the batch, resending doubles its load.
 _RETRY_ERRORS = (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ConnectTimeout)
-_MAX_BACKOFF_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,8 @@ class TeiEmbedEncoder:
     `query_prefix`/`passage_prefix` are prepended to the text sent, for models trained with instructions
     (e5: `"query: "`, `"passage: "`); bge-m3 needs none. `batch_size` caps inputs per request below the
     server's own limit. Requests failing with 429/5xx or a dropped connection are retried `max_retries`
-    times with exponential backoff starting at `backoff_s`.
+    times with jittered exponential backoff starting at `backoff_s`, or after the server's `Retry-After`
+    (`leanrank.retry`), at most 10 s apart.
     """
 
     def __init__(
@@ -70,8 +71,7 @@ class TeiEmbedEncoder:
         self._query_prefix = query_prefix
         self._passage_prefix = passage_prefix
         self._batch_size = batch_size
-        self._max_retries = max_retries
-        self._backoff_s = backoff_s
+        self._retry = RetryPolicy(max_attempts=max_retries + 1, backoff_s=backoff_s, max_wait_s=10.0)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(base_url=self._url, timeout=timeout, headers=headers, transport=transport)
         self._lock = threading.Lock()
@@ -155,12 +155,13 @@ class TeiEmbedEncoder:
     def _request(self, method: str, path: str, payload: dict[str, Any] | None) -> Any:
         """JSON body of the response, retrying transient failures; BackendError once they persist."""
         where = f"TEI {method} {self._url}{path}"
-        failure = ""
-        for attempt in range(self._max_retries + 1):
+        failure, retry_after = "", None
+        for attempt in range(self._retry.max_attempts):
             if attempt:
-                delay = min(self._backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S)
+                delay = self._retry.wait_s(attempt, retry_after)
                 _log.warning("%s failed (%s); retry %d in %.1fs", where, failure, attempt, delay)
                 time.sleep(delay)
+            retry_after = None
             try:
                 response = self._client.request(method, path, json=payload)
             except _RETRY_ERRORS as exc:
@@ -169,7 +170,7 @@ class TeiEmbedEncoder:
             except httpx.HTTPError as exc:
                 raise BackendError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
             if response.status_code in _RETRY_STATUSES:
-                failure = _describe(response)
+                failure, retry_after = _describe(response), retry_after_s(response.headers)
                 continue
             if response.is_error:
                 raise BackendError(f"{where} failed: {_describe(response)}")
@@ -177,7 +178,7 @@ class TeiEmbedEncoder:
                 return response.json()
             except ValueError as exc:
                 raise BackendError(f"{where} returned invalid JSON: {response.text[:200]!r}") from exc
-        raise BackendError(f"{where} failed after {self._max_retries + 1} attempts: {failure}")
+        raise BackendError(f"{where} failed after {self._retry.max_attempts} attempts: {failure}")
 
 
 def _describe(response: httpx.Response) -> str:

@@ -18,7 +18,6 @@ The index metadata (schema, dim, encoder) lives in the collection's metadata and
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -39,6 +38,7 @@ from leanrank.index.edge import (
     payload_chunk,
     point_id,
 )
+from leanrank.retry import RetryPolicy, retry_after_s
 from leanrank.settings import StoreSettings
 from leanrank.types import Chunk
 
@@ -144,8 +144,7 @@ class QdrantStore:
         s = settings or StoreSettings()
         self.where = where
         self.collection = s.collection
-        self._retries = s.retries
-        self._backoff_s = backoff_s
+        self._retry = RetryPolicy(max_attempts=s.retries + 1, backoff_s=backoff_s)
         self._remote = where.startswith(("http://", "https://"))
         self._params = _search_params(quantization_of(s))
         try:
@@ -193,13 +192,15 @@ class QdrantStore:
         """
         attempt = 0
         while True:
+            attempt += 1
             try:
                 return fn()
             except Exception as exc:  # the client raises many unrelated types; classified below
-                if attempt >= self._retries or not _transient(exc):
+                if attempt >= self._retry.max_attempts or not _transient(exc):
                     raise StoreError(f"{action} failed: {_reason(exc)}") from exc
-            time.sleep(self._backoff_s * 2**attempt * random.uniform(0.5, 1.5))
-            attempt += 1
+                headers = exc.headers if isinstance(exc, UnexpectedResponse) else {}
+                delay = self._retry.wait_s(attempt, retry_after_s(headers))
+            time.sleep(delay)
 
     def _create(self, meta: dict[str, Any], s: StoreSettings) -> None:
         def create() -> None:

@@ -24,10 +24,10 @@ from leanrank.errors import ConfigError
 from leanrank.rerank.base import BilledUnit, Reranker
 from leanrank.rerank.fallback import FallbackReranker
 from leanrank.rerank.guard import guard
-from leanrank.rerank.http import RetryPolicy
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.rerank.providers import PROVIDERS, HttpReranker
 from leanrank.rerank.windows import LongDocs, TokenCount, WindowedReranker, WindowPolicy
+from leanrank.retry import RetryPolicy
 
 Where = Literal["builtin", "local", "self-hosted", "api"]
 

@@ -1,27 +1,27 @@
 """Shared async HTTP machinery for the rerank providers: one JSON POST with bounded retries and typed errors.
 
 Every provider speaks JSON over `POST` with a bearer key, fails with the same status codes and wants the
-same courtesy on overload (back off, honour `Retry-After`), so that lives here once and `providers.py`
-only describes what differs.
+same courtesy on overload (back off, honour `Retry-After`: `leanrank.retry`), so that lives here once and
+`providers.py` only describes what differs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import random
 import ssl
-import time
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import cache
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import certifi
 import httpx
 
 from leanrank.errors import BackendError, ConfigError
+from leanrank.retry import RetryPolicy, retry_after_s
 
 _log = logging.getLogger(__name__)
 
@@ -73,29 +73,6 @@ MAYBE_BILLED = (RerankTimeoutError, BadResponseError)
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """`max_attempts` bounds the total tries; waits grow from `backoff_s` doubling, capped at `max_wait_s`.
-
-    Jitter spreads the retries of concurrent callers so they do not hit a recovering server in lockstep;
-    a `Retry-After` from the server replaces the computed wait (still capped).
-    """
-
-    max_attempts: int = 4
-    backoff_s: float = 0.5
-    max_wait_s: float = 20.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1 or self.backoff_s < 0 or self.max_wait_s < 0:
-            raise ConfigError("max_attempts must be positive, backoff_s and max_wait_s not negative")
-
-    def wait_s(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to sleep before retry number `attempt` (1-based)."""
-        if retry_after is not None:
-            return min(retry_after, self.max_wait_s)
-        return min(self.backoff_s * 2.0 ** (attempt - 1), self.max_wait_s) * random.uniform(0.5, 1.0)
-
-
-@dataclass(frozen=True, slots=True)
 class JsonReply:
     """A decoded 2xx body with the headers some providers report usage in."""
 
@@ -104,7 +81,8 @@ class JsonReply:
 
 
 class JsonClient:
-    """An `httpx.AsyncClient` for one provider; use as `async with`. Timeouts are always on."""
+    """An `httpx.AsyncClient` for one provider, closed with `aclose` (`LoopClients` does). Timeouts are
+    always on."""
 
     def __init__(
         self,
@@ -129,12 +107,8 @@ class JsonClient:
             verify=_tls_context(),
         )
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def aclose(self) -> None:
+        """Close the connections; the client cannot be used after."""
         await self._client.aclose()
 
     async def post(self, path: str, payload: dict[str, Any]) -> JsonReply:
@@ -161,7 +135,7 @@ class JsonClient:
                 if response.status_code not in _RETRY_STATUSES:
                     return _decode(where, response)
                 failure = _status_error(where, response)
-                retry_after = _retry_after_s(response)
+                retry_after = retry_after_s(response.headers)
             if attempt == attempts:
                 failure.args = (f"{failure} (gave up after {attempts} attempts)",)
                 raise failure
@@ -177,6 +151,45 @@ class JsonClient:
         except httpx.HTTPError as exc:
             raise RerankServerError(f"{where} failed: {type(exc).__name__}: {_one_line(str(exc))}") from exc
         return _decode(where, response)
+
+
+class LoopClients:
+    """One `JsonClient` per event loop, kept for the loop's life: its connections are reused across calls.
+
+    A client must not outlive the loop it was made on, and a reranker has no `close`, so each client is
+    closed by the loop itself when it shuts down (`asyncio.run`, uvicorn and pytest-asyncio all finalise
+    the loop's async generators then): a generator parked in `finally: await client.aclose()` does it.
+    A long-lived loop (the service) thus keeps one pool per backend for the process's life; a short one
+    (a CLI search) opens and closes its own.
+    """
+
+    def __init__(self, make: Callable[[], JsonClient]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[JsonClient, AsyncIterator[None]]
+        ] = weakref.WeakKeyDictionary()
+
+    async def get(self) -> JsonClient:
+        """The running loop's client, made on first use."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            kept = self._clients.get(loop)
+        if kept is not None:
+            return kept[0]
+        client = self._make()
+        closer = _close_with_loop(client)
+        await anext(closer)  # parked at its `yield` until the loop finalises it
+        with self._lock:
+            self._clients[loop] = (client, closer)  # the generator must stay referenced until then
+        return client
+
+
+async def _close_with_loop(client: JsonClient) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 @cache
@@ -229,22 +242,6 @@ def _detail(response: httpx.Response) -> str:
             if isinstance(value, str):
                 return _one_line(value)
     return _one_line(response.text) or response.reason_phrase
-
-
-def _retry_after_s(response: httpx.Response) -> float | None:
-    """`Retry-After` as seconds: either a number of seconds or an HTTP date."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
 
 
 def _one_line(text: str) -> str:

@@ -30,8 +30,9 @@ import httpx
 from leanrank.cost.budget import BudgetExceededError
 from leanrank.errors import BackendError, ConfigError
 from leanrank.rerank.base import Reranker, RerankResponse, Usage
-from leanrank.rerank.http import BadResponseError, JsonClient, RetryPolicy, check_endpoint
+from leanrank.rerank.http import BadResponseError, JsonClient, LoopClients, check_endpoint
 from leanrank.rerank.providers import estimate_tokens
+from leanrank.retry import RetryPolicy
 from leanrank.types import Hit
 
 if TYPE_CHECKING:
@@ -96,13 +97,15 @@ class ChatJudge:
         if not model:
             raise ConfigError("the judge needs a model name (judge.model)")
         self._model = model
-        self._base_url = base_url
-        self._api_key = api_key
-        self._timeout_s = timeout_s
         self._retry = retry or RetryPolicy()
         self._max_tokens = max_tokens
-        self._transport = transport
         check_endpoint(KIND, base_url, timeout_s)
+        # One pooled client per event loop for the process's life, as the rerank adapters keep theirs.
+        self._clients = LoopClients(
+            lambda: JsonClient(
+                KIND, base_url, api_key=api_key, timeout_s=timeout_s, retry=self._retry, transport=transport
+            )
+        )
 
     @property
     def name(self) -> str:
@@ -110,15 +113,8 @@ class ChatJudge:
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         t0 = time.perf_counter()
-        async with JsonClient(
-            KIND,
-            self._base_url,
-            api_key=self._api_key,
-            timeout_s=self._timeout_s,
-            retry=self._retry,
-            transport=self._transport,
-        ) as client:
-            answers = await asyncio.gather(*(self._ask(client, query, doc) for doc in documents))
+        client = await self._clients.get()
+        answers = await asyncio.gather(*(self._ask(client, query, doc) for doc in documents))
         prompt = sum(a.prompt_tokens for a in answers)
         completion = sum(a.completion_tokens for a in answers)
         reported = all(a.reported for a in answers)

@@ -23,12 +23,13 @@ from leanrank.rerank.base import BilledUnit, CountSource, RerankResponse, Scale,
 from leanrank.rerank.http import (
     BadResponseError,
     JsonClient,
+    LoopClients,
     PayloadTooLargeError,
     RerankHttpError,
-    RetryPolicy,
     check_endpoint,
 )
 from leanrank.rerank.windows import clip_tokens
+from leanrank.retry import RetryPolicy
 
 _log = logging.getLogger(__name__)
 
@@ -258,8 +259,8 @@ class HttpReranker:
     smaller, and documents are cut client-side to fit its input window. A 413 for a batch too big halves it,
     keeps the slices already scored, and remembers the size that worked; a 413 for an input too long
     resends that slice once with `truncate_body`.
-    A fresh HTTP client serves each `rerank` call: the protocol has no `close`, and a client must not
-    outlive the event loop it was made on.
+    One pooled HTTP client per event loop serves every `rerank` call made on it (`LoopClients`): the
+    service reuses its connections for the process's life instead of opening one per call.
 
     Usage: `billed_units` is what the responses reported, summed over requests (`count_source="reported"`);
     if any response reported none, the whole call is counted locally with `count` — the model's own
@@ -304,8 +305,6 @@ class HttpReranker:
         self._spec = spec
         self._model = model
         self._base_url = base
-        self._api_key = key
-        self._timeout_s = timeout_s
         self._retry = retry or RetryPolicy()
         multiple = spec.batch_multiple
         self._step = limit - limit % multiple if limit >= multiple else limit
@@ -313,11 +312,15 @@ class HttpReranker:
         self._query_key = query_key or spec.query_key
         self._extra_body = {**spec.extra_body, **(extra_body or {})}
         self.scale: Scale = "logits" if self._extra_body.get("raw_scores") is True else spec.scale
-        self._transport = transport
         self._max_input_tokens: int | None = None
         self._info_read = False
         self._count = count or estimate_tokens
         self._count_source: CountSource = count_source if count is not None else "estimate"
+        self._clients = LoopClients(
+            lambda: JsonClient(
+                spec.name, base, api_key=key, timeout_s=timeout_s, retry=self._retry, transport=transport
+            )
+        )
 
     @property
     def name(self) -> str:
@@ -330,17 +333,10 @@ class HttpReranker:
             return RerankResponse((), Usage(0, 0, 0.0, self._billed_unit, "none", 0.0, 0), scale=self.scale)
         scores: list[float] = []
         reports: list[Reported | None] = []
-        async with JsonClient(
-            self._spec.name,
-            self._base_url,
-            api_key=self._api_key,
-            timeout_s=self._timeout_s,
-            retry=self._retry,
-            transport=self._transport,
-        ) as client:
-            if self._spec.info_path is not None and not self._info_read:
-                await self._read_info(client, self._spec.info_path)
-            await self._score_all(client, query, self._fitted(query, docs), scores, reports)
+        client = await self._clients.get()
+        if self._spec.info_path is not None and not self._info_read:
+            await self._read_info(client, self._spec.info_path)
+        await self._score_all(client, query, self._fitted(query, docs), scores, reports)
         usage = self._usage(query, docs, reports, time.perf_counter() - t0)
         return RerankResponse(tuple(scores), usage, scale=self.scale)
 
