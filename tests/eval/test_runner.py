@@ -37,7 +37,9 @@ as_of = 2026-11-29
 source = "https://example.test/pricing"
 verified = true
 """
-RECORDED_JUDGE_USD_PER_1K = 0.2728333333333333
+RECORDED_JUDGE_USD_PER_1K = (
+    0.27366666666666667  # re-recorded when the other-language dense list got weight 0.5
+)
 RECORDED_MRR = (1.0, 1.0)  # the gold passage stays first: the judge says yes to it
 
 
