@@ -63,7 +63,7 @@ class RetrieveSettings(_Group):
         0.1, ge=0.0, description="Weight of the per-language dense lists (one for ru, one for en); 0 = off."
     )
     cross_lang_weight: float = Field(
-        0.5,
+        0.3,
         ge=0.0,
         description="Weight of the per-language dense list of the language the query is not written in.",
     )

@@ -58,6 +58,8 @@ def replicas(tmp_path: Path) -> Iterator[tuple[list[str], str, FakeProvider, str
         "LEANRANK_SERVE__API_KEYS": f'["{entry}"]',
         "LEANRANK_COHERE_BASE_URL": backend.url,
         "LEANRANK_COHERE_API_KEY": API_KEY,
+        # Pass-through: this test counts every document reaching the backend and the shared cache.
+        "LEANRANK_GATEWAY__CASCADE__PRESET": "off",
     }
     ports = [free_port(), free_port()]
     procs = [
