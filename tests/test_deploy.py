@@ -80,8 +80,8 @@ def _config(command: list[str], env: dict[str, str]) -> subprocess.CompletedProc
 def test_compose_config_check() -> None:
     command = _compose_command()
     if command is None:
-        if os.environ.get("CI_COMPOSE_REQUIRED"):  # CI (.ci/run) installs it: there a skip would hide the check
-            pytest.fail("CI_COMPOSE_REQUIRED is set but neither `docker compose` nor `docker-compose` is here")
+        if os.environ.get("CI_COMPOSE_REQUIRED"):  # .ci/run installs it: there a skip would hide the check
+            pytest.fail("CI_COMPOSE_REQUIRED is set, but there is no `docker compose` or `docker-compose`")
         pytest.skip("no `docker compose` or `docker-compose` here (Debian: apt-get install docker-compose)")
     env = {**os.environ, **OPERATOR_ENV}
     r = _config(command, env)
