@@ -11,7 +11,7 @@ import typer
 
 from leanrank.aio import run_sync
 from leanrank.cli.errors import cli_errors
-from leanrank.cli.rerank import usage_json
+from leanrank.cli.rerank import json_lines, usage_json
 from leanrank.errors import InputError
 from leanrank.rerank.base import as_finite, rank_order
 from leanrank.rerank.batch import DEFAULT_CONCURRENCY, rerank_many
@@ -21,18 +21,8 @@ from leanrank.rerank.catalog import reranker
 def read_requests(path: Path) -> list[tuple[str, str, list[str]]]:
     """JSON lines of `{"id": ..., "query": ..., "documents": [...]}` (strings or `{"text": ...}`); `id`
     defaults to the line number. Errors name the line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read requests ({exc})") from None
     requests = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(f"{path}:{n}: not valid JSON") from None
+    for n, obj in json_lines(path, "requests"):
         docs = obj.get("documents") if isinstance(obj, dict) else None
         if not isinstance(obj, dict) or not isinstance(obj.get("query"), str) or not isinstance(docs, list):
             raise InputError(

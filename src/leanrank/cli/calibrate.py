@@ -12,7 +12,7 @@ from rich.table import Table
 
 from leanrank.cli.console import err, out
 from leanrank.cli.errors import cli_errors
-from leanrank.cli.eval import DATASET_HELP, harness
+from leanrank.cli.eval import DATASET_HELP, DataDirOption, DataRootOption, DistractorsOption, harness
 from leanrank.eval.datasets import DEFAULT_DATA_ROOT
 from leanrank.rerank.calibration import CALIBRATION_DIR
 from leanrank.settings import Settings
@@ -34,17 +34,9 @@ def calibrate_command(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Only N questions, spread over the set.")
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="Keep the encoded pool here to reuse it (default: a temporary one)."),
-    ] = None,
-    data_root: Annotated[
-        Path,
-        typer.Option("--data-root", envvar="LEANRANK_EVAL_DATA", help="Folder with xquad/ and ntrex/."),
-    ] = DEFAULT_DATA_ROOT,
-    distractors: Annotated[
-        list[Path] | None, typer.Option("--distractors", help="Files or folders added to every pool.")
-    ] = None,
+    data_dir: DataDirOption = None,
+    data_root: DataRootOption = DEFAULT_DATA_ROOT,
+    distractors: DistractorsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the fit and its trade-off as JSON.")] = False,
 ) -> None:
     """Fit a monotone map from BACKEND's raw score to P(relevant) on labelled questions, run through the

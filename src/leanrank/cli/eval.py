@@ -36,6 +36,19 @@ DATASET_HELP = (
 )
 
 
+# The options `eval` and `calibrate` share: both run the harness over the same datasets.
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Keep the encoded pool here to reuse it (default: a temporary one)."),
+]
+DataRootOption = Annotated[
+    Path, typer.Option("--data-root", envvar="LEANRANK_EVAL_DATA", help="Folder with xquad/ and ntrex/.")
+]
+DistractorsOption = Annotated[
+    list[Path] | None, typer.Option("--distractors", help="Files or folders added to every pool.")
+]
+
+
 def priced_models(settings: Settings, keys: Sequence[str] = ()) -> list[ModelPrice]:
     """The paid rerank models of the price table (packaged files, then the user's), or just `keys`."""
     from leanrank.cost.pricing import Pricing
@@ -65,17 +78,9 @@ def eval_command(
         str | None,
         typer.Option("--reference", help="Reranker of the silver reference (default: the configured one)."),
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="Keep the encoded pool here to reuse it (default: a temporary one)."),
-    ] = None,
-    data_root: Annotated[
-        Path,
-        typer.Option("--data-root", envvar="LEANRANK_EVAL_DATA", help="Folder with xquad/ and ntrex/."),
-    ] = DEFAULT_DATA_ROOT,
-    distractors: Annotated[
-        list[Path] | None, typer.Option("--distractors", help="Files or folders added to every pool.")
-    ] = None,
+    data_dir: DataDirOption = None,
+    data_root: DataRootOption = DEFAULT_DATA_ROOT,
+    distractors: DistractorsOption = None,
     price: Annotated[
         list[str] | None,
         typer.Option("--price", help="Price with this model (provider:model); default: every paid one."),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,20 +26,26 @@ class Doc:
     text: str
 
 
-def read_docs(path: Path) -> list[Doc]:
-    """JSON lines of `{"text": ..., "id": ...}` (`id` defaults to the line number); errors name the line."""
+def json_lines(path: Path, what: str) -> Iterator[tuple[int, Any]]:
+    """(line number, decoded value) of each non-blank line of `path`; InputError naming the file (and the
+    line) when it cannot be read or a line is not JSON. `what` names the lines in the read error."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read documents ({exc})") from None
-    docs = []
+        raise InputError(f"{path}: cannot read {what} ({exc})") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            yield n, json.loads(line)
         except json.JSONDecodeError:
             raise InputError(f"{path}:{n}: not valid JSON") from None
+
+
+def read_docs(path: Path) -> list[Doc]:
+    """JSON lines of `{"text": ..., "id": ...}` (`id` defaults to the line number); errors name the line."""
+    docs = []
+    for n, obj in json_lines(path, "documents"):
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
             raise InputError(f'{path}:{n}: expected a JSON object with a string "text"')
         docs.append(Doc(str(obj.get("id", n)), obj["text"]))

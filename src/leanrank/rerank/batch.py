@@ -75,7 +75,9 @@ async def answer_each(
 
 
 @dataclass(slots=True)
-class _Waiting:
+class Waiting:
+    """One queued call of a batcher (this module's `Rendezvous`, the service's `MicroBatcher`)."""
+
     query: str
     documents: Sequence[str]
     answer: asyncio.Future[RerankResponse]
@@ -99,14 +101,14 @@ class Rendezvous:
         self._expected = expected
         self._scope = scope
         self._concurrency = concurrency
-        self._waiting: list[_Waiting] = []
+        self._waiting: list[Waiting] = []
         self._running: set[asyncio.Task[None]] = set()
 
     def seat(self) -> Seat:
         return Seat(self)
 
     async def _arrive(self, query: str, documents: Sequence[str]) -> RerankResponse:
-        waiting = _Waiting(query, documents, asyncio.get_running_loop().create_future())
+        waiting = Waiting(query, documents, asyncio.get_running_loop().create_future())
         self._waiting.append(waiting)
         self._flush_if_complete()
         return await waiting.answer
@@ -124,7 +126,7 @@ class Rendezvous:
         self._running.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._running.discard)
 
-    async def _send(self, batch: list[_Waiting]) -> None:
+    async def _send(self, batch: list[Waiting]) -> None:
         with score_scope(self._scope):
             answers = await answer_each(
                 self.inner, [(w.query, w.documents) for w in batch], concurrency=self._concurrency

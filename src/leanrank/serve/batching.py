@@ -10,19 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from leanrank.errors import BackendError
 from leanrank.rerank.base import BatchReranker, RerankRequest, RerankResponse
+from leanrank.rerank.batch import Waiting
 
 __all__ = ["BatchReranker", "MicroBatcher"]
-
-
-@dataclass(slots=True)
-class _Waiting:
-    query: str
-    documents: Sequence[str]
-    answer: asyncio.Future[RerankResponse]
 
 
 class MicroBatcher:
@@ -36,7 +29,7 @@ class MicroBatcher:
         self.inner = inner
         self._window_s = window_s
         self._max_documents = max_documents
-        self._waiting: list[_Waiting] = []
+        self._waiting: list[Waiting] = []
         self._documents = 0
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -51,7 +44,7 @@ class MicroBatcher:
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(query, documents, loop.create_future())
+        waiting = Waiting(query, documents, loop.create_future())
         self._waiting.append(waiting)
         self._documents += len(documents)
         if self._documents >= self._max_documents:
@@ -69,7 +62,7 @@ class MicroBatcher:
         self._running.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._running.discard)
 
-    async def _send(self, batch: list[_Waiting]) -> None:
+    async def _send(self, batch: list[Waiting]) -> None:
         try:
             responses = await self.inner.rerank_batch([(w.query, w.documents) for w in batch])
             if len(responses) != len(batch):

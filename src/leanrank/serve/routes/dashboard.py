@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from leanrank.cost.ledger import Bucket, CostLedger, SeriesRow
 from leanrank.cost.period import Period
 from leanrank.errors import InputError
+from leanrank.serve.routes.usage import PeriodQuery
 from leanrank.serve.service import PrincipalDep, ServiceDep
 from leanrank.serve.wire import BudgetOut, SeriesRowOut, UsageSeries, errors
 from leanrank.settings import BudgetSettings
@@ -65,13 +66,7 @@ async def page() -> Response:
 async def series(
     service: ServiceDep,
     principal: PrincipalDep,
-    period: Annotated[
-        str | None,
-        Query(
-            max_length=32,
-            description="`YYYY-MM`, `YYYY-MM-DD` or `YYYY-MM-DD..YYYY-MM-DD`; this month by default.",
-        ),
-    ] = None,
+    period: PeriodQuery = None,
     bucket: Annotated[
         Bucket, Query(description="Time bucket: `hour` (periods up to 31 days) or `day`.")
     ] = "day",

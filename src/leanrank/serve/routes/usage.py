@@ -14,6 +14,15 @@ from leanrank.serve.auth import Principal
 from leanrank.serve.service import PrincipalDep, ServiceDep, scoped_course
 from leanrank.serve.wire import AgreementOut, UsageReport, UsageRowOut, errors
 
+PeriodQuery = Annotated[
+    str | None,
+    Query(
+        max_length=32,
+        description="`YYYY-MM`, `YYYY-MM-DD` or `YYYY-MM-DD..YYYY-MM-DD`; this month by default.",
+    ),
+]
+"""The `period` query parameter of the ledger's read routes (parsed by `leanrank.cost.period.Period`)."""
+
 router = APIRouter(tags=["usage"], responses=errors(401, 403, 422))
 
 
@@ -38,13 +47,7 @@ def _shown(principal: Principal, course: str | None, key: str | None) -> bool:
 async def usage(
     service: ServiceDep,
     principal: PrincipalDep,
-    period: Annotated[
-        str | None,
-        Query(
-            max_length=32,
-            description="`YYYY-MM`, `YYYY-MM-DD` or `YYYY-MM-DD..YYYY-MM-DD`; this month by default.",
-        ),
-    ] = None,
+    period: PeriodQuery = None,
     by: Annotated[GroupBy, Query(description="How to group the totals.")] = "course",
     course: Annotated[str | None, Query(description="Only this course's row (with `by=course`).")] = None,
 ) -> UsageReport:
