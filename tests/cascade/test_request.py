@@ -8,7 +8,14 @@ import math
 import pytest
 
 from leanrank.cascade.dedup import DedupConfig, collapse, collapse_groups
-from leanrank.cascade.request import ClientCascade, ClientPlan, DocumentMemo, bm25_scores, merge
+from leanrank.cascade.request import (
+    ClientCascade,
+    ClientPlan,
+    DocumentMemo,
+    bm25_scores,
+    merge,
+    term_weights,
+)
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.rerank.base import UNSCORED, RerankResponse, Usage
 from leanrank.settings import ClientCascadeSettings, GatewaySettings
@@ -40,11 +47,12 @@ def plan(c: ClientCascade, documents: list[str], max_forward: int | None = None)
 def test_bm25_idf_is_counted_over_the_request(bm25: Bm25Encoder) -> None:
     docs = ["loop list python", "loop list", "loop", "lunch"]  # "loop" is in 3 of 4: a low IDF
     terms = set(bm25.embed_query("python loop list").indices)
-    scores = bm25_scores(terms, bm25.embed_documents(docs))
+    weights = [term_weights(v) for v in bm25.embed_documents(docs)]
+    scores = bm25_scores(terms, weights)
     assert scores[0] > scores[1] > scores[2] > scores[3] == 0
     idf_loop = math.log(1 + (4 - 3 + 0.5) / (3 + 0.5))
     assert scores[2] == pytest.approx(idf_loop * bm25.embed_documents(["loop"])[0].values[0])
-    assert bm25_scores(set(), bm25.embed_documents(docs)) == [0.0] * 4
+    assert bm25_scores(set(), weights) == [0.0] * 4
 
 
 def test_the_request_s_own_evidence_pulls_buried_passages_forward(bm25: Bm25Encoder) -> None:

@@ -12,7 +12,7 @@ the student can read.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from leanrank.types import Lang
 
 _WORD = re.compile(r"\w+")
+Shingles = frozenset[tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ class DedupConfig:
     prefer_query_lang: bool = True
 
 
-def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
+def shingles(text: str, n: int = 3) -> Shingles:
     """Word n-grams of the case-folded text; a text shorter than n words is one shingle."""
     words = [w.casefold() for w in _WORD.findall(text)]
     if len(words) <= n:
@@ -40,7 +41,7 @@ def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
     return frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
 
 
-def containment(a: frozenset[tuple[str, ...]], b: frozenset[tuple[str, ...]]) -> float:
+def containment(a: Shingles, b: Shingles) -> float:
     """|A ∩ B| / min(|A|, |B|): 1.0 when the smaller text is wholly inside the larger."""
     if not a or not b:
         return 0.0
@@ -70,10 +71,12 @@ def collapse_groups(
     *,
     query_lang: Lang | None = None,
     vectors: np.ndarray | None = None,
+    shingles_of: Callable[[str], Shingles] = shingles,
 ) -> tuple[list[int], list[int]]:
     """`collapse`'s kept indices, and for each of the `texts` the index of the kept one standing for it
-    (its own when kept): a gateway answers a dropped duplicate with its representative's score."""
-    grams = [shingles(t) for t in texts]
+    (its own when kept): a gateway answers a dropped duplicate with its representative's score.
+    `shingles_of` may remember texts seen before (the gateway's `DocumentMemo`)."""
+    grams = [shingles_of(t) for t in texts]
     kept: list[int] = []
     stands_for = list(range(len(texts)))
     for i in range(len(texts)):
@@ -96,7 +99,7 @@ def collapse_groups(
 def _same(
     i: int,
     k: int,
-    grams: Sequence[frozenset[tuple[str, ...]]],
+    grams: Sequence[Shingles],
     langs: Sequence[Lang],
     vectors: np.ndarray | None,
     config: DedupConfig,

@@ -18,12 +18,12 @@ the first-stage order (the gate, its own), which the paid reranker then replaces
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from leanrank.cascade.dedup import DedupConfig, collapse_groups
+from leanrank.cascade.dedup import DedupConfig, Shingles, collapse_groups, shingles
 from leanrank.cascade.mmr import mmr_order
 from leanrank.cascade.trim import Window, best_window
 from leanrank.encode.base import SparseEncoder
@@ -110,11 +110,13 @@ class Cascade:
         count: TokenCount,
         sparse: SparseEncoder,
         gate: Reranker | None = None,
+        shingles: Callable[[str], Shingles] = shingles,
     ) -> None:
         self.settings = settings
         self._count = count
         self._sparse = sparse
         self._gate = gate
+        self._shingles = shingles
 
     @property
     def needs_vectors(self) -> bool:
@@ -161,7 +163,9 @@ class Cascade:
         )
         texts = [c.chunk.text for c in kept]
         langs = [c.chunk.lang for c in kept]
-        keep, stands_for = collapse_groups(texts, langs, config, query_lang=query_lang, vectors=vectors)
+        keep, stands_for = collapse_groups(
+            texts, langs, config, query_lang=query_lang, vectors=vectors, shingles_of=self._shingles
+        )
         twins = {kept[i].chunk_id: kept[k].chunk_id for i, k in enumerate(stands_for) if i != k}
         return [kept[i] for i in keep], twins
 

@@ -19,10 +19,11 @@ representative's, and the rest follow strictly below the lowest forwarded score,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from leanrank.cascade.dedup import Shingles, shingles
 from leanrank.cascade.plan import Cascade
 from leanrank.encode.base import SparseVec
 from leanrank.encode.bm25 import Bm25Encoder
@@ -64,40 +65,57 @@ def pass_through(documents: Sequence[str]) -> ClientPlan:
     return ClientPlan(n, list(range(n)), list(documents), [], list(range(n)))
 
 
-def bm25_scores(query_terms: set[int] | frozenset[int], vectors: Sequence[SparseVec]) -> list[float]:
+def bm25_scores(
+    query_terms: set[int] | frozenset[int], documents: Sequence[Mapping[int, float]]
+) -> list[float]:
     """Okapi BM25 of each document for a query, IDF `ln(1 + (N - df + 0.5) / (df + 0.5))` counted over the
-    documents themselves (Robertson & Zaragoza 2009, eq. 3.11; `vectors` hold the analyser's term-frequency
-    part, `Bm25Encoder.embed_documents`)."""
+    documents themselves (Robertson & Zaragoza 2009, eq. 3.11). `documents` map term id to the analyser's
+    term-frequency part (`term_weights` of `Bm25Encoder.embed_documents`); the work is per query term, not
+    per document term, since a question has a handful of terms and a paragraph a hundred."""
     if not query_terms:
-        return [0.0] * len(vectors)
-    df: dict[int, int] = dict.fromkeys(query_terms, 0)
-    for vec in vectors:
-        for t in query_terms.intersection(vec.indices):
-            df[t] += 1
-    n = len(vectors)
-    idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
-    return [
-        sum(idf[t] * w for t, w in zip(vec.indices, vec.values, strict=True) if t in query_terms)
-        for vec in vectors
-    ]
+        return [0.0] * len(documents)
+    n = len(documents)
+    idf = {}
+    for t in query_terms:
+        df = sum(1 for doc in documents if t in doc)
+        if df:
+            idf[t] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    return [sum(w * doc[t] for t, w in idf.items() if t in doc) for doc in documents]
+
+
+def term_weights(vec: SparseVec) -> dict[int, float]:
+    """A sparse vector as {term id: weight}, the form `bm25_scores` looks terms up in."""
+    return dict(zip(vec.indices, vec.values, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Analysed:
+    """One client document as the pre-ranking sees it: BM25 term weights, language, `normalised_hash`."""
+
+    weights: Mapping[int, float]
+    lang: Lang
+    digest: str
 
 
 class DocumentMemo:
-    """Each document's BM25 vector and language, by its text, for the `size` texts seen last.
+    """Each document's analysis (`Analysed`) and word shingles, by its text, for the `size` texts seen last.
 
     A client's pipeline sends documents of one corpus again and again, and analysing a paragraph costs
     about 0.3 ms of CPU (2 cores): 100 new documents would take 30 ms, 100 remembered ones almost nothing.
+    Shingles are kept apart because only the documents that reach the near-duplicate collapse need them.
     `size` 0 remembers nothing.
     """
 
     def __init__(self, sparse: Bm25Encoder, size: int = 4096) -> None:
         self.sparse = sparse
         self._analyse = lru_cache(maxsize=size)(self._fresh)
+        self.shingles: Callable[[str], Shingles] = lru_cache(maxsize=size)(shingles)
 
-    def _fresh(self, text: str) -> tuple[SparseVec, Lang]:
-        return self.sparse.embed_documents([text])[0], detect_lang(text)
+    def _fresh(self, text: str) -> Analysed:
+        vec = self.sparse.embed_documents([text])[0]
+        return Analysed(term_weights(vec), detect_lang(text), normalised_hash(text))
 
-    def __call__(self, text: str) -> tuple[SparseVec, Lang]:
+    def __call__(self, text: str) -> Analysed:
         return self._analyse(text)
 
 
@@ -128,6 +146,7 @@ class ClientCascade:
             count=count,
             sparse=memo.sparse,
             gate=gate,
+            shingles=memo.shingles,
         )
 
     async def plan(
@@ -154,13 +173,14 @@ class ClientCascade:
 
     async def _plan(self, query: str, documents: Sequence[str]) -> ClientPlan:
         s = self.settings
+        every = [self._memo(doc) for doc in documents]
         first: dict[str, int] = {}
-        stands_for = [first.setdefault(normalised_hash(doc), i) for i, doc in enumerate(documents)]
+        stands_for = [first.setdefault(a.digest, i) for i, a in enumerate(every)]
         unique = [i for i, r in enumerate(stands_for) if r == i]
         texts = [documents[i] for i in unique]
-        analysed = [self._memo(text) for text in texts]
+        analysed = [every[i] for i in unique]
         terms = set(self._memo.sparse.embed_query(query).indices)
-        bm25 = bm25_scores(terms, [vec for vec, _ in analysed])
+        bm25 = bm25_scores(terms, [a.weights for a in analysed])
         matched = sorted((j for j, b in enumerate(bm25) if b > 0), key=lambda j: -bm25[j])
         bm25_rank = {j: r for r, j in enumerate(matched)}
         fused = [
@@ -173,7 +193,7 @@ class ClientCascade:
         candidates = [
             Candidate(
                 chunk_id=str(unique[j]),
-                chunk=_chunk(unique[j], texts[j], analysed[j][1], tokens(texts[j])),
+                chunk=_chunk(unique[j], texts[j], analysed[j].lang, tokens(texts[j])),
                 fused=fused[j],
                 dense=None,
                 bm25=bm25[j] if j in bm25_rank else None,
