@@ -121,6 +121,17 @@ def build_tiny_xlmr(path: Path, with_classification_head: bool = False) -> Path:
     return path
 
 
+def add_sparse_head(model_dir: Path, weight: list[float], bias: float) -> Path:
+    """Write bge-m3's `sparse_linear.pt` into `model_dir`: the state dict of a `Linear(hidden, 1)` with
+    these hand-set weights, so that each token's lexical weight, relu(weight·h + bias), is known."""
+    head = torch.nn.Linear(len(weight), 1)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([weight]))
+        head.bias.fill_(bias)
+    torch.save(head.state_dict(), model_dir / "sparse_linear.pt")
+    return model_dir
+
+
 QWEN3_CHAT_TOKENS = ["<|im_start|>", "<|im_end|>"]
 QWEN3_THINK_TOKENS = ["<think>", "</think>"]  # added but not special in Qwen3's tokenizer, as here
 QWEN3_PROMPT_WORDS = [

@@ -25,7 +25,7 @@ from leanrank.cost.meter import Meter
 from leanrank.encode.base import DenseEncoder, SparseEncoder
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.cached import PassageVectors, QueryCache
-from leanrank.encode.catalog import dense_encoder
+from leanrank.encode.catalog import dense_encoder, sparse_encoder
 from leanrank.errors import (
     ConfigError,
     DocumentError,
@@ -174,6 +174,7 @@ def _config_key(settings: Settings, encoder: str, reranker: str) -> str:
     """Everything of a pipeline's configuration that shapes a ranking, for result-cache scopes."""
     shape = {
         "encoder": encoder,
+        "sparse": settings.sparse,
         "reranker": reranker,
         "retrieve": settings.retrieve.model_dump(mode="json"),
         "cascade": settings.cascade.model_dump(mode="json", exclude={"preset"}),
@@ -209,7 +210,7 @@ class Pipeline:
         # A question asked again skips the encoder; a pipeline sharing another's encoder shares its cache.
         self.dense = encoder if isinstance(encoder, QueryCache) else QueryCache(encoder)
         self._vectors: PassageVectors | None = None  # opened by the first ingest: searching needs none
-        self.sparse = sparse or Bm25Encoder()
+        self.sparse = sparse or sparse_encoder(self.settings.sparse, encoder)
         self._owns_store = store is None  # a store handed in is the caller's to close (shared by runs)
         self.store = store or open_store(self.settings, self.dense.dim, self.dense.name)
         settings_r = self.settings.retrieve
@@ -231,7 +232,9 @@ class Pipeline:
         self.cascade = Cascade(
             cs,
             count=self.dense.token_count,
-            sparse=self.sparse,
+            # Windows are chosen by the query's stemmed words (BM25's analyser) whichever sparse list the
+            # first stage uses: learned weights would run the model once per window tried.
+            sparse=self.sparse if isinstance(self.sparse, Bm25Encoder) else Bm25Encoder(),
             gate=None if cs.gate == "off" else reranker_by_name(cs.gate),
         )
         self.results = result_cache(

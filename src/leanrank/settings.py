@@ -20,6 +20,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+SparseKind = Literal["bm25", "bge-m3"]
+"""Which sparse vectors the first stage's sparse list uses (`leanrank.index.base.SPARSE_VECTOR`)."""
+
 
 class _Group(BaseModel):
     """A settings group: a name it does not have (`LEANRANK_RERANK__CACHE_URL`, a TOML typo) is an error."""
@@ -455,6 +458,12 @@ class Settings(BaseSettings):
     encoder: str = Field(
         "e5",
         description="Dense encoder: `e5` (bundled, offline), `bge-m3:PATH_OR_HUB_ID` or `tei:URL`.",
+    )
+    # Set when the index is created, like the encoder: the two kinds are stored as different sparse vectors.
+    sparse: SparseKind = Field(
+        "bm25",
+        description="The hybrid first stage's sparse list: `bm25` (leanrank's analyser, IDF in the engine) "
+        "or `bge-m3`, the learned lexical weights of the `bge-m3:` encoder's sparse head (sparse_linear.pt).",
     )
     max_query_chars: int = Field(2_000, ge=1, description="Longer queries are refused.")
     ingest: IngestSettings = IngestSettings()

@@ -10,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from leanrank.cli.eval import eval_command
+from leanrank.index.edge import stored_meta
 from tests.eval.conftest import write_beir
 
 app = typer.Typer()
@@ -62,3 +63,29 @@ def test_bad_input_is_one_line_and_an_exit_status(
     assert result.exit_code == status
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_learned_sparse_is_switched_on_by_configuration(
+    tmp_path: Path, tiny_bge_m3_dir: Path, tiny_xlmr_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LEANRANK_SPARSE=bge-m3 with a `bge-m3:` encoder: the pool is indexed with the model's lexical
+    weights; without the model's sparse head the run stops with a one-line error."""
+    beir = write_beir(tmp_path / "tiny")
+    data = tmp_path / "pool"
+    monkeypatch.setenv("LEANRANK_ENCODER", f"bge-m3:{tiny_bge_m3_dir}")
+    monkeypatch.setenv("LEANRANK_SPARSE", "bge-m3")
+    args = ["eval", "-d", f"beir:{beir}", "-o", str(tmp_path / "out"), "-c", "hybrid-20", "--limit", "3"]
+    result = CliRunner().invoke(app, [*args, "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))["queries"] == 3
+    assert stored_meta(data / "index") == {
+        "schema": 2,
+        "dim": 32,
+        "encoder": str(tiny_bge_m3_dir),
+        "sparse": "bge-m3",
+    }
+    monkeypatch.setenv("LEANRANK_ENCODER", f"bge-m3:{tiny_xlmr_dir}")  # no sparse head
+    failed = CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path / "other")])
+    assert failed.exit_code == 1
+    assert "has no sparse_linear.pt" in failed.stderr.splitlines()[-1]  # after transformers' load bar
+    assert "Traceback" not in failed.output

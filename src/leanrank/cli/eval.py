@@ -183,17 +183,18 @@ def harness(
     data_root: Path,
     distractors: list[Path],
 ) -> EvalResult:
-    """Load the dataset `spec` as the settings chunk it, then run `configs` over it with progress shown.
+    """Load the dataset `spec` as the settings chunk it, then run `configs` over it with progress shown;
+    the pool is encoded with the settings' `encoder` and `sparse` kind (LEANRANK_ENCODER, LEANRANK_SPARSE).
 
     Shared by `leanrank eval` and `leanrank calibrate`."""
-    from leanrank.encode.bm25 import Bm25Encoder
-    from leanrank.encode.catalog import dense_encoder
+    from leanrank.encode.catalog import dense_encoder, sparse_encoder
     from leanrank.encode.e5 import E5SmallEncoder, xlmr_token_count
     from leanrank.eval.datasets import add_distractors, load_dataset
     from leanrank.eval.runner import run_eval
     from leanrank.ingest.chunker import ChunkerConfig
 
     dense = dense_encoder(settings.encoder)
+    sparse = sparse_encoder(settings.sparse, dense)  # before the dataset: a bad pairing fails at once
     # Rerank bills are counted in XLM-R tokens (the bge/jina rerankers' own); e5 has that tokenizer.
     count = dense.token_count if isinstance(dense, E5SmallEncoder) else xlmr_token_count
     ing = settings.ingest
@@ -212,7 +213,7 @@ def harness(
             data,
             configs,
             dense=dense,
-            sparse=Bm25Encoder(),
+            sparse=sparse,
             data_dir=folder,
             count_tokens=count,
             base=settings,

@@ -17,7 +17,7 @@ from leanrank.cli.errors import cli_errors
 from leanrank.errors import InputError
 from leanrank.index.edge import EdgeStore, stored_meta
 from leanrank.index.factory import parse_location
-from leanrank.settings import Settings
+from leanrank.settings import Settings, SparseKind
 
 index_app = typer_app()
 # soft_wrap: messages stay one line each in logs, whatever the terminal width.
@@ -72,9 +72,12 @@ def _migrate(settings: Settings, source: str, target: str, *, batch: int, querie
     if meta is None:
         raise InputError(f"{path}: no leanrank index there")
     dim, encoder = int(meta["dim"]), str(meta["encoder"])
+    sparse: SparseKind = "bge-m3" if meta.get("sparse") == "bge-m3" else "bm25"  # the copy keeps it
     with (
-        closing(EdgeStore(path, dim=dim, encoder=encoder)) as edge,
-        closing(QdrantStore(dst.where, dim=dim, encoder=encoder, settings=settings.store)) as qdrant,
+        closing(EdgeStore(path, dim=dim, encoder=encoder, sparse=sparse)) as edge,
+        closing(
+            QdrantStore(dst.where, dim=dim, encoder=encoder, settings=settings.store, sparse=sparse)
+        ) as qdrant,
         Steps() as bar,
     ):
         task = bar.add_task("migrate", total=None, unit="points")

@@ -23,7 +23,7 @@ from rich.progress import Progress
 
 from leanrank.aio import run_sync
 from leanrank.cascade.plan import Sendable
-from leanrank.encode.base import DenseEncoder, Matrix, SparseEncoder
+from leanrank.encode.base import DenseEncoder, Matrix, SparseEncoder, SparseVec
 from leanrank.errors import ConfigError
 from leanrank.eval.configs import PRESETS, EvalConfig
 from leanrank.eval.datasets import Answer, Dataset, DatasetError, Doc
@@ -138,7 +138,7 @@ def run_eval(
 
     `count_tokens` counts what is sent to rerank (default: the dense encoder's tokenizer); `reference`
     names the reranker of the silver reference run; `base` supplies the settings configurations leave
-    alone (query length limit).
+    alone (query length limit) and the index's `sparse` kind, which `sparse` must produce.
     """
     if not dataset.queries:
         raise DatasetError(f"{dataset.name}: no queries to run")
@@ -149,7 +149,7 @@ def run_eval(
         )
     count = count_tokens or dense.token_count
     settings = base or Settings(data_dir=data_dir)
-    store = EdgeStore(data_dir / "index", dim=dense.dim, encoder=dense.name)
+    store = EdgeStore(data_dir / "index", dim=dense.dim, encoder=dense.name, sparse=settings.sparse)
     try:
         t0 = time.perf_counter()
         encoded = index_pool(store, dense, sparse, dataset.docs, count_tokens=count, progress=progress)
@@ -185,13 +185,13 @@ def index_pool(
         chunks = doc_chunks(group, count_tokens)
         if store.source_file_hashes(course, source) != {chunks[0].file_hash}:
             pending.append(chunks)
-    vectors = _encode(dense, [c.indexed_text for chunks in pending for c in chunks], progress)
+    texts = [c.indexed_text for chunks in pending for c in chunks]
+    vectors, sparse_vecs = _encode(dense, sparse, texts, progress)
     at = 0
     for chunks in pending:
-        block = vectors[at : at + len(chunks)]
-        at += len(chunks)
-        sparse_vecs = sparse.embed_documents([c.indexed_text for c in chunks])
-        store.replace_source(chunks[0].course, chunks[0].source, chunks, block, sparse_vecs)
+        end = at + len(chunks)
+        store.replace_source(chunks[0].course, chunks[0].source, chunks, vectors[at:end], sparse_vecs[at:end])
+        at = end
     return at
 
 
@@ -225,14 +225,20 @@ def doc_chunks(group: Sequence[Doc], count_tokens: TokenCount) -> list[Chunk]:
     ]
 
 
-def _encode(dense: DenseEncoder, texts: Sequence[str], progress: Progress | None) -> Matrix:
+def _encode(
+    dense: DenseEncoder, sparse: SparseEncoder, texts: Sequence[str], progress: Progress | None
+) -> tuple[Matrix, list[SparseVec]]:
+    """Both vectors of `texts`, batch by batch: bge-m3's lexical weights come from the dense pass just run."""
     task = progress.add_task("encode pool", total=len(texts)) if progress and texts else None
-    parts = []
+    parts, sparse_vecs = [], []
     for i in range(0, len(texts), ENCODE_BATCH):
-        parts.append(dense.embed_passages(texts[i : i + ENCODE_BATCH]))
+        batch = texts[i : i + ENCODE_BATCH]
+        parts.append(dense.embed_passages(batch))
+        sparse_vecs += sparse.embed_documents(batch)
         if progress and task is not None:
-            progress.advance(task, len(parts[-1]))
-    return np.concatenate(parts) if parts else np.zeros((0, dense.dim), dtype=np.float32)
+            progress.advance(task, len(batch))
+    vectors = np.concatenate(parts) if parts else np.zeros((0, dense.dim), dtype=np.float32)
+    return vectors, sparse_vecs
 
 
 async def _run_all(

@@ -7,10 +7,15 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from leanrank.encode.base import Matrix, SparseVec
-from leanrank.settings import StoreSettings
+from leanrank.settings import SparseKind, StoreSettings
 from leanrank.types import Chunk, Lang
 
 NO_TERMS = SparseVec((), ())
+SPARSE_VECTOR: dict[SparseKind, str] = {"bm25": "bm25", "bge-m3": "lexical"}
+"""The named sparse vector each kind is stored as. `bm25` has the IDF modifier: its weights are BM25's
+term-frequency part and the engine multiplies in IDF. `lexical` has none: bge-m3's learned weights are
+matched by their plain dot product, the lexical matching score the model was trained with
+(Chen et al. 2024, "BGE M3-Embedding", arXiv:2402.03216)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +86,11 @@ class HybridQuery:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A fused first-stage hit; `dense`/`bm25` are `None` when the chunk was outside that list's prefetch."""
+    """A fused first-stage hit; `dense`/`bm25` are `None` when the chunk was outside that list's prefetch.
+
+    `bm25` and `bm25_rank` are the sparse list's score and rank, whichever kind the index holds (`bm25`
+    or bge-m3's learned `lexical` weights).
+    """
 
     chunk_id: str
     chunk: Chunk

@@ -1,7 +1,8 @@
 """The embedded store: Qdrant Edge, the real Qdrant engine running in-process.
 
 Only this module imports the engine's storage API. Schema: named dense vector `dense` (cosine) and sparse
-vector `bm25` with the IDF modifier; keyword payload indexes on course, lang, source, file hash and heading
+vector `bm25` with the IDF modifier, or `lexical` without it for bge-m3's learned weights
+(`leanrank.index.base.SPARSE_VECTOR`); keyword payload indexes on course, lang, source, file hash and heading
 prefixes. Point ids are UUIDv5 of (course, source, chunk index, content hash), so re-ingesting the same
 content rewrites the same points.
 """
@@ -23,8 +24,9 @@ import qdrant_edge as qe
 
 from leanrank.encode.base import Matrix, SparseVec
 from leanrank.errors import ConfigError, IndexLockedError, StoreError
-from leanrank.index.base import Candidate, HybridQuery, Quantization, Steer, StoredPoint
+from leanrank.index.base import SPARSE_VECTOR, Candidate, HybridQuery, Quantization, Steer, StoredPoint
 from leanrank.ingest.lang import contained_langs
+from leanrank.settings import SparseKind
 from leanrank.storage import ensure_free
 from leanrank.types import Chunk
 
@@ -146,7 +148,8 @@ def dense_of(vector: Any) -> Matrix | None:
 
 
 def stored_meta(path: Path) -> dict[str, Any] | None:
-    """What the index at `path` was built with (schema, dim, encoder), or `None` if there is no index yet.
+    """What the index at `path` was built with (schema, dim, encoder; quantization and sparse kind when not
+    the defaults), or `None` if there is no index yet.
 
     Lets a tool open an existing index (e.g. to migrate it) without loading the encoder to learn its dim.
     """
@@ -186,7 +189,8 @@ def _lock(path: Path) -> int:
 
 
 class EdgeStore:
-    """A `Store` on one Qdrant Edge shard under `path`; `dim` and `encoder` are checked against the index.
+    """A `Store` on one Qdrant Edge shard under `path`; `dim`, `encoder`, `quantization` and the `sparse`
+    kind are checked against the index (ConfigError when it was built with others).
 
     One process at a time holds the index (`StoreError` for the next). `leanrank-index.json` is written last
     when an index is created, so an index without it was interrupted while being created: the next open
@@ -195,12 +199,21 @@ class EdgeStore:
     """
 
     def __init__(
-        self, path: Path, *, dim: int, encoder: str, quantization: Quantization | None = None
+        self,
+        path: Path,
+        *,
+        dim: int,
+        encoder: str,
+        quantization: Quantization | None = None,
+        sparse: SparseKind = "bm25",
     ) -> None:
         self.path = path
         expected: dict[str, Any] = {"schema": SCHEMA_VERSION, "dim": dim, "encoder": encoder}
         if quantization is not None:  # recorded only when set: indexes made before it stay valid
             expected["quantization"] = quantization.kind
+        if sparse != "bm25":  # likewise
+            expected["sparse"] = sparse
+        self._sparse = SPARSE_VECTOR[sparse]
         self._params = _search_params(quantization)
         self._lock = _lock(path)
         shard: qe.EdgeShard | None = None
@@ -212,7 +225,7 @@ class EdgeStore:
                     "use another data directory or re-ingest"
                 )
             with _engine_errors(f"opening the index at {path}"):
-                shard = self._open(path / "shard", dim, quantization)
+                shard = self._open(path / "shard", dim, quantization, sparse)
                 if found is None:
                     (path / META_FILE).write_text(json.dumps(expected), encoding="utf-8")
         except BaseException:
@@ -222,7 +235,9 @@ class EdgeStore:
             raise
         self._shard = shard
 
-    def _open(self, shard_dir: Path, dim: int, quantization: Quantization | None) -> qe.EdgeShard:
+    def _open(
+        self, shard_dir: Path, dim: int, quantization: Quantization | None, sparse: SparseKind
+    ) -> qe.EdgeShard:
         if (shard_dir / "edge_config.json").exists():
             shard = qe.EdgeShard.load(str(shard_dir))
         else:
@@ -231,7 +246,11 @@ class EdgeStore:
             shard_dir.mkdir(parents=True)
             config = qe.EdgeConfig(
                 vectors={"dense": qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
-                sparse_vectors={"bm25": qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+                sparse_vectors={
+                    self._sparse: qe.EdgeSparseVectorParams(
+                        modifier=qe.Modifier.Idf if sparse == "bm25" else None
+                    )
+                },
                 quantization_config=_quantization_config(quantization),
             )
             shard = qe.EdgeShard.create(str(shard_dir), config)
@@ -249,7 +268,7 @@ class EdgeStore:
             raise ValueError("chunks, dense and sparse must have the same length")
         hashes = {c.file_hash for c in chunks}
         points = [
-            qe.Point(point_id(c), {"dense": d.tolist(), "bm25": _sparse(s)}, chunk_payload(c))
+            qe.Point(point_id(c), {"dense": d.tolist(), self._sparse: _sparse(s)}, chunk_payload(c))
             for c, d, s in zip(chunks, dense, sparse, strict=True)
         ]
         size = (
@@ -348,7 +367,7 @@ class EdgeStore:
         requests = [qe.QueryRequest(limit=query.prefetch, query=dense_q, filter=flt, params=params)]
         weights = [query.weights[0]]
         if query.sparse.indices:
-            sparse_q = qe.Query.Nearest(_sparse(query.sparse), using="bm25")
+            sparse_q = qe.Query.Nearest(_sparse(query.sparse), using=self._sparse)
             prefetches.append(qe.Prefetch(limit=query.prefetch, query=sparse_q, filter=flt))
             requests.append(qe.QueryRequest(limit=query.prefetch, query=sparse_q, filter=flt))
             weights.append(query.weights[1])
@@ -357,7 +376,7 @@ class EdgeStore:
             prefetches.append(qe.Prefetch(limit=query.prefetch, query=dense_q, filter=in_lang, params=params))
             weights.append(weight)
         if query.translated.indices and query.translated_weight > 0:
-            translated_q = qe.Query.Nearest(_sparse(query.translated), using="bm25")
+            translated_q = qe.Query.Nearest(_sparse(query.translated), using=self._sparse)
             prefetches.append(qe.Prefetch(limit=query.prefetch, query=translated_q, filter=flt))
             weights.append(query.translated_weight)
         fused = qe.QueryRequest(
@@ -428,7 +447,7 @@ class EdgeStore:
         points = []
         for r in records:
             vectors: dict[str, Any] = r.vector  # type: ignore[assignment]  # named vectors: a dict
-            sparse = vectors["bm25"]
+            sparse = vectors[self._sparse]
             points.append(
                 StoredPoint(
                     str(r.id),

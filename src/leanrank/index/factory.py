@@ -44,11 +44,17 @@ def parse_location(url: str) -> StoreLocation:
 
 
 def open_store(settings: Settings, dim: int, encoder_name: str) -> Store:
-    """The store `settings.store.url` names, checked against the encoder the pipeline runs with."""
+    """The store `settings.store.url` names, checked against the encoder the pipeline runs with and the
+    `sparse` kind of the settings."""
     location = parse_location(settings.store.url)
     if location.kind == "edge":
         path = Path(location.where) if location.where else settings.data_dir / "index"
-        return EdgeStore(path, dim=dim, encoder=encoder_name, quantization=quantization_of(settings.store))
+        quantization = quantization_of(settings.store)
+        return EdgeStore(
+            path, dim=dim, encoder=encoder_name, quantization=quantization, sparse=settings.sparse
+        )
     from leanrank.index.qdrant import QdrantStore  # the optional extra, imported only when configured
 
-    return QdrantStore(location.where, dim=dim, encoder=encoder_name, settings=settings.store)
+    return QdrantStore(
+        location.where, dim=dim, encoder=encoder_name, settings=settings.store, sparse=settings.sparse
+    )

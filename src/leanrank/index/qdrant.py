@@ -1,7 +1,8 @@
 """A `Store` on qdrant-client: a Qdrant server or cluster, or qdrant-client's local mode (tests, small sets).
 
 Only this module imports `qdrant_client` (the `leanrank[qdrant]` extra). It ranks as the embedded store does:
-the same schema (named dense vector `dense`, cosine; sparse `bm25` with the IDF modifier), the same payload
+the same schema (named dense vector `dense`, cosine; sparse `bm25` with the IDF modifier, or `lexical` without
+it for bge-m3's learned weights, `leanrank.index.base.SPARSE_VECTOR`), the same payload
 and deterministic point ids (`leanrank.index.edge`), BM25 vectors from the same client-side analyser, and the
 same fusion, server-side: weighted RRF with the query's explicit `k`, which Qdrant scores as
 `1 / ((rank + 1) / w + k - 1)` with 0-based ranks, in the engine and in local mode alike. Local mode supports
@@ -13,7 +14,8 @@ deleted points in IDF until their segments are optimised, while local mode count
 
 Multitenancy: one collection for all courses; `course` is a keyword index marked `is_tenant`, and HNSW
 graphs are built per course only (`m=0`, `payload_m=16`) because every search is filtered by course.
-The index metadata (schema, dim, encoder) lives in the collection's metadata and is checked on open.
+The index metadata (schema, dim, encoder; quantization and sparse kind when not the defaults) lives in the
+collection's metadata and is checked on open.
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ import numpy as np
 
 from leanrank.encode.base import Matrix, SparseVec
 from leanrank.errors import ConfigError, DependencyError, LeanrankError, StoreError
-from leanrank.index.base import Candidate, HybridQuery, Quantization, Steer, StoredPoint, quantization_of
+from leanrank.index.base import (
+    SPARSE_VECTOR,
+    Candidate,
+    HybridQuery,
+    Quantization,
+    Steer,
+    StoredPoint,
+    quantization_of,
+)
 from leanrank.index.edge import (
     KEYWORD_FIELDS,
     LANGS_FIELD,
@@ -39,7 +49,7 @@ from leanrank.index.edge import (
     point_id,
 )
 from leanrank.retry import RetryPolicy, retry_after_s
-from leanrank.settings import StoreSettings
+from leanrank.settings import SparseKind, StoreSettings
 from leanrank.types import Chunk
 
 try:
@@ -65,9 +75,9 @@ def _sparse(vec: SparseVec) -> models.SparseVector:
     return models.SparseVector(indices=list(vec.indices), values=list(vec.values))
 
 
-def _point(pid: str, chunk: Chunk, dense: Matrix, sparse: SparseVec) -> models.PointStruct:
+def _point(pid: str, chunk: Chunk, dense: Matrix, using: str, sparse: SparseVec) -> models.PointStruct:
     return models.PointStruct(
-        id=pid, vector={"dense": dense.tolist(), "bm25": _sparse(sparse)}, payload=chunk_payload(chunk)
+        id=pid, vector={"dense": dense.tolist(), using: _sparse(sparse)}, payload=chunk_payload(chunk)
     )
 
 
@@ -130,7 +140,11 @@ def _reason(exc: Exception) -> str:
 
 
 class QdrantStore:
-    """A `Store` on one Qdrant collection; `where` is a server URL, `:memory:` or a folder for local mode."""
+    """A `Store` on one Qdrant collection; `where` is a server URL, `:memory:` or a folder for local mode.
+
+    `dim`, `encoder`, the quantisation of `settings` and the `sparse` kind are checked against the collection
+    (ConfigError when it was built with others).
+    """
 
     def __init__(
         self,
@@ -139,10 +153,13 @@ class QdrantStore:
         dim: int,
         encoder: str,
         settings: StoreSettings | None = None,
+        sparse: SparseKind = "bm25",
         backoff_s: float = 0.5,
     ) -> None:
         s = settings or StoreSettings()
         self.where = where
+        self._kind = sparse
+        self._sparse = SPARSE_VECTOR[sparse]
         self.collection = s.collection
         self._retry = RetryPolicy(max_attempts=s.retries + 1, backoff_s=backoff_s)
         self._remote = where.startswith(("http://", "https://"))
@@ -163,6 +180,8 @@ class QdrantStore:
             expected: dict[str, Any] = {"schema": SCHEMA_VERSION, "dim": dim, "encoder": encoder}
             if s.quantization != "none":  # recorded only when set: collections made before it stay valid
                 expected["quantization"] = s.quantization
+            if sparse != "bm25":  # likewise
+                expected["sparse"] = sparse
             self._open(expected, s)
         except LeanrankError:
             self._client.close()  # local mode holds a lock on its folder until closed
@@ -209,7 +228,11 @@ class QdrantStore:
                 vectors_config={
                     "dense": models.VectorParams(size=meta["dim"], distance=models.Distance.COSINE)
                 },
-                sparse_vectors_config={"bm25": models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                sparse_vectors_config={
+                    self._sparse: models.SparseVectorParams(
+                        modifier=models.Modifier.IDF if self._kind == "bm25" else None
+                    )
+                },
                 shard_number=s.shard_number,
                 replication_factor=s.replication_factor,
                 write_consistency_factor=s.write_consistency_factor,
@@ -266,7 +289,9 @@ class QdrantStore:
         if not len(chunks) == len(dense) == len(sparse):
             raise ValueError("chunks, dense and sparse must have the same length")
         hashes = sorted({c.file_hash for c in chunks})
-        points = [_point(point_id(c), c, d, s) for c, d, s in zip(chunks, dense, sparse, strict=True)]
+        points = [
+            _point(point_id(c), c, d, self._sparse, s) for c, d, s in zip(chunks, dense, sparse, strict=True)
+        ]
         stale = models.Filter(
             must=[_match("course", course), _match("source", source)],
             must_not=[models.FieldCondition(key="file_hash", match=models.MatchAny(any=hashes))]
@@ -290,7 +315,7 @@ class QdrantStore:
 
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
         """Write points exactly as another store holds them (migration); their ids make this idempotent."""
-        structs = [_point(p.chunk_id, p.chunk, p.dense, p.sparse) for p in points]
+        structs = [_point(p.chunk_id, p.chunk, p.dense, self._sparse, p.sparse) for p in points]
         for i in range(0, len(structs), _WRITE_BATCH):
             self._upsert(structs[i : i + _WRITE_BATCH], "writing migrated points")
 
@@ -357,7 +382,7 @@ class QdrantStore:
         dense_q = _dense_query(query.dense, query.steer)
         lists: list[tuple[str, Any]] = [("dense", dense_q)]
         if query.sparse.indices:
-            lists.append(("bm25", _sparse(query.sparse)))
+            lists.append((self._sparse, _sparse(query.sparse)))
         params = self._params
         prefetch = [
             models.Prefetch(
@@ -377,7 +402,7 @@ class QdrantStore:
         if query.translated.indices and query.translated_weight > 0:
             prefetch.append(
                 models.Prefetch(
-                    query=_sparse(query.translated), using="bm25", filter=flt, limit=query.prefetch
+                    query=_sparse(query.translated), using=self._sparse, filter=flt, limit=query.prefetch
                 )
             )
             weights.append(query.translated_weight)
@@ -476,7 +501,7 @@ class QdrantStore:
         for r in records:
             vectors: dict[str, Any] = r.vector  # type: ignore[assignment]  # named vectors: a dict
             # A chunk whose text has no index terms may come back without its (empty) sparse vector.
-            sparse = vectors.get("bm25") or models.SparseVector(indices=[], values=[])
+            sparse = vectors.get(self._sparse) or models.SparseVector(indices=[], values=[])
             points.append(
                 StoredPoint(
                     str(r.id),
