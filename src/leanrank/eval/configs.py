@@ -82,6 +82,12 @@ PRESETS: dict[str, EvalConfig] = {
             cascade=CascadeSettings(preset="best"),
         ),
         EvalConfig(
+            "lexicon",
+            "the defaults plus the course lexicon's translated BM25 list (retrieve.translate_weight 0.5)",
+            RetrieveSettings(translate_weight=0.5),
+            cascade=CascadeSettings(preset="balanced"),
+        ),
+        EvalConfig(
             "judge",
             "the defaults, then the LLM judge on the top 3 (judge.* settings name the endpoint)",
             RetrieveSettings(),
