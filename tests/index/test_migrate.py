@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from leanrank.cli.index import index_app
 from leanrank.encode.base import SparseVec
 from leanrank.errors import StoreError
-from leanrank.index.base import Candidate, StoredPoint
+from leanrank.index.base import Candidate, Quantization, StoredPoint
 from leanrank.index.edge import EdgeStore
 from leanrank.index.migrate import canonical_order, migrate, rankings_agree
 from leanrank.index.qdrant import QdrantStore
@@ -194,3 +194,17 @@ def test_cli_migrates_and_explains_bad_arguments(
         assert bad.exit_code == 2, bad.output
         assert message in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cli_migrates_a_quantised_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The source opens with the quantization recorded when it was built, not the settings' default."""
+    path = tmp_path / "edge"
+    store = EdgeStore(path, dim=DIM, encoder="test", quantization=Quantization("int8"))
+    fill(store, "c1", 30, 0)
+    store.close()
+    monkeypatch.chdir(tmp_path)
+    ok = CliRunner().invoke(
+        index_app, ["migrate", "--from", f"edge:{path}", "--to", f"qdrant:{tmp_path / 'q'}"]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "verified: 30 points copied" in ok.stderr

@@ -15,6 +15,7 @@ from rich.table import Table
 from leanrank.cli.console import Steps, err, out, styled, typer_app
 from leanrank.cli.errors import cli_errors
 from leanrank.errors import InputError
+from leanrank.index.base import Quantization
 from leanrank.index.edge import EdgeStore, stored_meta
 from leanrank.index.factory import parse_location
 from leanrank.settings import Settings, SparseKind
@@ -73,8 +74,12 @@ def _migrate(settings: Settings, source: str, target: str, *, batch: int, querie
         raise InputError(f"{path}: no leanrank index there")
     dim, encoder = int(meta["dim"]), str(meta["encoder"])
     sparse: SparseKind = "bge-m3" if meta.get("sparse") == "bge-m3" else "bm25"  # the copy keeps it
+    # The source opens as it was built (its metadata is checked); the copy's quantization is the settings'.
+    kind = meta.get("quantization")
+    store = settings.store
+    built = Quantization(kind, store.rescore, store.oversampling) if kind in ("int8", "binary") else None
     with (
-        closing(EdgeStore(path, dim=dim, encoder=encoder, sparse=sparse)) as edge,
+        closing(EdgeStore(path, dim=dim, encoder=encoder, sparse=sparse, quantization=built)) as edge,
         closing(
             QdrantStore(dst.where, dim=dim, encoder=encoder, settings=settings.store, sparse=sparse)
         ) as qdrant,
