@@ -63,8 +63,10 @@ class HybridQuery:
 
     The fused legs are the dense list, the BM25 list (when the query has terms), one more dense list
     per language in `lang_legs`, restricted to chunks containing that language, and a second BM25 list for
-    `translated`, the query's words in the other language (when it has terms). `weights` are the dense
-    and BM25 weights, then one per language leg (0 drops a leg); `translated_weight` weighs the last.
+    `translated`, the query's words in the other language (when it has terms), over the chunks that do not
+    contain `translated_skip` (the query's own language, whose chunks the BM25 list already matches by the
+    words themselves, so a noisy translation cannot outrank them there). `weights` are the dense and BM25
+    weights, then one per language leg (0 drops a leg); `translated_weight` weighs the last.
     """
 
     course: str
@@ -82,6 +84,7 @@ class HybridQuery:
     steer: Steer | None = None  # the dense lists recommend from examples instead of the plain nearest
     translated: SparseVec = NO_TERMS
     translated_weight: float = 0.0
+    translated_skip: Lang | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -377,7 +377,9 @@ class EdgeStore:
             weights.append(weight)
         if query.translated.indices and query.translated_weight > 0:
             translated_q = qe.Query.Nearest(_sparse(query.translated), using=self._sparse)
-            prefetches.append(qe.Prefetch(limit=query.prefetch, query=translated_q, filter=flt))
+            skip: list[Any] = [_match(LANGS_FIELD, query.translated_skip)] if query.translated_skip else []
+            other = qe.Filter(must=must, must_not=skip)
+            prefetches.append(qe.Prefetch(limit=query.prefetch, query=translated_q, filter=other))
             weights.append(query.translated_weight)
         fused = qe.QueryRequest(
             limit=query.limit,

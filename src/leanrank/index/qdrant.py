@@ -400,9 +400,11 @@ class QdrantStore:
             )
             weights.append(weight)
         if query.translated.indices and query.translated_weight > 0:
+            skip = [_match(LANGS_FIELD, query.translated_skip)] if query.translated_skip else []
+            other = models.Filter(must=must, must_not=skip)
             prefetch.append(
                 models.Prefetch(
-                    query=_sparse(query.translated), using=self._sparse, filter=flt, limit=query.prefetch
+                    query=_sparse(query.translated), using=self._sparse, filter=other, limit=query.prefetch
                 )
             )
             weights.append(query.translated_weight)

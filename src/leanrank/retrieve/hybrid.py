@@ -116,6 +116,7 @@ class HybridRetriever:
             steer=steer,
             translated=translated,
             translated_weight=s.translate_weight,
+            translated_skip=_own_lang(query),
         )
         found = self._store.hybrid(request)
         if s.mode != "hybrid":
@@ -128,6 +129,12 @@ def _leg_weights(query: str, legs: Sequence[Lang], own: float, other: float) -> 
     the dense list buries is found), `own` for the query's; `own` for both when the query mixes them."""
     lang = detect_lang(query)
     return tuple(own if lang in ("mixed", leg) else other for leg in legs)
+
+
+def _own_lang(query: str) -> Lang | None:
+    """The query's language when it is written in one (`ru`/`en`); None for a mixed one."""
+    lang = detect_lang(query)
+    return None if lang == "mixed" else lang
 
 
 def trim(candidates: Sequence[Candidate], *, depth: int, dedup: bool, max_per_source: int) -> list[Candidate]:
