@@ -200,6 +200,25 @@ def test_the_translated_bm25_leg_adds_its_own_rrf_term(store: Store) -> None:
     assert all(c.bm25_rank is None for c in on)  # the translated leg is not the query's BM25 list
 
 
+def test_the_translated_leg_leaves_out_chunks_in_the_query_s_language(store: Store) -> None:
+    """Both chunks hold the translated term; with `translated_skip="ru"` (a Russian query) only the English
+    one gets the leg's term, so the Russian chunk keeps its dense term alone: 1/60."""
+    write(
+        store,
+        [chunk("c", "a.md", 0, "альфа"), chunk("c", "a.md", 1, "boosting")],
+        [vec(1, 0, 0, 0), vec(0.9, 0.1, 0, 0)],
+        [[7], [7]],
+    )
+    translated = SparseVec((7,), (1.0,))
+    every = store.hybrid(query("c", vec(1, 0, 0, 0), [5], translated=translated, translated_weight=1.0))
+    assert {c.chunk.text: c.fused for c in every}["альфа"] > 1 / 60
+    skip = store.hybrid(
+        query("c", vec(1, 0, 0, 0), [5], translated=translated, translated_weight=1.0, translated_skip="ru")
+    )
+    by_text = {c.chunk.text: c.fused for c in skip}
+    assert by_text == pytest.approx({"альфа": 1 / 60, "boosting": 1 / 61 + 1 / 60}, rel=1e-6)
+
+
 def test_chunks_lists_one_course_only(store: Store) -> None:
     write(
         store, [chunk("c", "a.md", i, t) for i, t in enumerate(["x", "y"])], [vec(1, 0, 0, 0)] * 2, [[1]] * 2
