@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from bench.harness import harness_vectors
 from tests.serve.live import LiveServer
 
 from leanrank.cascade.request import ClientCascade, DocumentMemo
@@ -28,7 +29,6 @@ from leanrank.cost.billing import pair_tokens
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
 from leanrank.eval.datasets import Dataset, load_dataset
-from leanrank.index.edge import EdgeStore
 from leanrank.rerank.base import RerankResponse, Usage
 from leanrank.serve import create_app, new_key
 from leanrank.settings import ClientCascadeSettings, GatewaySettings, ServeSettings, Settings
@@ -69,25 +69,6 @@ def _cached(path: Path, texts: Sequence[str], encode: object) -> np.ndarray:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, matrix)
     return matrix
-
-
-def harness_vectors(index_dir: Path) -> dict[str, np.ndarray]:
-    """The pool's vectors by doc id from the index the evaluation harness built (`bench/course.py`'s
-    `course-index`, `bench/cascade.py`'s `eval-index`), when there is one: the same encoder over the same
-    `indexed_text`, so the pool need not be encoded twice."""
-    if not (index_dir / "leanrank-index.json").exists():
-        return {}
-    store = EdgeStore(index_dir, dim=384, encoder=E5SmallEncoder.name)
-    found: dict[str, np.ndarray] = {}
-    offset: str | None = None
-    try:
-        while True:
-            points, offset = store.scroll(1000, offset)
-            found.update((p.chunk.meta["doc_id"], p.dense) for p in points)
-            if offset is None:
-                return found
-    finally:
-        store.close()
 
 
 def client_runs(data: Dataset, out: Path, harness_index: Path) -> ClientRuns:

@@ -79,6 +79,28 @@ class HybridRetriever:
         already computed it (the result cache needs it first), `with_vectors` returns the hits' vectors,
         `steer` moves the dense lists toward and away from examples (`leanrank.retrieve.steering`)."""
         s = self.settings
+        request = self.request(
+            query, where, depth=depth, vector=vector, with_vectors=with_vectors, steer=steer
+        )
+        found = self._store.hybrid(request)
+        if s.mode != "hybrid":
+            found = [c for c in found if (c.dense_rank if s.mode == "dense" else c.bm25_rank) is not None]
+        return trim(found, depth=depth or s.depth, dedup=s.dedup, max_per_source=s.max_per_source)
+
+    def request(
+        self,
+        query: str,
+        where: RetrieveFilter,
+        *,
+        depth: int | None = None,
+        vector: Matrix | None = None,
+        with_vectors: bool = False,
+        steer: Steer | None = None,
+    ) -> HybridQuery:
+        """The engine query `retrieve` runs (arguments as there): both query encodings, every list and its
+        weight, over-fetched when trimming follows. Public so the engine alone can be timed
+        (`bench/retrieval.py`)."""
+        s = self.settings
         want = depth or s.depth
         trims = s.dedup or s.max_per_source > 0
         dense_w, sparse_w, lang_w, cross_w = _ONE_LIST.get(
@@ -100,7 +122,7 @@ class HybridRetriever:
                 per_word=s.translate_per_word,
                 margin=s.translate_margin,
             )
-        request = HybridQuery(
+        return HybridQuery(
             course=where.course,
             dense=self._dense.embed_query(query) if vector is None else vector,
             sparse=self._sparse.embed_query(query),
@@ -118,10 +140,6 @@ class HybridRetriever:
             translated_weight=s.translate_weight,
             translated_skip=_own_lang(query),
         )
-        found = self._store.hybrid(request)
-        if s.mode != "hybrid":
-            found = [c for c in found if (c.dense_rank if s.mode == "dense" else c.bm25_rank) is not None]
-        return trim(found, depth=want, dedup=s.dedup, max_per_source=s.max_per_source)
 
 
 def _leg_weights(query: str, legs: Sequence[Lang], own: float, other: float) -> tuple[float, ...]:
