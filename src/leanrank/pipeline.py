@@ -340,6 +340,7 @@ class Pipeline:
                 self._record(report, FileReport(source, "removed", n), on_file)
             report.missing = [] if prune else gone
         if any(f.status in _CHANGED for f in report.files):
+            self.store.optimize()  # the embedded engine builds no search index by itself
             if self.results is not None:
                 self.results.invalidate(course)  # cached answers may cite chunks that are gone or stale
             if self.retriever.lexicons is not None:

@@ -186,3 +186,27 @@ def test_an_edited_file_re_embeds_only_the_chunks_that_changed(
         [shifted] = p.ingest(course, "c").files
         assert (shifted.chunks, shifted.embedded) == (first.chunks + 1, 1)
         assert p.store.sources("c") == {"lesson.md": first.chunks + 1}
+
+
+def test_an_ingest_that_changed_the_index_optimises_it(
+    tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded engine builds no HNSW graph by itself, so an ingest that wrote chunks asks the store to;
+    one that changed nothing does not."""
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "a.md").write_text("# Loops\n\nA for loop repeats a block of code.\n", encoding="utf-8")
+    with make_pipeline(tmp_path / "data", e5, bm25) as p:
+        calls: list[int] = []
+        real = p.store.optimize
+        monkeypatch.setattr(p.store, "optimize", lambda: calls.append(p.store.count("c")) or real())
+        p.ingest(course, "c")
+        assert calls == [1]  # after the chunk was written
+        p.ingest(course, "c")
+        assert calls == [1]  # unchanged: nothing to index
+        (course / "a.md").write_text(
+            "# Loops\n\nA while loop repeats while a condition holds.\n", encoding="utf-8"
+        )
+        p.ingest(course, "c")
+        assert calls == [1, 1]
+        assert p.search("while loop condition", "c", k=1).hits[0].chunk.text.startswith("A while loop")

@@ -192,6 +192,8 @@ def index_pool(
         end = at + len(chunks)
         store.replace_source(chunks[0].course, chunks[0].source, chunks, vectors[at:end], sparse_vecs[at:end])
         at = end
+    if pending:
+        store.optimize()
     return at
 
 

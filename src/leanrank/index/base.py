@@ -162,6 +162,12 @@ class Store(Protocol):
         """Dense vectors by chunk id: of `chunk_ids` that are in `course`, or of every chunk of `source`."""
         ...
 
+    def optimize(self) -> None:
+        """Build the search indexes (HNSW graphs, quantised copies) of what was written since the last call,
+        where the engine does not do it on its own. Called after each ingest that changed something: cheap
+        when little changed (a few ms), the real work when a course grew by thousands of chunks."""
+        ...
+
     def close(self) -> None: ...
 
 

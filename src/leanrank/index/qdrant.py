@@ -527,5 +527,9 @@ class QdrantStore:
             lambda: self._client.update_collection(self.collection, metadata={_CHECKPOINT_KEY: state}),
         )
 
+    def optimize(self) -> None:
+        """Nothing to do: a Qdrant server indexes segments in the background (its optimizer), and local mode
+        searches by brute force whatever is done."""
+
     def close(self) -> None:
         self._client.close()
