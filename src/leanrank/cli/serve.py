@@ -6,6 +6,7 @@ FastAPI, and without the `serve` extra installed.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import typer
@@ -16,12 +17,29 @@ from leanrank.errors import DependencyError, InputError
 from leanrank.settings import Settings
 
 
+class OneLineStartupErrors(logging.Filter):
+    """Starlette hands uvicorn the whole traceback of a start-up that failed; when a leanrank error ended it
+    (settings that cannot work, an index built otherwise), the log shows its one line, as every other command
+    prints it, not a stack trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        if text.startswith("Traceback"):
+            name, sep, message = text.strip().splitlines()[-1].partition(": ")
+            if sep and name.startswith("leanrank.errors."):
+                record.msg, record.args = f"error: {message}", ()
+        return True
+
+
 def _log_config(level: str) -> dict[str, Any]:
     """uvicorn's own logging plus leanrank's (the access log names key ids, never keys)."""
     from uvicorn.config import LOGGING_CONFIG
 
     config: dict[str, Any] = {**LOGGING_CONFIG, "loggers": dict(LOGGING_CONFIG["loggers"])}
     config["loggers"]["leanrank"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    config["filters"] = {"one_line_errors": {"()": OneLineStartupErrors}}
+    config["handlers"] = {name: dict(handler) for name, handler in LOGGING_CONFIG["handlers"].items()}
+    config["handlers"]["default"]["filters"] = ["one_line_errors"]
     return config
 
 

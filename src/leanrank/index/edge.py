@@ -157,6 +157,21 @@ def stored_meta(path: Path) -> dict[str, Any] | None:
     return dict(json.loads(meta_file.read_text(encoding="utf-8"))) if meta_file.exists() else None
 
 
+def built_otherwise(found: dict[str, Any], expected: dict[str, Any]) -> str:
+    """What differs between how an index was built and what the settings ask, for the refusal's one line
+    (a key recorded only when not the default reads as its default)."""
+    defaults = {"sparse": "bm25", "quantization": "none"}
+    keys = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
+
+    def values(meta: dict[str, Any]) -> str:
+        return ", ".join(f"{k} {meta.get(k, defaults.get(k))!r}" for k in keys)
+
+    return (
+        f"was built with {values(found)}, settings ask for {values(expected)}: set them back, or use another "
+        "data directory (data_dir) for an index built the new way"
+    )
+
+
 @contextmanager
 def _engine_errors(action: str) -> Iterator[None]:
     """The engine raises bare `Exception`s; give callers one typed error with the engine's reason."""
@@ -220,10 +235,7 @@ class EdgeStore:
         try:
             found = stored_meta(path)
             if found is not None and found != expected:
-                raise ConfigError(
-                    f"index at {path} was built with {found}, settings ask for {expected}; "
-                    "use another data directory or re-ingest"
-                )
+                raise ConfigError(f"index at {path} {built_otherwise(found, expected)}")
             with _engine_errors(f"opening the index at {path}"):
                 shard = self._open(path / "shard", dim, quantization, sparse)
                 if found is None:
