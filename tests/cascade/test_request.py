@@ -124,6 +124,27 @@ def test_merge_ranks_held_back_documents_strictly_below_the_forwarded_in_pre_ran
     assert (logits[0], logits[5], logits[2]) == (-4.0, -5.0, -6.0)
     unscored = merge(p, _response((UNSCORED, UNSCORED))).scores
     assert all(math.isinf(x) for x in unscored)
+    # Positive scores on another scale (the identity reranker's fusion scores) shrink towards 0: a 0-1 wire
+    # such as Cohere's relevance_score never carries a negative one. 0.4 × (3, 2, 1) / 4:
+    positive = merge(p, _response((0.9, 0.4), "scores")).scores
+    assert (positive[0], positive[5], positive[2]) == pytest.approx((0.3, 0.2, 0.1))
+
+
+def test_blank_documents_are_set_aside_ranked_last_and_never_counted_as_sent(bm25: Bm25Encoder) -> None:
+    docs = [ON_TOPIC[0], "", *FILLER[:10], "  \n\t", ON_TOPIC[1]]
+    p = plan(cascade(bm25, keep_ratio=0.5, min_depth=2), docs)
+    assert p.blank == [1, 12]
+    assert not {1, 12} & {*p.forward, *p.rest}
+    assert sorted([*p.forward, *p.rest, *p.blank]) == list(range(len(docs)))
+    assert {docs[i] for i in p.forward} == set(p.texts)
+    assert p.sent == len(p.forward)
+    merged = merge(p, _response(tuple(0.9 - 0.1 * i for i in range(len(p.forward)))))
+    assert math.isinf(merged.scores[1])
+    assert math.isinf(merged.scores[12])
+    assert all(math.isfinite(x) for i, x in enumerate(merged.scores) if i not in (1, 12))
+    assert merged.usage.warnings == ("2 blank documents ranked last, not sent",)
+    # Passed through, blank documents are forwarded but the guard keeps them back: not counted as sent.
+    assert plan(cascade(bm25, enabled=False), docs).sent == len(docs) - 2
 
 
 def test_collapse_groups_agrees_with_collapse() -> None:

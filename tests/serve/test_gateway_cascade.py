@@ -169,6 +169,26 @@ def test_duplicates_get_their_representatives_score_and_are_sent_once(
     assert int(reply.headers["x-leanrank-documents-forwarded"]) == len(sent)
 
 
+def test_blank_documents_are_never_sent_rank_last_and_are_not_counted_as_forwarded(
+    gateway: LiveServer, cohere_fake: FakeProvider
+) -> None:
+    docs = client_top100(seed=5)
+    docs[0], docs[40], docs[99] = "", "   ", "\n\t"
+    for opt_out in ({}, {"x-leanrank-cascade": "off"}):
+        with gateway.client(ADMIN_KEY) as http:
+            reply = http.post(
+                "/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs}, headers=opt_out
+            )
+        assert reply.status_code == 200, reply.text
+        sent = sent_documents(cohere_fake)
+        assert all(d.strip() for d in sent)
+        assert int(reply.headers["x-leanrank-documents-forwarded"]) == len(sent)
+        results = reply.json()["results"]
+        assert sorted(r["index"] for r in results[-3:]) == [0, 40, 99]  # ranked last
+        assert all(r["relevance_score"] >= 0 for r in results)
+        assert "3 blank documents ranked last, not sent" in reply.headers["x-leanrank-warning"]
+
+
 def test_top_n_and_return_documents_behave_as_the_provider_documents(gateway: LiveServer) -> None:
     docs = client_top100(seed=3)
     client = cohere.ClientV2(api_key=ADMIN_KEY, base_url=gateway.url)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from leanrank.cascade.dedup import Shingles, shingles
@@ -44,7 +44,8 @@ class ClientPlan:
 
     `forward` is sent to the backend as `texts` (a best window when trimming), best pre-ranked first; `rest`
     are the documents held back, in pre-ranking order; `stands_for[i]` is the document whose score document
-    `i` gets (its own, or the one it duplicates).
+    `i` gets (its own, or the one it duplicates); `blank` are the empty or whitespace-only documents, in
+    neither list: they are ranked last, unscored, as the rerank guard ranks them (`leanrank.rerank.guard`).
     """
 
     received: int
@@ -52,11 +53,17 @@ class ClientPlan:
     texts: list[str]
     rest: list[int]
     stands_for: list[int]
+    blank: list[int] = field(default_factory=list)
 
     @property
     def collapsed(self) -> int:
         """Documents answered with a duplicate's score instead of being forwarded or ranked."""
         return sum(1 for i, s in enumerate(self.stands_for) if i != s)
+
+    @property
+    def sent(self) -> int:
+        """Forwarded documents that reach the backend (the guard keeps back blank ones, even forwarded)."""
+        return sum(1 for text in self.texts if text.strip())
 
 
 def pass_through(documents: Sequence[str]) -> ClientPlan:
@@ -157,6 +164,11 @@ class ClientCascade:
         s = self.settings
         if not s.enabled:
             return pass_through(documents)
+        blank = [i for i, doc in enumerate(documents) if not doc.strip()]
+        if blank and len(blank) < len(documents):  # all blank: the guard answers without a call
+            return _with_blanks(
+                await self.plan(query, [d for d in documents if d.strip()], max_forward=max_forward), blank
+            )
         if len(documents) < s.min_documents:
             plan = pass_through(documents)
         else:
@@ -233,6 +245,22 @@ class ClientCascades:
         return self._built[id(self._settings.policy(key_id, course))]
 
 
+def _with_blanks(plan: ClientPlan, blank: list[int]) -> ClientPlan:
+    """A plan of the non-blank documents as one of every received document, the `blank` ones set aside."""
+    kept = [i for i in range(plan.received + len(blank)) if i not in set(blank)]
+    stands_for = list(range(plan.received + len(blank)))
+    for j, rep in enumerate(plan.stands_for):
+        stands_for[kept[j]] = kept[rep]
+    return ClientPlan(
+        plan.received + len(blank),
+        [kept[j] for j in plan.forward],
+        plan.texts,
+        [kept[j] for j in plan.rest],
+        stands_for,
+        blank,
+    )
+
+
 def _chunk(index: int, text: str, lang: Lang, tokens: int) -> Chunk:
     """A client's document as the cascade's unit: no course, no source, its own language."""
     return Chunk(
@@ -254,9 +282,10 @@ def merge(plan: ClientPlan, response: RerankResponse) -> RerankResponse:
     """The backend's answer over the forwarded documents as an answer over every received one.
 
     Forwarded documents keep their scores; the held-back ones follow strictly below the lowest finite
-    forwarded score, in pre-ranking order (on a probability scale by shrinking towards 0, which cannot go
-    below a lowest score of exactly 0); a duplicate gets its representative's score. The usage is the
-    backend's: only forwarded documents were sent and billed.
+    forwarded score, in pre-ranking order (shrinking towards 0 on a probability scale or when every score is
+    positive, so a 0–1 wire such as Cohere's never sees a negative score; 1 apart otherwise); a duplicate
+    gets its representative's score; blank documents stay unscored, ranked last, with the guard's warning.
+    The usage is the backend's: only forwarded documents were sent and billed.
     """
     scores = [UNSCORED] * plan.received
     for i, score in zip(plan.forward, response.scores, strict=True):
@@ -265,11 +294,15 @@ def merge(plan: ClientPlan, response: RerankResponse) -> RerankResponse:
     if finite:
         lowest, m = min(finite), len(plan.rest)
         for j, i in enumerate(plan.rest):
-            if response.scale == "probabilities":
-                scores[i] = lowest * (m - j) / (m + 1)
+            if response.scale == "probabilities" or lowest > 0:
+                scores[i] = lowest * (m - j) / (m + 1)  # a positive scale stays positive (Cohere's is 0–1)
             else:
                 scores[i] = lowest - (j + 1)
     for i, rep in enumerate(plan.stands_for):
         if rep != i:
             scores[i] = scores[rep]
-    return replace(response, scores=tuple(scores))
+    if not plan.blank:
+        return replace(response, scores=tuple(scores))
+    warning = f"{len(plan.blank)} blank documents ranked last, not sent"
+    usage = replace(response.usage, warnings=(*response.usage.warnings, warning))
+    return replace(response, scores=tuple(scores), usage=usage)

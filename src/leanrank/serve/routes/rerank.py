@@ -185,7 +185,7 @@ def _unit_cap(backend: str) -> int | None:
 def _counts(plan: ClientPlan, charge: Charge) -> CascadeCounts:
     return CascadeCounts(
         documents_received=plan.received,
-        documents_forwarded=len(plan.forward),
+        documents_forwarded=plan.sent,
         documents_collapsed=plan.collapsed,
         documents_cached=charge.response.usage.cache_hits,
     )
