@@ -174,7 +174,7 @@ def test_blank_documents_are_never_sent_rank_last_and_are_not_counted_as_forward
 ) -> None:
     docs = client_top100(seed=5)
     docs[0], docs[40], docs[99] = "", "   ", "\n\t"
-    for opt_out in ({}, {"x-leanrank-cascade": "off"}):
+    for opt_out in ({}, {"x-leanrank-cascade": "OFF"}):  # header values in any case
         with gateway.client(ADMIN_KEY) as http:
             reply = http.post(
                 "/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs}, headers=opt_out
@@ -182,6 +182,10 @@ def test_blank_documents_are_never_sent_rank_last_and_are_not_counted_as_forward
         assert reply.status_code == 200, reply.text
         sent = sent_documents(cohere_fake)
         assert all(d.strip() for d in sent)
+        if opt_out:
+            assert len(sent) == len(docs) - 3  # every non-blank document
+        else:
+            assert len(sent) < len(docs) - 3  # the cascade held some back
         assert int(reply.headers["x-leanrank-documents-forwarded"]) == len(sent)
         results = reply.json()["results"]
         assert sorted(r["index"] for r in results[-3:]) == [0, 40, 99]  # ranked last

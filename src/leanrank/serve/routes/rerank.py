@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Response
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel, BeforeValidator, JsonValue
 
 from leanrank.cascade.request import ClientPlan, merge, pass_through
 from leanrank.cost._names import parse_backend
@@ -60,6 +60,7 @@ router = APIRouter(tags=["rerank"], responses=errors(400, 401, 403, 404, 413, 42
 
 CascadeHeader = Annotated[
     Literal["off"] | None,
+    BeforeValidator(lambda v: v.strip().casefold() if isinstance(v, str) else v),  # header values: any case
     Header(
         alias="X-Leanrank-Cascade",
         description="`off`: forward every document as sent for this call (the key's cascade is skipped).",
