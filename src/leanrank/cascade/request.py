@@ -247,12 +247,13 @@ class ClientCascades:
 
 def _with_blanks(plan: ClientPlan, blank: list[int]) -> ClientPlan:
     """A plan of the non-blank documents as one of every received document, the `blank` ones set aside."""
-    kept = [i for i in range(plan.received + len(blank)) if i not in set(blank)]
-    stands_for = list(range(plan.received + len(blank)))
+    received, aside = plan.received + len(blank), set(blank)
+    kept = [i for i in range(received) if i not in aside]
+    stands_for = list(range(received))
     for j, rep in enumerate(plan.stands_for):
         stands_for[kept[j]] = kept[rep]
     return ClientPlan(
-        plan.received + len(blank),
+        received,
         [kept[j] for j in plan.forward],
         plan.texts,
         [kept[j] for j in plan.rest],
