@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
+from collections.abc import Sequence
 
 import pytest
 
 from leanrank.cascade.dedup import DedupConfig, collapse, collapse_groups
 from leanrank.cascade.request import (
+    OFF_LOOP_DOCUMENTS,
     ClientCascade,
     ClientPlan,
     DocumentMemo,
@@ -16,6 +19,7 @@ from leanrank.cascade.request import (
     merge,
     term_weights,
 )
+from leanrank.encode.base import SparseVec
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.rerank.base import UNSCORED, RerankResponse, Usage
 from leanrank.settings import ClientCascadeSettings, GatewaySettings
@@ -168,3 +172,44 @@ def test_a_key_s_policy_wins_over_its_course_s_over_the_default() -> None:
 @pytest.mark.parametrize("preset", ["off", "cheap", "balanced", "best"])
 def test_explicit_knobs_win_over_a_preset(preset: str) -> None:
     assert ClientCascadeSettings(preset=preset, min_depth=42).min_depth == 42  # type: ignore[arg-type]
+
+
+class _SpyBm25(Bm25Encoder):
+    """Records which texts each analysis call got, and on which thread it ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[list[str], bool]] = []
+
+    def embed_documents(self, texts: Sequence[str]) -> list[SparseVec]:
+        self.calls.append((list(texts), threading.current_thread() is threading.main_thread()))
+        return super().embed_documents(texts)
+
+
+def test_the_memo_forgets_the_least_recently_used_beyond_its_size() -> None:
+    memo = DocumentMemo(Bm25Encoder(), size=2)
+    assert memo.recall("a loop") is None
+    first = memo.analyse(["a loop", "a list"])
+    assert memo.recall("a loop") == first[0]  # now the most recently used: "a list" goes first
+    memo.analyse(["a dict"])
+    assert memo.recall("a list") is None
+    assert memo.recall("a loop") == first[0]
+    assert memo.recall("a dict") is not None
+    nothing = DocumentMemo(Bm25Encoder(), size=0)
+    nothing.analyse(["a loop"])
+    assert nothing.recall("a loop") is None
+
+
+def test_many_new_documents_are_analysed_off_the_event_loop_once_each() -> None:
+    spy = _SpyBm25()
+    settings = ClientCascadeSettings.model_validate({"enabled": True, "min_documents": 2})
+    c = ClientCascade(settings, count=words, memo=DocumentMemo(spy))
+    many = [*FILLER[: OFF_LOOP_DOCUMENTS - 1], ON_TOPIC[0], ON_TOPIC[0]]  # 16 new texts, one sent twice
+    cold = plan(c, many)
+    assert spy.calls == [(list(dict.fromkeys(many)), False)]  # one batch, in a worker thread
+    spy.calls.clear()
+    assert plan(c, many) == cold  # remembered: nothing analysed again, the same plan
+    assert spy.calls == []
+    few = [ON_TOPIC[1], FILLER[0], FILLER[1]]  # one new text: analysed on the loop, no thread hop
+    plan(c, few)
+    assert spy.calls == [([ON_TOPIC[1]], True)]
