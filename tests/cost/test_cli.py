@@ -60,17 +60,23 @@ def test_pricing_lists_models_and_gpus(data_dir: Path) -> None:
 
 
 def test_report_json_and_table(seeded: Path) -> None:
+    with Ledger(f"sqlite:///{seeded / 'ledger.sqlite'}") as ledger:  # a call that may have been billed
+        ledger.record(make_record("d", course="c1", stage="rerank:unconfirmed", cost_usd=0.002))
     body = run_json("costs", "report", "--by", "course", "--period", "2026-11")
-    assert [(r["key"], r["calls"], r["cost_usd"], r["unpriced_calls"]) for r in body["rows"]] == [
-        ("c1", 1, 0.004, 0),
-        ("c2", 2, 0.004, 1),
+    rows = [
+        (r["key"], r["calls"], r["cost_usd"], r["unpriced_calls"], r["unconfirmed_calls"])
+        for r in body["rows"]
     ]
-    assert body["total"]["cost_usd"] == pytest.approx(0.008)
+    assert rows == [("c1", 2, pytest.approx(0.006), 0, 1), ("c2", 2, 0.004, 1, 0)]
+    assert body["total"]["cost_usd"] == pytest.approx(0.010)
+    assert body["total"]["unconfirmed_usd"] == pytest.approx(0.002)
     table = run("costs", "report", "--by", "backend", "--period", "2026-11")
     assert table.exit_code == 0
     assert "tei:http://gpu" in table.stdout
     assert "total" in table.stdout
     assert "1 calls have no known price" in table.stdout
+    assert "1 calls may have been billed without an answer used" in table.stdout
+    assert "$0.0020 at the estimate" in table.stdout
 
 
 def test_report_png(seeded: Path, tmp_path: Path) -> None:

@@ -265,6 +265,29 @@ async def test_a_chain_records_its_timed_out_paid_link_as_maybe_billed(ledger: L
     assert ledger.spent("course", "py", NOVEMBER) == pytest.approx(0.004)
 
 
+async def test_two_timed_out_paid_links_of_one_chain_are_two_unconfirmed_records(ledger: Ledger) -> None:
+    """`cohere | cohere | identity` with both paid links timing out: each may be billed (2 units, $0.004 at
+    the estimate), so each is its own record (`rerank:unconfirmed`, `rerank:unconfirmed#2`), counted apart
+    from served calls in the totals and in `calls` and `cost_usd` alike."""
+    m = meter(ledger)
+    chain = FallbackReranker(
+        [
+            FakeReranker("cohere:rerank-v3.5", cohere_usage, fails=RerankTimeoutError("timed out")),
+            FakeReranker("cohere:rerank-v3.5", cohere_usage, fails=RerankTimeoutError("timed out")),
+            IdentityReranker(),
+        ]
+    )
+    served = await m.rerank(chain, "q", DOCS, request_id="c1", course="py")
+    assert served.served_by == "identity"
+    totals = {t.key: t for t in ledger.totals("backend", NOVEMBER)}
+    paid, free = totals["cohere:rerank-v3.5"], totals["identity"]
+    assert (paid.calls, paid.requests, paid.cost_usd) == (2, 1, pytest.approx(0.008))
+    assert (paid.unconfirmed, paid.unconfirmed_usd) == (2, pytest.approx(0.008))
+    assert (free.calls, free.unconfirmed, free.unconfirmed_usd) == (1, 0, 0.0)
+    [course] = ledger.totals("course", NOVEMBER)
+    assert (course.calls, course.unconfirmed, course.cost_usd) == (3, 2, pytest.approx(0.008))
+
+
 async def test_a_timeout_is_recorded_as_maybe_billed_and_a_503_is_not(ledger: Ledger) -> None:
     m = meter(ledger)
     timed_out = FakeReranker("cohere:rerank-v3.5", cohere_usage, fails=RerankTimeoutError("timed out"))

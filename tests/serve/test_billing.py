@@ -182,12 +182,17 @@ def test_non_finite_numbers_in_a_200_answer_are_a_424_recorded_as_maybe_billed(
     try:
         with server.client(DEMO_KEY) as http:
             reply = http.post("/v2/rerank", json={"query": QUERY, "documents": DOCS[:1]})
+        with server.client(ADMIN_KEY) as http:
+            usage = http.get("/v1/usage", params={"by": "tenant"}).json()
     finally:
         server.close()
         search.close()
     assert (reply.status_code, reply.json()["error_type"]) == (424, "backend_failed"), why
     [total] = ledger.totals("tenant", this_month())  # the provider answered 200: it billed, at the estimate
     assert (total.key, total.calls, total.cost_usd) == ("teacher-demo", 1, pytest.approx(0.002))
+    [row] = usage["rows"]  # and /v1/usage says it is a possibly billed call, not a served one
+    assert (row["calls"], row["unconfirmed"], row["unconfirmed_usd"]) == (1, 1, pytest.approx(0.002))
+    assert usage["unconfirmed"] == 1
 
 
 def test_an_infinite_score_in_a_200_answer_ranks_last_with_a_warning_and_is_billed_once(

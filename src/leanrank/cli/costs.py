@@ -69,6 +69,8 @@ def _total_json(total: Total) -> dict[str, Any]:
         "documents_received": total.documents_received,
         "full_cost_usd": total.full_cost_usd,
         "saved_usd": total.saved_usd,
+        "unconfirmed_calls": total.unconfirmed,
+        "unconfirmed_usd": total.unconfirmed_usd,
     }
 
 
@@ -100,6 +102,11 @@ def _print_report(report: CostReport) -> None:
     out.print(table)
     if total.unpriced:
         out.print(f"{total.unpriced} calls have no known price and are not in the cost")
+    if total.unconfirmed:
+        out.print(
+            f"{total.unconfirmed} calls may have been billed without an answer used (timeout, unusable "
+            f"answer, client gone): ${total.unconfirmed_usd:,.4f} at the estimate, included in the cost"
+        )
 
 
 @costs_app.command("report")

@@ -82,6 +82,14 @@ HOLD_TTL = timedelta(hours=1)
 """A hold older than this belongs to a process that died mid-call: it no longer counts, nor claims its id."""
 REPLY_TTL = timedelta(days=1)
 """How long a billed request's answer is kept for replay (a later resend of its id is refused)."""
+UNCONFIRMED = ":unconfirmed"
+"""What a stage is suffixed with on the record of a call its provider may have billed though no answer was
+used; the n-th such call of one request (links of a fallback chain) adds `#n` from the second on."""
+
+
+def unconfirmed_stage(stage: str, nth: int = 1) -> str:
+    """The stage of the `nth` possibly billed call made for one `(request_id, stage)`: one record each."""
+    return f"{stage}{UNCONFIRMED}" if nth == 1 else f"{stage}{UNCONFIRMED}#{nth}"
 
 
 class LedgerError(StoreError):
@@ -165,6 +173,9 @@ class Total:
     """Sums over the calls of one group.
 
     `requests` counts distinct request ids; `unpriced` the calls whose cost is unknown (not in `cost_usd`).
+    `unconfirmed` counts the calls recorded as possibly billed (stage `<stage>:unconfirmed…`: a timeout, an
+    unusable answer, a client gone) and `unconfirmed_usd` their estimated cost; both are also in `calls`
+    and `cost_usd`, which budgets count.
     `documents_received` and `full_cost_usd` count a call without those facts as its own `documents` and
     `cost_usd` (nothing held back), so `saved_usd` is what the gateway's cascade saved.
     """
@@ -180,6 +191,8 @@ class Total:
     unpriced: int
     documents_received: int = 0
     full_cost_usd: float = 0.0
+    unconfirmed: int = 0
+    unconfirmed_usd: float = 0.0
 
     @property
     def saved_usd(self) -> float:
@@ -570,6 +583,7 @@ class Ledger:
         """Sums per course, backend, UTC day (`YYYY-MM-DD`) or tenant over `period`, ordered by key."""
         t = self._table
         key = self._day() if by == "day" else t.c[by]
+        maybe = t.c.stage.like(f"%{UNCONFIRMED}%")
         stmt = (
             select(
                 key.label("key"),
@@ -583,6 +597,8 @@ class Ledger:
                 func.sum(case((t.c.cost_usd.is_(None), 1), else_=0)),
                 func.sum(func.coalesce(t.c.documents_received, t.c.documents)),
                 func.coalesce(func.sum(func.coalesce(t.c.full_cost_usd, t.c.cost_usd)), 0.0),
+                func.sum(case((maybe, 1), else_=0)),
+                func.coalesce(func.sum(case((maybe, t.c.cost_usd), else_=0.0)), 0.0),
             )
             .where(t.c.time >= period.start, t.c.time < period.end)
             .group_by("key")
@@ -602,6 +618,8 @@ class Ledger:
                 int(r[8]),
                 documents_received=int(r[9]),
                 full_cost_usd=float(r[10]),
+                unconfirmed=int(r[11]),
+                unconfirmed_usd=float(r[12]),
             )
             for r in rows
         ]

@@ -24,7 +24,7 @@ from typing import Concatenate, ParamSpec
 from leanrank.cost._names import parse_backend
 from leanrank.cost.billing import pair_tokens
 from leanrank.cost.budget import UNLIMITED, Budget, BudgetExceededError, BudgetState
-from leanrank.cost.ledger import CostLedger, Hold, Ledger, LedgerError, LedgerRecord
+from leanrank.cost.ledger import CostLedger, Hold, Ledger, LedgerError, LedgerRecord, unconfirmed_stage
 from leanrank.cost.pricing import Pricing
 from leanrank.cost.tokens import counter_for
 from leanrank.errors import BackendError
@@ -240,10 +240,11 @@ class Meter:
         self._ledger.release(hold, self._unconfirmed(hold, link, query, documents) if maybe_billed else None)
 
     def _unconfirmed(
-        self, hold: Hold, link: str, query: str, documents: Sequence[str]
+        self, hold: Hold, link: str, query: str, documents: Sequence[str], nth: int = 1
     ) -> LedgerRecord | None:
         """The record of a call to `link` its provider may have billed though no answer was used: at the
-        estimate, under the stage `<stage>:unconfirmed`; None when `link` is free."""
+        estimate, under the stage `<stage>:unconfirmed` (`#nth` from the request's second such call on, so
+        two timed-out links of one chain are two records); None when `link` is free."""
         if not self._pricing.is_paid(link):
             return None
         name = parse_backend(link)
@@ -252,7 +253,7 @@ class Meter:
             request_id=hold.request_id,
             course=hold.course,
             tenant=hold.tenant,
-            stage=f"{hold.stage}:unconfirmed",
+            stage=unconfirmed_stage(hold.stage, nth),
             backend=name.key,
             model=name.model,
             documents=len(documents),
@@ -308,7 +309,11 @@ class Meter:
             documents_received=None if received is None else len(received),
             full_cost_usd=full,
         )
-        maybe = [r for link in unconfirmed if (r := self._unconfirmed(hold, link, query, documents))]
+        maybe = [
+            r
+            for nth, link in enumerate(unconfirmed, 1)
+            if (r := self._unconfirmed(hold, link, query, documents, nth))
+        ]
         try:
             with span("leanrank.ledger.write", {"leanrank.records": 1 + len(maybe)}) as current:
                 recorded = self._ledger.settle(record, maybe)

@@ -31,6 +31,8 @@ class CostReport:
             unpriced=sum(t.unpriced for t in r),
             documents_received=sum(t.documents_received for t in r),
             full_cost_usd=sum(t.full_cost_usd for t in r),
+            unconfirmed=sum(t.unconfirmed for t in r),
+            unconfirmed_usd=sum(t.unconfirmed_usd for t in r),
         )
 
 

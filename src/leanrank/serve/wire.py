@@ -363,6 +363,11 @@ class UsageRowOut(BaseModel):
         description="What the calls would have cost had every received one been sent."
     )
     saved_usd: float = Field(description="`full_cost_usd - cost_usd`: what the gateway's cascade saved.")
+    unconfirmed: int = Field(
+        description="Calls the provider may have billed though no answer was used (a timeout, an unusable "
+        "answer, a client gone): recorded at the estimate and part of `calls` and `cost_usd`."
+    )
+    unconfirmed_usd: float = Field(description="The estimated cost of the `unconfirmed` calls.")
 
 
 class AgreementOut(BaseModel):
@@ -399,11 +404,14 @@ class UsageReport(BaseModel):
                             "documents_received": 120000,
                             "full_cost_usd": 2.4,
                             "saved_usd": 0.0,
+                            "unconfirmed": 2,
+                            "unconfirmed_usd": 0.004,
                         }
                     ],
                     "calls": 1200,
                     "cost_usd": 2.4,
                     "unpriced": 0,
+                    "unconfirmed": 2,
                 }
             ]
         }
@@ -417,6 +425,7 @@ class UsageReport(BaseModel):
     calls: int
     cost_usd: float
     unpriced: int
+    unconfirmed: int = Field(description="Calls possibly billed without an answer used (in `calls`).")
     agreement: dict[str, AgreementOut] = Field(
         {},
         description="Per course the key may see: reranker-embedder agreement of the searches this process "

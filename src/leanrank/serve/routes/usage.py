@@ -75,6 +75,8 @@ async def usage(
             documents_received=r.documents_received,
             full_cost_usd=r.full_cost_usd,
             saved_usd=r.saved_usd,
+            unconfirmed=r.unconfirmed,
+            unconfirmed_usd=r.unconfirmed_usd,
         )
         for r in rows
     ]
@@ -93,4 +95,5 @@ async def usage(
         calls=sum(r.calls for r in rows),
         cost_usd=sum(r.cost_usd for r in rows),
         unpriced=sum(r.unpriced for r in rows),
+        unconfirmed=sum(r.unconfirmed for r in rows),
     )
