@@ -183,7 +183,7 @@ def test_bad_settings_are_one_line(data_dir: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("LEANRANK_COST__LEDGER_URL", "mysql://u:pw@h/db")
     result = run("costs", "report")
     assert (result.exit_code, result.stderr.strip()) == (
-        1,
+        2,
         "error: ledger database mysql://u:***@h/db: only sqlite and postgresql are supported",
     )
     monkeypatch.setenv("LEANRANK_COST__BUDGETS", '[{"scope": "planet", "name": "x", "hard_usd": 1}]')
@@ -196,7 +196,7 @@ def test_a_broken_price_file_is_named(data_dir: Path) -> None:
     (data_dir / "pricing").mkdir(parents=True)
     (data_dir / "pricing" / "mine.toml").write_text('provider = "cohere"\n')
     result = run("pricing")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.startswith(
         f"error: price file {data_dir / 'pricing' / 'mine.toml'}: price: Field required"
     )

@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from leanrank.cli.console import err, styled
-from leanrank.errors import IndexLockedError, InputError, LeanrankError
+from leanrank.errors import ConfigError, IndexLockedError, InputError, LeanrankError
 
 
 @contextmanager
@@ -36,4 +36,4 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
     except LeanrankError as exc:
         err.print(styled(("error:", "red"), f" {exc}"))
-        raise typer.Exit(2 if isinstance(exc, InputError | IndexLockedError) else 1) from None
+        raise typer.Exit(2 if isinstance(exc, InputError | ConfigError | IndexLockedError) else 1) from None
