@@ -6,7 +6,7 @@ EXTRAS := dev,torch,onnx,postgres,redis,langchain,llamaindex,serve,qdrant,eval,p
 # Ranges in pyproject.toml, exact versions in constraints.txt: either changing reinstalls.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint typecheck unit bench bench-deps bench-litellm bench-gateway bench-ingest bench-engine clean
+.PHONY: demo test lint typecheck unit bench bench-deps bench-litellm bench-fastembed bench-gateway bench-ingest bench-engine clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,12 +38,13 @@ bench: $(STAMP)
 # FlashRank, pyinstrument) and LiteLLM's proxy.
 BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 LITELLM_VENV := bench/out/litellm-venv
+FASTEMBED_VENV := bench/out/fastembed-venv
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[$(EXTRAS),bench]'
 	rm -f $(VENV)/.bench-* && touch $(BENCH_STAMP)
 
-bench-deps: $(BENCH_STAMP) bench-litellm
+bench-deps: $(BENCH_STAMP) bench-litellm bench-fastembed
 
 # LiteLLM's proxy (a peer in bench/gateway.py) gets a venv of its own: its `proxy` extra pulls ~120 packages
 # (boto3, Azure and Google Cloud SDKs, 750 MB) and would move the FastAPI, Starlette and cryptography
@@ -53,6 +54,14 @@ bench-litellm: $(LITELLM_VENV)/bin/litellm
 $(LITELLM_VENV)/bin/litellm:
 	$(PYTHON) -m venv $(LITELLM_VENV)
 	$(LITELLM_VENV)/bin/pip install --quiet 'litellm[proxy]==1.108.7'
+
+# fastembed (a peer in bench/engine.py) wants huggingface-hub<2.0, which leanrank's torch and onnx extras are
+# not tested with: its own venv, driven as a worker process (bench/fastembed_worker.py).
+bench-fastembed: $(FASTEMBED_VENV)/bin/python
+
+$(FASTEMBED_VENV)/bin/python:
+	$(PYTHON) -m venv $(FASTEMBED_VENV)
+	$(FASTEMBED_VENV)/bin/pip install --quiet 'fastembed==0.9.1' || (rm -rf $(FASTEMBED_VENV) && false)
 
 bench-gateway: bench-deps
 	$(BIN)/python -m bench.gateway

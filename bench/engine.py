@@ -11,6 +11,11 @@ Configurations, all in one run over the same pairs:
   and int8. FlashRank loads models only by its own names from its cache folder, so the files are linked
   there under its multilingual model's name (`ms-marco-MultiBERT-L-12`); it returns sigmoid scores, turned
   back into logits for the guard's comparison;
+- fastembed: `TextCrossEncoder.rerank`, one request at a time, on the same ONNX files, with `threads` as
+  the others get. It cannot be installed beside leanrank's pins (it wants `huggingface-hub<2.0`), so it
+  runs in a venv of its own (`make bench-fastembed`) as a worker process (`bench/fastembed_worker.py`) that
+  scores each round while this process waits idle; its column includes that round trip (one JSON line each
+  way per round). Without that venv it is left out, and the run says so;
 - leanrank: `LocalReranker.rerank_batch` over each round's requests (tokenised once, sorted by tokens,
   packed under `max_batch_tokens`) on torch (SDPA), ONNX Runtime fp32 and int8 on the CPU, torch fp32 and
   fp16/bf16 on a GPU; the fastest also one request at a time (`rerank`), as a service without
@@ -46,6 +51,7 @@ import asyncio
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -81,7 +87,8 @@ SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's ids 0..3
 MAX_LENGTH = 512
 BASELINE_BATCH = 32
 REFERENCE = "leanrank torch fp32"
-PEERS = ("sentence-transformers", "flashrank")
+PEERS = ("sentence-transformers", "flashrank", "fastembed")
+FASTEMBED_PYTHON = ROOT / "bench" / "out" / "fastembed-venv" / "bin" / "python"
 
 Scorer = Callable[[list[Request]], list[list[float]]]
 
@@ -283,27 +290,32 @@ FLASHRANK_NAME = "ms-marco-MultiBERT-L-12"
 TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
 
 
-def flashrank(model_dir: Path, onnx_file: Path, out: Path) -> Scorer:
-    """FlashRank's `Ranker` over leanrank's ONNX export `onnx_file` of the model in `model_dir`."""
-    from flashrank import Ranker, RerankRequest
-    from flashrank.Config import model_file_map
-
-    cache = out / "flashrank" / f"{model_dir.name}-{onnx_file.stem}"
-    folder = cache / FLASHRANK_NAME
+def model_folder(model_dir: Path, onnx_file: Path, folder: Path, model_name: str) -> Path:
+    """`folder` holding the tokenizer files and `onnx_file` as `model_name`, for a peer that loads models
+    only from a folder of its own. ONNX Runtime refuses weights outside the model's own folder: hard links,
+    not symlinks, and the external-data file under the name the model refers to."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in TOKENIZER_FILES:
         if not (folder / name).exists():
             (folder / name).symlink_to((model_dir / name).resolve())
-    # ONNX Runtime refuses weights outside the model's own folder: hard links, not symlinks, and the
-    # external-data file under the name the model refers to.
     data = onnx_file.with_name(onnx_file.name + ".data")
-    for target, name in ((onnx_file, model_file_map[FLASHRANK_NAME]), (data, data.name)):
+    for target, name in ((onnx_file, model_name), (data, data.name)):
         if not (folder / name).exists():
             os.link(model_dir / target, folder / name)
     if not (folder / "special_tokens_map.json").exists():  # transformers 5 no longer writes it
         config = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
         specials = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
         (folder / "special_tokens_map.json").write_text(json.dumps(specials), encoding="utf-8")
+    return folder
+
+
+def flashrank(model_dir: Path, onnx_file: Path, out: Path) -> Scorer:
+    """FlashRank's `Ranker` over leanrank's ONNX export `onnx_file` of the model in `model_dir`."""
+    from flashrank import Ranker, RerankRequest
+    from flashrank.Config import model_file_map
+
+    cache = out / "flashrank" / f"{model_dir.name}-{onnx_file.stem}"
+    model_folder(model_dir, onnx_file, cache / FLASHRANK_NAME, model_file_map[FLASHRANK_NAME])
     ranker = Ranker(
         model_name=FLASHRANK_NAME, cache_dir=str(cache), max_length=MAX_LENGTH, log_level="WARNING"
     )
@@ -316,6 +328,37 @@ def flashrank(model_dir: Path, onnx_file: Path, out: Path) -> Scorer:
             probs = np.clip(np.array([by_id[i] for i in range(len(docs))]), 1e-7, 1 - 1e-7)
             out.append(np.log(probs / (1 - probs)).tolist())  # its sigmoid undone: logits like the others'
         return out
+
+    return score
+
+
+def fastembed(model_dir: Path, onnx_file: Path, out: Path, threads: int) -> Scorer:
+    """fastembed's `TextCrossEncoder` over `onnx_file`, in its own venv's worker process (module docstring);
+    the worker stops when this process exits (its stdin closes)."""
+    folder = model_folder(
+        model_dir, onnx_file, out / "fastembed" / f"{model_dir.name}-{onnx_file.stem}", onnx_file.name
+    )
+    worker = subprocess.Popen(
+        [
+            str(FASTEMBED_PYTHON),
+            str(ROOT / "bench" / "fastembed_worker.py"),
+            *(str(folder), onnx_file.name, str(threads), str(MAX_LENGTH)),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    stdin, stdout = worker.stdin, worker.stdout
+    assert stdin is not None
+    assert stdout is not None
+    if not json.loads(stdout.readline() or "{}").get("ready"):
+        raise SystemExit(f"fastembed's worker did not start over {folder}")
+
+    def score(requests: list[Request]) -> list[list[float]]:
+        stdin.write(json.dumps([[q, list(docs)] for q, docs in requests]) + "\n")
+        stdin.flush()
+        scores: list[list[float]] = json.loads(stdout.readline())
+        return scores
 
     return score
 
@@ -392,6 +435,13 @@ def runners(model_dir: Path, args: argparse.Namespace) -> list[Runner]:
             Runner("flashrank onnx fp32", flashrank(model_dir, ONNX_FILE, args.out)),
             Runner("flashrank onnx int8", flashrank(model_dir, ONNX_INT8_FILE, args.out)),
         ]
+        if FASTEMBED_PYTHON.exists():
+            peers += [
+                Runner("fastembed onnx fp32", fastembed(model_dir, ONNX_FILE, args.out, args.threads)),
+                Runner("fastembed onnx int8", fastembed(model_dir, ONNX_INT8_FILE, args.out, args.threads)),
+            ]
+        else:
+            print(f"fastembed left out: no {FASTEMBED_PYTHON} (make bench-fastembed)", file=sys.stderr)
     return [
         Runner(f"naive transformers loop{suffix}", naive(model_dir, args.device, baseline_dtype)),
         Runner(
@@ -427,7 +477,7 @@ def report(
 ) -> list[Row]:
     naive_rate = pairs / seconds[runners[0].name]
     st_rate = pairs / seconds[runners[1].name]
-    # The libraries a user would pick instead: sentence-transformers and FlashRank (fastembed: bench/README).
+    # The libraries a user would pick instead: sentence-transformers, FlashRank and fastembed.
     peer_rate = max(pairs / seconds[r.name] for r in runners if r.name.startswith(PEERS))
     rows = []
     for runner in runners:
