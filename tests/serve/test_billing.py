@@ -104,12 +104,38 @@ def test_a_resent_request_id_replays_the_first_answer_and_another_body_is_refuse
     assert first.status_code == 200, first.text
     assert all(r.status_code == 200 and r.content == first.content for r in again)
     assert [r.headers.get("x-leanrank-replayed") for r in replies] == [None, "true", "true"]
-    assert again[0].headers.get("x-leanrank-backend") == first.headers.get("x-leanrank-backend")
+    kept = {k: v for k, v in first.headers.items() if k.startswith("x-leanrank-")}
+    # The cost, budget, backend and the cascade's counts come back as first sent (search reports in its body).
+    assert path == "/v1/search" or "x-leanrank-documents-received" in kept
+    assert all(
+        {k: v for k, v in r.headers.items() if k.startswith("x-leanrank-")}
+        == kept | {"x-leanrank-replayed": "true"}
+        for r in again
+    )
     assert (other.status_code, other.json()["error_type"]) == (409, "request_conflict")
     assert "'client-7' was used for another request" in other.json()["error"]
     assert len(fake.requests) == 1  # the provider was paid once
     [total] = ledger.totals("tenant", this_month())
     assert (total.calls, total.cost_usd) == (1, pytest.approx(0.002))
+
+
+@pytest.mark.parametrize("bad", ["../../etc;drop table", "x" * 129, "id with spaces"])
+def test_a_malformed_request_id_is_refused_not_replaced(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger, bad: str
+) -> None:
+    """A resend under an id the service silently swapped for a fresh one would be billed again."""
+    server, search = serve(priced(tmp_path), index, adapter(fake), ledger)
+    try:
+        with server.client(DEMO_KEY, headers={"x-request-id": bad}) as http:
+            replies = [http.post("/v2/rerank", json={"query": QUERY, "documents": DOCS}) for _ in range(2)]
+    finally:
+        server.close()
+        search.close()
+    for reply in replies:
+        assert (reply.status_code, reply.json()["error_type"]) == (422, "invalid_input")
+        assert reply.json()["error"].startswith("X-Request-Id must be 1 to 128 letters, digits")
+    assert fake.requests == []
+    assert ledger.totals("tenant", this_month()) == []
 
 
 def test_an_unwritable_ledger_stops_paid_calls_and_readiness_names_it(

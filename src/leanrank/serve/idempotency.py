@@ -23,17 +23,9 @@ from leanrank.serve.auth import Principal
 from leanrank.serve.service import ledger_id
 
 BILLED_PATHS = frozenset({"/v2/rerank", "/v1/rerank", "/rerank", "/v1/search", "/v1/rerank/batch"})
-_KEPT = frozenset(
-    {
-        "content-type",
-        "x-leanrank-backend",
-        "x-leanrank-budget",
-        "x-leanrank-cost-usd",
-        "x-compute-tokens",
-        "x-compute-characters",
-        "x-inference-time",
-    }
-)
+_KEPT = frozenset({"content-type", "x-compute-tokens", "x-compute-characters", "x-inference-time"})
+"""Headers a replay carries besides every `x-leanrank-*` one (cost, budget, backend, the cascade's counts,
+warnings): the answer as first sent, less what the transport sets."""
 _log = logging.getLogger("leanrank.serve")
 
 
@@ -77,7 +69,8 @@ class Idempotency:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 for name, value in message.get("headers", []):
-                    if name.decode("latin-1").lower() in _KEPT:
+                    lowered = name.decode("latin-1").lower()
+                    if lowered in _KEPT or lowered.startswith("x-leanrank-"):
                         out_headers.append((name.decode("latin-1"), value.decode("latin-1")))
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))

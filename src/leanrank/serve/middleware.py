@@ -19,6 +19,7 @@ from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from leanrank.errors import InputError
 from leanrank.serve.auth import KeyRing
 from leanrank.serve.errors import LimitExceededError, error_response
 from leanrank.serve.metrics import Metrics
@@ -80,6 +81,12 @@ class EdgeMiddleware:
 
         key_id = "-"
         try:
+            if client_id and request_id != client_id:
+                # Refused, not replaced: a client retrying under an id it believes is kept would be billed twice.
+                raise InputError(
+                    "X-Request-Id must be 1 to 128 letters, digits, '.', '_', ':' or '-' (it keys "
+                    "idempotent retries and billing)"
+                )
             path = scope["path"]
             public = (
                 path in PUBLIC_PATHS
