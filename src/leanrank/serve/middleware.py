@@ -82,7 +82,7 @@ class EdgeMiddleware:
         key_id = "-"
         try:
             if client_id and request_id != client_id:
-                # Refused, not replaced: a client retrying under an id it believes is kept would be billed twice.
+                # Refused, not replaced: a retry under an id the client thinks is kept would be billed twice.
                 raise InputError(
                     "X-Request-Id must be 1 to 128 letters, digits, '.', '_', ':' or '-' (it keys "
                     "idempotent retries and billing)"
