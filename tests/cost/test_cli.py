@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +218,33 @@ def test_the_seeds_scenario_in_one_command(data_dir: Path) -> None:
     assert at_2_cents["saving"] == pytest.approx(0.8)
     at_1_cent = rows["siliconflow:Qwen/Qwen3-Reranker-0.6B"]  # $0.01 per million tokens
     assert at_1_cent["per_course_month_after"] == pytest.approx(1.0)
+
+
+def test_a_report_piped_to_a_file_keeps_every_number_whole(
+    seeded: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off a terminal rich assumed 80 columns and folded cells, `0.0040` into `0.0…`."""
+    monkeypatch.delenv("COLUMNS")
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    piped = subprocess.run(
+        [sys.executable, "-m", "leanrank.cli", "costs", "report", "--by", "backend", "--period", "2026-11"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    assert "…" not in piped.stdout
+    [cohere] = [line for line in piped.stdout.splitlines() if "cohere:rerank-v3.5" in line]
+    assert [cell.strip() for cell in cohere.split("│")[1:-1]] == [
+        "cohere:rerank-v3.5",
+        "2",
+        "2",
+        "40",
+        "40",
+        "0",
+        "6,440",
+        "0.0080",
+        "0.0000",
+        "",
+    ]
