@@ -8,6 +8,7 @@ printed text, tables and help alike; colour is given with `style=` or `Text`, ne
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import typer
@@ -16,6 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.text import Text
 
 out = Console(markup=False, emoji=False, highlight=False)
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    # Off a terminal (a pipe, a log, CI) rich assumes 80 columns and folds table cells, numbers included:
+    # there, tables take the width they need and lines are not wrapped.
+    out.width = 1000
 err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 
 
