@@ -78,6 +78,14 @@ def test_search_many_queries_from_a_file(data_dir: Path, tmp_path: Path) -> None
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [row["id"] for row in rows] == ["q1", "2"]
     assert all(len(row["hits"]) == 2 for row in rows)
+    # A bad query anywhere in the file stops the run before any answer is written, naming its line.
+    qfile.write_text(
+        '{"id": "q1", "query": "how do functions return values"}\n\n{"id": "q2", "query": "  "}\n',
+        encoding="utf-8",
+    )
+    r = leanrank(data_dir, "search", "--queries", str(qfile), "--course", "py101", "--json")
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == f"error: {qfile}:3: the query is empty\n"
 
 
 def test_user_errors_are_one_line_with_status_2(data_dir: Path, tmp_path: Path) -> None:

@@ -157,8 +157,8 @@ def _print_hits(result: SearchResult) -> None:
         out.print(f"judge: {judged} hits judged, {said_no} do not answer ({cost})")
 
 
-def _read_queries(path: Path) -> list[tuple[str, str]]:
-    """JSON lines with `id` and `query`; a bad line names the file and line number."""
+def _read_queries(path: Path) -> list[tuple[int, str, str]]:
+    """(line number, id, query) of JSON lines with `id` and `query`; a bad line names the file and line."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -169,7 +169,7 @@ def _read_queries(path: Path) -> list[tuple[str, str]]:
             continue
         try:
             obj = json.loads(line)
-            queries.append((str(obj["id"]), str(obj["query"])))
+            queries.append((n, str(obj["id"]), str(obj["query"])))
         except (json.JSONDecodeError, KeyError, TypeError):
             raise InputError(f'{path}:{n}: expected a JSON object with "id" and "query"') from None
     return queries
@@ -235,7 +235,13 @@ def search(
         if queries is not None:
             if query is not None:
                 raise InputError("give either a QUERY or --queries FILE, not both")
-            for qid, text in _read_queries(queries):
+            batch = _read_queries(queries)
+            for n, _, text in batch:  # every query is checked before any is answered
+                try:
+                    pipe.check_query(text)
+                except InputError as exc:
+                    raise InputError(f"{queries}:{n}: {exc}") from None
+            for _, qid, text in batch:
                 result = pipe.search(
                     text, course, langs=langs, heading_prefix=prefix, k=k, judge=judge, steering=steering
                 )
