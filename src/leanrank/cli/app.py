@@ -1,4 +1,5 @@
-"""`leanrank` command line: ingest, search, courses, demo, rerank, backends, pricing, costs, index, serve.
+"""`leanrank` command line: ingest, search, courses, delete, demo, rerank, rerank-batch, backends, pricing,
+costs, index, eval, calibrate, serve.
 
 Errors the user can fix print one line on stderr and exit with status 2; nothing prints a stack trace.
 """

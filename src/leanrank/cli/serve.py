@@ -52,8 +52,8 @@ def serve_command(
         typer.Option(
             "--new-key",
             metavar="ID:SCOPES",
-            help="Print a new API key and its settings entry (SCOPES: admin, or course ids joined by "
-            "commas), then exit. Only the entry is stored; the key is shown once.",
+            help="Print a new API key and its settings entry (SCOPES: admin, metrics, or course ids "
+            "joined by commas), then exit. Only the entry is stored; the key is shown once.",
         ),
     ] = None,
 ) -> None:
