@@ -183,6 +183,26 @@ async def test_cache_hits_cost_nothing_and_are_counted(ledger: Ledger) -> None:
     assert (total.key, total.documents, total.cache_hits, total.cost_usd) == ("cache", 10, 10, 0.0)
 
 
+async def test_a_cache_hit_behind_the_gateway_saves_what_the_backend_would_have_billed(
+    ledger: Ledger,
+) -> None:
+    """The gateway forwarded 10 of 120 received documents and the cache answered them: the saving is the
+    intended backend's bill for all 120 (2 search units, $0.004), not unknown because `cache` has no price."""
+    cached = FakeReranker(
+        "cohere:rerank-v3.5",
+        lambda q, d: replace(Usage.free(len(d), 0.001), cache_hits=len(d)),
+        served_by="cache",
+    )
+    got = await meter(ledger).rerank(cached, "q", DOCS[:10], request_id="q1", course="py", received=DOCS)
+    assert (got.cost_usd, got.full_cost_usd) == (0.0, pytest.approx(0.004))
+    [total] = ledger.totals("course", NOVEMBER)
+    assert (total.documents_received, total.full_cost_usd, total.saved_usd) == (
+        120,
+        pytest.approx(0.004),
+        pytest.approx(0.004),
+    )
+
+
 def test_from_settings_builds_ledger_prices_and_budgets(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path, cost={"budgets": [{"scope": "course", "name": "*", "hard_usd": 1}]}

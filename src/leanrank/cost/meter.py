@@ -195,7 +195,15 @@ class Meter:
         self._failed = None
         served_by = response.served_by or chosen.name
         usage, cost, full, recorded = await asyncio.to_thread(
-            self._settle, response.usage, served_by, query, documents, hold, response.unconfirmed, received
+            self._settle,
+            response.usage,
+            served_by,
+            query,
+            documents,
+            hold,
+            response.unconfirmed,
+            received,
+            chosen.name,
         )
         settled = replace(response, usage=usage, served_by=served_by, failed=(*skipped, *response.failed))
         return MeteredResponse(settled, served_by, state, cost, recorded, full)
@@ -276,18 +284,31 @@ class Meter:
         hold: Hold,
         unconfirmed: Sequence[str] = (),
         received: Sequence[str] | None = None,
+        intended: str | None = None,
     ) -> tuple[Usage, float | None, float | None, bool]:
         """Recount, price and record one call (off the event loop: tokenizers and the database block),
-        with the links of a fallback chain that failed in a way their provider may still bill."""
+        with the links of a fallback chain that failed in a way their provider may still bill.
+
+        The full cost (every `received` document sent) is priced by `backend`, or, when that has no price
+        (the score cache answered), by the first priced link of `intended`, the backend the call was for.
+        """
         usage = recount(usage, backend, query, documents)
         cost = self._pricing.cost_of(usage, backend)
         if usage.cost_usd is None and cost is not None:
             usage = replace(usage, cost_usd=cost)
         full = None
-        if received is not None and list(received) == list(documents):
+        priced = next(
+            (
+                link
+                for link in (backend, *(intended or "").split("|"))
+                if link.strip() and self._pricing.price(link.strip()) is not None
+            ),
+            None,
+        )
+        if received is not None and priced == backend and list(received) == list(documents):
             full = cost  # nothing was held back or cut
-        elif received is not None and self._pricing.price(backend) is not None:
-            full = self._pricing.estimate(backend, query, received)
+        elif received is not None and priced is not None:
+            full = self._pricing.estimate(priced.strip(), query, received)
         name = parse_backend(backend)
         record = LedgerRecord(
             time=hold.time,
