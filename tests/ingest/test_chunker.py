@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -14,7 +16,7 @@ from razdel import sentenize
 
 from leanrank.encode.e5 import E5SmallEncoder
 from leanrank.errors import ConfigError
-from leanrank.ingest.chunker import ChunkerConfig, chunk_source
+from leanrank.ingest.chunker import ChunkerConfig, _blob_spans, chunk_source
 from leanrank.ingest.loaders import SUPPORTED_SUFFIXES, load_file
 from leanrank.types import Chunk, Section, SourceText
 from tests.ingest.conftest import MakePdf, notebook_json, words
@@ -275,6 +277,69 @@ def test_real_tokenizer_budget_on_long_russian_text(e5: E5SmallEncoder) -> None:
     chunks = chunk(source, e5.token_count, max_tokens=24)
     assert len(chunks) > 10
     within_budget(chunks, 24)
+
+
+# --- embedded binary data ------------------------------------------------------------------------
+
+# 4 KB of base64, as a notebook's pasted plot carries (deterministic, no padding).
+BLOB = base64.b64encode(bytes(range(256)) * 12).decode()
+
+
+def test_data_uris_are_in_no_chunk_and_the_budget_holds(tmp_path: Path, e5: E5SmallEncoder) -> None:
+    path = tmp_path / "charts.md"
+    path.write_text(
+        "# Charts\n\nThe chart shows the loss curve. It falls fast at first.\n\n"
+        f"![chart](data:image/png;base64,{BLOB})\n\n"
+        "Another paragraph explains the chart of the loss.\n\n"
+        f'<img src="data:image/png;base64,{BLOB}" alt="loss">\n\n'
+        f"A bare URI: data:image/svg+xml;charset=utf-8;base64,{BLOB} ends here.\n\n"
+        f"```python\nlogo = '{BLOB}'\nshow(logo)\n```\n",
+        encoding="utf-8",
+    )
+    chunks = chunk(load_file(path, max_bytes=100_000), e5.token_count, max_tokens=160)
+    assert [c.text for c in chunks] == [
+        "The chart shows the loss curve. It falls fast at first.\n\n![chart]",
+        "Another paragraph explains the chart of the loss.",
+        "A bare URI:",
+        "ends here.\n\n```python\nlogo = '",
+        "'\nshow(logo)\n```",
+    ]
+    assert max(c.tokens for c in chunks) <= 160
+
+
+def test_no_chunk_of_notebook_cells_spans_a_blob(tmp_path: Path) -> None:
+    """A small blob would fit the budget: it is kept out by position, not by size."""
+    cells = [
+        ("markdown", "# Plot\n\nThe loss falls.\n\n![loss](data:image/png;base64,iVBORw0KGgo=)"),
+        ("code", "plot(losses)"),
+    ]
+    path = tmp_path / "plots.ipynb"
+    path.write_text(notebook_json(cells), encoding="utf-8")
+    chunks = chunk(load_file(path, max_bytes=100_000), max_tokens=50)
+    assert [(c.text, c.context) for c in chunks] == [
+        ("The loss falls.\n\n![loss]", "plots > Plot"),
+        ("plot(losses)", "plots > Plot\nThe loss falls. ![loss]"),
+    ]
+
+
+def test_a_blob_does_not_make_a_russian_file_english(tmp_path: Path) -> None:
+    path = tmp_path / "график.md"
+    path.write_text(
+        f"# График\n\nПотери падают с каждой эпохой обучения.\n\n![график](data:image/png;base64,{BLOB})\n\n"
+        "```\nx = 1\n```\n",
+        encoding="utf-8",
+    )
+    chunks = chunk(load_file(path, max_bytes=100_000), max_tokens=50)
+    assert [(c.text, c.langs) for c in chunks][-1] == ("```\nx = 1\n```", ("ru",))
+
+
+@pytest.mark.parametrize("unit", ["<img a ", "![", "![a](data:", '<img src="data:', '![a](data:x "'])
+def test_blob_search_is_linear_on_hostile_text(unit: str) -> None:
+    """Each of these took 10–90 s in a quadratic first draft; the chunker searches every file."""
+    text = unit * 40_000
+    started = time.perf_counter()
+    _blob_spans(text, 0, len(text))
+    assert time.perf_counter() - started < 1
 
 
 # --- overlap and tails -----------------------------------------------------------------------------

@@ -271,6 +271,24 @@ def test_pptx_slides_titles_groups_tables_and_notes(tmp_path: Path) -> None:
     ]
 
 
+def test_a_title_only_slide_is_its_title(tmp_path: Path) -> None:
+    """A section divider has no text but its title; the title is then the slide's text, not lost."""
+    prs = pptx.Presentation()
+    title_only = prs.slide_layouts[5]
+    prs.slides.add_slide(title_only).shapes.title.text = "Часть 2. Деревья решений"
+    body = prs.slides.add_slide(title_only)
+    body.shapes.title.text = "Энтропия"
+    add_textbox(body.shapes, "Мера неопределённости.")
+    path = tmp_path / "divider.pptx"
+    path.write_bytes(saved(prs))
+    source = load(path)
+    assert source.text == "Часть 2. Деревья решений\n\nЭнтропия\n\nМера неопределённости."
+    assert [(s.heading, s.text, s.meta) for s in source.sections] == [
+        (("Часть 2. Деревья решений",), "Часть 2. Деревья решений", {"slide": "1"}),
+        (("Энтропия",), "Мера неопределённости.", {"slide": "2"}),
+    ]
+
+
 # --- bad files -------------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -62,9 +63,13 @@ def test_list_sources_and_windows_newlines(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        ('{"cells": [', "cannot parse notebook"),
-        ('{"nbformat": 4, "nbformat_minor": 5, "cells": "nope", "metadata": {}}', "cannot parse notebook"),
-        ("[1, 2, 3]", "cannot parse notebook"),
+        ('{"cells": [', "cannot parse notebook: not JSON"),
+        ('{"nbformat": 4, "nbformat_minor": 5, "cells": "nope", "metadata": {}}', "no list of cells"),
+        ("[1, 2, 3]", "not a Jupyter notebook: top level is not an object$"),
+        ('"text"', "not a Jupyter notebook: top level is not an object$"),
+        ('{"nbformat": 4, "cells": [[]]}', "not a Jupyter notebook: cell 0 is not an object$"),
+        ('{"nbformat": 4, "cells": [{"source": [1]}]}', "the source of cell 0 is not text$"),
+        ('{"nbformat": 5, "cells": []}', "unsupported nbformat version 5$"),
     ],
 )
 def test_broken_notebooks_are_one_line_errors(tmp_path: Path, content: str, reason: str) -> None:
@@ -73,6 +78,67 @@ def test_broken_notebooks_are_one_line_errors(tmp_path: Path, content: str, reas
     with pytest.raises(DocumentError, match=reason) as caught:
         load_file(path, max_bytes=100_000)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("markdown_metadata", [{}, None], ids=["no ids", "no metadata"])
+def test_cells_without_metadata_or_ids_load_quietly(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], markdown_metadata: dict[str, str] | None
+) -> None:
+    """Hand-made and converted notebooks often lack both; nbformat refused the second and warned about the
+    first (nbformat_minor 5) with a multi-line message naming a site-packages path."""
+    markdown: dict[str, object] = {"cell_type": "markdown", "source": "# Title\n\nNo metadata here."}
+    if markdown_metadata is not None:
+        markdown["metadata"] = markdown_metadata
+    nb = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {},
+        "cells": [
+            markdown,
+            {"cell_type": "code", "metadata": {}, "source": ["x = 1"], "outputs": []},
+        ],
+    }
+    path = tmp_path / "handmade.ipynb"
+    path.write_text(json.dumps(nb), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        source = load_file(path, max_bytes=100_000)
+    assert [(s.heading, s.text) for s in source.sections] == [
+        (("Title",), "No metadata here."),
+        (("Title",), "x = 1"),
+    ]
+    assert capfd.readouterr() == ("", "")
+
+
+def test_nbformat_3_is_converted_without_warnings(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    nb = {
+        "nbformat": 3,
+        "nbformat_minor": 0,
+        "metadata": {},
+        "worksheets": [
+            {
+                "cells": [
+                    {"cell_type": "heading", "level": 1, "source": "Old lesson", "metadata": {}},
+                    {
+                        "cell_type": "code",
+                        "input": "x = 1",
+                        "outputs": [],
+                        "language": "python",
+                        "metadata": {},
+                    },
+                ]
+            }
+        ],
+    }
+    path = tmp_path / "old.ipynb"
+    path.write_text(json.dumps(nb), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        source = load_file(path, max_bytes=100_000)
+    assert [(s.heading, s.text, s.meta) for s in source.sections] == [
+        (("Old lesson",), "x = 1", {"cell": "1", "cell_type": "code"})
+    ]
+    assert capfd.readouterr() == ("", "")
 
 
 def test_a_notebook_of_empty_cells_is_empty(tmp_path: Path) -> None:

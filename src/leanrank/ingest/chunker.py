@@ -13,6 +13,10 @@ stays within the budget. Code — a code cell, or a fenced block (``` or ~~~) in
 fits, else cut at blank lines, then lines, never at "sentences". Every chunk is a slice of the source text,
 so its offsets point back into the file.
 
+Embedded binary data — a data URI (`![chart](data:image/png;base64,…)`, `<img src="data:…">`, a bare
+`data:…;base64,…`) or a long base64 run — is in no chunk: it is a boundary no chunk crosses, like a section's
+end. A Markdown image keeps its `![alt]`, the words saying what the picture shows; only its `(data:…)` goes.
+
 Each chunk also gets a `context` (see `Chunk`): the file's name as words and the heading path, and for a
 chunk that is only code, the end of the prose before it — the words that say what the code is about.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -38,6 +43,16 @@ _FENCE = re.compile(
     r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]{0,3}\1[ \t]*$|\Z)", re.DOTALL | re.MULTILINE
 )
 _LINE = re.compile(r"[^\n]+")
+# Embedded binary data. Of a Markdown image only the group `uri`, `(data:…)`, is a blob; an <img> goes whole.
+# Linear time on hostile text: no scan runs past the next bracket or tag, and each alternative matches once
+# it has reached `data:`, so a payload is scanned once.
+_BLOB = re.compile(
+    r"!\[[^\[\]\n]*\](?P<uri>\(\s*<?data:[^\s)]*(?:\s+\"[^\"\n]*\")?\s*\)?)"
+    r"|<img\b[^<>]*?\ssrc\s*=\s*[\"']?\s*data:[^\s\"'<>]*[^<>]*>?"
+    r"|data:[\w/+.-]+(?:;[\w.+-]+=[\w.+-]*)*;base64,[A-Za-z0-9+/=]*"
+    r"|(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{256,}={0,2}",
+    re.IGNORECASE,
+)
 _NAME_SEPARATORS = re.compile(r"[\s_\-.]+")
 # How much of the prose before a code-only chunk its context repeats: about one sentence.
 PROSE_CONTEXT_CHARS = 240
@@ -105,13 +120,19 @@ def chunk_source(
 ) -> list[Chunk]:
     """The chunks of one file in file order; deterministic for the same input and counter."""
     measure = _Measure(source.text, count_tokens, config.max_tokens)
-    file_lang = detect_lang(source.text)
+    blobs = [_blob_spans(source.text, s.start, s.start + len(s.text)) for s in source.sections]
+    blob_starts = [start for spans in blobs for start, _ in spans]
+    file_lang = detect_lang(_without(source.text, [span for spans in blobs for span in spans]))
     title = file_title(source.path)
     chunks: list[Chunk] = []
     prose = ""  # the last prose unit seen, for the context of code-only chunks
     for group in _groups(source.sections):
-        units = [u for i in group for u in _units(source.text, source.sections[i], i, measure)]
-        for first, stop in _pack(units, measure, config):
+        grouped = [u for i in group for u in _units(source.text, source.sections[i], i, blobs[i], measure)]
+        for units, (first, stop) in (
+            (run, span)
+            for run in _split_at_blobs(grouped, blob_starts)
+            for span in _pack(run, measure, config)
+        ):
             start, end = units[first].start, units[stop - 1].end
             text = source.text[start:end]
             head = source.sections[units[first].section]
@@ -193,10 +214,52 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
     return start + lead, start + lead + len(stripped)
 
 
-def _units(text: str, section: Section, index: int, measure: _Measure) -> Iterator[_Unit]:
+def _blob_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """`(start, end)` of each piece of embedded binary data in `text[start:end]`, in order."""
+    return [m.span("uri") if m["uri"] else m.span() for m in _BLOB.finditer(text, start, end)]
+
+
+def _without(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """`text` with the sorted, disjoint `spans` left out."""
+    kept: list[str] = []
+    cut = 0
+    for start, end in spans:
+        kept.append(text[cut:start])
+        cut = end
+    kept.append(text[cut:])
+    return " ".join(kept)
+
+
+def _split_at_blobs(units: list[_Unit], blob_starts: Sequence[int]) -> Iterator[list[_Unit]]:
+    """`units` as runs no blob interrupts: a chunk is a slice of the text, so none may span a blob."""
+    run: list[_Unit] = []
+    for unit in units:
+        if run and bisect_left(blob_starts, run[-1].end) != bisect_left(blob_starts, unit.start):
+            yield run
+            run = []
+        run.append(unit)
+    if run:
+        yield run
+
+
+def _units(
+    text: str, section: Section, index: int, blobs: Sequence[tuple[int, int]], measure: _Measure
+) -> Iterator[_Unit]:
+    """The units of a section's pieces between its blobs."""
+    cut = section.start
+    for blob_start, blob_end in blobs:
+        if span := _trim(text, cut, blob_start):
+            yield from _piece_units(text, *span, section, index, measure)
+        cut = blob_end
+    if span := _trim(text, cut, section.start + len(section.text)):
+        yield from _piece_units(text, *span, section, index, measure)
+
+
+def _piece_units(
+    text: str, start: int, end: int, section: Section, index: int, measure: _Measure
+) -> Iterator[_Unit]:
     """A cue or a cell that fits stays whole (a cue's times stay exact, a cell's code uncut); code goes down
     to blank-line blocks and lines, other text to sentences, then words."""
-    start, end = section.start, section.start + len(section.text)
     code = section.meta.get(CODE_KEY) == "code"
     if (_is_cue(section) or CELL_KEY in section.meta) and measure.fits(start, end):
         yield _Unit(start, end, index, code)

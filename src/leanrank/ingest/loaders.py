@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import logging
 import os
 import re
@@ -256,23 +257,34 @@ def _load_notebook(data: bytes, name: str) -> tuple[str, list[Section]]:
     cells; a code cell is one section with `meta["cell_type"] == "code"`, a raw cell one plain section.
     Every section has `meta["cell"]`, the cell's 0-based index, so the chunker can pack a run of small
     cells together.
-    """
-    import nbformat
 
-    text = _decode(data, name)
+    Reading is lenient: hand-made and converted notebooks often lack cell `metadata` and `id`, and only what
+    the rendering needs is checked — a JSON object whose cells are objects with text sources. Notebooks
+    before nbformat 4 are converted by nbformat.
+    """
     try:
-        notebook = nbformat.reads(text, as_version=nbformat.NO_CONVERT)  # type: ignore[no-untyped-call]
-        if int(notebook.get("nbformat", 0)) < 4:
-            notebook = nbformat.convert(notebook, 4)  # type: ignore[no-untyped-call]
-        cells = list(notebook.cells)
-    except Exception as exc:  # nbformat raises JSON, schema and conversion errors of many types
-        raise DocumentError(name, f"cannot parse notebook: {_one_line(exc)}") from None
+        notebook = json.loads(_decode(data, name))
+    except ValueError as exc:
+        raise DocumentError(name, f"cannot parse notebook: not JSON: {_one_line(exc)}") from None
+    if not isinstance(notebook, dict):
+        raise DocumentError(name, "not a Jupyter notebook: top level is not an object")
+    if notebook.get("nbformat", 4) != 4:
+        notebook = _upgrade_notebook(notebook, name)
+    cells = notebook.get("cells")
+    if not isinstance(cells, list):
+        raise DocumentError(name, "not a Jupyter notebook: no list of cells")
     parts: list[str] = []
     spans: list[tuple[int, int, int, str]] = []
     length = 0
     for index, cell in enumerate(cells):
+        if not isinstance(cell, dict):
+            raise DocumentError(name, f"not a Jupyter notebook: cell {index} is not an object")
         source = cell.get("source", "")
-        body = ("".join(source) if isinstance(source, list) else str(source)).replace("\r\n", "\n")
+        if isinstance(source, list) and all(isinstance(line, str) for line in source):
+            source = "".join(source)
+        if not isinstance(source, str):
+            raise DocumentError(name, f"not a Jupyter notebook: the source of cell {index} is not text")
+        body = source.replace("\r\n", "\n")
         if not body.strip():
             continue
         if parts:
@@ -293,6 +305,23 @@ def _load_notebook(data: bytes, name: str) -> tuple[str, list[Section]]:
         ):
             sections.append(section)  # raw cells (rare: nbconvert directives) are plain text
     return rendered, sections
+
+
+def _upgrade_notebook(notebook: dict[str, object], name: str) -> dict[str, object]:
+    """An nbformat 1–3 notebook as nbformat 4, by nbformat; a missing top-level `metadata` is no reason to
+    refuse it."""
+    import nbformat
+
+    major = notebook.get("nbformat")
+    if major not in (1, 2, 3):
+        raise DocumentError(name, f"cannot parse notebook: unsupported nbformat version {major!r}")
+    notebook.setdefault("metadata", {})
+    try:
+        node = nbformat.versions[major].to_notebook_json(notebook, minor=notebook.get("nbformat_minor", 0))
+        converted: dict[str, object] = nbformat.convert(node, 4)  # type: ignore[no-untyped-call]
+    except Exception as exc:  # nbformat raises schema and conversion errors of many types
+        raise DocumentError(name, f"cannot parse notebook: {_one_line(exc)}") from None
+    return converted
 
 
 # --- HTML -----------------------------------------------------------------------------------------
@@ -655,7 +684,8 @@ def _load_pptx(data: bytes, name: str) -> tuple[str, list[Section]]:
     shape in PowerPoint's reading order (the order of its selection pane; grouped shapes in place), each shape
     a block after a blank line, its paragraphs on their own lines, a table one line per row with cells joined
     by " | "; then the notes after a blank line. Slides are separated by a blank line. Date, footer and slide
-    number placeholders, pictures, charts and SmartArt are not read; the title line is in no section.
+    number placeholders, pictures, charts and SmartArt are not read. The title line is in no section, except
+    on a slide with no other text, body or notes (a section divider): there it is the slide's text.
     """
     return _load_office(
         data, name, "PowerPoint presentation", lambda stream: _pptx_source(pptx.Presentation(stream))
@@ -670,18 +700,22 @@ def _pptx_source(presentation: PptxPresentation) -> tuple[str, list[Section]]:
         title = _collapse(title_shape.text_frame.text) if title_shape is not None else ""
         heading = (title or f"Slide {number}",)
         out.request(_PARAGRAPH)
+        title_start = out.length
         out.add(title, preformatted=True)
         start = out.length
         skip = title_shape.shape_id if title_shape is not None else None
         for block in _pptx_blocks(slide.shapes, skip):
             out.request(_PARAGRAPH)
             out.add(block, preformatted=True)
+        frame = slide.notes_slide.notes_text_frame if slide.has_notes_slide else None
+        notes = _pptx_frame_text(frame) if frame is not None else ""
+        if out.length == start and not notes:
+            start = title_start
         spans.append((start, out.length, heading, {"slide": str(number)}))
-        notes = slide.notes_slide.notes_text_frame if slide.has_notes_slide else None
-        if notes is not None:
+        if notes:
             out.request(_PARAGRAPH)
             start = out.length
-            out.add(_pptx_frame_text(notes), preformatted=True)
+            out.add(notes, preformatted=True)
             spans.append((start, out.length, heading, {"slide": str(number), "part": "notes"}))
     text = "".join(out.parts)
     found = (_section(text, start, end, heading, meta) for start, end, heading, meta in spans)
