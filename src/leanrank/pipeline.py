@@ -40,7 +40,7 @@ from leanrank.ingest.chunker import ChunkerConfig, chunk_source
 from leanrank.ingest.files import check_source, discover, file_hash, source_id
 from leanrank.ingest.lang import detect_lang
 from leanrank.ingest.loaders import parse_file, read_file
-from leanrank.rerank.base import Reranker, RerankResponse, Usage
+from leanrank.rerank.base import Reranker, RerankResponse, Usage, is_blank
 from leanrank.rerank.cache import with_cache
 from leanrank.rerank.calibration import CALIBRATION_DIR, Calibration, load_calibrations
 from leanrank.rerank.catalog import reranker as reranker_by_name
@@ -395,7 +395,7 @@ class Pipeline:
     def check_query(self, query: str) -> str:
         """Refuse queries that cannot be searched, before any model runs."""
         text = query.strip()
-        if not text:
+        if is_blank(text):
             raise EmptyQueryError("the query is empty")
         limit = self.settings.max_query_chars
         if len(text) > limit:

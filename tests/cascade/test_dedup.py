@@ -1,10 +1,12 @@
-"""Near-duplicates collapse to one candidate: the better-ranked, or the one in the query's language."""
+"""Near-duplicates collapse to one candidate: the better-ranked, or the one in the query's language; texts
+whose code differs are never near-duplicates."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from leanrank.cascade.dedup import DedupConfig, collapse, containment, shingles
+from leanrank.cascade.dedup import DedupConfig, collapse, containment, fingerprint, shingles
+from leanrank.encode.bm25 import code_tokens
 
 A = "Цикл while повторяет тело, пока условие истинно, и проверяет условие перед каждой итерацией."
 A_OVERLAP = A + " После цикла выполнение продолжается со следующей строки."
@@ -47,3 +49,35 @@ def test_translations_collapse_with_vectors_preferring_the_query_language() -> N
 def test_same_language_pairs_are_not_judged_by_vectors() -> None:
     vectors = np.array([[1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
     assert collapse([A, B], ["ru", "ru"], DedupConfig(), vectors=vectors) == [0, 1]
+
+
+def test_code_tokens_are_the_operators_with_the_operands_they_join() -> None:
+    assert code_tokens("x = a + b") == ("x", "=", "a", "+", "b")
+    assert code_tokens("In JavaScript use === to compare values.") == ("use", "===", "to")
+    assert code_tokens("set n_estimators=100, then x->y") == ("n_estimators", "=", "100", "x", "->", "y")
+    # Prose: hyphens and slashes inside words, list dashes, a number, a Russian dash are no code.
+    assert code_tokens("A well-known e-mail and/or\n- a list item, Example 12.") == ()
+    assert code_tokens("Python - это язык, i-1") == ("i", "-", "1")
+
+
+def test_texts_whose_code_differs_are_not_near_duplicates() -> None:
+    strict = "In JavaScript use === to compare values without type coercion."
+    loose = strict.replace("===", "==")
+    assert collapse([strict, loose], ["en", "en"], DedupConfig()) == [0, 1]
+    assert collapse(["x = a + b", "x = a - b", "x = a + b "], ["en"] * 3, DedupConfig()) == [0, 1]
+    # One number inside code in a long paragraph: 95% of the shingles are shared, the code is not.
+    long = A + " " + EN + " Set n_estimators=100 before fitting the forest on the training data."
+    assert containment(shingles(long), shingles(long.replace("100", "200"))) > 0.9
+    assert collapse([long, long.replace("100", "200")], ["en", "en"], DedupConfig()) == [0, 1]
+    assert fingerprint(long).code == ("n_estimators", "=", "100")
+
+
+def test_translations_with_different_operators_are_not_duplicates() -> None:
+    vectors = np.array([[1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    en = "Use a == b to compare two values."
+    same_code = "Сравните два значения: a == b."
+    other_code = "Сравните два значения: a === b."
+    config = DedupConfig(cross_lingual=0.9)
+    # Across languages only the operators are compared: the words around them are translated.
+    assert collapse([en, same_code], ["en", "ru"], config, vectors=vectors) == [0]
+    assert collapse([en, other_code], ["en", "ru"], config, vectors=vectors) == [0, 1]

@@ -116,6 +116,25 @@ async def test_adaptive_cut_runs_first(bm25: Bm25Encoder) -> None:
     assert selection.retrieved == 3
 
 
+async def test_a_cut_left_short_by_collapse_is_refilled_up_to_min_depth(bm25: Bm25Encoder) -> None:
+    settings = CascadeSettings(adaptive=True, keep_ratio=0.5, min_depth=3, near_dup=0.8)
+    cascade = Cascade(settings, count=words, sparse=bm25)
+    cands = [
+        cand(0, 1.0, LOOP_MORE),
+        cand(1, 0.9, LOOP),  # the cut is these three; two are inside the first
+        cand(2, 0.8, LOOP),
+        cand(3, 0.1, FILES),  # refilled
+        cand(4, 0.05, LOOP),  # below the cut, yet a duplicate of a kept one: skipped
+        cand(5, 0.04, LOOP_RU, "ru"),  # refilled: three kept
+        cand(6, 0.03, "Sets keep unique items only."),
+    ]
+    selection = await cascade.select("while loop", cands)
+    assert [s.candidate.chunk_id for s in selection.sent] == ["id0", "id3", "id5"]
+    assert selection.twins == {"id1": "id0", "id2": "id0", "id4": "id0"}
+    assert [c.chunk_id for c in selection.rest] == ["id6"]
+    assert selection.dropped == {"depth": 1, "near_dup": 3}
+
+
 def test_presets_fill_only_what_is_not_set() -> None:
     cheap = CascadeSettings(preset="cheap")
     assert cheap.adaptive

@@ -135,20 +135,19 @@ def test_merge_ranks_held_back_documents_strictly_below_the_forwarded_in_pre_ran
 
 
 def test_blank_documents_are_set_aside_ranked_last_and_never_counted_as_sent(bm25: Bm25Encoder) -> None:
-    docs = [ON_TOPIC[0], "", *FILLER[:10], "  \n\t", ON_TOPIC[1]]
+    docs = [ON_TOPIC[0], "", *FILLER[:10], "  \n\t", ON_TOPIC[1], "\u200b", "\ufeff\u00ad"]
     p = plan(cascade(bm25, keep_ratio=0.5, min_depth=2), docs)
-    assert p.blank == [1, 12]
-    assert not {1, 12} & {*p.forward, *p.rest}
+    assert p.blank == [1, 12, 14, 15]
+    assert not {1, 12, 14, 15} & {*p.forward, *p.rest}
     assert sorted([*p.forward, *p.rest, *p.blank]) == list(range(len(docs)))
     assert {docs[i] for i in p.forward} == set(p.texts)
     assert p.sent == len(p.forward)
     merged = merge(p, _response(tuple(0.9 - 0.1 * i for i in range(len(p.forward)))))
-    assert math.isinf(merged.scores[1])
-    assert math.isinf(merged.scores[12])
-    assert all(math.isfinite(x) for i, x in enumerate(merged.scores) if i not in (1, 12))
-    assert merged.usage.warnings == ("2 blank documents ranked last, not sent",)
+    assert all(math.isinf(merged.scores[i]) for i in (1, 12, 14, 15))
+    assert all(math.isfinite(x) for i, x in enumerate(merged.scores) if i not in (1, 12, 14, 15))
+    assert merged.usage.warnings == ("4 blank documents ranked last, not sent",)
     # Passed through, blank documents are forwarded but the guard keeps them back: not counted as sent.
-    assert plan(cascade(bm25, enabled=False), docs).sent == len(docs) - 2
+    assert plan(cascade(bm25, enabled=False), docs).sent == len(docs) - 4
 
 
 def test_collapse_groups_agrees_with_collapse() -> None:

@@ -92,3 +92,18 @@ def test_a_store_handed_in_stays_open_for_its_owner(
         with Pipeline(Settings(data_dir=tmp_path / "other"), dense=e5, sparse=bm25, store=owner.store) as run:
             assert run.search(QUESTION, "py").hits
         assert owner.search(QUESTION, "py").hits  # closing `run` left the shared store usable
+
+
+def test_passages_whose_code_differs_are_both_found(
+    tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    strict = "In JavaScript use === to compare values without type coercion."
+    (course / "strict.md").write_text(f"# Strict\n\n{strict}\n", encoding="utf-8")
+    (course / "loose.md").write_text(f"# Strict\n\n{strict.replace('===', '==')}\n", encoding="utf-8")
+    with Pipeline(Settings(data_dir=tmp_path / "data"), dense=e5, sparse=bm25) as pipe:
+        pipe.ingest(course, "js")
+        result = pipe.search("compare values in JavaScript", "js", k=5)
+    assert sorted(h.chunk.source for h in result.hits) == ["loose.md", "strict.md"]
+    assert result.dropped.get("near_dup", 0) == 0

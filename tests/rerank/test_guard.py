@@ -20,6 +20,7 @@ from leanrank.rerank.base import (
     as_finite,
     as_logits,
     as_probabilities,
+    is_blank,
     rank_order,
 )
 from leanrank.rerank.cache import with_cache
@@ -70,6 +71,30 @@ async def test_an_all_blank_request_makes_no_call(cohere: FakeProvider) -> None:
     assert cohere.requests == []
     assert response.scores == (UNSCORED, UNSCORED)
     assert (response.usage.billed_units, response.usage.documents) == (0.0, 2)
+
+
+def test_whitespace_and_invisible_format_characters_alone_are_blank() -> None:
+    invisible = [
+        "",
+        " \n\t",
+        "\u00a0",
+        "\u200b",
+        "\u200c\u200d",
+        "\u2060",
+        "\ufeff",
+        "\u00ad",
+        "\u3000\u200b",
+    ]
+    assert all(is_blank(text) for text in invisible)
+    assert not any(is_blank(text) for text in ["x", "\u200bx", ".", "\u00ad-"])
+
+
+async def test_a_zero_width_space_is_not_sent(cohere: FakeProvider) -> None:
+    docs = ["\u200b", ISSUE_DOCS[0], "\ufeff\u00ad "]
+    response = await reranker(f"cohere:{MODEL}").rerank(QUERY, docs)
+    assert cohere.requests[0].body["documents"] == [ISSUE_DOCS[0]]
+    assert response.scores == (UNSCORED, score_of(ISSUE_DOCS[0]), UNSCORED)
+    assert response.usage.warnings == ("2 blank documents ranked last, not sent",)
 
 
 async def test_blank_documents_stay_out_of_a_micro_batch() -> None:

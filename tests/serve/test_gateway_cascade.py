@@ -193,6 +193,60 @@ def test_blank_documents_are_never_sent_rank_last_and_are_not_counted_as_forward
         assert "3 blank documents ranked last, not sent" in reply.headers["x-leanrank-warning"]
 
 
+def test_invisible_characters_alone_are_blank_and_never_sent(
+    gateway: LiveServer, cohere_fake: FakeProvider
+) -> None:
+    calls = len(cohere_fake.requests)
+    docs = ["", " ", "\u00a0", "\u200b", "\ufeff\u2060\u00ad\u200c\u200d"]
+    with gateway.client(ADMIN_KEY) as http:
+        reply = http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs})
+        empty = http.post("/v2/rerank", json={"model": MODEL, "query": "\u200b ", "documents": ["text"]})
+    assert reply.status_code == 200, reply.text
+    assert len(cohere_fake.requests) == calls  # nothing to score: no call, nothing billed
+    assert reply.headers["x-leanrank-documents-forwarded"] == "0"
+    assert "5 blank documents ranked last, not sent" in reply.headers["x-leanrank-warning"]
+    assert reply.json()["meta"]["billed_units"] == {"search_units": 0}
+    assert (empty.status_code, empty.json()["error_type"]) == (400, "empty_input")
+
+
+def test_documents_whose_code_differs_are_not_collapsed(
+    gateway: LiveServer, cohere_fake: FakeProvider
+) -> None:
+    code = [
+        "In JavaScript use === for comparison without type coercion.",
+        "In JavaScript use == for comparison without type coercion.",
+        "x = a + b",
+        "x = a - b",
+    ]
+    docs = code + client_top100(seed=10)[:20]
+    with gateway.client(ADMIN_KEY) as http:
+        reply = http.post(
+            "/v2/rerank", json={"model": MODEL, "query": "compare in JavaScript", "documents": docs}
+        )
+    assert reply.headers["x-leanrank-documents-collapsed"] == "0"
+    sent = set(sent_documents(cohere_fake))
+    assert set(code[:2]) <= sent
+    scores = [r["relevance_score"] for r in reply.json()["results"] if r["index"] < 4]
+    assert len(set(scores)) == 4  # each scored for itself, none with a twin's score
+
+
+def test_a_cut_collapsed_below_min_depth_is_refilled(gateway: LiveServer, cohere_fake: FakeProvider) -> None:
+    loops = [
+        f"Loops in Python repeat a block of code for every item of a sequence. Example {n}."
+        for n in range(60)
+    ]
+    docs = loops + client_top100(seed=11)[:40]
+    with gateway.client(ADMIN_KEY) as http:
+        reply = http.post("/v2/rerank", json={"model": MODEL, "query": "loops in Python", "documents": docs})
+    # The balanced preset's min_depth is 10: one loop passage and nine of the others, not one alone.
+    sent = sent_documents(cohere_fake)
+    assert reply.headers["x-leanrank-documents-forwarded"] == str(len(sent)) == "10"
+    assert sum(d in loops for d in sent) == 1
+    collapsed = int(reply.headers["x-leanrank-documents-collapsed"])
+    scores = {r["index"]: r["relevance_score"] for r in reply.json()["results"]}
+    assert sum(scores[i] == scores[0] for i in range(60)) == collapsed + 1
+
+
 def test_top_n_and_return_documents_behave_as_the_provider_documents(gateway: LiveServer) -> None:
     docs = client_top100(seed=3)
     client = cohere.ClientV2(api_key=ADMIN_KEY, base_url=gateway.url)

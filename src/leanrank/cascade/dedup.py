@@ -4,7 +4,11 @@ Course material repeats itself: the same paragraph in the lecture notes and the 
 its summary, chunks that overlap by a sentence, the Russian and the English version of one lesson. Exact
 repeats are already dropped by the first stage (normalised hash); here two candidates are duplicates when
 one is mostly contained in the other — the share of the smaller one's word 3-shingles found in the larger —
-or, across languages, when their dense vectors are nearly parallel. The better-ranked one stays, except
+or, across languages, when their dense vectors are nearly parallel. Near-duplicates may differ in words, never
+in code: `x = a + b` and `x = a - b`, or `===` and `==` in one sentence, are different passages, so two texts
+are duplicates only when their code (`leanrank.encode.bm25.code_tokens`) is the same — operators and
+operands alike in one language, the operators across languages (the operands next to them may be prose
+words, which a translation changes). The better-ranked one stays, except
 that across languages the one in the query's language is preferred (configurable), since that is the one
 the student can read.
 """
@@ -14,12 +18,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
+from leanrank.encode.bm25 import code_tokens
 from leanrank.types import Lang
 
 _WORD = re.compile(r"\w+")
+_OPERAND = re.compile(r"\w")
 Shingles = frozenset[tuple[str, ...]]
 
 
@@ -39,6 +46,29 @@ def shingles(text: str, n: int = 3) -> Shingles:
     if len(words) <= n:
         return frozenset([tuple(words)]) if words else frozenset()
     return frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+
+
+class Fingerprint:
+    """What duplicate detection compares of one text: its word 3-shingles, its code (`code_tokens`) and that
+    code's operators. The code is read on first use, when shingles or vectors already say duplicate: reading
+    it costs ~3× the shingles, and most texts are no one's duplicate."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.shingles = shingles(text)
+
+    @cached_property
+    def code(self) -> tuple[str, ...]:
+        return code_tokens(self.text)
+
+    @cached_property
+    def operators(self) -> tuple[str, ...]:
+        return tuple(t for t in self.code if not _OPERAND.match(t))
+
+
+def fingerprint(text: str) -> Fingerprint:
+    """`text`'s `Fingerprint`, built once per text however many it is compared with."""
+    return Fingerprint(text)
 
 
 def containment(a: Shingles, b: Shingles) -> float:
@@ -71,15 +101,25 @@ def collapse_groups(
     *,
     query_lang: Lang | None = None,
     vectors: np.ndarray | None = None,
-    shingles_of: Callable[[str], Shingles] = shingles,
+    fingerprint_of: Callable[[str], Fingerprint] = fingerprint,
+    depth: int | None = None,
+    min_kept: int = 0,
 ) -> tuple[list[int], list[int]]:
-    """`collapse`'s kept indices, and for each of the `texts` the index of the kept one standing for it
-    (its own when kept): a gateway answers a dropped duplicate with its representative's score.
-    `shingles_of` may remember texts seen before (the gateway's `DocumentMemo`)."""
-    grams = [shingles_of(t) for t in texts]
+    """`collapse`'s kept indices, and for each of the `texts` read the index of the kept one standing for
+    it (its own when kept): a gateway answers a dropped duplicate with its representative's score.
+    `fingerprint_of` may remember texts seen before (the gateway's `DocumentMemo`).
+
+    With `depth` only the first `depth` texts are read, then the next ones, one at a time, while fewer than
+    `min_kept` are kept (a cut refilled past what collapsed); `len(stands_for)` says how many were read.
+    """
+    grams: list[Fingerprint] = []
     kept: list[int] = []
-    stands_for = list(range(len(texts)))
-    for i in range(len(texts)):
+    stands_for: list[int] = []
+    for i, text in enumerate(texts):
+        if depth is not None and i >= depth and len(kept) >= min_kept:
+            break
+        grams.append(fingerprint_of(text))
+        stands_for.append(i)
         twin = next((k for k in kept if _same(i, k, grams, langs, vectors, config)), None)
         if twin is None:
             kept.append(i)
@@ -99,13 +139,18 @@ def collapse_groups(
 def _same(
     i: int,
     k: int,
-    grams: Sequence[Shingles],
+    grams: Sequence[Fingerprint],
     langs: Sequence[Lang],
     vectors: np.ndarray | None,
     config: DedupConfig,
 ) -> bool:
-    if config.containment is not None and containment(grams[i], grams[k]) >= config.containment:
+    a, b = grams[i], grams[k]
+    if (
+        config.containment is not None
+        and containment(a.shingles, b.shingles) >= config.containment
+        and a.code == b.code
+    ):
         return True
     if vectors is None or config.cross_lingual is None or langs[i] == langs[k]:
         return False
-    return float(vectors[i] @ vectors[k]) >= config.cross_lingual
+    return float(vectors[i] @ vectors[k]) >= config.cross_lingual and a.operators == b.operators

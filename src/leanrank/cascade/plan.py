@@ -8,7 +8,8 @@ Between the first stage and the paid reranker the candidates go through, in orde
 1. **adaptive depth**: when the fused list is confident (its top scores stand well clear of the rest),
    fewer candidates go on; `keep_ratio` × the top fused score is the cut, never below `min_depth`;
 2. **near-duplicate collapse** (`leanrank.cascade.dedup`): overlapping chunks and translations of one text
-   are paid for once, the query's language preferred;
+   are paid for once, the query's language preferred; when fewer than `min_depth` are left, the cut is
+   refilled with the next candidates below it that duplicate none kept;
 3. **a gate**: an optional cheap local reranker that passes on its best `gate_keep`;
 4. **trimming** (`leanrank.cascade.trim`): each survivor is sent as its best window for the query.
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from leanrank.cascade.dedup import DedupConfig, Shingles, collapse_groups, shingles
+from leanrank.cascade.dedup import DedupConfig, Fingerprint, collapse_groups, fingerprint
 from leanrank.cascade.mmr import mmr_order
 from leanrank.cascade.trim import Window, best_window
 from leanrank.encode.base import SparseEncoder
@@ -110,13 +111,13 @@ class Cascade:
         count: TokenCount,
         sparse: SparseEncoder,
         gate: Reranker | None = None,
-        shingles: Callable[[str], Shingles] = shingles,
+        fingerprint: Callable[[str], Fingerprint] = fingerprint,
     ) -> None:
         self.settings = settings
         self._count = count
         self._sparse = sparse
         self._gate = gate
-        self._shingles = shingles
+        self._fingerprint = fingerprint
 
     @property
     def needs_vectors(self) -> bool:
@@ -131,14 +132,16 @@ class Cascade:
         if s.mmr_lambda is not None:
             candidates = _diverse(candidates, s.mmr_lambda)
         depth = adaptive_depth(candidates, s.keep_ratio, s.min_depth) if s.adaptive else len(candidates)
-        kept, rest = list(candidates[:depth]), list(candidates[depth:])
-        dropped["depth"] = len(rest)
-        query_lang = detect_lang(query)
+        dedup = s.near_dup is not None or s.cross_lingual is not None
         twins: dict[str, str] = {}
-        if s.near_dup is not None or s.cross_lingual is not None:
-            before = len(kept)
-            kept, twins = self._dedup(kept, query_lang)
-            dropped["near_dup"] = before - len(kept)
+        if dedup:
+            kept, twins, read = self._dedup(candidates, depth, detect_lang(query))
+        else:
+            kept, read = list(candidates[:depth]), depth
+        rest = list(candidates[read:])
+        dropped["depth"] = len(rest)
+        if dedup:
+            dropped["near_dup"] = read - len(kept)
         if self._gate is not None and len(kept) > s.gate_keep:
             response = await self._gate.rerank(query, [c.chunk.text for c in kept])
             order = rank_order(response.scores)
@@ -150,24 +153,33 @@ class Cascade:
         sent = [self._sendable(terms, c) for c in kept]
         return Selection(sent, len(candidates), dropped, rest, twins)
 
-    def _dedup(self, kept: list[Candidate], query_lang: Lang) -> tuple[list[Candidate], dict[str, str]]:
+    def _dedup(
+        self, candidates: Sequence[Candidate], depth: int, query_lang: Lang
+    ) -> tuple[list[Candidate], dict[str, str], int]:
+        """The first `depth` candidates without near-duplicates, refilled from below the cut up to
+        `min_depth`; the duplicates' representatives (`Selection.twins`); how many candidates were read."""
         s = self.settings
         vectors = None
-        if s.cross_lingual is not None and kept and all(c.vector is not None for c in kept):
-            rows = np.stack([np.asarray(c.vector, dtype=np.float32) for c in kept])
+        if s.cross_lingual is not None and candidates and all(c.vector is not None for c in candidates):
+            rows = np.stack([np.asarray(c.vector, dtype=np.float32) for c in candidates])
             vectors = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
         config = DedupConfig(
             containment=s.near_dup,
             cross_lingual=s.cross_lingual,
             prefer_query_lang=s.prefer_query_lang,
         )
-        texts = [c.chunk.text for c in kept]
-        langs = [c.chunk.lang for c in kept]
         keep, stands_for = collapse_groups(
-            texts, langs, config, query_lang=query_lang, vectors=vectors, shingles_of=self._shingles
+            [c.chunk.text for c in candidates],
+            [c.chunk.lang for c in candidates],
+            config,
+            query_lang=query_lang,
+            vectors=vectors,
+            fingerprint_of=self._fingerprint,
+            depth=depth,
+            min_kept=s.min_depth if s.adaptive else 0,
         )
-        twins = {kept[i].chunk_id: kept[k].chunk_id for i, k in enumerate(stands_for) if i != k}
-        return [kept[i] for i in keep], twins
+        twins = {candidates[i].chunk_id: candidates[k].chunk_id for i, k in enumerate(stands_for) if i != k}
+        return [candidates[i] for i in keep], twins, len(stands_for)
 
     def _sendable(self, query_terms: Set[int], cand: Candidate) -> Sendable:
         text = cand.chunk.text

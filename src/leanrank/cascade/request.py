@@ -26,13 +26,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from leanrank.cascade.dedup import Shingles, shingles
+from leanrank.cascade.dedup import Fingerprint, fingerprint
 from leanrank.cascade.plan import Cascade
 from leanrank.encode.base import SparseVec
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.index.base import Candidate
 from leanrank.ingest.lang import detect_lang
-from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse
+from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, is_blank
 from leanrank.rerank.catalog import reranker as reranker_by_name
 from leanrank.rerank.windows import TokenCount
 from leanrank.retrieve.fusion import rrf_term
@@ -51,7 +51,7 @@ class ClientPlan:
 
     `forward` is sent to the backend as `texts` (a best window when trimming), best pre-ranked first; `rest`
     are the documents held back, in pre-ranking order; `stands_for[i]` is the document whose score document
-    `i` gets (its own, or the one it duplicates); `blank` are the empty or whitespace-only documents, in
+    `i` gets (its own, or the one it duplicates); `blank` are the blank documents (`is_blank`), in
     neither list: they are ranked last, unscored, as the rerank guard ranks them (`leanrank.rerank.guard`).
     """
 
@@ -70,7 +70,7 @@ class ClientPlan:
     @property
     def sent(self) -> int:
         """Forwarded documents that reach the backend (the guard keeps back blank ones, even forwarded)."""
-        return sum(1 for text in self.texts if text.strip())
+        return sum(1 for text in self.texts if not is_blank(text))
 
 
 def pass_through(documents: Sequence[str]) -> ClientPlan:
@@ -112,10 +112,10 @@ class Analysed:
 
 
 class DocumentMemo:
-    """Each document's analysis (`Analysed`) and word shingles, by its text, for the `size` texts seen last.
+    """Each document's analysis (`Analysed`) and `Fingerprint`, by its text, for the `size` texts seen last.
 
     A client's pipeline sends documents of one corpus again and again, and analysing a paragraph costs
-    about 0.2 ms of CPU: 100 new documents take ~20 ms, 100 remembered ones almost nothing. Shingles are
+    about 0.2 ms of CPU: 100 new documents take ~20 ms, 100 remembered ones almost nothing. Fingerprints are
     kept apart because only the documents that reach the near-duplicate collapse need them. `size` 0
     remembers nothing. Thread-safe: the gateway analyses large batches of new documents in a worker thread.
     """
@@ -125,7 +125,7 @@ class DocumentMemo:
         self._size = size
         self._known: OrderedDict[str, Analysed] = OrderedDict()
         self._lock = threading.Lock()
-        self.shingles: Callable[[str], Shingles] = lru_cache(maxsize=size)(shingles)
+        self.fingerprint: Callable[[str], Fingerprint] = lru_cache(maxsize=size)(fingerprint)
 
     def recall(self, text: str) -> Analysed | None:
         """`text`'s analysis if it is remembered (and now the most recently used), else None."""
@@ -179,7 +179,7 @@ class ClientCascade:
             count=count,
             sparse=memo.sparse,
             gate=gate,
-            shingles=memo.shingles,
+            fingerprint=memo.fingerprint,
         )
 
     async def plan(
@@ -190,11 +190,10 @@ class ClientCascade:
         s = self.settings
         if not s.enabled:
             return pass_through(documents)
-        blank = [i for i, doc in enumerate(documents) if not doc.strip()]
+        blank = [i for i, doc in enumerate(documents) if is_blank(doc)]
         if blank and len(blank) < len(documents):  # all blank: the guard answers without a call
-            return _with_blanks(
-                await self.plan(query, [d for d in documents if d.strip()], max_forward=max_forward), blank
-            )
+            filled = [d for d in documents if not is_blank(d)]
+            return _with_blanks(await self.plan(query, filled, max_forward=max_forward), blank)
         if len(documents) < s.min_documents:
             plan = pass_through(documents)
         else:

@@ -13,7 +13,7 @@ from leanrank.aio import run_sync
 from leanrank.cli.errors import cli_errors
 from leanrank.cli.rerank import json_lines, usage_json
 from leanrank.errors import InputError
-from leanrank.rerank.base import as_finite, rank_order
+from leanrank.rerank.base import as_finite, is_blank, rank_order
 from leanrank.rerank.batch import DEFAULT_CONCURRENCY, rerank_many
 from leanrank.rerank.catalog import reranker
 
@@ -28,7 +28,7 @@ def read_requests(path: Path) -> list[tuple[str, str, list[str]]]:
             raise InputError(
                 f'{path}:{n}: expected a JSON object with a string "query" and a "documents" list'
             )
-        if not obj["query"].strip():
+        if is_blank(obj["query"]):
             raise InputError(f"{path}:{n}: the query is empty")
         texts = [d if isinstance(d, str) else d.get("text") if isinstance(d, dict) else None for d in docs]
         if not all(isinstance(t, str) for t in texts):

@@ -16,7 +16,7 @@ from leanrank.aio import run_sync
 from leanrank.cli.console import err, out, styled
 from leanrank.cli.errors import cli_errors
 from leanrank.errors import InputError
-from leanrank.rerank.base import RerankResponse, Usage, as_finite, rank_order
+from leanrank.rerank.base import RerankResponse, Usage, as_finite, is_blank, rank_order
 from leanrank.rerank.catalog import catalog_rows, reranker
 
 
@@ -80,7 +80,7 @@ def rerank_command(
 ) -> None:
     """Rerank a file of documents with one backend; print scores and the usage record."""
     with cli_errors():
-        if not query.strip():
+        if is_blank(query):
             raise InputError("the query is empty")
         documents = read_docs(docs)
         model = reranker(backend)

@@ -13,6 +13,9 @@ the same at index and query time:
    besides its parts, a camelCase word (`KNeighborsClassifier`) is split into its parts besides the whole,
    and runs of 2–4 operator characters (`===`, `!=`, `->`, `$@`) are terms of their own.
 
+`code_tokens` reads the code of a text the same way (operators, plus single arithmetic ones between
+operands), for near-duplicate detection (`leanrank.cascade.dedup`): texts whose code differs are not one.
+
 Document weights are Okapi BM25's term-frequency part, `tf·(k+1) / (tf + k·(1 − b + b·|d|/avg_len))`
 (Robertson & Zaragoza 2009, eq. 3.11 without IDF), the same formula `qdrant_edge.Bm25` applies; the engine
 adds IDF (the `bm25` vector has the IDF modifier). A query term weighs 1. Word term ids are Qdrant's own
@@ -40,6 +43,13 @@ _WORD = re.compile(r"[^\W_]+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _OPERATOR_CHARS = r"=!<>+\-*/%&|^~@$:?"
 _OPERATOR = re.compile(rf"(?<![{_OPERATOR_CHARS}])[{_OPERATOR_CHARS}]{{2,4}}(?![{_OPERATOR_CHARS}])")
+# A text as operands (ASCII identifiers and numbers), operator runs and anything else, for `code_tokens`.
+_CODE_PIECE = re.compile(
+    rf"(?P<operand>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*|\d+(?:\.\d+)?)|(?P<op>[{_OPERATOR_CHARS}]+)|(?P<other>[^\s\w{_OPERATOR_CHARS}]+)",
+    re.ASCII,
+)
+_INFIX = frozenset("=+-*/%<>&|^")  # one character that is an operator only between two operands
+_JOINERS = frozenset("-/")  # between letters with no space: a word's hyphen or slash (`e-mail`, `and/or`)
 _CYRILLIC = re.compile("[\u0400-\u04ff]")
 _LANGUAGES = {"ru": "russian", "en": "english"}
 _MEMO_LIMIT = 1_000_000
@@ -50,6 +60,46 @@ MIN_WORD_LETTERS = 3
 def normalise(text: str) -> str:
     """NFKC, ё → е, stress marks, soft hyphens and zero-width characters removed (index and query alike)."""
     return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).translate(_YO)
+
+
+def code_tokens(text: str) -> tuple[str, ...]:
+    """The code in `text`, in order: every operator (a run of 2–4 operator characters, as the analyser's
+    terms, or one of `= + - * / % < > & | ^` between two operands on one line: `a + b`, `i-1`), each with
+    the operands (ASCII identifiers, numbers) on both sides when it stands between two. `x = a + b` gives
+    `("x", "=", "a", "+", "b")`; prose without code gives `()`."""
+    source = _BLOB.sub(" ", normalise(text))
+    pieces = list(_CODE_PIECE.finditer(source))
+    code: set[int] = set()
+    for j, piece in enumerate(pieces):
+        op = piece.group("op")
+        if op is None or len(op) > 4:
+            continue
+        left, right = pieces[j - 1] if j else None, pieces[j + 1] if j + 1 < len(pieces) else None
+        infix = (
+            left is not None
+            and right is not None
+            and left.lastgroup == right.lastgroup == "operand"
+            and "\n" not in source[left.end() : right.start()]
+        )
+        if len(op) == 1 and not (infix and op in _INFIX and not _joins_words(left, piece, right)):
+            continue
+        code.add(j)
+        if infix:
+            code.update((j - 1, j + 1))
+    return tuple(pieces[j].group() for j in sorted(code))
+
+
+def _joins_words(left: re.Match[str] | None, op: re.Match[str], right: re.Match[str] | None) -> bool:
+    """Whether `op` is a hyphen or slash inside a word (`e-mail`, `and/or`): letters either side, no space."""
+    return (
+        left is not None
+        and right is not None
+        and op.group() in _JOINERS
+        and left.end() == op.start()
+        and op.end() == right.start()
+        and left.group()[-1].isalpha()
+        and right.group()[0].isalpha()
+    )
 
 
 def code_term_id(term: str) -> int:

@@ -7,6 +7,7 @@ how it counted (`count_source`).
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
@@ -22,6 +23,13 @@ UNSCORED = -math.inf
 # On a logit wire `UNSCORED` becomes this: below any cross-encoder's output, and sigmoid(-1e3) == 0.0.
 _LOGIT_FLOOR = -1000.0
 _PROBABILITY_EPS = 1e-12
+
+
+def is_blank(text: str) -> bool:
+    """Whether `text` has nothing to score: only whitespace and invisible format characters (Unicode Cf:
+    zero-width space and joiners, word joiner, BOM, soft hyphen). The one test of blankness: the guard never
+    sends such a document, the gateway's cascade sets it aside, and a query of it is empty."""
+    return all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text)
 
 
 @dataclass(frozen=True, slots=True)

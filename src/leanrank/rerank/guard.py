@@ -1,8 +1,9 @@
 """What every backend needs before and after scoring, done once: blank documents and non-finite scores.
 
-A document that is empty or only whitespace has nothing to score; sent to a paid API it costs money, and
-some providers reject the whole request for it. It is never sent: it gets `UNSCORED` (ranked last) and
-the rest are scored; a request of blank documents only makes no call at all. A score that is NaN or
+A document that is empty, or only whitespace and invisible characters (`base.is_blank`), has nothing to
+score; sent to a paid API it costs money, and some providers reject the whole request for it. It is never
+sent: it gets `UNSCORED` (ranked last) and the rest are scored; a request of blank documents only makes no
+call at all. A score that is NaN or
 infinite (a local model in half precision can emit them) is one policy everywhere: ranked last as
 `UNSCORED`, with a warning in the usage record, so no sort misorders and no wire ever carries `null`.
 `catalog.reranker` puts every backend it builds behind this guard, and so do the entry points that take a
@@ -17,11 +18,19 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from leanrank.errors import BackendError
-from leanrank.rerank.base import UNSCORED, BatchReranker, Reranker, RerankRequest, RerankResponse, Usage
+from leanrank.rerank.base import (
+    UNSCORED,
+    BatchReranker,
+    Reranker,
+    RerankRequest,
+    RerankResponse,
+    Usage,
+    is_blank,
+)
 
 
 def _kept(documents: Sequence[str]) -> list[int]:
-    return [i for i, doc in enumerate(documents) if doc.strip()]
+    return [i for i, doc in enumerate(documents) if not is_blank(doc)]
 
 
 def _blank_response(n: int, latency_s: float) -> RerankResponse:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from leanrank.errors import QueryTooLongError
+from leanrank.rerank.base import is_blank
 from leanrank.rerank.providers import estimate_tokens
 from leanrank.serve.errors import EmptyInputError, LimitExceededError, OverloadedError
 from leanrank.serve.metrics import Metrics
@@ -25,7 +26,7 @@ def check_rerank(settings: Settings, query: str, documents: Sequence[str]) -> in
     the query once per document plus every document (a guard, not a bill: no tokenizer on the hot path).
     """
     limits = settings.serve
-    if not query.strip():
+    if is_blank(query):
         raise EmptyInputError("the query is empty")
     if not documents:
         raise EmptyInputError("no documents to rerank")
