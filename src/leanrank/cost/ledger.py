@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sqlite3
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -742,10 +744,26 @@ class Ledger:
             raise self._failure(exc) from exc
 
 
+_WAL_SWITCH_S = 30.0
+"""How long a new connection keeps asking for WAL mode while another holds the database (the busy timeout)."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL and full syncs on every connection.
+
+    Switching a database to WAL needs it to itself, and SQLite may answer a contended switch with the old mode
+    instead of waiting. A connection that went on in the old mode would hold its write lock while another
+    connection of the same process waited to switch: two processes opening an old ledger at once deadlocked
+    until the busy timeout. So the switch is asked for again until it holds (an in-memory database stays
+    `memory`); once the file is WAL, asking costs nothing.
+    """
     dbapi_connection.isolation_level = None  # transactions begin in `_sqlite_begin`, not in the driver
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    deadline = time.monotonic() + _WAL_SWITCH_S
+    while cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() not in ("wal", "memory"):
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError("database is locked: it could not be switched to WAL mode")
+        time.sleep(0.05)
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
 
