@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from leanrank.cost.budget import Budget, BudgetExceededError
 from leanrank.cost.ledger import Ledger, LedgerError, LedgerRecord, RequestConflictError
-from leanrank.cost.meter import Meter
+from leanrank.cost.meter import Meter, usage_bounds
 from leanrank.cost.period import Period
 from leanrank.cost.pricing import Pricing
 from leanrank.rerank.base import RerankResponse, Usage
@@ -141,7 +142,7 @@ async def test_soft_cap_serves_the_paid_backend(ledger: Ledger) -> None:
 async def test_reported_cost_wins_over_the_price_list(ledger: Ledger) -> None:
     deepinfra = FakeReranker(
         "deepinfra:Qwen/Qwen3-Reranker-0.6B",
-        lambda q, d: Usage(0, 5000, 5000.0, "tokens", "reported", 0.1, len(d), cost_usd=0.00123),
+        lambda q, d: Usage(0, 50, 50.0, "tokens", "reported", 0.1, len(d), cost_usd=0.00123),
     )
     got = await meter(ledger).rerank(deepinfra, "q", DOCS[:3], request_id="q1", course="py")
     assert got.cost_usd == 0.00123
@@ -266,6 +267,39 @@ async def test_non_finite_numbers_are_a_bad_response_recorded_as_maybe_billed(
     retried = await m.rerank(cohere(), "q", DOCS, request_id="q1", course="py")
     assert retried.recorded
     assert shared_ledger.spent("course", "py", NOVEMBER) == pytest.approx(0.008)
+
+
+@pytest.mark.parametrize(
+    ("usage", "what"),
+    [
+        (lambda q, d: Usage(0, 0, 1e9, "search_units", "reported", 0.1, len(d)), "1e+09 billed search_units"),
+        (lambda q, d: Usage(0, 0, 3.0, "search_units", "reported", 0.1, len(d)), "3 billed search_units"),
+        (
+            lambda q, d: Usage(10, 90_000, 90_010.0, "tokens", "reported", 0.1, len(d)),
+            "90000 document tokens",
+        ),
+    ],
+)
+async def test_usage_no_request_could_use_is_a_bad_response_recorded_at_the_estimate(
+    ledger: Ledger, usage: Callable[[str, Sequence[str]], Usage], what: str
+) -> None:
+    """120 short documents are at most 2 search units and a few thousand tokens: a provider's typo (or a
+    hostile stand-in) reporting a billion units would put $2M on the ledger and exhaust every budget."""
+    backend = FakeReranker("cohere:rerank-v3.5", usage)
+    with pytest.raises(BadResponseError, match=re.escape(f"reported {what} for 120 documents; at most")):
+        await meter(ledger).rerank(backend, "q", DOCS, request_id="u1", course="py")
+    [total] = ledger.totals("backend", NOVEMBER)  # answered, so maybe billed: at the estimate, 2 units
+    assert (total.calls, total.unconfirmed, total.cost_usd) == (1, 1, pytest.approx(0.004))
+
+
+def test_usage_bounds_by_hand() -> None:
+    """2 × (documents × (query bytes + 16) + document bytes); chunks of 256 bytes, counted twice, per 100."""
+    docs = ["a" * 100, "б" * 300]  # 100 and 600 bytes
+    assert usage_bounds("qq", docs, "tokens") == (2 * (2 * (2 + 16) + 700),) * 2
+    assert (
+        usage_bounds("qq", docs, "search_units")[1] == 1.0
+    )  # chunks: ceil(200 / 256) + ceil(1200 / 256) = 1 + 5 = 6, one unit
+    assert usage_bounds("q", ["x"] * 250, "search_units")[1] == 3.0  # 250 chunks
 
 
 async def test_a_chain_records_its_timed_out_paid_link_as_maybe_billed(ledger: Ledger) -> None:

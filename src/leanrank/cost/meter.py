@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Concatenate, ParamSpec
 
 from leanrank.cost._names import parse_backend
-from leanrank.cost.billing import pair_tokens
+from leanrank.cost.billing import SEARCH_UNIT_DOCUMENTS, pair_tokens
 from leanrank.cost.budget import UNLIMITED, Budget, BudgetExceededError, BudgetState
 from leanrank.cost.ledger import CostLedger, Hold, Ledger, LedgerError, LedgerRecord, unconfirmed_stage
 from leanrank.cost.pricing import Pricing
@@ -186,7 +186,7 @@ class Meter:
             await asyncio.to_thread(self._reserve, hold, False)
         try:
             with score_scope(tenant or ""):
-                response = _checked(await chosen.rerank(query, documents), chosen.name)
+                response = _checked(await chosen.rerank(query, documents), chosen.name, query, documents)
         except BaseException as exc:
             if isinstance(exc, BackendError):
                 self._failed = (chosen.name, time.monotonic())
@@ -346,19 +346,58 @@ class Meter:
             raise
 
 
-def _checked(response: RerankResponse, backend: str) -> RerankResponse:
-    """`response` if every score and usage number is finite (usage not negative), else BadResponseError."""
+def _checked(response: RerankResponse, backend: str, query: str, documents: Sequence[str]) -> RerankResponse:
+    """`response` if every score and usage number is finite (usage not negative) and the counts could be
+    this request's (`usage_bounds`), else BadResponseError: the call is then recorded as possibly billed, at
+    the estimate, instead of a provider's typo or a hostile stand-in filling the ledger and the budgets."""
     usage = response.usage
     numbers = [usage.query_tokens, usage.document_tokens, usage.billed_units, usage.latency_s]
     if usage.cost_usd is not None:
         numbers.append(usage.cost_usd)
     if not all(math.isfinite(n) and n >= 0 for n in numbers):
         raise BadResponseError(f"{backend}: usage with a number that is not finite or negative: {usage}")
+    tokens, units = usage_bounds(query, documents, usage.billed_unit)
+    counted: dict[str, float] = {"query tokens": usage.query_tokens, "document tokens": usage.document_tokens}
+    counted[f"billed {usage.billed_unit}"] = usage.billed_units
+    for what, value in counted.items():
+        bound = units if what.startswith("billed") else tokens
+        if value > bound:
+            raise BadResponseError(
+                f"{backend}: reported {value:g} {what} for {len(documents)} documents; at most {bound:g} "
+                "can be this request's"
+            )
     # The guard in front of every backend has already ranked a NaN or infinite score last as `UNSCORED`
     # (with a warning in the usage record); anything else non-finite comes from an unguarded backend.
     if not all(math.isfinite(s) or s == UNSCORED for s in response.scores):
         raise BadResponseError(f"{backend}: a score that is not finite")
     return response
+
+
+_WINDOW_OVERLAP = 2
+"""Windows of a long document (`max_chunks_per_doc`, `leanrank.rerank.windows`) may overlap: each byte is
+counted at most this many times."""
+_SPECIAL_TOKENS = 16
+"""Template tokens a pair may add beyond its text (start, separators, end, instructions)."""
+_CHUNK_BYTES = 256
+"""The smallest chunk a search-unit provider splits a long document into is at least this many tokens (half
+of a 512-token context, the rest being the query), and a token covers at least one byte."""
+
+
+def usage_bounds(query: str, documents: Sequence[str], unit: str) -> tuple[float, float]:
+    """The most tokens, and the most billed units of `unit`, that reranking `documents` for `query` can use.
+
+    Generous on purpose (every token covers at least one UTF-8 byte; windows may overlap twice; the query is
+    sent once per document): only a count no tokenizer could produce is refused. Search units: one per 100
+    documents after long ones are split into chunks (Cohere's rule). Units `none` and `characters` bound by
+    the same byte count.
+    """
+    q = len(query.encode("utf-8", "surrogatepass"))
+    sizes = [len(d.encode("utf-8", "surrogatepass")) for d in documents]
+    tokens = float(_WINDOW_OVERLAP * (len(documents) * (q + _SPECIAL_TOKENS) + sum(sizes)))
+    if unit == "search_units":
+        chunks = sum(max(1, -(-_WINDOW_OVERLAP * b // _CHUNK_BYTES)) for b in sizes)
+        return tokens, float(max(1, -(-chunks // SEARCH_UNIT_DOCUMENTS)))
+    return tokens, tokens
 
 
 def recount(usage: Usage, backend: str, query: str, documents: Sequence[str]) -> Usage:
