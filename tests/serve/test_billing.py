@@ -96,6 +96,8 @@ def test_a_resent_request_id_replays_the_first_answer_and_another_body_is_refuse
     try:
         with server.client(DEMO_KEY, headers={"x-request-id": "client-7"}) as http:
             replies = [http.post(path, json=body) for _ in range(3)]
+            reordered = json.dumps(dict(reversed(list(body.items()))), indent=2)  # the same request
+            replies.append(http.post(path, content=reordered, headers={"content-type": "application/json"}))
             other = http.post(path, json={**body, "query": "другой вопрос"})
     finally:
         server.close()
@@ -103,7 +105,7 @@ def test_a_resent_request_id_replays_the_first_answer_and_another_body_is_refuse
     first, *again = replies
     assert first.status_code == 200, first.text
     assert all(r.status_code == 200 and r.content == first.content for r in again)
-    assert [r.headers.get("x-leanrank-replayed") for r in replies] == [None, "true", "true"]
+    assert [r.headers.get("x-leanrank-replayed") for r in replies] == [None, "true", "true", "true"]
     kept = {k: v for k, v in first.headers.items() if k.startswith("x-leanrank-")}
     # The cost, budget, backend and the cascade's counts come back as first sent (search reports in its body).
     assert path == "/v1/search" or "x-leanrank-documents-received" in kept

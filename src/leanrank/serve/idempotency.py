@@ -50,7 +50,8 @@ class Idempotency:
         key = ledger_id(principal, request_id)
         body = await _read(receive)
         course = headers.get("x-leanrank-course", "")
-        fingerprint = hashlib.sha256(b"\0".join((scope["path"].encode(), course.encode(), body))).hexdigest()
+        parts = (scope["path"].encode(), course.encode(), _canonical(body))
+        fingerprint = hashlib.sha256(b"\0".join(parts)).hexdigest()
         kept = await asyncio.to_thread(self.ledger.find_reply, key)
         if kept is not None:
             if kept.fingerprint != fingerprint:
@@ -121,3 +122,13 @@ async def _replay(reply: Reply, send: Send) -> None:
     raw += [(b"content-length", str(len(reply.body)).encode()), (b"x-leanrank-replayed", b"true")]
     await send({"type": "http.response.start", "status": reply.status, "headers": raw})
     await send({"type": "http.response.body", "body": reply.body})
+
+
+def _canonical(body: bytes) -> bytes:
+    """A JSON body with its keys sorted and its spacing dropped, so a resend that a client library serialised
+    in another key order is the same request; anything else (not JSON) as sent."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return body
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()  # ASCII: lone surrogates too
