@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -16,7 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from leanrank.cost import migrations
-from leanrank.cost.ledger import DEFAULT_TABLE, Hold, Ledger, RequestConflictError
+from leanrank.cost.ledger import DEFAULT_TABLE, Hold, Ledger, RequestConflictError, _sqlite_pragmas
 from leanrank.cost.period import Period
 from leanrank.errors import ConfigError
 from tests.cost.conftest import NOV_3, make_record
@@ -205,3 +207,31 @@ def test_two_processes_opening_an_old_ledger_at_once_upgrade_it_once(database: t
     assert _at(url, prefix) == migrations.head()
     with Ledger(url, table=prefix) as ledger:
         assert sum(t.calls for t in ledger.totals("course", NOVEMBER)) == 4
+
+
+def test_a_connection_switches_an_old_ledger_to_wal_while_another_process_writes(tmp_path: Path) -> None:
+    """An old ledger is not in WAL mode yet. While another connection holds its write lock, SQLite refuses
+    the switch at once ("database is locked", no waiting): the new connection failed. Now it tries again
+    until the writer commits, and neither waits on the other."""
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as setup:
+        setup.execute("CREATE TABLE t (x INTEGER)")
+    writer = sqlite3.connect(path, isolation_level=None, timeout=5, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    opened: dict[str, Any] = {}
+
+    def open_one() -> None:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=5, check_same_thread=False)
+        _sqlite_pragmas(conn, None)
+        opened["mode"] = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        opened["busy_timeout"] = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        conn.close()
+
+    opening = threading.Thread(target=open_one)
+    opening.start()
+    time.sleep(0.3)  # the new connection is asking while the write lock is held
+    writer.execute("COMMIT")
+    opening.join(10)
+    writer.close()
+    assert opened == {"mode": "wal", "busy_timeout": 5000}  # switched, and its own timeout restored

@@ -744,26 +744,39 @@ class Ledger:
             raise self._failure(exc) from exc
 
 
-_WAL_SWITCH_S = 30.0
-"""How long a new connection keeps asking for WAL mode while another holds the database (the busy timeout)."""
+_WAL_TRY_MS = 100
+"""How long one attempt to switch a database to WAL waits for another connection before letting go."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL and full syncs on every connection.
 
-    Switching a database to WAL needs it to itself, and SQLite may answer a contended switch with the old mode
-    instead of waiting. A connection that went on in the old mode would hold its write lock while another
-    connection of the same process waited to switch: two processes opening an old ledger at once deadlocked
-    until the busy timeout. So the switch is asked for again until it holds (an in-memory database stays
-    `memory`); once the file is WAL, asking costs nothing.
+    Switching a database to WAL needs it to itself. A connection waiting for that holds a read lock, so it
+    could deadlock with another process's connection that holds the write lock and waits for readers to
+    leave before it commits: two processes opening an old ledger at once waited out the whole busy timeout.
+    So the switch is tried in short attempts that let go in between, for as long as the busy timeout allows
+    (an in-memory database stays `memory`); once the file is WAL, asking costs nothing.
     """
     dbapi_connection.isolation_level = None  # transactions begin in `_sqlite_begin`, not in the driver
     cursor = dbapi_connection.cursor()
-    deadline = time.monotonic() + _WAL_SWITCH_S
-    while cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() not in ("wal", "memory"):
-        if time.monotonic() > deadline:
-            raise sqlite3.OperationalError("database is locked: it could not be switched to WAL mode")
-        time.sleep(0.05)
+    (waiting_ms,) = cursor.execute("PRAGMA busy_timeout").fetchone()
+    deadline = time.monotonic() + waiting_ms / 1000
+    cursor.execute(f"PRAGMA busy_timeout={_WAL_TRY_MS}")
+    try:
+        while True:
+            try:
+                mode = str(cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                mode = ""
+            if mode in ("wal", "memory"):
+                break
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("database is locked: it could not be switched to WAL mode")
+            time.sleep(0.05)
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout={int(waiting_ms)}")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
 
