@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from leanrank.cascade.dedup import DedupConfig, collapse, containment, fingerprint, shingles
+from leanrank.cascade.dedup import DedupConfig, Fingerprint, collapse, containment, shingles
 from leanrank.encode.bm25 import code_tokens
 
 A = "Цикл while повторяет тело, пока условие истинно, и проверяет условие перед каждой итерацией."
@@ -69,7 +69,7 @@ def test_texts_whose_code_differs_are_not_near_duplicates() -> None:
     long = A + " " + EN + " Set n_estimators=100 before fitting the forest on the training data."
     assert containment(shingles(long), shingles(long.replace("100", "200"))) > 0.9
     assert collapse([long, long.replace("100", "200")], ["en", "en"], DedupConfig()) == [0, 1]
-    assert fingerprint(long).code == ("n_estimators", "=", "100")
+    assert Fingerprint(long).code == ("n_estimators", "=", "100")
 
 
 def test_translations_with_different_operators_are_not_duplicates() -> None:

@@ -130,9 +130,12 @@ def test_a_malformed_request_id_is_refused_not_replaced(
     try:
         with server.client(DEMO_KEY, headers={"x-request-id": bad}) as http:
             replies = [http.post("/v2/rerank", json={"query": QUERY, "documents": DOCS}) for _ in range(2)]
+        with server.client(None, headers={"x-request-id": bad}) as http:
+            keyless = http.post("/v2/rerank", json={"query": QUERY, "documents": DOCS})
     finally:
         server.close()
         search.close()
+    assert keyless.status_code == 401  # the key is checked first: no other answer without one
     for reply in replies:
         assert (reply.status_code, reply.json()["error_type"]) == (422, "invalid_input")
         assert reply.json()["error"].startswith("X-Request-Id must be 1 to 128 letters, digits")

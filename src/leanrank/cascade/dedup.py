@@ -66,11 +66,6 @@ class Fingerprint:
         return tuple(t for t in self.code if not _OPERAND.match(t))
 
 
-def fingerprint(text: str) -> Fingerprint:
-    """`text`'s `Fingerprint`, built once per text however many it is compared with."""
-    return Fingerprint(text)
-
-
 def containment(a: Shingles, b: Shingles) -> float:
     """|A ∩ B| / min(|A|, |B|): 1.0 when the smaller text is wholly inside the larger."""
     if not a or not b:
@@ -101,7 +96,7 @@ def collapse_groups(
     *,
     query_lang: Lang | None = None,
     vectors: np.ndarray | None = None,
-    fingerprint_of: Callable[[str], Fingerprint] = fingerprint,
+    fingerprint_of: Callable[[str], Fingerprint] = Fingerprint,
     depth: int | None = None,
     min_kept: int = 0,
 ) -> tuple[list[int], list[int]]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from leanrank.cascade.dedup import DedupConfig, Fingerprint, collapse_groups, fingerprint
+from leanrank.cascade.dedup import DedupConfig, Fingerprint, collapse_groups
 from leanrank.cascade.mmr import mmr_order
 from leanrank.cascade.trim import Window, best_window
 from leanrank.encode.base import SparseEncoder
@@ -111,7 +111,7 @@ class Cascade:
         count: TokenCount,
         sparse: SparseEncoder,
         gate: Reranker | None = None,
-        fingerprint: Callable[[str], Fingerprint] = fingerprint,
+        fingerprint: Callable[[str], Fingerprint] = Fingerprint,
     ) -> None:
         self.settings = settings
         self._count = count

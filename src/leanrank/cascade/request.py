@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from leanrank.cascade.dedup import Fingerprint, fingerprint
+from leanrank.cascade.dedup import Fingerprint
 from leanrank.cascade.plan import Cascade
 from leanrank.encode.base import SparseVec
 from leanrank.encode.bm25 import Bm25Encoder
@@ -125,7 +125,7 @@ class DocumentMemo:
         self._size = size
         self._known: OrderedDict[str, Analysed] = OrderedDict()
         self._lock = threading.Lock()
-        self.fingerprint: Callable[[str], Fingerprint] = lru_cache(maxsize=size)(fingerprint)
+        self.fingerprint: Callable[[str], Fingerprint] = lru_cache(maxsize=size)(Fingerprint)
 
     def recall(self, text: str) -> Analysed | None:
         """`text`'s analysis if it is remembered (and now the most recently used), else None."""

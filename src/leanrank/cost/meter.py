@@ -297,18 +297,12 @@ class Meter:
         if usage.cost_usd is None and cost is not None:
             usage = replace(usage, cost_usd=cost)
         full = None
-        priced = next(
-            (
-                link
-                for link in (backend, *(intended or "").split("|"))
-                if link.strip() and self._pricing.price(link.strip()) is not None
-            ),
-            None,
-        )
+        links = [backend, *(link.strip() for link in (intended or "").split("|"))]
+        priced = next((link for link in links if link and self._pricing.price(link) is not None), None)
         if received is not None and priced == backend and list(received) == list(documents):
             full = cost  # nothing was held back or cut
         elif received is not None and priced is not None:
-            full = self._pricing.estimate(priced.strip(), query, received)
+            full = self._pricing.estimate(priced, query, received)
         name = parse_backend(backend)
         record = LedgerRecord(
             time=hold.time,
@@ -357,10 +351,11 @@ def _checked(response: RerankResponse, backend: str, query: str, documents: Sequ
     if not all(math.isfinite(n) and n >= 0 for n in numbers):
         raise BadResponseError(f"{backend}: usage with a number that is not finite or negative: {usage}")
     tokens, units = usage_bounds(query, documents, usage.billed_unit)
-    counted: dict[str, float] = {"query tokens": usage.query_tokens, "document tokens": usage.document_tokens}
-    counted[f"billed {usage.billed_unit}"] = usage.billed_units
-    for what, value in counted.items():
-        bound = units if what.startswith("billed") else tokens
+    for what, value, bound in (
+        ("query tokens", usage.query_tokens, tokens),
+        ("document tokens", usage.document_tokens, tokens),
+        (f"billed {usage.billed_unit}", usage.billed_units, units),
+    ):
         if value > bound:
             raise BadResponseError(
                 f"{backend}: reported {value:g} {what} for {len(documents)} documents; at most {bound:g} "

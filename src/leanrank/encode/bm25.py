@@ -33,11 +33,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from leanrank.encode.base import SparseVec
+from leanrank.ingest.chunker import DATA_URI
 
 # Stress marks (combining grave/acute), soft hyphen, zero-width space/joiners, word joiner, BOM.
 _INVISIBLE = dict.fromkeys(map(ord, "\u0300\u0301\u00ad\u200b\u200c\u200d\u2060\ufeff"))
 _YO = str.maketrans("ёЁ", "еЕ")
-_BLOB = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]*|[A-Za-z0-9+/]{64,}={0,2}|\b[0-9a-fA-F]{32,}\b")
+_BLOB = re.compile(rf"{DATA_URI}|[A-Za-z0-9+/]{{64,}}={{0,2}}|\b[0-9a-fA-F]{{32,}}\b")
 _IDENTIFIER = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|(?<![\w.])_*[A-Za-z]\w*_\w*")
 _WORD = re.compile(r"[^\W_]+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")

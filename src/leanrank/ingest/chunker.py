@@ -43,13 +43,15 @@ _FENCE = re.compile(
     r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]{0,3}\1[ \t]*$|\Z)", re.DOTALL | re.MULTILINE
 )
 _LINE = re.compile(r"[^\n]+")
+DATA_URI = r"data:[\w/+.-]+(?:;[\w.+-]+=[\w.+-]*)*;base64,[A-Za-z0-9+/=]*"
+"""A base64 data URI (`data:image/png;base64,…`): embedded binary data, in no chunk and no BM25 term."""
 # Embedded binary data. Of a Markdown image only the group `uri`, `(data:…)`, is a blob; an <img> goes whole.
 # Linear time on hostile text: no scan runs past the next bracket or tag, and each alternative matches once
 # it has reached `data:`, so a payload is scanned once.
 _BLOB = re.compile(
     r"!\[[^\[\]\n]*\](?P<uri>\(\s*<?data:[^\s)]*(?:\s+\"[^\"\n]*\")?\s*\)?)"
     r"|<img\b[^<>]*?\ssrc\s*=\s*[\"']?\s*data:[^\s\"'<>]*[^<>]*>?"
-    r"|data:[\w/+.-]+(?:;[\w.+-]+=[\w.+-]*)*;base64,[A-Za-z0-9+/=]*"
+    rf"|{DATA_URI}"
     r"|(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{256,}={0,2}",
     re.IGNORECASE,
 )

@@ -81,12 +81,6 @@ class EdgeMiddleware:
 
         key_id = "-"
         try:
-            if client_id and request_id != client_id:
-                # Refused, not replaced: a retry under an id the client thinks is kept would be billed twice.
-                raise InputError(
-                    "X-Request-Id must be 1 to 128 letters, digits, '.', '_', ':' or '-' (it keys "
-                    "idempotent retries and billing)"
-                )
             path = scope["path"]
             public = (
                 path in PUBLIC_PATHS
@@ -97,6 +91,13 @@ class EdgeMiddleware:
                 principal = self.keys.authenticate(headers.get("authorization"))
                 state["principal"] = principal
                 key_id = principal.key_id
+                if client_id and request_id != client_id:
+                    # Refused, not replaced: a retry under an id the client thinks is kept would be billed
+                    # twice. After the key check, so a caller without a key learns nothing else first.
+                    raise InputError(
+                        "X-Request-Id must be 1 to 128 letters, digits, '.', '_', ':' or '-' (it keys "
+                        "idempotent retries and billing)"
+                    )
                 await self.rate_limits.request(key_id)
             receive = await self._limited(scope, headers, receive)
             await self.app(scope, receive, send_with_id)
