@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,77 @@ def test_a_file_name_no_file_system_takes_is_422(live: LiveServer, filename: str
     error = reply.json()["error"]
     assert error.startswith("files: file name")
     assert reason in error
+
+
+RERANK = {"model": "m", "query": "q", "documents": ["a", "b", "c"]}
+SEARCH = {"query": "цикл for", "course": "demo"}
+INTEGER = "Input should be a valid integer"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        ("/v2/rerank", {**RERANK, "top_n": True}, f"body.top_n: {INTEGER}"),
+        ("/v2/rerank", {**RERANK, "top_n": 2.0}, f"body.top_n: {INTEGER}"),
+        ("/v2/rerank", {**RERANK, "top_n": 2.5}, f"body.top_n: {INTEGER}"),
+        ("/v2/rerank", {**RERANK, "max_tokens_per_doc": True}, f"body.max_tokens_per_doc: {INTEGER}"),
+        ("/v2/rerank", {**RERANK, "priority": False}, f"body.priority: {INTEGER}"),
+        ("/v1/rerank", {**RERANK, "top_n": "2"}, f"body.top_n: {INTEGER}"),
+        ("/v1/rerank", {**RERANK, "max_chunks_per_doc": True}, f"body.max_chunks_per_doc: {INTEGER}"),
+        (
+            "/v1/rerank/batch",
+            {"requests": [{"query": "q", "documents": ["a"], "top_n": True}]},
+            f"body.requests.0.top_n: {INTEGER}",
+        ),
+        ("/v1/search", {**SEARCH, "k": True}, f"body.k: {INTEGER}"),
+        ("/v1/search", {**SEARCH, "depth": "50"}, f"body.depth: {INTEGER}"),
+        (
+            "/v1/search",
+            {**SEARCH, "min_relevance": True},
+            "body.min_relevance: Input should be a valid number",
+        ),
+    ],
+)
+def test_a_boolean_string_or_float_for_an_integer_is_422(
+    live: LiveServer, path: str, body: dict[str, Any], error: str
+) -> None:
+    """pydantic's lax mode read `true` as 1 and `"2"` or `2.0` as 2: the request ran with a number the client
+    never sent."""
+    with live.client(ADMIN_KEY) as http:
+        reply = http.post(path, json=body)
+    assert reply.status_code == 422, reply.text
+    assert reply.json() == {
+        "error": error,
+        "message": error,
+        "error_type": "invalid_request",
+        "limit": None,
+        "request_id": reply.headers["x-request-id"],
+    }
+
+
+def test_integers_sent_as_integers_still_count(live: LiveServer) -> None:
+    with live.client(ADMIN_KEY) as http:
+        reranked = http.post(
+            "/v2/rerank", json={**RERANK, "top_n": 2, "max_tokens_per_doc": 64, "priority": 0}
+        )
+        chunked = http.post("/v1/rerank", json={**RERANK, "top_n": 1, "max_chunks_per_doc": 2})
+        found = http.post("/v1/search", json={**SEARCH, "k": 1, "depth": 5})
+    assert [len(r.json()["results"]) for r in (reranked, chunked)] == [2, 1]
+    assert len(found.json()["hits"]) == 1
+
+
+@pytest.mark.parametrize("path", ["/v2/rerank", "/v1/rerank", "/rerank", "/v1/rerank/batch", "/v1/search"])
+def test_a_body_that_is_not_utf8_is_422_in_the_services_shape(live: LiveServer, path: str) -> None:
+    """FastAPI answered 400 "There was an error parsing the body" (`http_error`), where malformed JSON gets a
+    422 `invalid_request`: now the same 422, saying where the bytes stop being UTF-8."""
+    with live.client(ADMIN_KEY, {"content-type": "application/json"}) as http:
+        reply = http.post(path, content=b'{"query": "\xff"}')
+    assert reply.status_code == 422, reply.text
+    error = "body: not UTF-8 at byte 11 (invalid start byte); send JSON encoded as UTF-8"
+    assert reply.json() == {
+        "error": error,
+        "message": error,
+        "error_type": "invalid_request",
+        "limit": None,
+        "request_id": reply.headers["x-request-id"],
+    }

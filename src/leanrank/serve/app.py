@@ -161,7 +161,15 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """Routing errors (unknown path 404, wrong method 405, unparsable body 400) in the one error shape."""
+    """Routing errors (unknown path 404, wrong method 405, unparsable body 400) in the one error shape.
+
+    A body that is not UTF-8 is invalid JSON (RFC 8259), answered as malformed JSON is (422
+    `invalid_request`) with where it breaks; FastAPI's 400 for it says only that parsing failed.
+    """
     assert isinstance(exc, HTTPException)
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        message = f"body: not UTF-8 at byte {cause.start} ({cause.reason}); send JSON encoded as UTF-8"
+        return JSONResponse(error_body(message, "invalid_request", _request_id(request)), 422)
     body = error_body(str(exc.detail), "http_error", _request_id(request))
     return JSONResponse(body, exc.status_code, headers=exc.headers)

@@ -4,6 +4,9 @@ Rerank shapes copy the providers' documented wires (docs/PROVIDERS.md) so that t
 unchanged; everything else is leanrank's own. Converters from domain objects live in the routes.
 Unknown request fields are refused (422 naming the field) rather than silently ignored, except on TEI's
 wire, which ignores them as TEI does (and names them in the `x-leanrank-ignored` header).
+Request numbers are strict: pydantic's lax mode would read `"top_n": true` as 1 and `"k": "3"` or `2.0` as
+integers, so a boolean, a string or a float where an integer belongs (a boolean or a string where a number
+does) is a 422 naming the field.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictFloat, StrictInt, model_validator
 
 from leanrank.cost.ledger import Bucket, GroupBy
 from leanrank.rerank.base import BilledUnit, CountSource
@@ -48,11 +51,13 @@ class _RerankFields(_Request):
         "configured policy with `x-leanrank-model-ignored` set, or refused (`serve.unknown_model`).",
     )
     query: str = Field(description="The search query.")
-    top_n: int | None = Field(None, ge=1, description="Return only the best N results.")
-    max_tokens_per_doc: int | None = Field(
+    top_n: StrictInt | None = Field(None, ge=1, description="Return only the best N results.")
+    max_tokens_per_doc: StrictInt | None = Field(
         None, ge=1, description="Applied: each document is cut to this many tokens before scoring."
     )
-    priority: int | None = Field(None, ge=0, description="Ignored: requests are served in arrival order.")
+    priority: StrictInt | None = Field(
+        None, ge=0, description="Ignored: requests are served in arrival order."
+    )
     relevant_spans: JsonValue = Field(None, description="Ignored: no spans are returned.")
 
 
@@ -94,7 +99,9 @@ class RerankRequest(_RerankFields):
         None, description="Echo each document in its result (default: true for Jina, false for Cohere)."
     )
     rank_fields: list[str] | None = Field(None, min_length=1, description="Cohere v1: fields to score on.")
-    max_chunks_per_doc: int | None = Field(None, ge=1, description="Cohere v1: windows scored per document.")
+    max_chunks_per_doc: StrictInt | None = Field(
+        None, ge=1, description="Cohere v1: windows scored per document."
+    )
 
     @property
     def jina(self) -> bool:
@@ -229,13 +236,13 @@ class SearchRequest(_Request):
 
     query: str = Field(description="The student's question.")
     course: str = Field(description="Course to search; the key must be allowed to use it.")
-    k: int | None = Field(None, ge=1, le=100, description="Hits to return (rerank.top_k by default).")
-    depth: int | None = Field(None, ge=1, le=1000, description="Candidates handed to the rerank step.")
+    k: StrictInt | None = Field(None, ge=1, le=100, description="Hits to return (rerank.top_k by default).")
+    depth: StrictInt | None = Field(None, ge=1, le=1000, description="Candidates handed to the rerank step.")
     langs: list[Lang] = Field([], max_length=3, description="Only chunks in these languages.")
     heading_prefix: list[str] = Field(
         [], max_length=16, description="Only chunks under this heading path, outermost first."
     )
-    min_relevance: float | None = Field(
+    min_relevance: StrictFloat | None = Field(
         None,
         ge=0.0,
         le=1.0,

@@ -15,7 +15,7 @@ import asyncio
 import json
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from leanrank.cli.rerank import usage_json
 from leanrank.rerank.base import as_probabilities, rank_order
@@ -35,7 +35,7 @@ class BatchQuery(_Request):
 
     query: str = Field(description="The query.")
     documents: list[str] = Field(description="Texts to score for this query.")
-    top_n: int | None = Field(None, ge=1, description="Best results to return; all by default.")
+    top_n: StrictInt | None = Field(None, ge=1, description="Best results to return; all by default.")
 
 
 class BatchRequest(_Request):
