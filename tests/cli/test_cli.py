@@ -202,6 +202,25 @@ def test_an_index_open_in_another_process_is_status_2(data_dir: Path) -> None:
     assert "open in another process" in r.stderr
 
 
+def test_reading_a_data_directory_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
+    """Listing courses and reporting spend opened the index and the ledger, and opening creates both, data
+    directory included: a typo in LEANRANK_DATA_DIR left an empty one behind."""
+    data = tmp_path / "not-yet"
+    listing = leanrank(data, "courses")
+    report = leanrank(data, "costs", "report", "--period", "2026-11")
+    as_json = leanrank(data, "costs", "report", "--period", "2026-11", "--json")
+    projected = leanrank(data, "costs", "project", "--from-ledger", "--period", "2026-11")
+    assert not data.exists()
+    assert (listing.returncode, listing.stdout, listing.stderr) == (0, "no courses indexed yet\n", "")
+    assert (report.returncode, report.stdout, report.stderr) == (
+        0,
+        "no rerank calls recorded in 2026-11\n",
+        "",
+    )
+    assert (as_json.returncode, json.loads(as_json.stdout)["rows"]) == (0, [])
+    assert (projected.returncode, projected.stderr) == (2, "error: no rerank calls recorded in 2026-11\n")
+
+
 def test_install_hints_keep_the_extra_in_brackets(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = None; "

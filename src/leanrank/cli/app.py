@@ -29,6 +29,7 @@ from leanrank.cli.index import index_app
 from leanrank.cli.rerank import backends_command, rerank_command
 from leanrank.cli.serve import serve_command
 from leanrank.errors import InputError
+from leanrank.index.factory import no_index_yet
 from leanrank.pipeline import FileReport, IngestReport, Pipeline, SearchResult
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.retrieve.steering import from_examples
@@ -270,11 +271,20 @@ def search(
 @app.command()
 def courses() -> None:
     """List indexed courses with their chunk counts."""
-    with _pipeline() as pipe:
-        table = Table("course", "chunks")
-        for name, n in sorted(pipe.courses().items()):
-            table.add_row(name, str(n))
-        out.print(table)
+    with cli_errors():
+        settings = Settings()
+        fresh = no_index_yet(settings)  # listing must not create the index (nor the data directory)
+    counts: dict[str, int] = {}
+    if not fresh:
+        with _pipeline(settings) as pipe:
+            counts = pipe.courses()
+    if not counts:
+        out.print("no courses indexed yet")
+        return
+    table = Table("course", "chunks")
+    for name, n in sorted(counts.items()):
+        table.add_row(name, str(n))
+    out.print(table)
 
 
 @app.command()

@@ -132,8 +132,12 @@ def report_command(
     """
     with cli_errors():
         chosen = _period(period)
-        with Ledger.from_settings(Settings()) as ledger:
-            report = cost_report(ledger, by, chosen)
+        settings = Settings()
+        if Ledger.missing(settings):  # nothing recorded; a report must not create the ledger
+            report = CostReport(by, chosen, ())
+        else:
+            with Ledger.from_settings(settings) as ledger:
+                report = cost_report(ledger, by, chosen)
     if as_json:
         body = {
             "by": by,
@@ -157,6 +161,8 @@ def report_command(
 def _base_volume(settings: Settings, from_ledger: bool, period: str | None) -> tuple[Volume, str]:
     if from_ledger:
         chosen = _period(period)
+        if Ledger.missing(settings):  # as measured_volume says of an empty period, without creating it
+            raise InputError(f"no rerank calls recorded in {chosen.label}")
         with Ledger.from_settings(settings) as ledger:
             return measured_volume(ledger, chosen), f"measured in {chosen.label}"
     if period is not None:

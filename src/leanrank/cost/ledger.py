@@ -341,6 +341,13 @@ class _Write:
     error: BaseException | None = None
 
 
+def _url_of(settings: Settings) -> str:
+    url = settings.cost.ledger_url
+    if url is not None:
+        return url.get_secret_value()
+    return f"sqlite:///{(settings.data_dir / 'ledger.sqlite').absolute()}"
+
+
 class Ledger:
     """A `CostLedger` on SQLAlchemy Core over SQLite or PostgreSQL; the tables are created, or an older
     schema upgraded in place, on first use (`leanrank.cost.migrations`).
@@ -381,10 +388,25 @@ class Ledger:
     @classmethod
     def from_settings(cls, settings: Settings) -> Ledger:
         """`cost.ledger_url`, else SQLite at `<data_dir>/ledger.sqlite`."""
-        url = settings.cost.ledger_url
-        if url is not None:
-            return cls(url.get_secret_value())
-        return cls(f"sqlite:///{(settings.data_dir / 'ledger.sqlite').absolute()}")
+        return cls(_url_of(settings))
+
+    @staticmethod
+    def missing(settings: Settings) -> bool:
+        """True when the configured ledger is a SQLite file that is not there: nothing was ever recorded.
+
+        A command that only reads the ledger answers "nothing spent" then, rather than open it: opening
+        creates the file and its folder (a data directory that did not exist).
+        """
+        try:
+            url = make_url(_url_of(settings))
+        except ArgumentError:
+            return False  # opening it names what is wrong
+        database = url.database
+        return (
+            url.get_backend_name() == "sqlite"
+            and database not in (None, "", ":memory:")
+            and not Path(database).exists()
+        )
 
     def _connect(self, url: URL, timeout_s: float, pool_size: int) -> Engine:
         if self._dialect == "postgresql":

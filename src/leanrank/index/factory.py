@@ -13,7 +13,7 @@ from typing import Literal
 
 from leanrank.errors import ConfigError
 from leanrank.index.base import Store, quantization_of
-from leanrank.index.edge import EdgeStore
+from leanrank.index.edge import EdgeStore, stored_meta
 from leanrank.settings import Settings
 
 StoreKind = Literal["edge", "server", "local"]
@@ -48,7 +48,7 @@ def open_store(settings: Settings, dim: int, encoder_name: str) -> Store:
     `sparse` kind of the settings."""
     location = parse_location(settings.store.url)
     if location.kind == "edge":
-        path = Path(location.where) if location.where else settings.data_dir / "index"
+        path = _edge_path(settings, location)
         quantization = quantization_of(settings.store)
         return EdgeStore(
             path, dim=dim, encoder=encoder_name, quantization=quantization, sparse=settings.sparse
@@ -58,3 +58,17 @@ def open_store(settings: Settings, dim: int, encoder_name: str) -> Store:
     return QdrantStore(
         location.where, dim=dim, encoder=encoder_name, settings=settings.store, sparse=settings.sparse
     )
+
+
+def no_index_yet(settings: Settings) -> bool:
+    """True when the store is the embedded one and there is no index at its path yet.
+
+    A command that only reads the index answers "no courses" then, rather than open it: opening creates
+    the index and its folders (a data directory that did not exist).
+    """
+    location = parse_location(settings.store.url)
+    return location.kind == "edge" and stored_meta(_edge_path(settings, location)) is None
+
+
+def _edge_path(settings: Settings, location: StoreLocation) -> Path:
+    return Path(location.where) if location.where else settings.data_dir / "index"
