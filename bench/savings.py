@@ -255,9 +255,9 @@ def percentile(values: Sequence[float], q: float) -> float:
 def grid() -> dict[str, ClientCascadeSettings]:
     """The candidates the defaults are chosen from (on `tune`)."""
     out = {"off": ClientCascadeSettings(preset="off")}
-    for keep, depth, k in itertools.product((0.2, 0.3, 0.4, 0.5), (5, 10, 15, 20), (7, 20)):
-        out[f"keep={keep},min={depth},k={k}"] = ClientCascadeSettings(
-            enabled=True, keep_ratio=keep, min_depth=depth, rrf_k=k, near_dup=0.8
+    for keep, depth, cross in itertools.product((0.2, 0.3, 0.35, 0.4, 0.5), (5, 10), (0, 1, 2, 3)):
+        out[f"keep={keep},min={depth},cross={cross}"] = ClientCascadeSettings(
+            enabled=True, keep_ratio=keep, min_depth=depth, near_dup=0.8, cross_lang_keep=cross
         )
     return out
 

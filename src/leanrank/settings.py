@@ -276,6 +276,13 @@ class ClientCascadeSettings(_Group):
     keep_ratio: float = Field(
         0.0, ge=0.0, le=1.0, description="Forward documents whose fused score is ≥ this × the top's; 0: all."
     )
+    cross_lang_keep: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="The client's first this many documents in the language the query is not written in "
+        "pass the adaptive cut whatever their fused score; 0: none.",
+    )
     min_depth: int = Field(5, ge=1, le=100_000, description="Fewest documents an adaptive cut forwards.")
     near_dup: float | None = Field(
         None, gt=0.0, le=1.0, description="Collapse documents sharing this share of word 3-shingles."

@@ -114,6 +114,21 @@ def test_trimming_forwards_best_windows(bm25: Bm25Encoder) -> None:
     assert "for loop" in p.texts[at]
 
 
+def test_the_first_documents_in_the_query_s_other_language_pass_the_cut(bm25: Bm25Encoder) -> None:
+    query = "Как цикл for обходит список?"
+    russian = [f"Абзац {i} о погоде, дорогах и садах: {i}." for i in range(30)]
+    english = ["A for loop iterates over a list one element at a time.", "English filler about gardens."]
+    docs = [*russian[:25], english[0], *russian[25:], english[1]]  # the client's order: English far down
+    without = asyncio.run(cascade(bm25, keep_ratio=0.5, min_depth=3).plan(query, docs))
+    pinned = asyncio.run(cascade(bm25, keep_ratio=0.5, min_depth=3, cross_lang_keep=1).plan(query, docs))
+    assert 25 not in without.forward  # BM25 cannot match it and its client rank is 25: cut
+    assert pinned.forward == [*without.forward, 25]  # kept, at the cut line; the second English one is not
+    mixed = asyncio.run(
+        cascade(bm25, keep_ratio=0.5, min_depth=3, cross_lang_keep=1).plan("погода в садах weather forecast", docs)
+    )
+    assert 25 not in mixed.forward  # a query in both languages has no other language
+
+
 def _response(scores: tuple[float, ...], scale: str = "probabilities") -> RerankResponse:
     return RerankResponse(scores, Usage.free(len(scores), 0.0), scale=scale)  # type: ignore[arg-type]
 

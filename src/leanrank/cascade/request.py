@@ -7,7 +7,11 @@ own rank order. Before the paid backend sees them:
 2. **a pre-ranking** from what the request holds: the client's order (its first stage) fused by RRF
    (`leanrank.retrieve.fusion`, Qdrant's convention) with BM25 over the request's own documents — the
    pipeline's analyser (`leanrank.encode.bm25`, each word stemmed in its own language), IDF counted over
-   the request, since no corpus is at hand;
+   the request, since no corpus is at hand. BM25 cannot match a document in the language the query is not
+   written in, and a multilingual dense order ranks such a document below the query's own language, so
+   the client's first `cross_lang_keep` documents in the other language pass the cut below whatever their
+   fused score (on the real course's tune half, the one answer the cut lost was the first English
+   document of a Russian question's list, at rank 21);
 3. the pipeline cascade (`leanrank.cascade.plan.Cascade`) on that list: the **adaptive cut**, **near-duplicate
    collapse**, the optional **gate** and **best-window trimming**;
 4. a cap: a backend billed per search unit is sent at most one unit's worth (100) per request.
@@ -225,6 +229,10 @@ class ClientCascade:
             + (rrf_term(bm25_rank[j], s.rrf_k, s.bm25_weight) if j in bm25_rank else 0.0)
             for j in range(len(unique))
         ]
+        if s.cross_lang_keep and s.keep_ratio > 0:
+            floor = s.keep_ratio * max(fused)
+            for j in _other_language(query, analysed)[: s.cross_lang_keep]:
+                fused[j] = max(fused[j], floor)
         order = sorted(range(len(unique)), key=lambda j: -fused[j])
         tokens: Callable[[str], int] = self._count if s.trim_tokens > 0 else (lambda _: 0)
         candidates = [
@@ -300,6 +308,15 @@ def _with_blanks(plan: ClientPlan, blank: list[int]) -> ClientPlan:
         stands_for,
         blank,
     )
+
+
+def _other_language(query: str, analysed: Sequence[Analysed]) -> list[int]:
+    """The documents written only in the language the query is not written in, in the client's order (none
+    for a query that mixes the languages): those BM25 over the request cannot match."""
+    lang = detect_lang(query)
+    if lang == "mixed":
+        return []
+    return [j for j, a in enumerate(analysed) if a.lang not in (lang, "mixed")]
 
 
 def _chunk(index: int, text: str, lang: Lang, tokens: int) -> Chunk:
