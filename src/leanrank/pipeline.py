@@ -69,13 +69,21 @@ AGREE_TOP, AGREE_WITHIN = 10, 50
 @dataclass(frozen=True, slots=True)
 class FileReport:
     """What ingesting one file did; `reason` says why a file was skipped. `embedded` counts the chunks
-    the dense encoder ran on: those of `chunks` whose indexed text no earlier ingest had embedded."""
+    the dense encoder ran on: those of `chunks` whose indexed text no earlier ingest had embedded.
+
+    `kept` counts the chunks an earlier ingest indexed for a file skipped now (it turned unreadable,
+    invalid, empty or too large): they are kept and still answer searches, and the report says so. The
+    last good version of a lesson serves students better than a hole where it was, and a file that turns
+    bad is more often half-saved or mid-copy than withdrawn; one withdrawn is removed from the folder and
+    pruned (`ingest(prune=True)`), as a deleted file is.
+    """
 
     source: str
     status: FileStatus
     chunks: int = 0
     reason: str = ""
     embedded: int = 0
+    kept: int = 0
 
 
 @dataclass(slots=True)
@@ -97,6 +105,11 @@ class IngestReport:
     @property
     def embedded(self) -> int:
         return sum(f.embedded for f in self.files)
+
+    @property
+    def stale(self) -> list[FileReport]:
+        """Skipped files whose earlier version is still indexed and searched (`FileReport.kept`)."""
+        return [f for f in self.files if f.kept]
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +330,8 @@ class Pipeline:
         on_file: Callable[[FileReport], None] | None = None,
         on_embed: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
-        """Index every supported file under `path`; a bad file is reported and skipped, the rest go on.
+        """Index every supported file under `path`; a bad file is reported and skipped, the rest go on (one
+        indexed before keeps that version: `FileReport.kept`).
 
         With `prune`, sources of the course that are no longer under the folder `path` are deleted, so the
         index mirrors the folder (off by default: ingesting one sub-folder must not drop the others).
@@ -331,8 +345,12 @@ class Pipeline:
             raise InputError(f"{path}: --prune needs a folder, the whole course")
         root = path if path.is_dir() else path.parent
         report = IngestReport(course)
+        indexed = self.store.sources(course)  # what a file skipped now leaves from an earlier ingest
         for file in discover(path):
-            self._record(report, self._ingest_file(file, root, course, on_embed), on_file)
+            result = self._ingest_file(file, root, course, on_embed)
+            if result.status == "skipped" and result.source in indexed:
+                result = dataclasses.replace(result, kept=indexed[result.source])
+            self._record(report, result, on_file)
         if path.is_dir():
             gone = sorted(set(self.store.sources(course)) - {f.source for f in report.files})
             for source in gone if prune else ():

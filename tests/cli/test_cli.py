@@ -264,6 +264,29 @@ def test_ingest_names_files_gone_from_the_folder(tmp_path: Path) -> None:
     assert "note:" not in r.stderr
 
 
+def test_ingest_notes_a_file_turned_invalid_whose_indexed_version_still_answers(tmp_path: Path) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "a.md").write_text("# Loops\n\nA for loop walks over a list.\n", encoding="utf-8")
+    cell = {"cell_type": "markdown", "metadata": {}, "source": "# Files\n\nopen() returns a file object."}
+    notebook = course / "b.ipynb"
+    notebook.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": [cell]}), encoding="utf-8")
+    data = tmp_path / "data"
+    assert leanrank(data, "ingest", str(course), "--course", "small").returncode == 0
+    notebook.write_text("{", encoding="utf-8")  # saved half-way
+    r = leanrank(data, "ingest", str(course), "--course", "small")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.endswith(
+        "skipped b.ipynb: cannot parse notebook: not JSON: Expecting property name enclosed in double "
+        "quotes: line 1 column 2 (char 1)\n"
+        "course small: 2 files — 0 added, 0 updated, 1 unchanged, 1 skipped, 0 removed; 0 chunks written, "
+        "0 embedded\n"
+        "note: b.ipynb was skipped (see above); the 1 chunk of its version indexed before still answers "
+        "searches until it is fixed and ingested again, or removed from the folder and ingested with "
+        "--prune\n"
+    ), r.stderr
+
+
 def test_delete_asks_on_a_terminal_and_yes_skips_it(tmp_path: Path) -> None:
     course = tmp_path / "course"
     course.mkdir()

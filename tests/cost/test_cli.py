@@ -143,6 +143,29 @@ def test_project_from_ledger_with_an_override(seeded: Path) -> None:
     assert volume["origin"] == "measured in 2026-11, with overrides"
 
 
+def test_project_from_ledger_says_how_many_calls_were_possibly_billed(seeded: Path) -> None:
+    """A timed-out call recorded at its estimate (what the meter writes: 20 + 3,200 tokens) counts as a call
+    of those tokens, and the projection says it is one."""
+    with Ledger(f"sqlite:///{seeded / 'ledger.sqlite'}") as ledger:
+        ledger.record(
+            make_record(
+                "d", course="c1", stage="rerank:unconfirmed", documents=20, query_tokens=20,
+                document_tokens=3200, cost_usd=0.002, count_source="estimate",
+            )
+        )  # fmt: skip
+    volume = run_json("costs", "project", "--from-ledger", "--period", "2026-11")["volume"]
+    assert (volume["unconfirmed_calls"], volume["queries_per_course_month"]) == (1, 2.0)
+    assert volume["candidates"] == (20 + 20 + 120 + 20) / 4
+    assert volume["query_tokens"] == (20 + 20 + 12 + 20) / 4
+    table = run("costs", "project", "--from-ledger", "--period", "2026-11")
+    assert table.exit_code == 0, table.output
+    assert (
+        "1 of the measured calls may have been billed without an answer used (timeout, unusable answer, "
+        "client gone): counted as calls, at the tokens of their estimate"
+    ) in table.stdout
+    assert "may have been billed" not in run("costs", "project").stdout
+
+
 def test_project_table_and_png(data_dir: Path, tmp_path: Path) -> None:
     result = run("costs", "project", "--png", str(tmp_path / "p.png"))
     assert result.exit_code == 0, result.output

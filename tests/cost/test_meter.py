@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from leanrank.cost.ledger import Ledger, LedgerError, LedgerRecord, RequestConfl
 from leanrank.cost.meter import Meter, usage_bounds
 from leanrank.cost.period import Period
 from leanrank.cost.pricing import Pricing
+from leanrank.cost.projection import measured_volume
 from leanrank.rerank.base import RerankResponse, Usage
 from leanrank.rerank.fallback import FallbackReranker
 from leanrank.rerank.http import BadResponseError, RerankServerError, RerankTimeoutError
@@ -340,6 +342,143 @@ async def test_two_timed_out_paid_links_of_one_chain_are_two_unconfirmed_records
     assert (free.calls, free.unconfirmed, free.unconfirmed_usd) == (1, 0, 0.0)
     [course] = ledger.totals("course", NOVEMBER)
     assert (course.calls, course.unconfirmed, course.cost_usd) == (3, 2, pytest.approx(0.008))
+
+
+def _unconfirmed_rows(tmp_path: Path) -> list[tuple[object, ...]]:
+    """Stage, backend, query and document tokens, billed units, unit and cost of each possibly billed row."""
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        rows = db.execute(
+            "SELECT stage, backend, query_tokens, document_tokens, billed_units, billed_unit, cost_usd "
+            "FROM leanrank_rerank_calls WHERE stage LIKE '%unconfirmed%' ORDER BY stage"
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+# What the meter estimates for 120 `DOCS` and the query "q", counted by each model's counter (the character
+# estimate: 1 query token, 4 per document): Cohere 2 search units at $2 / 1k; Voyage 1 × 120 + 480 = 600
+# pair tokens at $0.05 / M.
+COHERE_AT_ESTIMATE = ("cohere:rerank-v3.5", 1, 480, 2.0, "search_units", pytest.approx(0.004))
+VOYAGE_AT_ESTIMATE = ("voyage:rerank-2.5", 1, 480, 600.0, "tokens", pytest.approx(600 * 0.05 / 1e6))
+
+
+def timing_out(name: str) -> FakeReranker:
+    return FakeReranker(name, cohere_usage, fails=RerankTimeoutError(f"{name} timed out"))
+
+
+async def test_a_chain_failing_at_every_link_records_each_link_that_may_have_billed(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """`cohere | jina | voyage`: Cohere timed out, Jina answered 503 (refused, not billed), Voyage timed out
+    and its error is what the chain raises. Both timed-out links may be billed: each is its own record,
+    priced by its own backend at the estimate; only the last one used to be recorded."""
+    chain = FallbackReranker(
+        [
+            timing_out("cohere:rerank-v3.5"),
+            FakeReranker(
+                "jina:jina-reranker-v2-base-multilingual", cohere_usage, fails=RerankServerError("503")
+            ),
+            timing_out("voyage:rerank-2.5"),
+        ]
+    )
+    m = meter(ledger)
+    with pytest.raises(RerankTimeoutError, match=r"voyage:rerank-2\.5 timed out"):
+        await m.rerank(chain, "q", DOCS, request_id="c1", course="py")
+    assert _unconfirmed_rows(tmp_path) == [
+        ("rerank:unconfirmed", *COHERE_AT_ESTIMATE),
+        ("rerank:unconfirmed#2", *VOYAGE_AT_ESTIMATE),
+    ]
+    [course] = ledger.totals("course", NOVEMBER)
+    assert (course.calls, course.requests, course.unconfirmed) == (2, 1, 2)
+    assert course.cost_usd == pytest.approx(0.004 + 600 * 0.05 / 1e6)
+    assert m.failing() == chain.name
+    # The hold is gone: the client may retry under the same id.
+    assert (await m.rerank(cohere(), "q", DOCS, request_id="c1", course="py")).recorded
+
+
+async def test_a_failed_chain_records_its_links_in_one_transaction_or_none(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The second record cannot be written (a trigger refuses it): the first is not left behind alone."""
+    ledger.ping()  # creates the tables
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        db.execute(
+            "CREATE TRIGGER refuse AFTER INSERT ON leanrank_rerank_calls WHEN NEW.stage LIKE '%#2' "
+            "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+        )
+    chain = FallbackReranker([timing_out("cohere:rerank-v3.5"), timing_out("voyage:rerank-2.5")])
+    with pytest.raises(RerankTimeoutError):
+        await meter(ledger).rerank(chain, "q", DOCS, request_id="c1", course="py")
+    assert ledger.totals("course", NOVEMBER) == []
+
+
+async def test_a_chain_the_client_gave_up_on_records_the_link_in_flight(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """`cohere | voyage | identity`: Cohere timed out, and the client left while Voyage was working. Both
+    may be billed; the link the chain would have tried next (free identity) was never called."""
+    started = asyncio.Event()
+
+    @dataclass
+    class Hanging:
+        name: str
+
+        async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+            started.set()
+            await asyncio.Event().wait()  # the request is out; no answer comes before the client leaves
+            raise AssertionError("unreachable")
+
+    chain = FallbackReranker(
+        [timing_out("cohere:rerank-v3.5"), Hanging("voyage:rerank-2.5"), IdentityReranker()]
+    )
+    call = asyncio.create_task(meter(ledger).rerank(chain, "q", DOCS, request_id="gone", course="py"))
+    await started.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert _unconfirmed_rows(tmp_path) == [
+        ("rerank:unconfirmed", *COHERE_AT_ESTIMATE),
+        ("rerank:unconfirmed#2", *VOYAGE_AT_ESTIMATE),
+    ]
+
+
+async def test_an_unusable_answer_from_the_chain_link_that_served_is_recorded_against_it(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """`voyage | cohere | identity`: Voyage timed out, Cohere answered with usage no request could use. The
+    meter refuses the answer (424), so the call fails; Cohere served it and may bill, as may Voyage."""
+    chain = FallbackReranker(
+        [
+            timing_out("voyage:rerank-2.5"),
+            FakeReranker(
+                "cohere:rerank-v3.5", lambda q, d: Usage(0, 0, 1e9, "search_units", "reported", 0.1, len(d))
+            ),
+            IdentityReranker(),
+        ]
+    )
+    with pytest.raises(BadResponseError, match="1e\\+09 billed search_units"):
+        await meter(ledger).rerank(chain, "q", DOCS, request_id="b1", course="py")
+    assert _unconfirmed_rows(tmp_path) == [
+        ("rerank:unconfirmed", *VOYAGE_AT_ESTIMATE),
+        ("rerank:unconfirmed#2", *COHERE_AT_ESTIMATE),
+    ]
+
+
+async def test_a_possibly_billed_call_is_projected_at_the_tokens_of_its_estimate(ledger: Ledger) -> None:
+    """One Voyage call served (1 query token, 480 document tokens) and one timed out: the timed-out one is
+    recorded with the tokens its estimate priced, so `costs project --from-ledger` sees two calls of the
+    same shape, not one of no tokens halving the averages."""
+    m = meter(ledger)
+    served = FakeReranker(
+        "voyage:rerank-2.5", lambda q, d: Usage(1, 480, 600.0, "tokens", "estimate", 0.1, 120)
+    )
+    await m.rerank(served, "q", DOCS, request_id="s1", course="py")
+    with pytest.raises(RerankTimeoutError):
+        await m.rerank(timing_out("voyage:rerank-2.5"), "q", DOCS, request_id="t1", course="py")
+    volume = measured_volume(ledger, NOVEMBER)
+    assert (volume.queries_per_course_month, volume.candidates) == (2.0, 120.0)
+    assert (volume.query_tokens, volume.tokens_per_candidate) == (1.0, 4.0)
+    [total] = ledger.totals("course", NOVEMBER)
+    assert (total.unconfirmed, total.document_tokens, total.cost_usd) == (1, 960, pytest.approx(2 * 3e-5))
 
 
 async def test_a_timeout_is_recorded_as_maybe_billed_and_a_503_is_not(ledger: Ledger) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,6 +154,34 @@ def test_bad_files_are_skipped_and_leave_nothing_behind(
         assert all("\n" not in f.reason for f in report.files)
         assert set(p.store.sources("c")) <= {"good.md", "latin1.txt"}
         assert "good.md" in p.store.sources("c")
+
+
+def test_a_file_turned_invalid_keeps_its_indexed_version_and_the_report_says_so(
+    tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    """A notebook saved half-way is skipped; the chunks of its last good version still answer, and its
+    report counts them (`kept`), where a file skipped on its first ingest has none."""
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "loops.md").write_text("# Loops\n\nA for loop walks over a list.\n", encoding="utf-8")
+    notebook = course / "files.ipynb"
+    cell = {"cell_type": "markdown", "metadata": {}, "source": "# Files\n\nopen() returns a file object."}
+    notebook.write_text(
+        json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [cell]}), encoding="utf-8"
+    )
+    with make_pipeline(tmp_path / "data", e5, bm25) as p:
+        assert p.ingest(course, "c").stale == []
+        indexed = p.store.sources("c")["files.ipynb"]
+        notebook.write_text('{"cells": [', encoding="utf-8")
+        (course / "new.ipynb").write_text("not a notebook", encoding="utf-8")
+        again = p.ingest(course, "c", prune=True)
+        status = {f.source: f for f in again.files}
+        assert (status["files.ipynb"].status, status["files.ipynb"].kept) == ("skipped", indexed)
+        assert status["files.ipynb"].reason.startswith("cannot parse notebook: not JSON")
+        assert (status["new.ipynb"].status, status["new.ipynb"].kept) == ("skipped", 0)
+        assert [f.source for f in again.stale] == ["files.ipynb"]
+        assert p.store.sources("c")["files.ipynb"] == indexed
+        assert p.search("what does open() return", "c", k=1).hits[0].chunk.source == "files.ipynb"
 
 
 def test_an_edited_file_re_embeds_only_the_chunks_that_changed(

@@ -141,6 +141,22 @@ def test_a_bad_file_is_reported_and_the_rest_ingested(live: LiveServer) -> None:
     assert statuses["image.png"][1]
 
 
+def test_a_bad_upload_of_an_indexed_file_says_its_earlier_version_is_kept(live: LiveServer) -> None:
+    with live.client(ADMIN_KEY) as http:
+        first = http.post(
+            "/v1/courses/kept/documents", files=[("files", ("notes.md", b"# Notes\n\nLoops repeat code.\n"))]
+        ).json()
+        again = http.post("/v1/courses/kept/documents", files=[("files", ("notes.md", b""))]).json()
+        http.delete("/v1/courses/kept")
+    [added], [skipped] = first["files"], again["files"]
+    assert (added["status"], added["kept"]) == ("added", 0)
+    assert (skipped["status"], skipped["reason"], skipped["kept"]) == (
+        "skipped",
+        "the file is empty",
+        added["chunks"],
+    )
+
+
 def test_metrics_count_requests_and_reranks_by_backend_and_course(live: LiveServer) -> None:
     with live.client(DEMO_KEY) as http:
         http.post("/v1/search", json={"query": "функция", "course": "demo"})

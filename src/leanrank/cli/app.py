@@ -104,6 +104,16 @@ def _ingest(pipe: Pipeline, path: Path, course: str, *, prune: bool = False) -> 
         f"{plural(report.chunks, 'chunk')} written, {report.embedded:,} embedded"
     )
     err.print(summary)
+    for stale in report.stale:
+        err.print(
+            styled(
+                ("note:", "yellow"),
+                f" {stale.source} was skipped (see above); the {plural(stale.kept, 'chunk')} of its "
+                f"version indexed before still {'answers' if stale.kept == 1 else 'answer'} searches until "
+                "it is fixed and ingested again, or removed from the folder and ingested with --prune",
+            ),
+            soft_wrap=True,
+        )
     if report.missing:
         one = len(report.missing) == 1
         shown = ", ".join(report.missing[:3]) + (", …" if len(report.missing) > 3 else "")

@@ -158,13 +158,17 @@ def report_command(
         _chart(draw, png)
 
 
-def _base_volume(settings: Settings, from_ledger: bool, period: str | None) -> tuple[Volume, str]:
+def _base_volume(settings: Settings, from_ledger: bool, period: str | None) -> tuple[Volume, str, int]:
+    """The volume to start from, where it came from, and how many of its measured calls were possibly
+    billed without an answer used (counted at their estimate: `measured_volume`)."""
     if from_ledger:
         chosen = _period(period)
         if Ledger.missing(settings):  # as measured_volume says of an empty period, without creating it
             raise InputError(f"no rerank calls recorded in {chosen.label}")
         with Ledger.from_settings(settings) as ledger:
-            return measured_volume(ledger, chosen), f"measured in {chosen.label}"
+            volume = measured_volume(ledger, chosen)
+            unconfirmed = sum(t.unconfirmed for t in ledger.totals("course", chosen))
+        return volume, f"measured in {chosen.label}", unconfirmed
     if period is not None:
         raise InputError("--period needs --from-ledger")
     assumed = Volume(
@@ -174,7 +178,7 @@ def _base_volume(settings: Settings, from_ledger: bool, period: str | None) -> t
         settings.ingest.max_tokens,
         DEFAULT_QUERY_TOKENS,
     )
-    return assumed, "assumed"
+    return assumed, "assumed", 0
 
 
 def _say_assumed(base: Volume, given: tuple[float | None, ...]) -> None:
@@ -279,7 +283,7 @@ def _print_projection(p: Projection, origin: str) -> None:
     out.print(gpus)
 
 
-def _projection_json(p: Projection, origin: str) -> dict[str, Any]:
+def _projection_json(p: Projection, origin: str, unconfirmed: int) -> dict[str, Any]:
     v = p.volume
     return {
         "volume": {
@@ -290,6 +294,7 @@ def _projection_json(p: Projection, origin: str) -> dict[str, Any]:
             "tokens_per_candidate": v.tokens_per_candidate,
             "query_tokens": v.query_tokens,
             "origin": origin,
+            "unconfirmed_calls": unconfirmed,
         },
         "apis": [
             {
@@ -379,7 +384,7 @@ def project_command(
     """Monthly cost of a rerank volume at every priced API, and the volume above which a GPU is cheaper."""
     with cli_errors():
         settings = Settings()
-        base, origin = _base_volume(settings, from_ledger, period)
+        base, origin, unconfirmed = _base_volume(settings, from_ledger, period)
         volume = Volume(
             _given(queries_per_course_month, base.queries_per_course_month),
             _given(courses, base.courses),
@@ -394,12 +399,18 @@ def project_command(
         projection = project(pricing.models.values(), gpus, volume)
     cut = _cut(projection, volume, cut_to) if cut_to is not None else []
     if as_json:
-        body = _projection_json(projection, origin)
+        body = _projection_json(projection, origin, unconfirmed)
         if cut_to is not None:
             body["cut_to"] = {"candidates": cut_to, "apis": cut}
         sys.stdout.write(json.dumps(body) + "\n")
     else:
         _print_projection(projection, origin)
+        if unconfirmed:
+            out.print(
+                f"{unconfirmed:,} of the measured calls may have been billed without an answer used "
+                "(timeout, unusable answer, client gone): counted as calls, at the tokens of their estimate",
+                soft_wrap=True,
+            )
         if not from_ledger:
             _say_assumed(
                 base,

@@ -240,7 +240,7 @@ class CostLedger(Protocol):
 
     def settle(self, record: LedgerRecord, unconfirmed: Sequence[LedgerRecord] = ()) -> bool: ...
 
-    def release(self, hold: Hold, unconfirmed: LedgerRecord | None = None) -> None: ...
+    def release(self, hold: Hold, unconfirmed: Sequence[LedgerRecord] = ()) -> None: ...
 
     def find_reply(self, key: str) -> Reply | None: ...
 
@@ -479,15 +479,16 @@ class Ledger:
 
         return self._write(write, durable=True)
 
-    def release(self, hold: Hold, unconfirmed: LedgerRecord | None = None) -> None:
-        """Drop a hold whose call failed; `unconfirmed` records a call the provider may still have billed."""
+    def release(self, hold: Hold, unconfirmed: Sequence[LedgerRecord] = ()) -> None:
+        """Drop a hold whose call failed; `unconfirmed` records the calls made for it (a single backend, the
+        links of a fallback chain) that their providers may still have billed, in the same transaction."""
 
         def write(conn: Connection) -> None:
             conn.execute(self._drop_hold(hold.request_id, hold.stage))
-            if unconfirmed is not None:
-                conn.execute(self._insert_once(asdict(unconfirmed) | {"cache_hit": False}))
+            for maybe in unconfirmed:
+                conn.execute(self._insert_once(asdict(maybe) | {"cache_hit": False}))
 
-        self._write(write, durable=unconfirmed is not None)
+        self._write(write, durable=bool(unconfirmed))
 
     def find_reply(self, key: str) -> Reply | None:
         """The kept answer of the request `key` (`tenant/request id`), if any."""

@@ -6,7 +6,9 @@ with `LedgerError` before anything is sent, and a request id already in use is r
 number the backend returned is checked (a NaN or an infinity is a `BadResponseError`), and the record
 replaces the hold before the scores are handed back, so nothing served goes unrecorded. A call that fails
 after the provider may have billed it (a timeout, an unusable answer, a client that went away) is
-recorded at its estimated cost under the stage `<stage>:unconfirmed`.
+recorded at its estimated cost and counts under the stage `<stage>:unconfirmed`, and so is each link of a
+fallback chain that failed so (`<stage>:unconfirmed#2`, ...), whether a later link served or none did: in
+the transaction that records the call or releases its hold.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from leanrank.cost.tokens import counter_for
 from leanrank.errors import BackendError
 from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import score_scope
-from leanrank.rerank.http import MAYBE_BILLED, BadResponseError
+from leanrank.rerank.fallback import billable_failures, is_chain
+from leanrank.rerank.http import BadResponseError, maybe_billed
 from leanrank.settings import Settings
 from leanrank.tracing import AttributeValue, span
 
@@ -184,13 +187,17 @@ class Meter:
             skipped = (f"{reranker.name}: {BUDGET_SKIP}{state.label} reached, ${state.spent_usd:.4f} spent",)
             hold = replace(hold, amount_usd=0.0)
             await asyncio.to_thread(self._reserve, hold, False)
+        answer: RerankResponse | None = None
+        billable: list[str] = []
         try:
-            with score_scope(tenant or ""):
-                response = _checked(await chosen.rerank(query, documents), chosen.name, query, documents)
+            with score_scope(tenant or ""), billable_failures() as billable:
+                answer = await chosen.rerank(query, documents)
+            response = _checked(answer, chosen.name, query, documents)
         except BaseException as exc:
             if isinstance(exc, BackendError):
                 self._failed = (chosen.name, time.monotonic())
-            await self._release(hold, chosen.name, exc, query, documents)
+            links = _billable(exc, chosen.name, answer, billable)
+            await self._release(hold, links, exc, query, documents)
             raise
         self._failed = None
         served_by = response.served_by or chosen.name
@@ -201,7 +208,7 @@ class Meter:
             query,
             documents,
             hold,
-            response.unconfirmed,
+            billable,
             received,
             chosen.name,
         )
@@ -224,52 +231,64 @@ class Meter:
         return UNLIMITED, True
 
     async def _release(
-        self, hold: Hold, backend: str, exc: BaseException, query: str, documents: Sequence[str]
+        self, hold: Hold, links: Sequence[str], exc: BaseException, query: str, documents: Sequence[str]
     ) -> None:
-        """Drop the hold of a failed call, recording it when the provider may have billed it anyway.
+        """Drop the hold of a failed call, recording the calls to `links` its provider may have billed anyway.
 
         A cancelled request releases at once, on the event loop: its task cannot await any more. A
         ledger that fails here is logged: the call's own error is what the caller must see.
         """
-        maybe_billed = isinstance(exc, (*MAYBE_BILLED, asyncio.CancelledError))
         try:
             if isinstance(exc, asyncio.CancelledError):
-                self._drop(hold, backend, maybe_billed, query, documents)
+                self._drop(hold, links, query, documents)
             else:
-                await asyncio.to_thread(self._drop, hold, backend, maybe_billed, query, documents)
+                await asyncio.to_thread(self._drop, hold, links, query, documents)
         except LedgerError as failure:
             _log.error("could not release hold %s: %s", hold, failure)
 
-    def _drop(
-        self, hold: Hold, backend: str, maybe_billed: bool, query: str, documents: Sequence[str]
-    ) -> None:
-        # A fallback chain raises its last link's error: that link is the one that may have billed.
-        link = backend.rsplit("|", maxsplit=1)[-1].strip()
-        self._ledger.release(hold, self._unconfirmed(hold, link, query, documents) if maybe_billed else None)
+    def _drop(self, hold: Hold, links: Sequence[str], query: str, documents: Sequence[str]) -> None:
+        self._ledger.release(hold, self._unconfirmed(hold, links, query, documents))
 
     def _unconfirmed(
-        self, hold: Hold, link: str, query: str, documents: Sequence[str], nth: int = 1
-    ) -> LedgerRecord | None:
-        """The record of a call to `link` its provider may have billed though no answer was used: at the
-        estimate, under the stage `<stage>:unconfirmed` (`#nth` from the request's second such call on, so
-        two timed-out links of one chain are two records); None when `link` is free."""
-        if not self._pricing.is_paid(link):
-            return None
+        self, hold: Hold, links: Sequence[str], query: str, documents: Sequence[str]
+    ) -> list[LedgerRecord]:
+        """The records of the calls to `links` (in call order) their providers may have billed though no
+        answer was used, one per paid link, each under the stage `<stage>:unconfirmed#nth` (plain for the
+        first), `nth` its place among `links`: two timed-out links of one chain are two records."""
+        records = []
+        for nth, link in enumerate(links, 1):
+            if self._pricing.is_paid(link):
+                records.append(
+                    self._at_estimate(hold, link, query, documents, unconfirmed_stage(hold.stage, nth))
+                )
+        return records
+
+    def _at_estimate(
+        self, hold: Hold, link: str, query: str, documents: Sequence[str], stage: str
+    ) -> LedgerRecord:
+        """A call to `link` recorded at the estimate, as if it had answered without reporting usage: its
+        tokens by the model's counter, its billed units and cost by its price (the amount a budget held for
+        it), so the record's counts and its cost agree; a model with no listed price has an unknown cost."""
+        counter = counter_for(link)
+        query_tokens = counter.count(query)
+        document_tokens = sum(counter.count(doc) for doc in documents)
+        price = self._pricing.price(link)
+        units = 0.0 if price is None else price.units(query_tokens, len(documents), document_tokens)
         name = parse_backend(link)
         return LedgerRecord(
             time=hold.time,
             request_id=hold.request_id,
             course=hold.course,
             tenant=hold.tenant,
-            stage=unconfirmed_stage(hold.stage, nth),
+            stage=stage,
             backend=name.key,
             model=name.model,
             documents=len(documents),
-            query_tokens=0,
-            document_tokens=0,
-            billed_units=0.0,
-            billed_unit="none",
-            cost_usd=self._pricing.estimate(link, query, documents),
+            query_tokens=query_tokens,
+            document_tokens=document_tokens,
+            billed_units=units,
+            billed_unit="none" if price is None else price.billed_unit,
+            cost_usd=None if price is None else price.cost_of_units(units),
             latency_ms=0.0,
             cache_hits=0,
             count_source="estimate",
@@ -324,11 +343,7 @@ class Meter:
             documents_received=None if received is None else len(received),
             full_cost_usd=full,
         )
-        maybe = [
-            r
-            for nth, link in enumerate(unconfirmed, 1)
-            if (r := self._unconfirmed(hold, link, query, documents, nth))
-        ]
+        maybe = self._unconfirmed(hold, unconfirmed, query, documents)
         try:
             with span("leanrank.ledger.write", {"leanrank.records": 1 + len(maybe)}) as current:
                 recorded = self._ledger.settle(record, maybe)
@@ -338,6 +353,22 @@ class Meter:
             # Served and maybe paid, but unrecorded: the log is what the operator reconciles from.
             _log.error("ledger write failed after the call; unrecorded call: %s", asdict(record))
             raise
+
+
+def _billable(
+    exc: BaseException, backend: str, answer: RerankResponse | None, noted: Sequence[str]
+) -> list[str]:
+    """The calls of a failed rerank by `backend` that their providers may still bill, in call order.
+
+    An answer the meter refused (`_checked`) was served, so its link may bill, after the links a chain
+    noted before it. A chain that raised noted its failed links itself, the one whose error ended it
+    included (`fallback.billable_failures`); a single backend is its own link.
+    """
+    if answer is not None:
+        return [*noted, answer.served_by or backend]
+    if is_chain(backend):
+        return list(noted)
+    return [backend] if maybe_billed(exc) else []
 
 
 def _checked(response: RerankResponse, backend: str, query: str, documents: Sequence[str]) -> RerankResponse:

@@ -42,7 +42,9 @@ def measured_volume(ledger: CostLedger, period: Period) -> Volume:
 
     Each recorded call counts as one query; candidates are the documents actually sent (cache hits left
     out). Providers that report one token total put the query's share into the documents' tokens, which
-    leaves the priced total unchanged.
+    leaves the priced total unchanged. A call recorded as possibly billed (a timeout, an unusable answer, a
+    client gone) counts too, at the tokens of its estimate: its provider may bill it as a call
+    (`costs project` says how many there were).
     """
     rows = ledger.totals("course", period)
     calls = sum(r.calls for r in rows)

@@ -66,8 +66,6 @@ class RerankResponse:
     `served_by` names the backend that produced the scores when a wrapper chose among several (fallback
     chains, budgets); `failed` lists the ones tried first, with why. `scale` is declared by the backend
     that scored (never guessed from the values); wire formats convert from it. A score may be `UNSCORED`.
-    `unconfirmed` names the backends tried first whose failure their provider may still bill (a timeout,
-    an unusable 200 answer): the meter records them as possibly billed.
     """
 
     scores: tuple[float, ...]
@@ -75,7 +73,6 @@ class RerankResponse:
     served_by: str | None = None
     failed: tuple[str, ...] = ()
     scale: Scale = "probabilities"
-    unconfirmed: tuple[str, ...] = ()
 
 
 @runtime_checkable

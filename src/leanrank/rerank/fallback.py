@@ -2,19 +2,44 @@
 
 Only backend failures (timeouts, 5xx and 429 after retries, auth, bad responses) move on to the next
 backend; a caller's own mistake would fail the same way everywhere, so it is raised at once.
+
+A link whose call failed in a way its provider may still bill (`http.maybe_billed`: a timeout, an unusable
+answer, a caller gone) is noted for the meter inside `billable_failures`, whether a later link served or the
+chain failed as a whole. The note travels beside the error, not on it: one exception object may be raised to
+several concurrent calls (a micro-batch's failure).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 
 from leanrank.errors import BackendError, ConfigError
 from leanrank.rerank.base import Reranker, RerankResponse
-from leanrank.rerank.http import MAYBE_BILLED
+from leanrank.rerank.http import maybe_billed
 
 _log = logging.getLogger(__name__)
+_BILLABLE: ContextVar[list[str] | None] = ContextVar("leanrank_billable_failures", default=None)
+
+
+@contextmanager
+def billable_failures() -> Iterator[list[str]]:
+    """The links of the fallback chains run inside the block whose call failed in a way their provider may
+    still bill, in call order, the one whose failure ended a chain included; filled as they fail."""
+    links: list[str] = []
+    token = _BILLABLE.set(links)
+    try:
+        yield links
+    finally:
+        _BILLABLE.reset(token)
+
+
+def is_chain(name: str) -> bool:
+    """Whether a backend name is a fallback chain's (`a | b`): its links' failures are noted by the chain."""
+    return "|" in name
 
 
 class FallbackReranker:
@@ -31,25 +56,28 @@ class FallbackReranker:
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         failed: list[str] = []
-        unconfirmed: list[str] = []
         for backend in self.chain[:-1]:
             try:
-                return self._served(await backend.rerank(query, documents), backend, failed, unconfirmed)
+                return self._served(await _tried(backend, query, documents), backend, failed)
             except BackendError as exc:
                 _log.warning("reranker %s failed, falling back: %s", backend.name, exc)
                 failed.append(f"{backend.name}: {exc}")
-                if isinstance(exc, MAYBE_BILLED):
-                    unconfirmed.append(backend.name)
         last = self.chain[-1]
-        return self._served(await last.rerank(query, documents), last, failed, unconfirmed)
+        return self._served(await _tried(last, query, documents), last, failed)
 
     @staticmethod
-    def _served(
-        response: RerankResponse, backend: Reranker, failed: list[str], unconfirmed: list[str]
-    ) -> RerankResponse:
+    def _served(response: RerankResponse, backend: Reranker, failed: list[str]) -> RerankResponse:
         return replace(
-            response,
-            served_by=response.served_by or backend.name,
-            failed=(*failed, *response.failed),
-            unconfirmed=(*unconfirmed, *response.unconfirmed),
+            response, served_by=response.served_by or backend.name, failed=(*failed, *response.failed)
         )
+
+
+async def _tried(backend: Reranker, query: str, documents: Sequence[str]) -> RerankResponse:
+    """`backend`'s answer; a failure its provider may still bill is noted first (`billable_failures`)."""
+    try:
+        return await backend.rerank(query, documents)
+    except BaseException as exc:
+        noted = _BILLABLE.get()
+        if noted is not None and maybe_billed(exc):
+            noted.append(backend.name)
+        raise

@@ -72,6 +72,12 @@ class RerankTimeoutError(RerankHttpError):
 MAYBE_BILLED = (RerankTimeoutError, BadResponseError)
 
 
+def maybe_billed(exc: BaseException) -> bool:
+    """Whether a call that ended in `exc` may still be billed: it was sent and maybe served (`MAYBE_BILLED`),
+    or its caller stopped waiting for the answer (cancelled: a client that went away)."""
+    return isinstance(exc, (*MAYBE_BILLED, asyncio.CancelledError))
+
+
 @dataclass(frozen=True, slots=True)
 class JsonReply:
     """A decoded 2xx body with the headers some providers report usage in."""

@@ -327,10 +327,14 @@ class DocumentList(BaseModel):
 
 
 class FileResult(BaseModel):
+    """One uploaded file's outcome; `kept` counts the chunks of a skipped file's earlier version, which
+    still answer searches (`leanrank.pipeline.FileReport`)."""
+
     source: str
     status: Literal["added", "updated", "unchanged", "skipped", "removed"]
     chunks: int
     reason: str
+    kept: int = 0
 
 
 class IngestJobOut(BaseModel):

@@ -80,7 +80,8 @@ def _job_out(request: Request, job: IngestJob) -> IngestJobOut:
         status=job.status,
         bytes=job.bytes,
         files=[
-            FileResult(source=f.source, status=f.status, chunks=f.chunks, reason=f.reason) for f in job.files
+            FileResult(source=f.source, status=f.status, chunks=f.chunks, reason=f.reason, kept=f.kept)
+            for f in job.files
         ],
         error=job.error,
         created_at=job.created_at,
