@@ -9,8 +9,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from leanrank.cli.eval import eval_command
+from leanrank.cli.eval import eval_command, priced_models
 from leanrank.index.edge import stored_meta
+from leanrank.settings import Settings
 from tests.eval.conftest import write_beir
 
 app = typer.Typer()
@@ -89,3 +90,13 @@ def test_learned_sparse_is_switched_on_by_configuration(
     assert failed.exit_code == 2  # a setting to fix
     assert "has no sparse_linear.pt" in failed.stderr.splitlines()[-1]  # after transformers' load bar
     assert "Traceback" not in failed.output
+
+
+def test_the_default_prices_are_rerank_models_only(tmp_path: Path) -> None:
+    """The judge's chat models filled three columns of `$ per 1,000 queries` at their input rate."""
+    settings = Settings(data_dir=tmp_path)
+    keys = [m.key for m in priced_models(settings)]
+    assert "cohere:rerank-v3.5" in keys
+    assert "voyage:rerank-2.5-lite" in keys
+    assert not [k for k in keys if k.startswith("chat:")]
+    assert [m.key for m in priced_models(settings, ["chat:gpt-4o-mini"])] == ["chat:gpt-4o-mini"]

@@ -150,3 +150,14 @@ def test_a_body_that_is_not_utf8_is_422_in_the_services_shape(live: LiveServer, 
         "limit": None,
         "request_id": reply.headers["x-request-id"],
     }
+
+
+@pytest.mark.parametrize("path", ["/v2/rerank", "/v1/rerank", "/rerank", "/v1/rerank/batch", "/v1/search"])
+def test_malformed_json_says_where_and_why(live: LiveServer, path: str) -> None:
+    """pydantic's `body.1: JSON decode error` read as a fault in a field named `1`."""
+    with live.client(ADMIN_KEY, {"content-type": "application/json"}) as http:
+        reply = http.post(path, content=b'{"query": "q",}')
+    assert reply.status_code == 422, reply.text
+    error = "body: not valid JSON at character 14 (Expecting property name enclosed in double quotes)"
+    assert reply.json()["error"] == error
+    assert reply.json()["error_type"] == "invalid_request"

@@ -50,14 +50,21 @@ DistractorsOption = Annotated[
 
 
 def priced_models(settings: Settings, keys: Sequence[str] = ()) -> list[ModelPrice]:
-    """The paid rerank models of the price table (packaged files, then the user's), or just `keys`."""
+    """The paid rerank models of the price table (packaged files, then the user's), or just `keys`.
+
+    The judge's chat models are priced too, but pricing a reranker's candidates at a chat model's input rate
+    says nothing: they are left out unless named (the judge's own cost is its own column).
+    """
     from leanrank.cost.pricing import Pricing
+    from leanrank.rerank.judge import KIND as JUDGE_KIND
 
     models = Pricing.from_settings(settings).models
     unknown = [k for k in keys if k not in models]
     if unknown:
         raise ConfigError(f"no price for {unknown[0]!r}; priced models: {', '.join(sorted(models))}")
-    return [models[k] for k in keys] if keys else [m for _, m in sorted(models.items()) if m.is_paid]
+    if keys:
+        return [models[k] for k in keys]
+    return [m for _, m in sorted(models.items()) if m.is_paid and m.provider != JUDGE_KIND]
 
 
 def eval_command(
@@ -83,7 +90,7 @@ def eval_command(
     distractors: DistractorsOption = None,
     price: Annotated[
         list[str] | None,
-        typer.Option("--price", help="Price with this model (provider:model); default: every paid one."),
+        typer.Option("--price", help="Price with this model (provider:model); default: every rerank API."),
     ] = None,
     mmr_lambda: Annotated[
         float | None,

@@ -6,8 +6,9 @@ the pipeline and the `Reranker` contract. Every error leaves through `errors.err
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -153,11 +154,19 @@ async def _leanrank_error(request: Request, exc: Exception) -> Response:
 async def _validation_error(request: Request, exc: Exception) -> Response:
     """422 naming the first fields at fault (`body.documents.3: Input should be a valid string`)."""
     assert isinstance(exc, RequestValidationError)
-    problems = [
-        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()[:3]
-    ]
+    problems = [_problem(e) for e in exc.errors()[:3]]
     body = error_body("; ".join(problems) or "invalid request", "invalid_request", _request_id(request))
     return JSONResponse(body, 422)
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """One fault; bad JSON says where and why (pydantic's `body.1: JSON decode error` names no field)."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        where = f" at character {loc[-1]}" if len(loc) > 1 else ""
+        reason = error.get("ctx", {}).get("error", "")
+        return f"body: not valid JSON{where}" + (f" ({reason})" if reason else "")
+    return f"{'.'.join(str(p) for p in loc)}: {error.get('msg', 'invalid')}"
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
