@@ -123,9 +123,8 @@ def test_the_first_documents_in_the_query_s_other_language_pass_the_cut(bm25: Bm
     pinned = asyncio.run(cascade(bm25, keep_ratio=0.5, min_depth=3, cross_lang_keep=1).plan(query, docs))
     assert 25 not in without.forward  # BM25 cannot match it and its client rank is 25: cut
     assert pinned.forward == [*without.forward, 25]  # kept, at the cut line; the second English one is not
-    mixed = asyncio.run(
-        cascade(bm25, keep_ratio=0.5, min_depth=3, cross_lang_keep=1).plan("погода в садах weather forecast", docs)
-    )
+    both = "погода в садах weather forecast"
+    mixed = asyncio.run(cascade(bm25, keep_ratio=0.5, min_depth=3, cross_lang_keep=1).plan(both, docs))
     assert 25 not in mixed.forward  # a query in both languages has no other language
 
 

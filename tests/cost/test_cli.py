@@ -67,7 +67,7 @@ def test_report_json_and_table(seeded: Path) -> None:
         ledger.record(make_record("d", course="c1", stage="rerank:unconfirmed", cost_usd=0.002))
     body = run_json("costs", "report", "--by", "course", "--period", "2026-11")
     rows = [
-        (r["key"], r["calls"], r["cost_usd"], r["unpriced_calls"], r["unconfirmed_calls"])
+        (r["key"], r["calls"], r["cost_usd"], r["unpriced"], r["unconfirmed"])
         for r in body["rows"]
     ]
     assert rows == [("c1", 2, pytest.approx(0.006), 0, 1), ("c2", 2, 0.004, 1, 0)]

@@ -65,11 +65,11 @@ def _total_json(total: Total) -> dict[str, Any]:
         "query_tokens": total.query_tokens,
         "document_tokens": total.document_tokens,
         "cost_usd": total.cost_usd,
-        "unpriced_calls": total.unpriced,
+        "unpriced": total.unpriced,
         "documents_received": total.documents_received,
         "full_cost_usd": total.full_cost_usd,
         "saved_usd": total.saved_usd,
-        "unconfirmed_calls": total.unconfirmed,
+        "unconfirmed": total.unconfirmed,
         "unconfirmed_usd": total.unconfirmed_usd,
     }
 
