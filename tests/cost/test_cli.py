@@ -56,20 +56,24 @@ def test_pricing_lists_models_and_gpus(data_dir: Path) -> None:
     cohere = next(m for m in body["models"] if m["key"] == "cohere:rerank-v3.5")
     assert (cohere["price"], cohere["unit"], cohere["verified"]) == (2.0, "per_1k_search_units", True)
     assert {g["key"] for g in body["gpus"]} == {"selfhost:h100", "selfhost:l4"}
+    # The judge's chat models are listed apart, with both prices: they are no rerank API.
+    assert not any(m["key"].startswith("chat:") for m in body["models"])
+    mini = next(m for m in body["judge_models"] if m["key"] == "chat:gpt-4o-mini")
+    assert (mini["price"], mini["output_price"]) == (0.15, 0.6)
     table = run("pricing")
     assert table.exit_code == 0
     assert "cohere:rerank-v3.5" in table.stdout
     assert "example" in table.stdout
+    rerank_part, judge_part = table.stdout.split("LLM judge prices")
+    assert "chat:gpt-4o-mini" in judge_part
+    assert "chat:" not in rerank_part
 
 
 def test_report_json_and_table(seeded: Path) -> None:
     with Ledger(f"sqlite:///{seeded / 'ledger.sqlite'}") as ledger:  # a call that may have been billed
         ledger.record(make_record("d", course="c1", stage="rerank:unconfirmed", cost_usd=0.002))
     body = run_json("costs", "report", "--by", "course", "--period", "2026-11")
-    rows = [
-        (r["key"], r["calls"], r["cost_usd"], r["unpriced"], r["unconfirmed"])
-        for r in body["rows"]
-    ]
+    rows = [(r["key"], r["calls"], r["cost_usd"], r["unpriced"], r["unconfirmed"]) for r in body["rows"]]
     assert rows == [("c1", 2, pytest.approx(0.006), 0, 1), ("c2", 2, 0.004, 1, 0)]
     assert body["total"]["cost_usd"] == pytest.approx(0.010)
     assert body["total"]["unconfirmed_usd"] == pytest.approx(0.002)
@@ -102,6 +106,7 @@ def test_project_assumed_volume_by_hand(data_dir: Path) -> None:
         c for c in body["crossovers"] if (c["backend"], c["gpu"]) == ("cohere:rerank-v3.5", "selfhost:h100")
     )
     assert cross["queries_per_month"] == pytest.approx(2.5 * 730 / 0.002)
+    assert not any(a["backend"].startswith("chat:") for a in body["apis"])  # the judge reranks nothing
 
 
 def test_project_names_every_value_it_assumed(data_dir: Path) -> None:

@@ -396,7 +396,7 @@ def project_command(
             origin += ", with overrides"
         pricing = Pricing.from_settings(settings)
         gpus = _gpus(pricing, gpu, gpu_usd_per_hour, pairs_per_second)
-        projection = project(pricing.models.values(), gpus, volume)
+        projection = project((m for m in pricing.models.values() if m.is_rerank), gpus, volume)
     cut = _cut(projection, volume, cut_to) if cut_to is not None else []
     if as_json:
         body = _projection_json(projection, origin, unconfirmed)
@@ -494,23 +494,28 @@ def pricing_command(
     """List the rerank prices in use (packaged and your own files) with their dates and sources."""
     with cli_errors():
         pricing = Pricing.from_settings(Settings())
-    models = sorted(pricing.models.values(), key=lambda m: m.key)
+    every = sorted(pricing.models.values(), key=lambda m: m.key)
+    models = [m for m in every if m.is_rerank]
+    chat = [m for m in every if not m.is_rerank]
     gpus = sorted(pricing.gpus.values(), key=lambda g: g.key)
     if as_json:
+
+        def entry(m: ModelPrice) -> dict[str, Any]:
+            return {
+                "key": m.key,
+                "unit": m.unit,
+                "price": m.price,
+                **({} if m.is_rerank else {"output_price": m.output_price}),
+                "currency": "USD",
+                "as_of": m.as_of.isoformat(),
+                "source": m.source,
+                "verified": m.verified,
+                "note": m.note,
+            }
+
         body = {
-            "models": [
-                {
-                    "key": m.key,
-                    "unit": m.unit,
-                    "price": m.price,
-                    "currency": "USD",
-                    "as_of": m.as_of.isoformat(),
-                    "source": m.source,
-                    "verified": m.verified,
-                    "note": m.note,
-                }
-                for m in models
-            ],
+            "models": [entry(m) for m in models],
+            "judge_models": [entry(m) for m in chat],
             "gpus": [
                 {
                     "key": g.key,
@@ -530,6 +535,13 @@ def pricing_command(
         sys.stdout.write(json.dumps(body, indent=2) + "\n")
         return
     _print_prices(models)
+    if chat:
+        judge_table = Table(title="LLM judge prices (USD per 1M tokens)")
+        for col in ("model", "input", "output", "as of", "source"):
+            judge_table.add_column(col, overflow="fold")
+        for m in chat:
+            judge_table.add_row(m.key, f"{m.price:g}", f"{m.output_price:g}", str(m.as_of), m.source)
+        out.print(judge_table)
     if gpus:
         gpu_table = Table(title="Self-hosted GPUs")
         for col in ("gpu", "USD / hour", "pairs/s", "as of", "kind", "source"):

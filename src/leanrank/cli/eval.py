@@ -56,7 +56,6 @@ def priced_models(settings: Settings, keys: Sequence[str] = ()) -> list[ModelPri
     says nothing: they are left out unless named (the judge's own cost is its own column).
     """
     from leanrank.cost.pricing import Pricing
-    from leanrank.rerank.judge import KIND as JUDGE_KIND
 
     models = Pricing.from_settings(settings).models
     unknown = [k for k in keys if k not in models]
@@ -64,7 +63,7 @@ def priced_models(settings: Settings, keys: Sequence[str] = ()) -> list[ModelPri
         raise ConfigError(f"no price for {unknown[0]!r}; priced models: {', '.join(sorted(models))}")
     if keys:
         return [models[k] for k in keys]
-    return [m for _, m in sorted(models.items()) if m.is_paid and m.provider != JUDGE_KIND]
+    return [m for _, m in sorted(models.items()) if m.is_paid and m.is_rerank]
 
 
 def eval_command(

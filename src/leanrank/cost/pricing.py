@@ -55,6 +55,10 @@ _RULE_UNIT: Mapping[str, CallUnit] = {
 }
 
 
+CHAT_PROVIDER = "chat"
+"""The provider of the LLM judge's chat models (`prices/chat.toml`): priced, but no rerank API."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
     """The listed price of one rerank model, and the provider's billing rule applied to a call."""
@@ -80,6 +84,11 @@ class ModelPrice:
     @property
     def is_paid(self) -> bool:
         return self.price > 0 or self.output_price > 0
+
+    @property
+    def is_rerank(self) -> bool:
+        """False for a chat model, which the judge calls and no reranker stands in for."""
+        return self.provider != CHAT_PROVIDER
 
     def output_cost(self, output_tokens: int) -> float:
         """US dollars for `output_tokens` generated tokens (0 for models that generate none)."""

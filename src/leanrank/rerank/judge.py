@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 
 from leanrank.cost.budget import BudgetExceededError
+from leanrank.cost.pricing import CHAT_PROVIDER
 from leanrank.errors import BackendError, ConfigError
 from leanrank.rerank.base import Reranker, RerankResponse, Usage
 from leanrank.rerank.http import BadResponseError, JsonClient, LoopClients, check_endpoint
@@ -43,7 +44,7 @@ _log = logging.getLogger(__name__)
 
 JUDGE_STAGE = "judge"
 """The stage name of judge calls in the cost ledger (the reranker's is `rerank`)."""
-KIND = "chat"
+KIND = CHAT_PROVIDER
 """Backend kind of the judge: its name is `chat:MODEL`, its price entry `chat:MODEL`."""
 
 SYSTEM_PROMPT = (
