@@ -88,6 +88,34 @@ def test_search_many_queries_from_a_file(data_dir: Path, tmp_path: Path) -> None
     assert r.stderr == f"error: {qfile}:3: the query is empty\n"
 
 
+@pytest.mark.parametrize(
+    ("lines", "error"),
+    [
+        (
+            [
+                '{"id": "q1", "query": "циклы"}',
+                '{"id": "q2", "query": "loops"}',
+                '{"id": "q1", "query": "def"}',
+            ],
+            ':3: id "q1" is already line 1\'s; each query needs its own',
+        ),
+        (
+            ['{"id": 2, "query": "циклы"}', "", '{"id": "2", "query": "loops"}'],
+            ':3: id "2" is already line 1\'s; each query needs its own',
+        ),
+    ],
+)
+def test_search_refuses_a_queries_file_with_a_repeated_id(
+    data_dir: Path, tmp_path: Path, lines: list[str], error: str
+) -> None:
+    """Two results with one id: a caller joining results by id cannot tell them apart (`2` and `"2"` are
+    both written as `"2"`). The file is refused before any search."""
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    r = leanrank(data_dir, "search", "--queries", str(qfile), "--course", "py101", "--json")
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"error: {qfile}{error}\n")
+
+
 def test_user_errors_are_one_line_with_status_2(data_dir: Path, tmp_path: Path) -> None:
     cases = [
         ("search", "loops", "--course", "nope"),

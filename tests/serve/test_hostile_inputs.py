@@ -161,3 +161,41 @@ def test_malformed_json_says_where_and_why(live: LiveServer, path: str) -> None:
     error = "body: not valid JSON at character 14 (Expecting property name enclosed in double quotes)"
     assert reply.json()["error"] == error
     assert reply.json()["error_type"] == "invalid_request"
+
+
+DOCUMENT = 'a document must be a string or an object with a "text" field'
+STRING = "Input should be a valid string"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        (
+            "/v1/rerank",
+            {"model": "jina-reranker-v2", "query": "q", "documents": [1]},
+            f"body.documents.0: {DOCUMENT}",
+        ),
+        (
+            "/v1/rerank",
+            {"query": "q", "documents": ["a", None, [1]]},
+            f"body.documents.1: {DOCUMENT}; body.documents.2: {DOCUMENT}",
+        ),
+        ("/v2/rerank", {"query": "q", "documents": [{"text": "a"}]}, f"body.documents.0: {STRING}"),
+        ("/rerank", {"query": "q", "texts": ["a", 1]}, f"body.texts.1: {STRING}"),
+        (
+            "/v1/rerank/batch",
+            {"requests": [{"query": "q", "documents": [True]}]},
+            f"body.requests.0.documents.0: {STRING}",
+        ),
+    ],
+)
+def test_a_document_of_the_wrong_type_is_one_plain_fault(
+    live: LiveServer, path: str, body: dict[str, Any], error: str
+) -> None:
+    """A string-or-object document was two faults naming pydantic's schemas (`body.documents.0.str: ...;
+    body.documents.0.dict[str,json-or-python[json=any,python=tagged-union[...]]]: ...`)."""
+    with live.client(ADMIN_KEY) as http:
+        reply = http.post(path, json=body)
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["error"] == reply.json()["message"] == error
+    assert reply.json()["error_type"] == "invalid_request"

@@ -170,20 +170,30 @@ def _print_hits(result: SearchResult) -> None:
 
 
 def _read_queries(path: Path) -> list[tuple[int, str, str]]:
-    """(line number, id, query) of JSON lines with `id` and `query`; a bad line names the file and line."""
+    """(line number, id, query) of JSON lines with `id` and `query`; a bad line names the file and line.
+
+    Ids must differ (as the output writes them: `2` and `"2"` are one id): callers join results by id."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read queries ({exc})") from None
     queries = []
+    lines_by_id: dict[str, int] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
-            queries.append((n, str(obj["id"]), str(obj["query"])))
+            qid, text = str(obj["id"]), str(obj["query"])
         except (json.JSONDecodeError, KeyError, TypeError):
             raise InputError(f'{path}:{n}: expected a JSON object with "id" and "query"') from None
+        if qid in lines_by_id:
+            shown = json.dumps(qid, ensure_ascii=False)
+            raise InputError(
+                f"{path}:{n}: id {shown} is already line {lines_by_id[qid]}'s; each query needs its own"
+            )
+        lines_by_id[qid] = n
+        queries.append((n, qid, text))
     return queries
 
 
@@ -231,7 +241,7 @@ def search(
     ] = None,
     queries: Annotated[
         Path | None,
-        typer.Option("--queries", help="JSON-lines file of {id, query}: many queries in one run."),
+        typer.Option("--queries", help="JSON lines of {id, query}, each id once: many queries in one run."),
     ] = None,
 ) -> None:
     """Hybrid search in one course, then the rerank step."""

@@ -12,9 +12,21 @@ does) is a 422 naming the field.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictFloat, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from leanrank.cost.ledger import Bucket, GroupBy
 from leanrank.rerank.base import BilledUnit, CountSource
@@ -41,6 +53,21 @@ class _Request(BaseModel):
 
 
 StructuredDocument = dict[str, JsonValue]
+
+
+def _one_document(value: Any, handler: ValidatorFunctionWrapHandler) -> str | StructuredDocument:
+    """One plain fault: pydantic's union error names each member's internal schema
+    (`body.documents.0.dict[str,json-or-python[...]]: Input should be a valid dictionary`)."""
+    try:
+        document: str | StructuredDocument = handler(value)
+    except ValidationError:
+        raise PydanticCustomError(
+            "document_type", 'a document must be a string or an object with a "text" field'
+        ) from None
+    return document
+
+
+Document = Annotated[str | StructuredDocument, WrapValidator(_one_document)]
 
 
 class _RerankFields(_Request):
@@ -92,7 +119,7 @@ class RerankRequest(_RerankFields):
         }
     )
 
-    documents: list[str | StructuredDocument] = Field(
+    documents: list[Document] = Field(
         description='Strings, or objects: `{"text": ...}` (with an `id`, Jina) or with `rank_fields`.'
     )
     return_documents: bool | None = Field(
