@@ -26,7 +26,7 @@ from leanrank.cli.costs import costs_app, pricing_command
 from leanrank.cli.errors import cli_errors
 from leanrank.cli.eval import eval_command
 from leanrank.cli.index import index_app
-from leanrank.cli.rerank import backends_command, rerank_command
+from leanrank.cli.rerank import backends_command, refuse_repeated_ids, rerank_command
 from leanrank.cli.serve import serve_command
 from leanrank.errors import InputError
 from leanrank.index.factory import no_index_yet
@@ -178,7 +178,6 @@ def _read_queries(path: Path) -> list[tuple[int, str, str]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read queries ({exc})") from None
     queries = []
-    lines_by_id: dict[str, int] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -187,13 +186,8 @@ def _read_queries(path: Path) -> list[tuple[int, str, str]]:
             qid, text = str(obj["id"]), str(obj["query"])
         except (json.JSONDecodeError, KeyError, TypeError):
             raise InputError(f'{path}:{n}: expected a JSON object with "id" and "query"') from None
-        if qid in lines_by_id:
-            shown = json.dumps(qid, ensure_ascii=False)
-            raise InputError(
-                f"{path}:{n}: id {shown} is already line {lines_by_id[qid]}'s; each query needs its own"
-            )
-        lines_by_id[qid] = n
         queries.append((n, qid, text))
+    refuse_repeated_ids(path, ((n, qid) for n, qid, _ in queries), "query")
     return queries
 
 
