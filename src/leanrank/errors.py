@@ -21,6 +21,8 @@ LeanrankError
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class LeanrankError(Exception):
     """Root of every error leanrank raises on purpose."""
@@ -44,6 +46,12 @@ class QueryTooLongError(InputError):
 
 class UnknownCourseError(InputError):
     """A course id with nothing indexed under it."""
+
+    @classmethod
+    def among(cls, course: str, known: Iterable[str]) -> UnknownCourseError:
+        """The error naming the indexed courses, so a typo shows the name meant."""
+        names = ", ".join(sorted(known)) or "none yet"
+        return cls(f"unknown course {course!r}; indexed courses: {names}")
 
 
 class DocumentError(InputError):

@@ -249,6 +249,20 @@ def test_reading_a_data_directory_that_does_not_exist_creates_nothing(tmp_path: 
     assert (projected.returncode, projected.stderr) == (2, "error: no rerank calls recorded in 2026-11\n")
 
 
+def test_search_on_a_data_directory_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
+    """A search only reads: it opened the index, which creates it (data directory included), before finding
+    the course unknown. With no index yet the answer is the same error, and nothing is written."""
+    data = tmp_path / "not-yet"
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text('{"id": "q1", "query": "циклы"}\n', encoding="utf-8")
+    unknown = (2, "", "error: unknown course 'py101'; indexed courses: none yet\n")
+    r = leanrank(data, "search", "циклы", "--course", "py101")
+    assert (r.returncode, r.stdout, r.stderr) == unknown
+    r = leanrank(data, "search", "--queries", str(qfile), "--course", "py101", "--json")
+    assert (r.returncode, r.stdout, r.stderr) == unknown
+    assert [p.name for p in tmp_path.iterdir()] == ["q.jsonl"]  # no data directory
+
+
 def test_install_hints_keep_the_extra_in_brackets(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = None; "

@@ -65,6 +65,51 @@ def test_rerank_batch_bad_input_is_one_line_and_exit_2(tmp_path: Path, body: str
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("lines", "error"),
+    [
+        (
+            [
+                '{"id": "a", "query": "циклы", "documents": ["x"]}',
+                '{"id": "b", "query": "loops", "documents": ["y"]}',
+                '{"id": "a", "query": "def", "documents": ["z"]}',
+            ],
+            ':3: id "a" is already line 1\'s; each request needs its own',
+        ),
+        (  # an explicit id 3 and line 3's default id are one id
+            [
+                '{"id": 3, "query": "циклы", "documents": ["x"]}',
+                "",
+                '{"query": "loops", "documents": ["y"]}',
+            ],
+            ':3: id "3" is already line 1\'s; each request needs its own',
+        ),
+        (
+            [
+                '{"id": 2, "query": "циклы", "documents": ["x"]}',
+                '{"id": "2", "query": "loops", "documents": ["y"]}',
+            ],
+            ':2: id "2" is already line 1\'s; each request needs its own',
+        ),
+    ],
+)
+def test_rerank_batch_refuses_a_repeated_id_before_any_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: list[str], error: str
+) -> None:
+    """Two results with one id (as written) cannot be told apart: the file is refused, no provider call."""
+    fake = FakeProvider("jina")
+    monkeypatch.setenv("LEANRANK_JINA_BASE_URL", fake.url)
+    monkeypatch.setenv("LEANRANK_JINA_API_KEY", API_KEY)
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        result = CliRunner().invoke(app, ["rerank-batch", "-b", f"jina:{MODEL}", "--requests", str(requests)])
+    finally:
+        fake.close()
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "", f"error: {requests}{error}\n")
+    assert fake.requests == []
+
+
 def test_calibrate_writes_a_dated_file_that_eval_applies(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,9 +26,9 @@ from leanrank.cli.costs import costs_app, pricing_command
 from leanrank.cli.errors import cli_errors
 from leanrank.cli.eval import eval_command
 from leanrank.cli.index import index_app
-from leanrank.cli.rerank import backends_command, rerank_command
+from leanrank.cli.rerank import backends_command, refuse_repeated_ids, rerank_command
 from leanrank.cli.serve import serve_command
-from leanrank.errors import InputError
+from leanrank.errors import InputError, UnknownCourseError
 from leanrank.index.factory import no_index_yet
 from leanrank.pipeline import FileReport, IngestReport, Pipeline, SearchResult
 from leanrank.rerank.identity import IdentityReranker
@@ -178,7 +178,6 @@ def _read_queries(path: Path) -> list[tuple[int, str, str]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read queries ({exc})") from None
     queries = []
-    lines_by_id: dict[str, int] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -187,13 +186,8 @@ def _read_queries(path: Path) -> list[tuple[int, str, str]]:
             qid, text = str(obj["id"]), str(obj["query"])
         except (json.JSONDecodeError, KeyError, TypeError):
             raise InputError(f'{path}:{n}: expected a JSON object with "id" and "query"') from None
-        if qid in lines_by_id:
-            shown = json.dumps(qid, ensure_ascii=False)
-            raise InputError(
-                f"{path}:{n}: id {shown} is already line {lines_by_id[qid]}'s; each query needs its own"
-            )
-        lines_by_id[qid] = n
         queries.append((n, qid, text))
+    refuse_repeated_ids(path, ((n, qid) for n, qid, _ in queries), "query")
     return queries
 
 
@@ -253,11 +247,17 @@ def search(
         langs.append(code)  # type: ignore[arg-type]  # checked just above
     prefix = tuple(p.strip() for p in heading.split(">")) if heading else ()
     steering = from_examples(toward or (), away or ())
-    with _pipeline() as pipe:
-        if queries is not None:
-            if query is not None:
-                raise InputError("give either a QUERY or --queries FILE, not both")
-            batch = _read_queries(queries)
+    with cli_errors():
+        if query is not None and queries is not None:
+            raise InputError("give either a QUERY or --queries FILE, not both")
+        if query is None and queries is None:
+            raise InputError("give a QUERY or --queries FILE")
+        batch = None if queries is None else _read_queries(queries)
+        settings = Settings()
+        if no_index_yet(settings):  # a search must not create the index (nor the data directory)
+            raise UnknownCourseError.among(course, ())
+    with _pipeline(settings) as pipe:
+        if batch is not None:
             for n, _, text in batch:  # every query is checked before any is answered
                 try:
                     pipe.check_query(text)
@@ -272,8 +272,7 @@ def search(
                     + "\n"
                 )
             return
-        if query is None:
-            raise InputError("give a QUERY or --queries FILE")
+        assert query is not None  # checked above
         result = pipe.search(
             query, course, langs=langs, heading_prefix=prefix, k=k, judge=judge, steering=steering
         )

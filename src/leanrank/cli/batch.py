@@ -11,7 +11,7 @@ import typer
 
 from leanrank.aio import run_sync
 from leanrank.cli.errors import cli_errors
-from leanrank.cli.rerank import json_lines, usage_json
+from leanrank.cli.rerank import json_lines, refuse_repeated_ids, usage_json
 from leanrank.errors import InputError
 from leanrank.rerank.base import as_finite, is_blank, rank_order
 from leanrank.rerank.batch import DEFAULT_CONCURRENCY, rerank_many
@@ -20,8 +20,9 @@ from leanrank.rerank.catalog import reranker
 
 def read_requests(path: Path) -> list[tuple[str, str, list[str]]]:
     """JSON lines of `{"id": ..., "query": ..., "documents": [...]}` (strings or `{"text": ...}`); `id`
-    defaults to the line number. Errors name the line."""
+    defaults to the line number and must differ from every other line's. Errors name the line."""
     requests = []
+    ids = []  # (line number, id as written)
     for n, obj in json_lines(path, "requests"):
         docs = obj.get("documents") if isinstance(obj, dict) else None
         if not isinstance(obj, dict) or not isinstance(obj.get("query"), str) or not isinstance(docs, list):
@@ -33,9 +34,12 @@ def read_requests(path: Path) -> list[tuple[str, str, list[str]]]:
         texts = [d if isinstance(d, str) else d.get("text") if isinstance(d, dict) else None for d in docs]
         if not all(isinstance(t, str) for t in texts):
             raise InputError(f'{path}:{n}: each document is a string or an object with a string "text"')
-        requests.append((str(obj.get("id", n)), obj["query"], [str(t) for t in texts]))
+        rid = str(obj.get("id", n))
+        ids.append((n, rid))
+        requests.append((rid, obj["query"], [str(t) for t in texts]))
     if not requests:
         raise InputError(f"{path}: no requests")
+    refuse_repeated_ids(path, ids, "request")
     return requests
 
 
@@ -43,7 +47,10 @@ def rerank_batch_command(
     backend: Annotated[str, typer.Option("--backend", "-b", help="Reranker name; see `leanrank backends`.")],
     requests_file: Annotated[
         Path,
-        typer.Option("--requests", help='JSON lines: {"id", "query", "documents": [...]} per line.'),
+        typer.Option(
+            "--requests",
+            help='JSON lines of {"id", "query", "documents": [...]}; ids unique (default: the line number).',
+        ),
     ],
     top_n: Annotated[
         int | None, typer.Option("--top-n", min=1, help="Keep only each query's best N.")

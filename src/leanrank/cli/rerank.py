@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,6 +40,19 @@ def json_lines(path: Path, what: str) -> Iterator[tuple[int, Any]]:
             yield n, json.loads(line)
         except json.JSONDecodeError:
             raise InputError(f"{path}:{n}: not valid JSON") from None
+
+
+def refuse_repeated_ids(path: Path, ids: Iterable[tuple[int, str]], what: str) -> None:
+    """InputError naming both lines when two (line number, id) pairs share an id as the output writes it
+    (`2` and `"2"` are one): callers join results by id. `what` names one line's item in the message."""
+    lines_by_id: dict[str, int] = {}
+    for n, rid in ids:
+        if rid in lines_by_id:
+            shown = json.dumps(rid, ensure_ascii=False)
+            raise InputError(
+                f"{path}:{n}: id {shown} is already line {lines_by_id[rid]}'s; each {what} needs its own"
+            )
+        lines_by_id[rid] = n
 
 
 def read_docs(path: Path) -> list[Doc]:
