@@ -109,6 +109,9 @@ def test_fallback_is_reported(docs: Path) -> None:
         ('{"text": "ok"}\nnot json\n', "docs.jsonl:2: not valid JSON"),
         ('{"id": 1}\n', 'docs.jsonl:1: expected a JSON object with a string "text"'),
         ("\n\n", "docs.jsonl: no documents"),
+        # Results are joined by id: a repeated one, or an explicit id equal to a later line's default.
+        ('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', 'docs.jsonl:2: id "a" is already line 1\'s'),
+        ('{"id": 2, "text": "x"}\n{"text": "y"}\n', 'docs.jsonl:2: id "2" is already line 1\'s'),
     ],
 )
 def test_bad_documents_file_names_the_line(tmp_path: Path, content: str, message: str) -> None:

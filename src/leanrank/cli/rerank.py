@@ -56,14 +56,17 @@ def refuse_repeated_ids(path: Path, ids: Iterable[tuple[int, str]], what: str) -
 
 
 def read_docs(path: Path) -> list[Doc]:
-    """JSON lines of `{"text": ..., "id": ...}` (`id` defaults to the line number); errors name the line."""
-    docs = []
+    """JSON lines of `{"text": ..., "id": ...}` (`id` defaults to the line number, and must be unique);
+    errors name the line."""
+    docs, lines = [], []
     for n, obj in json_lines(path, "documents"):
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
             raise InputError(f'{path}:{n}: expected a JSON object with a string "text"')
         docs.append(Doc(str(obj.get("id", n)), obj["text"]))
+        lines.append(n)
     if not docs:
         raise InputError(f"{path}: no documents")
+    refuse_repeated_ids(path, zip(lines, (d.id for d in docs), strict=True), "document")
     return docs
 
 
