@@ -249,7 +249,7 @@ def test_reading_a_data_directory_that_does_not_exist_creates_nothing(tmp_path: 
     assert (projected.returncode, projected.stderr) == (2, "error: no rerank calls recorded in 2026-11\n")
 
 
-def test_search_on_a_data_directory_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
+def test_search_or_delete_on_a_data_directory_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
     """A search only reads: it opened the index, which creates it (data directory included), before finding
     the course unknown. With no index yet the answer is the same error, and nothing is written."""
     data = tmp_path / "not-yet"
@@ -259,6 +259,8 @@ def test_search_on_a_data_directory_that_does_not_exist_creates_nothing(tmp_path
     r = leanrank(data, "search", "циклы", "--course", "py101")
     assert (r.returncode, r.stdout, r.stderr) == unknown
     r = leanrank(data, "search", "--queries", str(qfile), "--course", "py101", "--json")
+    assert (r.returncode, r.stdout, r.stderr) == unknown
+    r = leanrank(data, "delete", "--course", "py101", "--yes")  # nothing to delete: the same answer
     assert (r.returncode, r.stdout, r.stderr) == unknown
     assert [p.name for p in tmp_path.iterdir()] == ["q.jsonl"]  # no data directory
 

@@ -312,7 +312,11 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove every chunk of a course; on a terminal, asks first unless --yes."""
-    with _pipeline() as pipe:
+    with cli_errors():
+        settings = Settings()
+        if no_index_yet(settings):  # nothing to delete, and the index must not be created to say so
+            raise UnknownCourseError.among(course, ())
+    with _pipeline(settings) as pipe:
         n = pipe.courses().get(course)
         if n and not yes and sys.stdin.isatty():
             typer.confirm(f"Delete course {course} ({plural(n, 'chunk')})?", abort=True, err=True)
