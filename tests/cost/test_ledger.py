@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from leanrank.cost.ledger import DEFAULT_TABLE, Hold, Ledger, LedgerRecord, RequestConflictError, Total
+from leanrank.cost.ledger import (
+    DEFAULT_TABLE,
+    HOLD_TTL,
+    Hold,
+    Ledger,
+    LedgerRecord,
+    RequestConflictError,
+    Total,
+)
 from leanrank.cost.period import Period
 from leanrank.errors import ConfigError, StoreError
 from leanrank.settings import Settings
@@ -212,6 +220,29 @@ def test_a_held_or_recorded_request_id_is_refused_and_a_released_one_is_free(led
         replace(hold, request_id="r2"), [("course", "python-101", NOVEMBER)], lambda _: True
     )
     assert held == ([pytest.approx(0.004)], True)  # r1's record; r1's hold is gone with its settlement
+
+
+def test_an_expired_hold_of_a_dead_process_is_recorded_as_possibly_billed(ledger: Ledger) -> None:
+    """A process killed mid-call leaves its hold: the provider may have billed the call. Once the hold
+    expires (HOLD_TTL), the next reservation turns a paid one into a `:unconfirmed` record at its estimate
+    and frees its id; a free call's hold leaves nothing."""
+    paid = Hold(NOV_3, "dead", "rerank", "python-101", "school-a", 0.004, "cohere:rerank-v3.5", 150)
+    free = Hold(NOV_3, "dead-free", "rerank", "python-101", "school-a", 0.0)
+    for hold in (paid, free):
+        ledger.reserve(hold, [], lambda _: True)
+    later = replace(paid, time=NOV_3 + HOLD_TTL - timedelta(seconds=1), request_id="alive")
+    ledger.reserve(later, [], lambda _: True)  # not expired yet: nothing recorded, the id still claimed
+    assert ledger.totals("course", NOVEMBER) == []
+    with pytest.raises(RequestConflictError, match="'dead' is still running"):
+        ledger.reserve(replace(paid, time=later.time), [], lambda _: True)
+    resent = replace(paid, time=NOV_3 + HOLD_TTL + timedelta(seconds=1))
+    ledger.reserve(resent, [], lambda _: True)  # expired: recorded, and the resent id is free again
+    (total,) = ledger.totals("course", NOVEMBER)
+    assert (total.calls, total.unconfirmed, total.documents) == (1, 1, 150)
+    assert total.cost_usd == pytest.approx(0.004)
+    assert (total.unconfirmed_usd, total.unpriced) == (pytest.approx(0.004), 0)
+    (by_backend,) = ledger.totals("backend", NOVEMBER)
+    assert by_backend.key == "cohere:rerank-v3.5"
 
 
 def test_from_settings_defaults_to_sqlite_in_data_dir(tmp_path: Path) -> None:

@@ -80,6 +80,25 @@ async def test_a_paid_call_is_priced_recorded_and_returned(ledger: Ledger) -> No
     assert (total.key, total.calls, total.documents, total.cost_usd) == ("cohere:rerank-v3.5", 1, 120, 0.004)
 
 
+async def test_a_paid_call_s_hold_names_its_backend_while_it_runs(ledger: Ledger, tmp_path: Path) -> None:
+    """What a process killed mid-call leaves behind (the ledger records it once it expires): the paid
+    backend, the documents and the estimate; a free call's hold names no backend."""
+    seen: list[tuple[object, ...]] = []
+
+    async def look(query: str, documents: Sequence[str]) -> RerankResponse:
+        with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+            seen.extend(db.execute("SELECT backend, documents, amount_usd FROM leanrank_rerank_calls_holds"))
+        return RerankResponse(tuple(0.0 for _ in documents), cohere_usage(query, documents))
+
+    paid = cohere()
+    paid.rerank = look  # type: ignore[method-assign]
+    await meter(ledger).rerank(paid, "q", DOCS, request_id="q1", course="py")
+    free = IdentityReranker()
+    free.rerank = look  # type: ignore[method-assign]
+    await meter(ledger).rerank(free, "q", DOCS, request_id="q2", course="py")
+    assert seen == [("cohere:rerank-v3.5", 120, pytest.approx(0.004)), (None, 0, 0.0)]
+
+
 async def test_a_reused_request_id_is_refused_before_the_provider_is_paid_again(ledger: Ledger) -> None:
     m, backend = meter(ledger), cohere()
     first = await m.rerank(backend, "q", DOCS, request_id="q1", course="py")

@@ -129,7 +129,7 @@ def test_a_new_ledger_is_at_the_newest_revision_and_matches_the_code(database: t
             )
             # What the migrations built against what the code reads and writes: nothing differs.
             assert compare_metadata(context, ledger._table.metadata) == []
-    assert _at(url, prefix) == migrations.head() == "0002"
+    assert _at(url, prefix) == migrations.head() == "0003"
 
 
 def test_revision_0001_is_the_schema_made_before_migrations(

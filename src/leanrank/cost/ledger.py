@@ -67,6 +67,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.sql.expression import ColumnElement, Executable
 from sqlalchemy.types import TypeDecorator
 
+from leanrank.cost._names import parse_backend
 from leanrank.cost.period import Period
 from leanrank.errors import ConfigError, DependencyError, LeanrankError, StoreError
 from leanrank.rerank.base import BilledUnit, CountSource
@@ -81,7 +82,8 @@ DEFAULT_TABLE = "leanrank_rerank_calls"
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 _SCHEMA_LOCK = 0x5C4E  # told apart from the holds' advisory lock of the same ledger
 HOLD_TTL = timedelta(hours=1)
-"""A hold older than this belongs to a process that died mid-call: it no longer counts, nor claims its id."""
+"""A hold older than this belongs to a process that died mid-call: it no longer counts, nor claims its id,
+and a paid one becomes a possibly billed record (the provider may have answered and billed the dead call)."""
 REPLY_TTL = timedelta(days=1)
 """How long a billed request's answer is kept for replay (a later resend of its id is refused)."""
 UNCONFIRMED = ":unconfirmed"
@@ -104,7 +106,11 @@ class RequestConflictError(LeanrankError):
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """Spend set aside for one call before it is made: its estimated cost in US dollars (0 for free)."""
+    """Spend set aside for one call before it is made: its estimated cost in US dollars (0 for free).
+
+    `backend` (the paid backend's name, None for a free call) and `documents` say what the call is, so a hold
+    left by a process that died mid-call is recorded as possibly billed once it expires (`HOLD_TTL`).
+    """
 
     time: datetime
     request_id: str
@@ -112,6 +118,8 @@ class Hold:
     course: str | None
     tenant: str | None
     amount_usd: float
+    backend: str | None = None
+    documents: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +320,8 @@ def _holds_table(name: str, metadata: MetaData) -> Table:
         Column("course", String(200)),
         Column("tenant", String(200)),
         Column("amount_usd", Float, nullable=False),
+        Column("backend", String(200)),
+        Column("documents", Integer),
         UniqueConstraint("request_id", "stage", name=f"{name}_holds_request_stage"),
     )
 
@@ -454,7 +464,7 @@ class Ledger:
 
         def write(conn: Connection) -> tuple[list[float], bool]:
             self._lock_holds(conn)
-            conn.execute(delete(self._holds).where(self._holds.c.time < hold.time - HOLD_TTL))
+            self._reap(conn, hold.time - HOLD_TTL)
             self._check_unused(conn, hold)
             committed = [self._committed(conn, scope, name, period) for scope, name, period in scopes]
             admitted = admit(committed)
@@ -575,6 +585,38 @@ class Ledger:
     def _lock_holds(self, conn: Connection) -> None:
         if self._dialect == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(self._lock_id)))
+
+    def _reap(self, conn: Connection, before: datetime) -> None:
+        """Drop the holds older than `before`, each paid one recorded as possibly billed: its process died
+        between reserving and recording (a kill, a crash), after the provider may have been called. The
+        record is the hold's estimate under `<stage>:unconfirmed` (the first link of a fallback chain, the
+        one it was estimated for; tokens unknown, so 0); a free call's hold leaves nothing."""
+        h = self._holds
+        expired = h.c.time < before
+        rows = conn.execute(select(h).where(expired, h.c.backend.is_not(None))).mappings().all()
+        for row in rows:
+            name = parse_backend(row["backend"].split("|", maxsplit=1)[0].strip())
+            when = row["time"]  # stored in UTC; SQLite gives it back without a zone
+            record = LedgerRecord(
+                time=when if when.tzinfo is not None else when.replace(tzinfo=UTC),
+                request_id=row["request_id"],
+                course=row["course"],
+                tenant=row["tenant"],
+                stage=unconfirmed_stage(row["stage"]),
+                backend=name.key,
+                model=name.model,
+                documents=row["documents"] or 0,
+                query_tokens=0,
+                document_tokens=0,
+                billed_units=0.0,
+                billed_unit="none",
+                cost_usd=row["amount_usd"],
+                latency_ms=0.0,
+                cache_hits=0,
+                count_source="estimate",
+            )
+            conn.execute(self._insert_once(asdict(record) | {"cache_hit": False}))
+        conn.execute(delete(h).where(expired))
 
     def _check_unused(self, conn: Connection, hold: Hold) -> None:
         for table, why in ((self._holds, "is still running"), (self._table, "was already billed")):

@@ -185,7 +185,7 @@ class Meter:
                 raise BudgetExceededError(state)
             chosen = fallback
             skipped = (f"{reranker.name}: {BUDGET_SKIP}{state.label} reached, ${state.spent_usd:.4f} spent",)
-            hold = replace(hold, amount_usd=0.0)
+            hold = replace(hold, amount_usd=0.0, backend=None, documents=0)
             await asyncio.to_thread(self._reserve, hold, False)
         answer: RerankResponse | None = None
         billable: list[str] = []
@@ -221,7 +221,8 @@ class Meter:
         """The hold at the `paid` backend's estimated cost (0 when free) and its reservation: one trip off
         the event loop for both (a tokenizer may run, the database blocks)."""
         if paid is not None:
-            hold = replace(hold, amount_usd=self._pricing.estimate(paid, query, documents))
+            amount = self._pricing.estimate(paid, query, documents)
+            hold = replace(hold, amount_usd=amount, backend=paid, documents=len(documents))
         return (hold, *self._reserve(hold, paid is not None))
 
     def _reserve(self, hold: Hold, paid: bool) -> tuple[BudgetState, bool]:
