@@ -171,6 +171,16 @@ def test_project_from_ledger_says_how_many_calls_were_possibly_billed(seeded: Pa
     assert "may have been billed" not in run("costs", "project").stdout
 
 
+def test_project_table_shows_a_tiny_paid_cost_as_below_a_millionth(data_dir: Path) -> None:
+    """11 tokens a call at $0.01 per million is $0.00000011: the table must not price a paid call at 0."""
+    result = run(
+        "costs", "project", "--candidates", "1", "--tokens-per-candidate", "10", "--query-tokens", "1"
+    )
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "deepinfra:Qwen/Qwen3-Reranker-0.6B" in line)
+    assert row.split("│")[2].strip() == "<0.000001"
+
+
 def test_project_table_and_png(data_dir: Path, tmp_path: Path) -> None:
     result = run("costs", "project", "--png", str(tmp_path / "p.png"))
     assert result.exit_code == 0, result.output

@@ -227,6 +227,9 @@ def _gpus(
 
 
 def _money(value: float) -> str:
+    """Dollars to a millionth; a cost too small to show there is "<0.000001", never a paid call at "0"."""
+    if 0 < value < 0.0000005:
+        return "<0.000001"
     return f"{value:,.2f}" if value >= 1 else f"{value:.6f}".rstrip("0").rstrip(".")
 
 
