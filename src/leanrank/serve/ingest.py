@@ -88,8 +88,9 @@ class IngestJobs:
     """Runs ingests one at a time; jobs and their uploaded files are durable under `folder`.
 
     A job's row (SQLite, `synchronous=FULL`) and its files are on disk before the upload is answered, and
-    stay until the job ends: after a crash or a stop the next start resumes every unfinished job
-    (ingestion is idempotent: files already indexed come back `unchanged`), or reports it failed if its
+    stay until the job ends; the row gains each file's result as soon as that file is done. After a crash
+    or a stop the next start resumes every unfinished job (ingestion is idempotent: files already indexed
+    come back `unchanged`, and the results saved before the restart stand), or reports it failed if its
     files are gone. The last `keep` finished jobs stay readable. All calls come from the event loop.
 
     Replicas may share `folder` (one data volume): each process holds a lock on `<owner>.lock` and keeps
@@ -154,16 +155,24 @@ class IngestJobs:
         )
 
     async def run(self, pipeline: Pipeline, job: IngestJob) -> None:
-        """Ingest the job's files into its course now; they are removed when it ends, errors re-raised."""
+        """Ingest the job's files into its course now; they are removed when it ends, errors re-raised.
+
+        Each file's result is saved to the job's row as soon as the file is done (`_progress`), so the status
+        endpoint shows the job advancing and a crash keeps what was done.
+        """
         folder = self.folder / self._db.execute("SELECT dir FROM jobs WHERE id = ?", (job.id,)).fetchone()[0]
+        loop = asyncio.get_running_loop()
+
+        def on_file(result: FileReport) -> None:  # in the ingest thread; the row is written on the loop
+            loop.call_soon_threadsafe(self._progress, job, result)
+            if self._stopping:
+                raise _StoppingError
+
         try:
             async with self.writer:
                 job.status = "running"
                 self._save(job)
-                report = await asyncio.to_thread(
-                    pipeline.ingest, folder, job.course, on_file=self._check_stop
-                )
-            job.files = report.files
+                await asyncio.to_thread(pipeline.ingest, folder, job.course, on_file=on_file)
             job.status = "done"
         except _StoppingError:
             job.status = "queued"
@@ -184,10 +193,12 @@ class IngestJobs:
                 shutil.rmtree(folder, ignore_errors=True)
                 self._forget_old()
 
-    def _check_stop(self, _: FileReport) -> None:
-        """Called by the ingest thread after each file."""
-        if self._stopping:
-            raise _StoppingError
+    def _progress(self, job: IngestJob, result: FileReport) -> None:
+        """Record one more file done. A resumed job keeps the results saved before the restart: the rerun
+        finds those files `unchanged` (its uploaded files did not change), which would hide what was done."""
+        if all(f.source != result.source for f in job.files):
+            job.files.append(result)
+            self._save(job)
 
     def _forget_old(self) -> None:
         self._db.execute(
