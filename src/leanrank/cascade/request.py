@@ -10,8 +10,8 @@ own rank order. Before the paid backend sees them:
    the request, since no corpus is at hand. BM25 cannot match a document in the language the query is not
    written in, and a multilingual dense order ranks such a document below the query's own language, so
    the client's first `cross_lang_keep` documents in the other language pass the adaptive cut (step 3)
-   whatever their fused score (on the real course's tune half, the one answer the cut lost was the first English
-   document of a Russian question's list, at rank 21);
+   whatever their fused score (on the real course's tune half, the one answer the cut lost was the first
+   English document of a Russian question's list, at rank 21);
 3. the pipeline cascade (`leanrank.cascade.plan.Cascade`) on that list: the **adaptive cut**, **near-duplicate
    collapse**, the optional **gate** and **best-window trimming**;
 4. a cap: a backend billed per search unit is sent at most one unit's worth (100) per request.
