@@ -175,6 +175,22 @@ def test_document_caps_are_applied_as_windows(gateway: LiveServer, backend: Fixe
     assert LONG.startswith(backend.sent[0][0])
 
 
+def test_max_chunks_per_doc_counts_against_the_document_limit(gateway: LiveServer, backend: Fixed) -> None:
+    """Each window is a document sent and billed: 2 documents × 600 windows is over `max_documents` (1000),
+    refused before anything is sent, as Cohere bounds documents × `max_chunks_per_doc`."""
+    answers(backend, [0.5] * 1500)
+    body = {"model": "rerank-v3.5", "query": QUERY, "documents": [LONG, LONG], "max_tokens_per_doc": 1}
+    reply = post(gateway, "/v1/rerank", {**body, "max_chunks_per_doc": 600})
+    assert reply.status_code == 413
+    assert reply.json()["limit"] == "max_documents"
+    assert reply.json()["message"] == (
+        "documents × max_chunks_per_doc: 1200 is above the limit of 1000 (serve.max_documents)"
+    )
+    assert backend.sent == []
+    assert post(gateway, "/v1/rerank", {**body, "max_chunks_per_doc": 500}).status_code == 200
+    assert [len(sent) for sent in backend.sent] == [1000]
+
+
 def test_what_providers_accept_is_accepted_and_ignored_fields_are_named(
     gateway: LiveServer, backend: Fixed
 ) -> None:

@@ -19,11 +19,13 @@ from leanrank.serve.metrics import Metrics
 from leanrank.settings import Settings
 
 
-def check_rerank(settings: Settings, query: str, documents: Sequence[str]) -> int:
+def check_rerank(settings: Settings, query: str, documents: Sequence[str], windows_per_doc: int = 1) -> int:
     """Refuse empty or oversized rerank requests; the request's estimated tokens (for the rate limits).
 
     Tokens are estimated at four characters each and counted the way token-billed providers bill them:
     the query once per document plus every document (a guard, not a bill: no tokenizer on the hot path).
+    With `windows_per_doc` (Cohere's `max_chunks_per_doc`) each window is a document sent and billed, so
+    the limits hold for documents × windows, the product Cohere bounds too.
     """
     limits = settings.serve
     if is_blank(query):
@@ -35,9 +37,11 @@ def check_rerank(settings: Settings, query: str, documents: Sequence[str]) -> in
             f"the query has {len(query)} characters, the limit is {settings.max_query_chars} "
             "(LEANRANK_MAX_QUERY_CHARS)"
         )
-    if len(documents) > limits.max_documents:
-        raise LimitExceededError("max_documents", len(documents), limits.max_documents, "documents")
-    tokens = estimate_tokens(query) * len(documents) + sum(estimate_tokens(d) for d in documents)
+    sent = len(documents) * windows_per_doc
+    if sent > limits.max_documents:
+        what = "documents" if windows_per_doc == 1 else "documents × max_chunks_per_doc"
+        raise LimitExceededError("max_documents", sent, limits.max_documents, what)
+    tokens = estimate_tokens(query) * sent + sum(estimate_tokens(d) for d in documents)
     if tokens > limits.max_tokens:
         raise LimitExceededError("max_tokens", tokens, limits.max_tokens, "estimated tokens")
     return tokens

@@ -144,7 +144,9 @@ async def rerank_once(
     on top of the policy; `ignored` names the fields accepted but not applied (`x-leanrank-ignored`).
     """
     course = billing_course(principal, course_header)
-    await service.rate_limits.tokens(principal.key_id, check_rerank(service.settings, query, documents))
+    per_doc = (windows.max_windows or 1) if windows is not None and windows.mode == "maxpool" else 1
+    tokens = check_rerank(service.settings, query, documents, per_doc)
+    await service.rate_limits.tokens(principal.key_id, tokens)
     backend = serving_policy(service, model, response)
     policy = backend if windows is None else WindowedReranker(backend, windows, xlmr_token_count)
     async with service.gate.slot():
