@@ -124,6 +124,33 @@ def test_a_boolean_string_or_float_for_an_integer_is_422(
     }
 
 
+BOOLEAN = "Input should be a valid boolean"
+JINA = {**RERANK, "model": "jina-reranker-v2-base-multilingual"}
+TEI = {"query": "q", "texts": ["a", "b"]}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        ("/v1/rerank", {**RERANK, "return_documents": "yes"}, f"body.return_documents: {BOOLEAN}"),
+        ("/v1/rerank", {**JINA, "return_documents": "false"}, f"body.return_documents: {BOOLEAN}"),
+        ("/v1/rerank", {**JINA, "return_documents": 0}, f"body.return_documents: {BOOLEAN}"),
+        ("/rerank", {**TEI, "raw_scores": 1}, f"body.raw_scores: {BOOLEAN}"),
+        ("/rerank", {**TEI, "return_text": "yes"}, f"body.return_text: {BOOLEAN}"),
+        ("/rerank", {**TEI, "truncate": "true"}, f"body.truncate: {BOOLEAN}"),
+    ],
+)
+def test_a_number_or_string_for_a_boolean_is_422(
+    live: LiveServer, path: str, body: dict[str, Any], error: str
+) -> None:
+    """Lax mode read `"yes"` or `1` as true and `"false"` or `0` as false: a Jina client's `"false"` echoed
+    nothing and a TEI client's `1` got logits, flags the client never sent as such (TEI itself refuses)."""
+    with live.client(ADMIN_KEY) as http:
+        reply = http.post(path, json=body)
+    assert reply.status_code == 422, reply.text
+    assert (reply.json()["error"], reply.json()["error_type"]) == (error, "invalid_request")
+
+
 def test_integers_sent_as_integers_still_count(live: LiveServer) -> None:
     with live.client(ADMIN_KEY) as http:
         reranked = http.post(

@@ -4,9 +4,10 @@ Rerank shapes copy the providers' documented wires (docs/PROVIDERS.md) so that t
 unchanged; everything else is leanrank's own. Converters from domain objects live in the routes.
 Unknown request fields are refused (422 naming the field) rather than silently ignored, except on TEI's
 wire, which ignores them as TEI does (and names them in the `x-leanrank-ignored` header).
-Request numbers are strict: pydantic's lax mode would read `"top_n": true` as 1 and `"k": "3"` or `2.0` as
-integers, so a boolean, a string or a float where an integer belongs (a boolean or a string where a number
-does) is a 422 naming the field.
+Request numbers and flags are strict: pydantic's lax mode would read `"top_n": true` as 1, `"k": "3"` or
+`2.0` as integers and `"return_documents": "yes"` or `1` as true, so a boolean, a string or a float where an
+integer belongs (a boolean or a string where a number does, a number or a string where a boolean does) is a
+422 naming the field.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    StrictBool,
     StrictFloat,
     StrictInt,
     ValidationError,
@@ -122,7 +124,7 @@ class RerankRequest(_RerankFields):
     documents: list[Document] = Field(
         description='Strings, or objects: `{"text": ...}` (with an `id`, Jina) or with `rank_fields`.'
     )
-    return_documents: bool | None = Field(
+    return_documents: StrictBool | None = Field(
         None, description="Echo each document in its result (default: true for Jina, false for Cohere)."
     )
     rank_fields: list[str] | None = Field(None, min_length=1, description="Cohere v1: fields to score on.")
@@ -220,10 +222,10 @@ class TeiRerankRequest(_Request):
 
     query: str
     texts: list[str]
-    truncate: bool | None = None
+    truncate: StrictBool | None = None
     truncation_direction: Literal["Left", "Right", "left", "right"] | None = None
-    raw_scores: bool = False
-    return_text: bool = False
+    raw_scores: StrictBool = False
+    return_text: StrictBool = False
 
 
 class TeiRank(BaseModel):
