@@ -118,6 +118,7 @@ def test_a_boolean_string_or_float_for_an_integer_is_422(
     assert reply.json() == {
         "error": error,
         "message": error,
+        "detail": error,
         "error_type": "invalid_request",
         "limit": None,
         "request_id": reply.headers["x-request-id"],
@@ -173,6 +174,7 @@ def test_a_body_that_is_not_utf8_is_422_in_the_services_shape(live: LiveServer, 
     assert reply.json() == {
         "error": error,
         "message": error,
+        "detail": error,
         "error_type": "invalid_request",
         "limit": None,
         "request_id": reply.headers["x-request-id"],

@@ -220,6 +220,17 @@ def test_error_bodies_carry_message_for_the_cohere_sdk(gateway: LiveServer) -> N
     assert invalid.json()["message"] == invalid.json()["error"] == "body.documents: Field required"
 
 
+def test_error_bodies_carry_detail_for_jina_clients(gateway: LiveServer) -> None:
+    """Jina's clients (LangChain's and LlamaIndex's `JinaRerank`) raise `resp["detail"]` when an answer has
+    no `results`: the message must be there, not a KeyError."""
+    body = {"model": "jina-reranker-v2-base-multilingual", "query": " ", "documents": ["a"]}
+    resp = post(gateway, "/v1/rerank", body).json()
+    assert "results" not in resp
+    assert resp["detail"] == resp["message"] == "the query is empty"
+    resp = post(gateway, "/v1/rerank", {**body, "query": QUERY, "top_n": 0}).json()
+    assert resp["detail"] == "body.top_n: Input should be greater than or equal to 1"
+
+
 def test_tei_probes_and_metrics_access(gateway: LiveServer, tmp_path: Path, index: Pipeline) -> None:
     """Issue 16, item 10: `/health` and `/info` without a key; `/metrics` for a dedicated key."""
     with gateway.client(None) as http:

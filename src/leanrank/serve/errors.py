@@ -169,10 +169,12 @@ def _public(exc: BaseException, status: Status) -> bool:
 def error_body(
     message: str, error_type: str, request_id: str | None, limit: str | None = None
 ) -> dict[str, Any]:
-    """The one error shape (`wire.ErrorBody`): the text under `error` and, for the Cohere SDK, `message`."""
+    """The one error shape (`wire.ErrorBody`): the text under `error` and, for the Cohere SDK and Jina's
+    clients, under `message` and `detail`."""
     return {
         "error": message,
         "message": message,
+        "detail": message,
         "error_type": error_type,
         "limit": limit,
         "request_id": request_id,

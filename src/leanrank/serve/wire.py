@@ -478,8 +478,8 @@ class Status(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error: a message (as `error` and as `message`), a stable type, the limit concerned (if any) and
-    the request id to quote."""
+    """Every error: a message (as `error`, `message` and `detail`), a stable type, the limit concerned (if
+    any) and the request id to quote."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -487,6 +487,7 @@ class ErrorBody(BaseModel):
                 {
                     "error": "documents: 1200 is above the limit of 1000 (serve.max_documents)",
                     "message": "documents: 1200 is above the limit of 1000 (serve.max_documents)",
+                    "detail": "documents: 1200 is above the limit of 1000 (serve.max_documents)",
                     "error_type": "limit_exceeded",
                     "limit": "max_documents",
                     "request_id": "5d0f3c7e9b1a4c2e8f6a1b2c3d4e5f60",
@@ -497,6 +498,9 @@ class ErrorBody(BaseModel):
 
     error: str
     message: str = Field(description="The same text as `error`: the Cohere SDK reads this field.")
+    detail: str = Field(
+        description="The same text as `error`: Jina's clients (LangChain, LlamaIndex) read this field."
+    )
     error_type: str
     limit: str | None = None
     request_id: str | None = None
