@@ -55,7 +55,7 @@ from leanrank.settings import Settings
 from leanrank.tracing import span, traced
 from leanrank.types import Hit, Lang
 
-_COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_COURSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 FileStatus = Literal["added", "updated", "unchanged", "skipped", "removed"]
 _CHANGED = ("added", "updated", "removed")
@@ -197,7 +197,7 @@ def _config_key(settings: Settings, encoder: str, reranker: str) -> str:
 
 def check_course_id(course: str) -> str:
     """Course ids become payload keys and file names in reports: keep them plain."""
-    if not _COURSE_ID.match(course):
+    if not _COURSE_ID.fullmatch(course):  # `match` lets `$` pass a trailing newline
         raise InputError(
             f"invalid course id {course!r}: use 1-64 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"

@@ -32,6 +32,8 @@ def test_hostile_entries_are_skipped_and_the_rest_ingested(
     outside.write_text("# Secret\n\nThe exam answers.\n", encoding="utf-8")
     (course / "out.md").symlink_to(outside)
     (course / "inside.md").symlink_to(course / "a.md")
+    (course / "loop1.md").symlink_to("loop2.md")
+    (course / "loop2.md").symlink_to("loop1.md")
     pipe = make_pipeline(tmp_path / "data", e5, bm25)
     try:
         report = pipe.ingest(course, "c")
@@ -41,6 +43,8 @@ def test_hostile_entries_are_skipped_and_the_rest_ingested(
             "b.md": ("skipped", "not a regular file (a FIFO, device or socket)"),
             "b.txt": ("skipped", "a link to a file outside the course folder"),
             "inside.md": ("added", ""),
+            "loop1.md": ("skipped", "a symbolic link loop"),
+            "loop2.md": ("skipped", "a symbolic link loop"),
             "out.md": ("skipped", "a link to a file outside the course folder"),
             "z.md": ("added", ""),
             "\ufffdt\ufffd.md": ("skipped", "the file name is not valid UTF-8; rename it"),

@@ -13,7 +13,7 @@ import pytest
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
 from leanrank.errors import EmptyQueryError, InputError, QueryTooLongError, UnknownCourseError
-from leanrank.pipeline import Pipeline
+from leanrank.pipeline import Pipeline, check_course_id
 from tests.conftest import SAMPLE_COURSE, make_pipeline
 
 
@@ -90,6 +90,17 @@ def test_bad_queries_and_courses(pipe: Pipeline) -> None:
         pipe.search("loops", "nope")
     with pytest.raises(InputError, match="invalid course id"):
         pipe.ingest(SAMPLE_COURSE, "../etc")
+
+
+@pytest.mark.parametrize("course", ["", "../etc", "a/b", "курс", " a", "a b", "py101\n", "a" * 65])
+def test_course_ids_outside_the_pattern_are_refused(course: str) -> None:
+    """A trailing newline too: it would become part of payload keys and report file names."""
+    with pytest.raises(InputError, match="invalid course id"):
+        check_course_id(course)
+
+
+def test_a_plain_course_id_is_kept() -> None:
+    assert check_course_id("a..b_1-x") == "a..b_1-x"
 
 
 def test_reingest_is_idempotent_and_changed_files_are_replaced(

@@ -51,5 +51,9 @@ def check_source(path: Path, root: Path) -> None:
         path.relative_to(root).as_posix().encode("utf-8")
     except UnicodeEncodeError:
         raise DocumentError(source_id(path, root), "the file name is not valid UTF-8; rename it") from None
-    if not path.resolve().is_relative_to(root.resolve()):
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: RuntimeError up to Python 3.12, OSError after
+        raise DocumentError(str(path), "a symbolic link loop") from None
+    if not target.is_relative_to(root.resolve()):
         raise DocumentError(str(path), "a link to a file outside the course folder")
