@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
-from leanrank.errors import DocumentError, FileTooLargeError
+from leanrank.errors import DocumentError, FileTooLargeError, InputError
+from leanrank.ingest.files import discover
 from leanrank.ingest.loaders import read_file
 from tests.conftest import make_pipeline
 
@@ -34,6 +36,7 @@ def test_hostile_entries_are_skipped_and_the_rest_ingested(
     (course / "inside.md").symlink_to(course / "a.md")
     (course / "loop1.md").symlink_to("loop2.md")
     (course / "loop2.md").symlink_to("loop1.md")
+    (course / "evil\nforged.md").write_text("# E\n\nA forged report line.\n", encoding="utf-8")
     pipe = make_pipeline(tmp_path / "data", e5, bm25)
     try:
         report = pipe.ingest(course, "c")
@@ -48,6 +51,10 @@ def test_hostile_entries_are_skipped_and_the_rest_ingested(
             "out.md": ("skipped", "a link to a file outside the course folder"),
             "z.md": ("added", ""),
             "\ufffdt\ufffd.md": ("skipped", "the file name is not valid UTF-8; rename it"),
+            "evil\\x0aforged.md": (
+                "skipped",
+                "the file name holds a control character; rename it",
+            ),
         }
         assert pipe.store.sources("c") == {"a.md": 1, "inside.md": 1, "z.md": 1}
     finally:
@@ -76,3 +83,22 @@ def test_the_size_limit_holds_while_reading(tmp_path: Path) -> None:
     (tmp_path / "maps.txt").symlink_to(maps)
     with pytest.raises(FileTooLargeError, match="more than the limit of 10 bytes"):
         read_file(tmp_path / "maps.txt", max_bytes=10)
+
+
+def test_an_unreadable_folder_stops_the_ingest_rather_than_look_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder os.walk cannot list would drop out of the file list: its indexed files would be reported
+    gone and deleted by `--prune`. (Run as root, permissions cannot make one, so listing it fails here.)"""
+    (tmp_path / "lesson1").mkdir()
+    (tmp_path / "lesson1" / "a.md").write_text("# A\n\nText.\n", encoding="utf-8")
+    real = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if os.fspath(path).endswith("lesson1"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(InputError, match=r"lesson1: cannot read this folder \(Permission denied\)"):
+        discover(tmp_path)

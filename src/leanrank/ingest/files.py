@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from pathlib import Path
 
 from leanrank.errors import DocumentError, InputError
@@ -20,7 +21,12 @@ def discover(root: Path) -> list[Path]:
     if not root.is_dir():
         raise InputError(f"{root}: no such file or directory")
     found: list[Path] = []
-    for folder, dirs, files in os.walk(root):
+
+    def unreadable(exc: OSError) -> None:
+        # A folder left out would look deleted: its files reported gone, and removed by `--prune`.
+        raise InputError(f"{exc.filename}: cannot read this folder ({exc.strerror}); fix it or move it out")
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found.extend(Path(folder, f) for f in files if not f.startswith("."))
     return sorted(found, key=lambda p: p.relative_to(root).parts)
@@ -35,10 +41,12 @@ def source_id(path: Path, root: Path) -> str:
     """The file's name in the index: its POSIX path relative to a folder root, or its name for a file root.
 
     Relative ids keep a course's index independent of where the course folder sits on disk. Bytes of a
-    name that are not UTF-8 show as U+FFFD, so the name can be printed (`check_source` skips such a file).
+    name that are not UTF-8 show as U+FFFD and control characters as `\\xNN`, so the name prints on one line
+    (`check_source` skips such a file: a newline in a name could forge a line of the ingest report).
     """
     rel = path.relative_to(root).as_posix() if root.is_dir() else path.name
-    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    name = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c for c in name)
 
 
 def check_source(path: Path, root: Path) -> None:
@@ -51,6 +59,9 @@ def check_source(path: Path, root: Path) -> None:
         path.relative_to(root).as_posix().encode("utf-8")
     except UnicodeEncodeError:
         raise DocumentError(source_id(path, root), "the file name is not valid UTF-8; rename it") from None
+    name = path.relative_to(root).as_posix() if root.is_dir() else path.name
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise DocumentError(source_id(path, root), "the file name holds a control character; rename it")
     try:
         target = path.resolve()
     except (OSError, RuntimeError):  # a symlink loop: RuntimeError up to Python 3.12, OSError after
