@@ -28,6 +28,11 @@ class BackendName:
         return next((value for key, value in self.options if key == name), None)
 
 
+def chain_links(name: str) -> list[str]:
+    """The backends of a fallback chain's name (`a | b`), in calling order; one for a single backend."""
+    return [link.strip() for link in name.split("|")]
+
+
 def parse_backend(name: str) -> BackendName:
     """Split one backend name; a fallback chain (`a | b`) is refused, since only one backend serves a call."""
     if "|" in name:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Concatenate, ParamSpec
 
-from leanrank.cost._names import parse_backend
+from leanrank.cost._names import chain_links, parse_backend
 from leanrank.cost.billing import SEARCH_UNIT_DOCUMENTS, pair_tokens
 from leanrank.cost.budget import UNLIMITED, Budget, BudgetExceededError, BudgetState
 from leanrank.cost.ledger import CostLedger, Hold, Ledger, LedgerError, LedgerRecord, unconfirmed_stage
@@ -32,7 +32,7 @@ from leanrank.cost.tokens import counter_for
 from leanrank.errors import BackendError
 from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import score_scope
-from leanrank.rerank.fallback import billable_failures, is_chain
+from leanrank.rerank.fallback import billable_failures
 from leanrank.rerank.http import BadResponseError, maybe_billed
 from leanrank.settings import Settings
 from leanrank.tracing import AttributeValue, span
@@ -367,7 +367,7 @@ def _billable(
     """
     if answer is not None:
         return [*noted, answer.served_by or backend]
-    if is_chain(backend):
+    if len(chain_links(backend)) > 1:
         return list(noted)
     return [backend] if maybe_billed(exc) else []
 

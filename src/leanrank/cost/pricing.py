@@ -35,7 +35,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from leanrank.cost._names import parse_backend
+from leanrank.cost._names import chain_links, parse_backend
 from leanrank.cost.billing import PROVIDER_BILLING, search_units
 from leanrank.cost.tokens import counter_for
 from leanrank.errors import ConfigError
@@ -227,7 +227,7 @@ class Pricing:
 
     def is_paid(self, backend: str) -> bool:
         """A non-zero listed price, or an unlisted model of a provider billing per call; chain: any link."""
-        links = [link.strip() for link in backend.split("|")]
+        links = chain_links(backend)
         if len(links) > 1:
             return any(self.is_paid(link) for link in links)
         price = self.price(backend)
@@ -242,7 +242,7 @@ class Pricing:
         else about four characters a token. A model without a listed price is held at 0 (its calls are
         unpriced, and unpriced calls count towards no cap).
         """
-        links = [link.strip() for link in backend.split("|")]
+        links = chain_links(backend)
         if len(links) > 1:
             return max(self.estimate(link, query, documents) for link in links)
         price = self.price(backend)

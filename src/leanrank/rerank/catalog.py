@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from leanrank.cost._names import chain_links
 from leanrank.cost.tokens import counter_for
 from leanrank.encode.e5 import xlmr_token_count
 from leanrank.errors import ConfigError
@@ -120,7 +121,7 @@ def reranker(name: str) -> Reranker:
 
     Behind `guard.guard`: blank documents are never sent and non-finite scores rank last, whatever the kind.
     """
-    links = [part.strip() for part in name.split("|")]
+    links = chain_links(name)
     if len(links) > 1:
         return guard(FallbackReranker([_single(link) for link in links]))
     return guard(_single(links[0]))

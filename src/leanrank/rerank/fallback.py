@@ -37,11 +37,6 @@ def billable_failures() -> Iterator[list[str]]:
         _BILLABLE.reset(token)
 
 
-def is_chain(name: str) -> bool:
-    """Whether a backend name is a fallback chain's (`a | b`): its links' failures are noted by the chain."""
-    return "|" in name
-
-
 class FallbackReranker:
     """Scores from the first backend that answers; the response says which one did and what failed before."""
 

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, BeforeValidator, JsonValue
 
 from leanrank.cascade.request import ClientPlan, merge, pass_through
-from leanrank.cost._names import parse_backend
+from leanrank.cost._names import chain_links, parse_backend
 from leanrank.cost.billing import PROVIDER_BILLING, SEARCH_UNIT_DOCUMENTS
 from leanrank.encode.e5 import xlmr_token_count
 from leanrank.errors import InputError
@@ -102,7 +102,7 @@ def serving_policy(service: Service, model: str | None, response: Response) -> R
     `UnknownModelError`.
     """
     policy = service.policy
-    members = policy.name.split(" | ")
+    members = chain_links(policy.name)
     if model is None or _is_model(members[0], model):
         return policy
     chain = policy
@@ -179,7 +179,7 @@ async def rerank_once(
 
 def _unit_cap(backend: str) -> int | None:
     """Documents one request may forward: one search unit's worth when a link of the chain bills per unit."""
-    links = (parse_backend(link) for link in backend.split("|"))
+    links = (parse_backend(link) for link in chain_links(backend))
     if any(PROVIDER_BILLING.get(link.provider) == "search_units" for link in links):
         return SEARCH_UNIT_DOCUMENTS
     return None
