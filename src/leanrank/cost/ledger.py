@@ -67,7 +67,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.sql.expression import ColumnElement, Executable
 from sqlalchemy.types import TypeDecorator
 
-from leanrank.cost._names import parse_backend
+from leanrank.cost._names import chain_links, parse_backend
 from leanrank.cost.period import Period
 from leanrank.errors import ConfigError, DependencyError, LeanrankError, StoreError
 from leanrank.rerank.base import BilledUnit, CountSource
@@ -264,7 +264,7 @@ class CostLedger(Protocol):
 
 
 class _UtcDateTime(TypeDecorator[datetime]):
-    """Aware datetimes in, UTC stored: `timestamptz` on PostgreSQL, naive UTC text on SQLite."""
+    """Aware datetimes in and out, UTC stored: `timestamptz` on PostgreSQL, naive UTC text on SQLite."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -276,6 +276,9 @@ class _UtcDateTime(TypeDecorator[datetime]):
             raise ValueError("ledger times must be timezone-aware")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _table(name: str) -> Table:
@@ -589,16 +592,16 @@ class Ledger:
     def _reap(self, conn: Connection, before: datetime) -> None:
         """Drop the holds older than `before`, each paid one recorded as possibly billed: its process died
         between reserving and recording (a kill, a crash), after the provider may have been called. The
-        record is the hold's estimate under `<stage>:unconfirmed` (the first link of a fallback chain, the
-        one it was estimated for; tokens unknown, so 0); a free call's hold leaves nothing."""
+        record is the hold's estimate under `<stage>:unconfirmed` (a chain's is its dearest link's, recorded
+        under its first link, the one called first; tokens unknown, so 0); a free call's hold leaves
+        nothing."""
         h = self._holds
         expired = h.c.time < before
         rows = conn.execute(select(h).where(expired, h.c.backend.is_not(None))).mappings().all()
         for row in rows:
-            name = parse_backend(row["backend"].split("|", maxsplit=1)[0].strip())
-            when = row["time"]  # stored in UTC; SQLite gives it back without a zone
+            name = parse_backend(chain_links(row["backend"])[0])
             record = LedgerRecord(
-                time=when if when.tzinfo is not None else when.replace(tzinfo=UTC),
+                time=row["time"],
                 request_id=row["request_id"],
                 course=row["course"],
                 tenant=row["tenant"],
