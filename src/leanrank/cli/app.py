@@ -253,9 +253,7 @@ def search(
         if query is None and queries is None:
             raise InputError("give a QUERY or --queries FILE")
         batch = None if queries is None else _read_queries(queries)
-        settings = Settings()
-        if no_index_yet(settings):  # a search must not create the index (nor the data directory)
-            raise UnknownCourseError.among(course, ())
+        settings = _indexed(course)
     with _pipeline(settings) as pipe:
         if batch is not None:
             for n, _, text in batch:  # every query is checked before any is answered
@@ -287,6 +285,15 @@ def search(
             _print_hits(result)
 
 
+def _indexed(course: str) -> Settings:
+    """The settings, once there is an index; with none yet, `course` is unknown. A command that only reads
+    or removes must not open the store to find that out: opening creates it (and the data directory)."""
+    settings = Settings()
+    if no_index_yet(settings):
+        raise UnknownCourseError.among(course, ())
+    return settings
+
+
 @app.command()
 def courses() -> None:
     """List indexed courses with their chunk counts."""
@@ -313,9 +320,7 @@ def delete(
 ) -> None:
     """Remove every chunk of a course; on a terminal, asks first unless --yes."""
     with cli_errors():
-        settings = Settings()
-        if no_index_yet(settings):  # nothing to delete, and the index must not be created to say so
-            raise UnknownCourseError.among(course, ())
+        settings = _indexed(course)
     with _pipeline(settings) as pipe:
         n = pipe.courses().get(course)
         if n and not yes and sys.stdin.isatty():
