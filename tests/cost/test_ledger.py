@@ -7,7 +7,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta, timezone
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -23,6 +23,7 @@ from leanrank.cost.ledger import (
     LedgerRecord,
     RequestConflictError,
     Total,
+    _days,
 )
 from leanrank.cost.period import Period
 from leanrank.errors import ConfigError, StoreError
@@ -102,6 +103,71 @@ def test_spent_sums_known_costs_of_one_course_or_tenant(ledger: Ledger) -> None:
     assert ledger.spent("course", "c1", NOVEMBER) == 0.75
     assert ledger.spent("tenant", "t1", NOVEMBER) == 0.25
     assert ledger.spent("course", "nobody", NOVEMBER) == 0.0
+
+
+def test_budget_totals_follow_every_write_and_agree_with_the_calls(ledger: Ledger) -> None:
+    """Budgets read per-day running totals, not the calls: every way a call is written adds its known cost
+    to its course's and tenant's day once, in the write's own transaction."""
+    dec_1 = datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC)
+    ledger.record(make_record("a", cost_usd=0.25))  # python-101 / school-a, Nov 3
+    assert ledger.record(make_record("a", cost_usd=0.25)) is False  # a repeat adds nothing
+    ledger.record(make_record("b", tenant=None, cost_usd=0.5))
+    ledger.record(make_record("c", cost_usd=None))  # unpriced: nothing known to add
+    ledger.record(make_record("d", time=dec_1, cost_usd=1.0))
+    hold = Hold(NOV_3, "e", "rerank", "python-101", "school-a", 0.125, "cohere:rerank-v3.5", 10)
+    ledger.reserve(hold, [], lambda _: True)
+    maybe = make_record("e", stage="rerank:unconfirmed", cost_usd=0.0625)
+    ledger.settle(make_record("e", cost_usd=0.125), [maybe])
+    ledger.reserve(replace(hold, request_id="f"), [], lambda _: True)
+    ledger.release(
+        replace(hold, request_id="f"), [make_record("f", stage="rerank:unconfirmed", cost_usd=2.0)]
+    )
+    ledger.reserve(replace(hold, request_id="dead", amount_usd=4.0), [], lambda _: True)
+    ledger.reserve(replace(hold, request_id="g", time=NOV_3 + HOLD_TTL * 2), [], lambda _: True)  # reaps
+    # A write failing inside a shared commit (its savepoint rolls back) leaves no total behind.
+    with ledger._commit_lock:
+        failing = threading.Thread(target=_record_then_fail, args=(ledger, make_record("z", cost_usd=8.0)))
+        ok = threading.Thread(target=lambda: ledger.record(make_record("h", cost_usd=16.0)))
+        for thread in (failing, ok):
+            thread.start()
+        deadline = time.monotonic() + 30
+        while len(ledger._queued) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for thread in (failing, ok):
+        thread.join(30)
+
+    # By hand: a 0.25 + b 0.5 + e 0.125 + e? 0.0625 + f? 2.0 + dead? 4.0 + h 16.0 in November.
+    assert ledger.spent("course", "python-101", NOVEMBER) == pytest.approx(22.9375)
+    assert ledger.spent("tenant", "school-a", NOVEMBER) == pytest.approx(22.4375)  # b has no tenant
+    assert ledger.spent("course", "python-101", Period.parse("2026-12")) == pytest.approx(1.0)
+    both = Period.parse("2026-11-01..2026-12-31")
+    assert ledger.spent("course", "python-101", both) == pytest.approx(23.9375)
+    for scope in ("course", "tenant"):
+        for period in (NOVEMBER, Period.parse("2026-12"), Period.parse("2026-11-03")):
+            for total in ledger.totals(scope, period):
+                if total.key is not None:  # no tenant: no budget to read
+                    assert ledger.spent(scope, total.key, period) == pytest.approx(total.cost_usd)
+    held = ledger.reserve(
+        replace(hold, request_id="i", time=NOV_3), [("course", "python-101", NOVEMBER)], lambda _: True
+    )
+    assert held == ([pytest.approx(22.9375 + 0.125)], True)  # g's hold still counts; i's is not yet in
+
+
+def _record_then_fail(ledger: Ledger, record: LedgerRecord) -> None:
+    """A write that fails after inserting its call, inside the transaction: its savepoint rolls back."""
+
+    def work(conn: sa.Connection) -> None:
+        assert ledger._insert(conn, asdict(record) | {"cache_hit": record.cache_hit})
+        raise RuntimeError("fails after its insert")
+
+    with pytest.raises(RuntimeError):
+        ledger._write(work, durable=True)
+
+
+def test_spent_is_kept_per_whole_utc_day() -> None:
+    half = Period(NOV_3, NOV_3 + timedelta(hours=12), "half a day")
+    with pytest.raises(ValueError, match="per UTC day"):
+        _days(half)
 
 
 def test_empty_period_has_no_rows(ledger: Ledger) -> None:

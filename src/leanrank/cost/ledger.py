@@ -22,6 +22,12 @@ sync to disk between them instead of one each. A hold is not a record: its trans
 through a crash), and the settlement's synced commit later makes it durable with everything written before
 it. A hold a power cut loses belonged to a process that died with it. Every call that writes a record
 returns only once its transaction is synced.
+
+Budgets read what a course or tenant spent this day or month at every paid call, inside the holds' lock, so
+that sum must not grow with the ledger: summing a month's records took 33 ms a call at 100,000 records, and
+every concurrent call waited for it. Each record therefore also adds its cost to a running total per
+`(scope, name, UTC day)` in the same transaction (`<prefix>_spend`), and a period's spend is the sum of its
+days: at most 31 rows whatever the volume.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     UniqueConstraint,
@@ -64,7 +71,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.sql.expression import ColumnElement, Executable
+from sqlalchemy.sql.expression import ColumnElement, Executable, Select
 from sqlalchemy.types import TypeDecorator
 
 from leanrank.cost._names import chain_links, parse_backend
@@ -343,6 +350,28 @@ def _replies_table(name: str, metadata: MetaData) -> Table:
     )
 
 
+def _spend_table(name: str, metadata: MetaData) -> Table:
+    """Known cost per `(scope, name, UTC day)`: `scope` is `course` or `tenant`, `day` is `YYYY-MM-DD`."""
+    return Table(
+        f"{name}_spend",
+        metadata,
+        Column("scope", String(16), nullable=False),
+        Column("name", String(200), nullable=False),
+        Column("day", String(10), nullable=False),
+        Column("cost_usd", Float, nullable=False),
+        PrimaryKeyConstraint("scope", "name", "day", name=f"{name}_spend_key"),
+    )
+
+
+def _days(period: Period) -> tuple[str, str]:
+    """`period` as `[first day, end day)` keys of the spend totals; raises `ValueError` for a period that
+    does not start and end at UTC midnight (every budget period and every `Period.parse` one does)."""
+    for edge in (period.start.astimezone(UTC), period.end.astimezone(UTC)):
+        if edge != datetime(edge.year, edge.month, edge.day, tzinfo=UTC):
+            raise ValueError(f"spend totals are kept per UTC day; period {period.label!r} is not whole days")
+    return period.start.astimezone(UTC).date().isoformat(), period.end.astimezone(UTC).date().isoformat()
+
+
 @dataclass(slots=True, eq=False)
 class _Write:
     """One write waiting for a group commit, then its outcome."""
@@ -391,6 +420,7 @@ class Ledger:
         self._table = _table(table)
         self._holds = _holds_table(table, self._table.metadata)
         self._replies = _replies_table(table, self._table.metadata)
+        self._spend = _spend_table(table, self._table.metadata)
         self._lock_id = zlib.crc32(table.encode())  # PostgreSQL advisory lock of this ledger's holds
         self._ready = False
         self._lock = threading.Lock()
@@ -451,11 +481,7 @@ class Ledger:
         """Write and commit one call; False when `(request_id, stage)` was already recorded."""
         row: dict[str, Any] = asdict(record) | {"cache_hit": record.cache_hit}
 
-        def write(conn: Connection) -> bool:
-            # RETURNING, not rowcount: drivers disagree on rowcount once RETURNING is implicit.
-            return conn.execute(self._insert_once(row)).first() is not None
-
-        return self._write(write, durable=True)
+        return self._write(lambda conn: self._insert(conn, row), durable=True)
 
     def reserve(
         self, hold: Hold, scopes: Sequence[tuple[Scope, str, Period]], admit: Admit
@@ -487,8 +513,8 @@ class Ledger:
         def write(conn: Connection) -> bool:
             conn.execute(self._drop_hold(record.request_id, record.stage))
             for maybe in unconfirmed:
-                conn.execute(self._insert_once(asdict(maybe) | {"cache_hit": False}))
-            return conn.execute(self._insert_once(row)).first() is not None
+                self._insert(conn, asdict(maybe) | {"cache_hit": False})
+            return self._insert(conn, row)
 
         return self._write(write, durable=True)
 
@@ -499,7 +525,7 @@ class Ledger:
         def write(conn: Connection) -> None:
             conn.execute(self._drop_hold(hold.request_id, hold.stage))
             for maybe in unconfirmed:
-                conn.execute(self._insert_once(asdict(maybe) | {"cache_hit": False}))
+                self._insert(conn, asdict(maybe) | {"cache_hit": False})
 
         self._write(write, durable=bool(unconfirmed))
 
@@ -618,7 +644,7 @@ class Ledger:
                 cache_hits=0,
                 count_source="estimate",
             )
-            conn.execute(self._insert_once(asdict(record) | {"cache_hit": False}))
+            self._insert(conn, asdict(record) | {"cache_hit": False})
         conn.execute(delete(h).where(expired))
 
     def _check_unused(self, conn: Connection, hold: Hold) -> None:
@@ -633,17 +659,22 @@ class Ledger:
                 )
 
     def _committed(self, conn: Connection, scope: Scope, name: str, period: Period) -> float:
-        spent, held = self._table, self._holds
+        held = self._holds
         stmt = select(
-            select(func.coalesce(func.sum(spent.c.cost_usd), 0.0))
-            .where(spent.c[scope] == name, spent.c.time >= period.start, spent.c.time < period.end)
-            .scalar_subquery(),
+            self._spent(scope, name, period).scalar_subquery(),
             select(func.coalesce(func.sum(held.c.amount_usd), 0.0))
             .where(held.c[scope] == name, held.c.time >= period.start, held.c.time < period.end)
             .scalar_subquery(),
         )
         row = conn.execute(stmt).one()
         return float(row[0]) + float(row[1])
+
+    def _spent(self, scope: Scope, name: str, period: Period) -> Select[Any]:
+        first, end = _days(period)
+        s = self._spend
+        return select(func.coalesce(func.sum(s.c.cost_usd), 0.0)).where(
+            s.c.scope == scope, s.c.name == name, s.c.day >= first, s.c.day < end
+        )
 
     def _drop_hold(self, request_id: str, stage: str) -> Executable:
         h = self._holds
@@ -696,13 +727,9 @@ class Ledger:
         return sorted(totals, key=lambda total: (total.key is None, total.key or ""))
 
     def spent(self, scope: Scope, name: str, period: Period) -> float:
-        """Known cost of one course's or tenant's calls over `period`."""
-        t = self._table
-        stmt = select(func.coalesce(func.sum(t.c.cost_usd), 0.0)).where(
-            t.c[scope] == name, t.c.time >= period.start, t.c.time < period.end
-        )
+        """Known cost of one course's or tenant's calls over `period` (whole UTC days; else `ValueError`)."""
         with self._errors(), self._engine.connect() as conn:
-            return float(conn.execute(stmt).scalar_one())
+            return float(conn.execute(self._spent(scope, name, period)).scalar_one())
 
     def series(self, bucket: Bucket, period: Period) -> list[SeriesRow]:
         """Sums per UTC hour or day, course, tenant and backend over `period`, in time order (the spend
@@ -771,17 +798,30 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _insert_once(self, row: dict[str, Any]) -> Executable:
-        conflict = ["request_id", "stage"]
-        t = self._table
-        if self._dialect == "postgresql":
-            return (
-                postgresql.insert(t)
-                .values(row)
-                .on_conflict_do_nothing(index_elements=conflict)
-                .returning(t.c.id)
+    def _insert(self, conn: Connection, row: dict[str, Any]) -> bool:
+        """Insert a record unless `(request_id, stage)` is already recorded, adding its known cost to its
+        course's and tenant's day totals in the same transaction; False when it was already there."""
+        t, spend = self._table, self._spend
+        dialect = postgresql if self._dialect == "postgresql" else sqlite
+        insert = dialect.insert(t).values(row).on_conflict_do_nothing(index_elements=["request_id", "stage"])
+        # RETURNING, not rowcount: drivers disagree on rowcount once RETURNING is implicit.
+        if conn.execute(insert.returning(t.c.id)).first() is None:
+            return False
+        day = row["time"].astimezone(UTC).date().isoformat()
+        totals = [
+            {"scope": scope, "name": row[scope], "day": day, "cost_usd": row["cost_usd"]}
+            for scope in ("course", "tenant")
+            if row[scope] is not None
+        ]
+        if row["cost_usd"] is not None and totals:
+            add = dialect.insert(spend).values(totals)
+            conn.execute(
+                add.on_conflict_do_update(
+                    index_elements=["scope", "name", "day"],
+                    set_={"cost_usd": spend.c.cost_usd + add.excluded.cost_usd},
+                )
             )
-        return sqlite.insert(t).values(row).on_conflict_do_nothing(index_elements=conflict).returning(t.c.id)
+        return True
 
     def _day(self) -> ColumnElement[str]:
         time = self._table.c.time
