@@ -61,6 +61,7 @@ from leanrank.serve import new_key
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM = ROOT / "bench" / "out" / "litellm-venv" / "bin" / "litellm"
 LITELLM_KEY = "sk-bench"
+KEEP = ["--keep-alive"] if os.environ.get("KA") else []
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -242,7 +243,7 @@ def main() -> None:
             backend_port = free_port()
             backend = f"http://127.0.0.1:{backend_port}"
             env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-            argv = [sys.executable, "-m", "tests.rerank.servers", "cohere", str(backend_port)]
+            argv = [sys.executable, "-m", "tests.rerank.servers", "cohere", str(backend_port), *KEEP]
             pids = {"direct": stack.enter_context(process(argv, env, tmp / "backend.log"))}
             targets = {"direct": (backend, API_KEY)}
             logs = {"direct": tmp / "backend.log"}

@@ -227,8 +227,10 @@ class FakeProvider:
         usage_headers: bool = True,
         port: int = 0,
         info: dict[str, Any] | None = None,
+        keep_alive: bool = False,
     ) -> None:
         self.provider = provider
+        self.keep_alive = keep_alive  # HTTP/1.1 persistent connections, as providers' APIs keep them
         self.wire = wire or WIRES[provider]
         self.usage_headers = usage_headers
         self.info = info  # TEI's `GET /info` body; None: 404, as a server without the route answers
@@ -299,6 +301,8 @@ class FakeProvider:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if fake.keep_alive else "HTTP/1.0"
+
             def do_GET(self) -> None:
                 fake.info_requests += 1
                 found = self.path == "/info" and fake.info is not None
@@ -343,11 +347,13 @@ def adapter(fake: FakeProvider, **options: Any) -> HttpReranker:
 
 
 def main() -> None:
-    """`python -m tests.rerank.servers PROVIDER [PORT]`: serve one fake until Ctrl-C (README example)."""
+    """`python -m tests.rerank.servers PROVIDER [PORT] [--keep-alive]`: serve one fake until Ctrl-C (README
+    example); `--keep-alive` keeps connections open between requests (HTTP/1.1), as real providers do."""
     import sys
 
-    provider, port = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    fake = FakeProvider(provider, port=port)
+    args = [a for a in sys.argv[1:] if a != "--keep-alive"]
+    provider, port = args[0], int(args[1]) if len(args) > 1 else 0
+    fake = FakeProvider(provider, port=port, keep_alive="--keep-alive" in sys.argv)
     print(f"{provider} wire on {fake.url} (key {API_KEY!r}, model {MODEL!r})", flush=True)
     try:
         threading.Event().wait()
