@@ -20,6 +20,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+CALL_DEADLINE_S = 180.0
+"""The default `rerank.deadline_s`: one request of an HTTP reranker with its default options at its slowest,
+every attempt using its whole timeout and every wait the longest a server's `Retry-After` is honoured
+(4 × 30 s + 3 × 20 s: `catalog` options, `leanrank.retry.RetryPolicy`)."""
+
 SparseKind = Literal["bm25", "bge-m3"]
 """Which sparse vectors the first stage's sparse list uses (`leanrank.index.base.SPARSE_VECTOR`)."""
 
@@ -112,6 +117,13 @@ class RerankSettings(_Group):
         pattern=r"^(off|sqlite|rediss?://.+)$",
     )
     cache_ttl_s: float = Field(30 * 86_400, gt=0, description="Cached scores expire after this long.")
+    deadline_s: float = Field(
+        CALL_DEADLINE_S,
+        gt=0,
+        description="Longest one metered call may take, every request, retry and fallback link of it (the "
+        "judge's too); past it the call fails as a timeout, recorded as possibly billed. A process killed "
+        "mid-call frees its request id and held spend this long (and a minute) after the call began.",
+    )
     # Issue 20: calibrated relevance (`leanrank.rerank.calibration`, fitted by `leanrank calibrate`).
     min_relevance: float | None = Field(
         None,

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from leanrank.cost.ledger import (
     DEFAULT_TABLE,
+    HOLD_MARGIN,
     HOLD_TTL,
     Hold,
     Ledger,
@@ -289,9 +290,9 @@ def test_a_held_or_recorded_request_id_is_refused_and_a_released_one_is_free(led
 
 
 def test_an_expired_hold_of_a_dead_process_is_recorded_as_possibly_billed(ledger: Ledger) -> None:
-    """A process killed mid-call leaves its hold: the provider may have billed the call. Once the hold
-    expires (HOLD_TTL), the next reservation turns a paid one into a `:unconfirmed` record at its estimate
-    and frees its id; a free call's hold leaves nothing."""
+    """A process killed mid-call leaves its hold: the provider may have billed the call. Once a hold without
+    an expiry of its own expires (HOLD_TTL), the next reservation turns a paid one into a `:unconfirmed`
+    record at its estimate and frees its id; a free call's hold leaves nothing."""
     paid = Hold(NOV_3, "dead", "rerank", "python-101", "school-a", 0.004, "cohere:rerank-v3.5", 150)
     free = Hold(NOV_3, "dead-free", "rerank", "python-101", "school-a", 0.0)
     for hold in (paid, free):
@@ -309,6 +310,51 @@ def test_an_expired_hold_of_a_dead_process_is_recorded_as_possibly_billed(ledger
     assert (total.unconfirmed_usd, total.unpriced) == (pytest.approx(0.004), 0)
     (by_backend,) = ledger.totals("backend", NOVEMBER)
     assert by_backend.key == "cohere:rerank-v3.5"
+
+
+def test_a_hold_expires_at_its_writer_s_deadline_then_its_id_is_served_and_recorded_once(
+    ledger: Ledger,
+) -> None:
+    """A process with a 90 s call deadline is killed mid-call: its hold expires at 10:00 + 90 s + the margin
+    (10:02:30), not an hour later. Until then a resend of its id is a 409 and its estimate is held; after,
+    the resend is accepted, the dead call is recorded once as possibly billed (its $0.004 now counted as that
+    record, not also as a hold), and later reservations record nothing more. A hold written by a process
+    with a longer deadline (2 h) is honoured past HOLD_TTL: each writer's own deadline counts."""
+    expires = NOV_3 + timedelta(seconds=90) + HOLD_MARGIN
+    assert expires == datetime(2026, 11, 3, 10, 2, 30, tzinfo=UTC)
+    dead = Hold(NOV_3, "dead", "rerank", "python-101", "school-a", 0.004, "cohere:rerank-v3.5", 150, expires)
+    slow = replace(dead, request_id="slow", amount_usd=0.002, expires=NOV_3 + timedelta(hours=2))
+    november = [("course", "python-101", NOVEMBER)]
+    for hold in (dead, slow):
+        ledger.reserve(hold, [], lambda _: True)
+
+    def other(at: datetime, request_id: str) -> list[float]:
+        free = Hold(at, request_id, "rerank", "python-101", "school-a", 0.0)
+        return ledger.reserve(free, november, lambda _: True)[0]  # type: ignore[arg-type]
+
+    with pytest.raises(RequestConflictError, match="'dead' is still running"):
+        ledger.reserve(replace(dead, time=expires), [], lambda _: True)
+    assert other(expires, "o1") == [pytest.approx(0.006)]  # both holds
+    assert ledger.totals("course", NOVEMBER) == []
+    later = expires + timedelta(seconds=1)
+    resent = replace(dead, time=later, expires=later + timedelta(seconds=90) + HOLD_MARGIN)
+    assert ledger.reserve(resent, november, lambda _: True) == ([pytest.approx(0.006)], True)
+    [maybe] = ledger.totals("course", NOVEMBER)
+    assert (maybe.calls, maybe.unconfirmed, maybe.documents, maybe.unconfirmed_usd) == (
+        1,
+        1,
+        150,
+        pytest.approx(0.004),
+    )
+    assert ledger.settle(make_record("dead", time=later)) is True  # the resend is served and billed
+    past_the_hour = NOV_3 + HOLD_TTL + timedelta(seconds=1)
+    with pytest.raises(RequestConflictError, match="'slow' is still running"):
+        ledger.reserve(replace(slow, time=past_the_hour), [], lambda _: True)
+    # The dead call's record, the resend's, and the slow hold: nothing held twice, nothing recorded twice.
+    assert other(past_the_hour, "o2") == [pytest.approx(0.004 + 0.004 + 0.002)]
+    [total] = ledger.totals("course", NOVEMBER)
+    assert (total.calls, total.requests, total.unconfirmed) == (2, 1, 1)
+    assert total.cost_usd == pytest.approx(0.008)
 
 
 def test_from_settings_defaults_to_sqlite_in_data_dir(tmp_path: Path) -> None:

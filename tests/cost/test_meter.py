@@ -16,12 +16,17 @@ from leanrank.cost.meter import Meter, usage_bounds
 from leanrank.cost.period import Period
 from leanrank.cost.pricing import Pricing
 from leanrank.cost.projection import measured_volume
+from leanrank.errors import ConfigError
 from leanrank.rerank.base import RerankResponse, Usage
+from leanrank.rerank.catalog import _HttpOptions
 from leanrank.rerank.fallback import FallbackReranker
 from leanrank.rerank.http import BadResponseError, RerankServerError, RerankTimeoutError
 from leanrank.rerank.identity import IdentityReranker
-from leanrank.settings import BudgetSettings, Settings
+from leanrank.rerank.providers import PROVIDERS, HttpReranker
+from leanrank.retry import RetryPolicy
+from leanrank.settings import CALL_DEADLINE_S, BudgetSettings, Settings
 from tests.cost.conftest import NOV_3, make_record
+from tests.rerank.servers import silent
 
 NOVEMBER = Period.parse("2026-11")
 DOCS = [f"документ номер {i}" for i in range(120)]
@@ -82,12 +87,15 @@ async def test_a_paid_call_is_priced_recorded_and_returned(ledger: Ledger) -> No
 
 async def test_a_paid_call_s_hold_names_its_backend_while_it_runs(ledger: Ledger, tmp_path: Path) -> None:
     """What a process killed mid-call leaves behind (the ledger records it once it expires): the paid
-    backend, the documents and the estimate; a free call's hold names no backend."""
+    backend, the documents and the estimate; a free call's hold names no backend. Each expires once its
+    call is over for sure: 10:00 + the default deadline (180 s) + the margin (60 s)."""
     seen: list[tuple[object, ...]] = []
 
     async def look(query: str, documents: Sequence[str]) -> RerankResponse:
         with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
-            seen.extend(db.execute("SELECT backend, documents, amount_usd FROM leanrank_rerank_calls_holds"))
+            seen.extend(
+                db.execute("SELECT backend, documents, amount_usd, expires FROM leanrank_rerank_calls_holds")
+            )
         return RerankResponse(tuple(0.0 for _ in documents), cohere_usage(query, documents))
 
     paid = cohere()
@@ -96,7 +104,8 @@ async def test_a_paid_call_s_hold_names_its_backend_while_it_runs(ledger: Ledger
     free = IdentityReranker()
     free.rerank = look  # type: ignore[method-assign]
     await meter(ledger).rerank(free, "q", DOCS, request_id="q2", course="py")
-    assert seen == [("cohere:rerank-v3.5", 120, pytest.approx(0.004)), (None, 0, 0.0)]
+    expires = "2026-11-03 10:04:00.000000"
+    assert seen == [("cohere:rerank-v3.5", 120, pytest.approx(0.004), expires), (None, 0, 0.0, expires)]
 
 
 async def test_a_reused_request_id_is_refused_before_the_provider_is_paid_again(ledger: Ledger) -> None:
@@ -533,6 +542,38 @@ async def test_a_call_the_client_gave_up_on_is_recorded_as_maybe_billed(ledger: 
         await call
     [total] = ledger.totals("backend", NOVEMBER)
     assert (total.key, total.calls, total.cost_usd) == ("cohere:rerank-v3.5", 1, pytest.approx(0.004))
+
+
+def test_the_default_deadline_is_one_default_http_request_at_its_slowest() -> None:
+    """Every attempt of a catalog HTTP reranker with default options using its whole timeout, and every wait
+    between them the longest a server's Retry-After is honoured: 4 × 30 s + 3 × 20 s."""
+    options, retry = _HttpOptions(), RetryPolicy()
+    slowest = options.max_attempts * options.timeout_s + (options.max_attempts - 1) * retry.max_wait_s
+    assert Settings().rerank.deadline_s == CALL_DEADLINE_S == slowest == 180.0
+
+
+async def test_a_backend_that_never_answers_fails_at_the_call_deadline_and_frees_its_hold(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A real loopback server that takes the request and never answers, behind an adapter whose own
+    timeout (60 s) would wait far longer: the meter's deadline (0.5 s) ends the call as a timeout. The
+    request was sent, so it is recorded as possibly billed at its estimate; the hold is gone, so a resend
+    of the id is served at once."""
+    m = Meter(ledger, PRICING, deadline_s=0.5, clock=lambda: NOV_3)
+    with silent() as url:
+        hung = HttpReranker(PROVIDERS["cohere"], "rerank-v3.5", api_key="k", base_url=url, timeout_s=60.0)
+        with pytest.raises(RerankTimeoutError, match=r"no answer within the call deadline of 0\.5 s"):
+            await m.rerank(hung, "q", DOCS, request_id="h1", course="py")
+    assert m.failing() == "cohere:rerank-v3.5"
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM leanrank_rerank_calls_holds").fetchone() == (0,)
+    assert _unconfirmed_rows(tmp_path) == [("rerank:unconfirmed", *COHERE_AT_ESTIMATE)]
+    assert (await m.rerank(cohere(), "q", DOCS, request_id="h1", course="py")).recorded
+
+
+def test_a_deadline_that_is_not_positive_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(ConfigError, match="the call deadline must be positive seconds, got 0"):
+        Meter(ledger, PRICING, deadline_s=0)
 
 
 async def test_a_paid_call_is_not_made_when_the_ledger_cannot_be_written(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from leanrank.cost import migrations
-from leanrank.cost.ledger import DEFAULT_TABLE, Hold, Ledger, RequestConflictError, _sqlite_pragmas
+from leanrank.cost.ledger import (
+    DEFAULT_TABLE,
+    HOLD_TTL,
+    Hold,
+    Ledger,
+    RequestConflictError,
+    _sqlite_pragmas,
+)
 from leanrank.cost.period import Period
 from leanrank.errors import ConfigError
 from tests.cost.conftest import NOV_3, make_record
@@ -174,6 +183,44 @@ def test_a_ledger_made_before_migrations_is_upgraded_in_place(database: tuple[st
     assert _at(url, prefix) == migrations.head()
     with Ledger(url, table=prefix) as again:  # opening an upgraded ledger changes nothing
         assert [t.calls for t in again.totals("course", NOVEMBER)] == [1, 2]
+
+
+def test_a_hold_written_at_revision_0003_keeps_its_hour_after_the_upgrade(database: tuple[str, str]) -> None:
+    """A paid call's hold left at revision 0003 (no `expires`) by a process killed mid-call: the upgrade to
+    0004 keeps it, it still claims its id for `HOLD_TTL`, then is recorded once as possibly billed; a hold
+    written after the upgrade carries its own expiry."""
+    url, prefix = database
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        migrations.upgrade(conn, prefix, "0003")
+        holds = sa.Table(f"{prefix}_holds", sa.MetaData(), autoload_with=conn)
+        conn.execute(
+            holds.insert().values(
+                time=NOV_3,
+                request_id="old",
+                stage="rerank",
+                tenant="school-a",
+                amount_usd=0.004,
+                backend="cohere:rerank-v3.5",
+                documents=150,
+            )
+        )
+    engine.dispose()
+    resend = Hold(NOV_3 + timedelta(minutes=59), "old", "rerank", None, "school-a", 0.0)
+    with Ledger(url, table=prefix) as ledger:
+        with pytest.raises(RequestConflictError, match="'old' is still running"):
+            ledger.reserve(resend, [], lambda _: True)
+        past = NOV_3 + HOLD_TTL + timedelta(seconds=1)
+        ledger.reserve(replace(resend, time=past, expires=past + timedelta(minutes=4)), [], lambda _: True)
+        ledger.reserve(replace(resend, time=past, request_id="next"), [], lambda _: True)  # nothing more
+        [total] = ledger.totals("tenant", NOVEMBER)
+        h = ledger._holds
+        with ledger._engine.connect() as conn:
+            kept = conn.execute(sa.select(h.c.request_id, h.c.expires).order_by(h.c.request_id)).all()
+    assert (total.calls, total.unconfirmed, total.documents) == (1, 1, 150)
+    assert total.cost_usd == pytest.approx(0.004)
+    assert [tuple(row) for row in kept] == [("next", None), ("old", past + timedelta(minutes=4))]
+    assert _at(url, prefix) == "0004"
 
 
 def test_a_ledger_from_a_newer_leanrank_is_refused_untouched(sqlite_url: str) -> None:

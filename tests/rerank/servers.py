@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -331,6 +333,15 @@ class FakeProvider:
                 """Silent: pytest output stays readable."""
 
         return Handler
+
+
+@contextmanager
+def silent() -> Iterator[str]:
+    """The URL of a loopback server that takes connections and never answers: a backend hung mid-call. The
+    kernel completes each handshake and buffers the request (the listen backlog); nothing ever reads it."""
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as listener:
+        host, port = listener.getsockname()[:2]
+        yield f"http://{host}:{port}"
 
 
 def adapter(fake: FakeProvider, **options: Any) -> HttpReranker:

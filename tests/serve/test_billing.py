@@ -7,23 +7,26 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from leanrank.cost.ledger import Ledger
+from leanrank.cost.ledger import Hold, Ledger
 from leanrank.cost.period import Period
 from leanrank.pipeline import Pipeline
 from leanrank.rerank.base import Reranker
 from leanrank.rerank.cache import with_cache
 from leanrank.rerank.fallback import FallbackReranker
 from leanrank.rerank.identity import IdentityReranker
+from leanrank.rerank.providers import PROVIDERS, HttpReranker
 from leanrank.retry import RetryPolicy
 from leanrank.serve import create_app
-from leanrank.settings import Settings
-from tests.rerank.servers import MODEL, FakeProvider, Fault, adapter
+from leanrank.settings import RerankSettings, Settings
+from tests.rerank.servers import API_KEY, MODEL, FakeProvider, Fault, adapter, silent
 from tests.rerank.test_cache import REDIS_URL, redis_up
 from tests.serve.conftest import ADMIN_KEY, COOKING_KEY, DEMO_KEY, priced
 from tests.serve.live import LiveServer
@@ -162,6 +165,58 @@ def test_an_unwritable_ledger_stops_paid_calls_and_readiness_names_it(
         assert reply.json()["error"].startswith("the cost ledger is unavailable")
         assert "127.0.0.1" not in reply.text
     assert fake.requests == []  # nothing was sent to the paid provider
+
+
+def test_a_resend_after_a_kill_is_a_409_until_the_dead_call_s_deadline_then_served(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger
+) -> None:
+    """Two processes were killed mid-call, leaving their holds: one whose call could still be running (it
+    expires in 3 minutes), one whose deadline has passed a second ago (before, it stayed an hour). A resend
+    of the first id is a 409; the second is served, its dead call recorded once as possibly billed, and a
+    further resend replays the answer without a second such record."""
+    now = datetime.now(UTC)
+    for rid, expires in (("running", now + timedelta(minutes=3)), ("dead", now - timedelta(seconds=1))):
+        hold = Hold(now - timedelta(minutes=4), f"teacher-demo/{rid}", "rerank", None, "teacher-demo", 0.002)
+        ledger.reserve(replace(hold, backend=PAID, documents=3, expires=expires), [], lambda _: True)
+    server, search = serve(priced(tmp_path), index, adapter(fake), ledger)
+    body = {"query": QUERY, "documents": DOCS}
+    try:
+        with server.client(DEMO_KEY, headers={"x-request-id": "running"}) as http:
+            running = http.post("/v2/rerank", json=body)
+        with server.client(DEMO_KEY, headers={"x-request-id": "dead"}) as http:
+            served, replayed = http.post("/v2/rerank", json=body), http.post("/v2/rerank", json=body)
+    finally:
+        server.close()
+        search.close()
+    assert (running.status_code, running.json()["error_type"]) == (409, "request_conflict")
+    assert "'running' is still running" in running.json()["error"]
+    assert (served.status_code, replayed.headers.get("x-leanrank-replayed")) == (200, "true")
+    assert len(fake.requests) == 1
+    [total] = ledger.totals("tenant", this_month())
+    assert (total.calls, total.requests, total.unconfirmed) == (2, 1, 1)  # the dead call once, the resend
+    assert (total.cost_usd, total.unconfirmed_usd) == (pytest.approx(0.004), pytest.approx(0.002))
+
+
+def test_a_backend_that_never_answers_is_a_424_at_the_call_deadline(
+    tmp_path: Path, index: Pipeline, ledger: Ledger
+) -> None:
+    """`rerank.deadline_s` (0.5 s here) bounds a paid call whose backend took the request and never answers,
+    though the adapter's own timeout is a minute: 424, recorded as possibly billed, the hold released."""
+    settings = priced(tmp_path).model_copy(update={"rerank": RerankSettings(deadline_s=0.5)})
+    with silent() as url:
+        hung = HttpReranker(PROVIDERS["cohere"], MODEL, api_key=API_KEY, base_url=url, timeout_s=60.0)
+        server, search = serve(settings, index, hung, ledger)
+        try:
+            with server.client(DEMO_KEY, headers={"x-request-id": "hung"}) as http:
+                reply = http.post("/v2/rerank", json={"query": QUERY, "documents": DOCS})
+        finally:
+            server.close()
+            search.close()
+    assert (reply.status_code, reply.json()["error_type"]) == (424, "backend_failed")
+    [total] = ledger.totals("tenant", this_month())
+    assert (total.calls, total.unconfirmed, total.cost_usd) == (1, 1, pytest.approx(0.002))
+    with ledger._engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(ledger._holds)).scalar_one() == 0
 
 
 def test_readiness_follows_a_failing_backend(

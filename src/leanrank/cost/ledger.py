@@ -59,12 +59,14 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    and_,
     case,
     create_engine,
     delete,
     distinct,
     event,
     func,
+    or_,
     select,
     text,
 )
@@ -89,8 +91,12 @@ DEFAULT_TABLE = "leanrank_rerank_calls"
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 _SCHEMA_LOCK = 0x5C4E  # told apart from the holds' advisory lock of the same ledger
 HOLD_TTL = timedelta(hours=1)
-"""A hold older than this belongs to a process that died mid-call: it no longer counts, nor claims its id,
-and a paid one becomes a possibly billed record (the provider may have answered and billed the dead call)."""
+"""How long a hold that names no expiry of its own lasts (one written before the ledger's revision 0004, by an
+older leanrank still running beside a newer one, or by a caller that gives none)."""
+HOLD_MARGIN = timedelta(minutes=1)
+"""What a hold's expiry adds to its call's deadline: the ledger writes on either side of the call (SQLite
+waits up to 30 s for the write lock) and the clocks of machines sharing a PostgreSQL ledger, which may
+disagree."""
 REPLY_TTL = timedelta(days=1)
 """How long a billed request's answer is kept for replay (a later resend of its id is refused)."""
 UNCONFIRMED = ":unconfirmed"
@@ -116,7 +122,11 @@ class Hold:
     """Spend set aside for one call before it is made: its estimated cost in US dollars (0 for free).
 
     `backend` (the paid backend's name, None for a free call) and `documents` say what the call is, so a hold
-    left by a process that died mid-call is recorded as possibly billed once it expires (`HOLD_TTL`).
+    left by a process that died mid-call is recorded as possibly billed once it expires. `expires` is when
+    its call is over for sure (the writer's own deadline, plus `HOLD_MARGIN`), None: `HOLD_TTL` after `time`.
+    Past it, the hold belongs to a process that died mid-call: it is no longer held against budgets nor
+    claims its request id, and a paid one becomes a possibly billed record at its estimate (the provider may
+    have answered).
     """
 
     time: datetime
@@ -127,6 +137,7 @@ class Hold:
     amount_usd: float
     backend: str | None = None
     documents: int = 0
+    expires: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +343,7 @@ def _holds_table(name: str, metadata: MetaData) -> Table:
         Column("amount_usd", Float, nullable=False),
         Column("backend", String(200)),
         Column("documents", Integer),
+        Column("expires", _UtcDateTime()),
         UniqueConstraint("request_id", "stage", name=f"{name}_holds_request_stage"),
     )
 
@@ -488,12 +500,14 @@ class Ledger:
     ) -> tuple[list[float], bool]:
         """Spent + held per `(scope, name, period)` before this hold, and whether `admit` let it in.
 
-        Raises `RequestConflictError` when `(request_id, stage)` is already held or recorded.
+        Holds expired at `hold.time` (each by its own `expires`) are reaped first, in the same transaction:
+        neither the sums nor the conflict check see them. Raises `RequestConflictError` when
+        `(request_id, stage)` is held by a live hold or recorded.
         """
 
         def write(conn: Connection) -> tuple[list[float], bool]:
             self._lock_holds(conn)
-            self._reap(conn, hold.time - HOLD_TTL)
+            self._reap(conn, hold.time)
             self._check_unused(conn, hold)
             committed = [self._committed(conn, scope, name, period) for scope, name, period in scopes]
             admitted = admit(committed)
@@ -615,14 +629,15 @@ class Ledger:
         if self._dialect == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(self._lock_id)))
 
-    def _reap(self, conn: Connection, before: datetime) -> None:
-        """Drop the holds older than `before`, each paid one recorded as possibly billed: its process died
+    def _reap(self, conn: Connection, now: datetime) -> None:
+        """Drop the holds expired at `now`, each paid one recorded as possibly billed: its process died
         between reserving and recording (a kill, a crash), after the provider may have been called. The
         record is the hold's estimate under `<stage>:unconfirmed` (a chain's is its dearest link's, recorded
         under its first link, the one called first; tokens unknown, so 0); a free call's hold leaves
-        nothing."""
+        nothing. A hold expires at its own `expires`, written by the process that made it from its own
+        deadline; one without expires `HOLD_TTL` after its time."""
         h = self._holds
-        expired = h.c.time < before
+        expired = or_(h.c.expires < now, and_(h.c.expires.is_(None), h.c.time < now - HOLD_TTL))
         rows = conn.execute(select(h).where(expired, h.c.backend.is_not(None))).mappings().all()
         for row in rows:
             name = parse_backend(chain_links(row["backend"])[0])

@@ -9,6 +9,11 @@ after the provider may have billed it (a timeout, an unusable answer, a client t
 recorded at its estimated cost and counts under the stage `<stage>:unconfirmed`, and so is each link of a
 fallback chain that failed so (`<stage>:unconfirmed#2`, ...), whether a later link served or none did: in
 the transaction that records the call or releases its hold.
+
+Every call has a deadline (`rerank.deadline_s`), its requests, retries and fallback links together: past
+it the call is cancelled and fails as a timeout (possibly billed, as above). Its hold says when it expires
+(the deadline plus `HOLD_MARGIN`), so a hold left by a process killed mid-call stops counting and frees its
+request id once the dead call is over for sure, in whatever process reserves next.
 """
 
 from __future__ import annotations
@@ -20,21 +25,29 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Concatenate, ParamSpec
 
 from leanrank.cost._names import chain_links, parse_backend
 from leanrank.cost.billing import SEARCH_UNIT_DOCUMENTS, pair_tokens
 from leanrank.cost.budget import UNLIMITED, Budget, BudgetExceededError, BudgetState
-from leanrank.cost.ledger import CostLedger, Hold, Ledger, LedgerError, LedgerRecord, unconfirmed_stage
+from leanrank.cost.ledger import (
+    HOLD_MARGIN,
+    CostLedger,
+    Hold,
+    Ledger,
+    LedgerError,
+    LedgerRecord,
+    unconfirmed_stage,
+)
 from leanrank.cost.pricing import Pricing
 from leanrank.cost.tokens import counter_for
-from leanrank.errors import BackendError
+from leanrank.errors import BackendError, ConfigError
 from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import score_scope
 from leanrank.rerank.fallback import billable_failures
-from leanrank.rerank.http import BadResponseError, maybe_billed
-from leanrank.settings import Settings
+from leanrank.rerank.http import BadResponseError, RerankTimeoutError, maybe_billed
+from leanrank.settings import CALL_DEADLINE_S, Settings
 from leanrank.tracing import AttributeValue, span
 
 _log = logging.getLogger(__name__)
@@ -108,7 +121,10 @@ def _traced(rerank: _Rerank[_P]) -> _Rerank[_P]:
 
 
 class Meter:
-    """Wraps rerank calls with budget, price and ledger; one instance serves a whole process."""
+    """Wraps rerank calls with budget, price and ledger; one instance serves a whole process.
+
+    `deadline_s` bounds each call (seconds, `rerank.deadline_s`); ConfigError unless positive.
+    """
 
     def __init__(
         self,
@@ -116,11 +132,16 @@ class Meter:
         pricing: Pricing,
         budget: Budget | None = None,
         *,
+        deadline_s: float = CALL_DEADLINE_S,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
+        if not deadline_s > 0:
+            raise ConfigError(f"the call deadline must be positive seconds, got {deadline_s}")
         self._ledger = ledger
         self._pricing = pricing
         self._budget = budget
+        self._deadline_s = deadline_s
+        self._hold_for = timedelta(seconds=deadline_s) + HOLD_MARGIN
         self._clock = clock
         self._owned: Ledger | None = None
         self._failed: tuple[str, float] | None = None  # the last call's backend, if it failed, and when
@@ -130,7 +151,7 @@ class Meter:
         """Ledger, prices and budgets as configured; the fallback reranker is the caller's to build."""
         ledger = Ledger.from_settings(settings)
         budget = Budget(settings.cost.budgets, ledger) if settings.cost.budgets else None
-        meter = cls(ledger, Pricing.from_settings(settings), budget)
+        meter = cls(ledger, Pricing.from_settings(settings), budget, deadline_s=settings.rerank.deadline_s)
         meter._owned = ledger
         return meter
 
@@ -168,12 +189,14 @@ class Meter:
         `tenant` also scopes the score cache: one tenant never sees another's cached scores.
         Raises `BudgetExceededError` when the cap is hard, `reranker` is paid and no free fallback is given,
         `RequestConflictError` when `(request_id, stage)` is running or billed, `LedgerError` when the
-        ledger cannot be written, `BadResponseError` for scores or usage that are not finite numbers.
+        ledger cannot be written, `BadResponseError` for scores or usage that are not finite numbers,
+        `RerankTimeoutError` when the call is not over within the deadline.
         """
         paid = self._pricing.is_paid(reranker.name)
+        now = self._clock()
         hold, state, admitted = await asyncio.to_thread(
             self._estimate_and_reserve,
-            Hold(self._clock(), request_id, stage, course, tenant, 0.0),
+            Hold(now, request_id, stage, course, tenant, 0.0, expires=now + self._hold_for),
             reranker.name if paid else None,
             query,
             documents,
@@ -191,7 +214,7 @@ class Meter:
         billable: list[str] = []
         try:
             with score_scope(tenant or ""), billable_failures() as billable:
-                answer = await chosen.rerank(query, documents)
+                answer = await _within(self._deadline_s, chosen, query, documents)
             response = _checked(answer, chosen.name, query, documents)
         except BaseException as exc:
             if isinstance(exc, BackendError):
@@ -354,6 +377,24 @@ class Meter:
             # Served and maybe paid, but unrecorded: the log is what the operator reconciles from.
             _log.error("ledger write failed after the call; unrecorded call: %s", asdict(record))
             raise
+
+
+async def _within(
+    deadline_s: float, reranker: Reranker, query: str, documents: Sequence[str]
+) -> RerankResponse:
+    """`reranker`'s answer, or `RerankTimeoutError` once `deadline_s` have passed: the call is cancelled (a
+    chain notes its link in flight as possibly billed, `fallback.billable_failures`), so it cannot outlive
+    its hold."""
+    scope = asyncio.timeout(deadline_s)
+    try:
+        async with scope:
+            return await reranker.rerank(query, documents)
+    except TimeoutError:
+        if not scope.expired():
+            raise  # the reranker's own, not the deadline's
+        raise RerankTimeoutError(
+            f"{reranker.name}: no answer within the call deadline of {deadline_s:g} s (rerank.deadline_s)"
+        ) from None
 
 
 def _billable(
