@@ -139,7 +139,7 @@ def test_a_new_ledger_is_at_the_newest_revision_and_matches_the_code(database: t
             )
             # What the migrations built against what the code reads and writes: nothing differs.
             assert compare_metadata(context, ledger._table.metadata) == []
-    assert _at(url, prefix) == migrations.head() == "0004"
+    assert _at(url, prefix) == migrations.head() == "0005"
 
 
 def test_revision_0001_is_the_schema_made_before_migrations(
@@ -187,7 +187,7 @@ def test_a_ledger_made_before_migrations_is_upgraded_in_place(database: tuple[st
 
 def test_a_hold_written_at_revision_0003_keeps_its_hour_after_the_upgrade(database: tuple[str, str]) -> None:
     """A paid call's hold left at revision 0003 (no `expires`) by a process killed mid-call: the upgrade to
-    0004 keeps it, it still claims its id for `HOLD_TTL`, then is recorded once as possibly billed; a hold
+    0005 keeps it, it still claims its id for `HOLD_TTL`, then is recorded once as possibly billed; a hold
     written after the upgrade carries its own expiry."""
     url, prefix = database
     engine = sa.create_engine(url)
@@ -220,7 +220,7 @@ def test_a_hold_written_at_revision_0003_keeps_its_hour_after_the_upgrade(databa
     assert (total.calls, total.unconfirmed, total.documents) == (1, 1, 150)
     assert total.cost_usd == pytest.approx(0.004)
     assert [tuple(row) for row in kept] == [("next", None), ("old", past + timedelta(minutes=4))]
-    assert _at(url, prefix) == "0004"
+    assert _at(url, prefix) == "0005"
 
 
 def test_a_ledger_from_a_newer_leanrank_is_refused_untouched(sqlite_url: str) -> None:

@@ -91,7 +91,7 @@ DEFAULT_TABLE = "leanrank_rerank_calls"
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 _SCHEMA_LOCK = 0x5C4E  # told apart from the holds' advisory lock of the same ledger
 HOLD_TTL = timedelta(hours=1)
-"""How long a hold that names no expiry of its own lasts (one written before the ledger's revision 0004, by an
+"""How long a hold that names no expiry of its own lasts (one written before the ledger's revision 0005, by an
 older leanrank still running beside a newer one, or by a caller that gives none)."""
 HOLD_MARGIN = timedelta(minutes=1)
 """What a hold's expiry adds to its call's deadline: the ledger writes on either side of the call (SQLite

@@ -6,8 +6,8 @@ deadline has passed rather than after a fixed hour.
 Holds written before this revision, or by an older leanrank still running, keep NULL there: they expire
 `HOLD_TTL` after their time, as before.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
