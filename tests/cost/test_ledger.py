@@ -357,6 +357,32 @@ def test_a_hold_expires_at_its_writer_s_deadline_then_its_id_is_served_and_recor
     assert total.cost_usd == pytest.approx(0.008)
 
 
+def test_every_possibly_billed_attempt_under_one_request_id_is_recorded(ledger: Ledger) -> None:
+    """A resent request whose call fails again may be billed again: each attempt's calls get their own
+    record (numbered after the earlier ones), and a hold released twice or reaped records its call once."""
+    hold = Hold(NOV_3, "r", "rerank", "python-101", "school-a", 0.004, "cohere:rerank-v3.5", 120)
+    call = make_record("r", count_source="estimate")  # the meter's record of a call at its estimate
+    jina = replace(call, backend="jina:jina-reranker-v2", cost_usd=0.001)
+    ledger.reserve(hold, [], lambda _: True)
+    ledger.release(hold, [call])  # the first attempt timed out
+    ledger.release(hold, [call])  # released again: its hold is gone, nothing more is recorded
+    ledger.reserve(hold, [], lambda _: True)
+    ledger.release(hold, [call, jina])  # the resend: both links of its fallback chain timed out
+    ledger.reserve(replace(hold, expires=NOV_3 + timedelta(minutes=1)), [], lambda _: True)  # then a kill
+    ledger.reserve(replace(hold, request_id="next", time=NOV_3 + timedelta(minutes=2)), [], lambda _: True)
+    t = ledger._table
+    with ledger._engine.connect() as conn:
+        rows = conn.execute(sa.select(t.c.stage, t.c.backend).where(t.c.request_id == "r").order_by(t.c.id))
+        recorded = [tuple(row) for row in rows]
+    assert recorded == [
+        ("rerank:unconfirmed", "cohere:rerank-v3.5"),
+        ("rerank:unconfirmed#2", "cohere:rerank-v3.5"),
+        ("rerank:unconfirmed#3", "jina:jina-reranker-v2"),
+        ("rerank:unconfirmed#4", "cohere:rerank-v3.5"),  # the reaped hold, at its estimate
+    ]
+    assert ledger.spent("course", "python-101", NOVEMBER) == pytest.approx(0.004 * 3 + 0.001)
+
+
 def test_from_settings_defaults_to_sqlite_in_data_dir(tmp_path: Path) -> None:
     with Ledger.from_settings(Settings(data_dir=tmp_path / "data")) as ledger:
         ledger.record(make_record())

@@ -101,7 +101,8 @@ REPLY_TTL = timedelta(days=1)
 """How long a billed request's answer is kept for replay (a later resend of its id is refused)."""
 UNCONFIRMED = ":unconfirmed"
 """What a stage is suffixed with on the record of a call its provider may have billed though no answer was
-used; the n-th such call of one request (links of a fallback chain) adds `#n` from the second on."""
+used; the n-th such call under one `(request_id, stage)` (links of a fallback chain, attempts of a resent
+request) adds `#n` from the second on."""
 
 
 def unconfirmed_stage(stage: str, nth: int = 1) -> str:
@@ -521,25 +522,29 @@ class Ledger:
         """Record the call and drop its hold in one transaction; False when it was already recorded.
 
         `unconfirmed` are calls made before it for the same request (failed links of a fallback chain)
-        that their provider may still bill; they are written in the same transaction."""
+        that their provider may still bill; they are written in the same transaction, numbered as
+        `release` numbers them."""
         row: dict[str, Any] = asdict(record) | {"cache_hit": record.cache_hit}
 
         def write(conn: Connection) -> bool:
-            conn.execute(self._drop_hold(record.request_id, record.stage))
-            for maybe in unconfirmed:
-                self._insert(conn, asdict(maybe) | {"cache_hit": False})
+            if conn.execute(self._drop_hold(record.request_id, record.stage)).rowcount:
+                self._insert_unconfirmed(conn, record.request_id, record.stage, unconfirmed)
             return self._insert(conn, row)
 
         return self._write(write, durable=True)
 
     def release(self, hold: Hold, unconfirmed: Sequence[LedgerRecord] = ()) -> None:
         """Drop a hold whose call failed; `unconfirmed` records the calls made for it (a single backend, the
-        links of a fallback chain) that their providers may still have billed, in the same transaction."""
+        links of a fallback chain) that their providers may still have billed, in the same transaction.
+
+        Their stages are given here: `<stage>:unconfirmed`, then `#2`, `#3`… in order, after the ones
+        earlier attempts under the same request id left (a resend after a failure), so no attempt's calls
+        replace another's. They are written only while the hold is there: once it expired, the reservation
+        that reaped it recorded the call instead."""
 
         def write(conn: Connection) -> None:
-            conn.execute(self._drop_hold(hold.request_id, hold.stage))
-            for maybe in unconfirmed:
-                self._insert(conn, asdict(maybe) | {"cache_hit": False})
+            if conn.execute(self._drop_hold(hold.request_id, hold.stage)).rowcount:
+                self._insert_unconfirmed(conn, hold.request_id, hold.stage, unconfirmed)
 
         self._write(write, durable=bool(unconfirmed))
 
@@ -646,7 +651,7 @@ class Ledger:
                 request_id=row["request_id"],
                 course=row["course"],
                 tenant=row["tenant"],
-                stage=unconfirmed_stage(row["stage"]),
+                stage=row["stage"],
                 backend=name.key,
                 model=name.model,
                 documents=row["documents"] or 0,
@@ -659,8 +664,22 @@ class Ledger:
                 cache_hits=0,
                 count_source="estimate",
             )
-            self._insert(conn, asdict(record) | {"cache_hit": False})
+            self._insert_unconfirmed(conn, row["request_id"], row["stage"], [record])
         conn.execute(delete(h).where(expired))
+
+    def _insert_unconfirmed(
+        self, conn: Connection, request_id: str, stage: str, records: Sequence[LedgerRecord]
+    ) -> None:
+        """`records`, possibly billed calls of one attempt at `(request_id, stage)`, each under the next free
+        `unconfirmed_stage(stage, n)`."""
+        if not records:
+            return
+        t = self._table
+        first = unconfirmed_stage(stage)
+        mine = or_(t.c.stage == first, t.c.stage.startswith(f"{first}#", autoescape=True))
+        earlier = conn.execute(select(func.count()).where(t.c.request_id == request_id, mine)).scalar_one()
+        for nth, record in enumerate(records, int(earlier) + 1):
+            self._insert(conn, asdict(record) | {"cache_hit": False, "stage": unconfirmed_stage(stage, nth)})
 
     def _check_unused(self, conn: Connection, hold: Hold) -> None:
         for table, why in ((self._holds, "is still running"), (self._table, "was already billed")):

@@ -38,7 +38,6 @@ from leanrank.cost.ledger import (
     Ledger,
     LedgerError,
     LedgerRecord,
-    unconfirmed_stage,
 )
 from leanrank.cost.pricing import Pricing
 from leanrank.cost.tokens import counter_for
@@ -277,19 +276,13 @@ class Meter:
         self, hold: Hold, links: Sequence[str], query: str, documents: Sequence[str]
     ) -> list[LedgerRecord]:
         """The records of the calls to `links` (in call order) their providers may have billed though no
-        answer was used, one per paid link, each under the stage `<stage>:unconfirmed#nth` (plain for the
-        first), `nth` its place among `links`: two timed-out links of one chain are two records."""
-        records = []
-        for nth, link in enumerate(links, 1):
-            if self._pricing.is_paid(link):
-                records.append(
-                    self._at_estimate(hold, link, query, documents, unconfirmed_stage(hold.stage, nth))
-                )
-        return records
+        answer was used, one per paid link: two timed-out links of one chain are two records (the ledger
+        gives each its `<stage>:unconfirmed…` stage)."""
+        return [
+            self._at_estimate(hold, link, query, documents) for link in links if self._pricing.is_paid(link)
+        ]
 
-    def _at_estimate(
-        self, hold: Hold, link: str, query: str, documents: Sequence[str], stage: str
-    ) -> LedgerRecord:
+    def _at_estimate(self, hold: Hold, link: str, query: str, documents: Sequence[str]) -> LedgerRecord:
         """A call to `link` recorded at the estimate, as if it had answered without reporting usage: its
         tokens by the model's counter, its billed units and cost by its price (the amount a budget held for
         it), so the record's counts and its cost agree; a model with no listed price has an unknown cost."""
@@ -304,7 +297,7 @@ class Meter:
             request_id=hold.request_id,
             course=hold.course,
             tenant=hold.tenant,
-            stage=stage,
+            stage=hold.stage,
             backend=name.key,
             model=name.model,
             documents=len(documents),
