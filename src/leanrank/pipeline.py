@@ -40,6 +40,7 @@ from leanrank.ingest.chunker import ChunkerConfig, chunk_source
 from leanrank.ingest.files import check_source, discover, file_hash, source_id
 from leanrank.ingest.lang import detect_lang
 from leanrank.ingest.loaders import parse_file, read_file
+from leanrank.ingest.roots import COURSES_FILE, CourseRoots, check_new_root, place
 from leanrank.rerank.base import Reranker, RerankResponse, Usage, is_blank
 from leanrank.rerank.cache import with_cache
 from leanrank.rerank.calibration import CALIBRATION_DIR, Calibration, load_calibrations
@@ -88,12 +89,18 @@ class FileReport:
 
 @dataclass(slots=True)
 class IngestReport:
-    """Totals of one ingest run, file by file; `missing` are indexed sources of the course not found under
-    the folder ingested (kept and still searched unless `prune` deleted them)."""
+    """Totals of one ingest run, file by file; `missing` are indexed sources of the course under the folder
+    ingested that it no longer holds (kept and still searched unless `prune` deleted them).
+
+    `root` is the folder source ids are relative to (`leanrank.ingest.roots`); `previous_root` is the
+    course's recorded folder this ingest replaced (the course moved, or `root=` named another), else None.
+    """
 
     course: str
     files: list[FileReport] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    root: Path | None = None
+    previous_root: Path | None = None
 
     def count(self, status: FileStatus) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -283,6 +290,7 @@ class Pipeline:
         self._chunker = ChunkerConfig(
             max_tokens=ing.max_tokens, overlap_sentences=ing.overlap_sentences, min_tokens=ing.min_tokens
         )
+        self.roots = CourseRoots(self.settings.data_dir / COURSES_FILE)
 
     def calibrations(
         self, missing: type[ConfigError] | type[InputError] = InputError
@@ -327,32 +335,51 @@ class Pipeline:
         course: str,
         *,
         prune: bool = False,
+        root: Path | None = None,
+        remember_root: bool = True,
         on_file: Callable[[FileReport], None] | None = None,
         on_embed: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
         """Index every supported file under `path`; a bad file is reported and skipped, the rest go on (one
         indexed before keeps that version: `FileReport.kept`).
 
-        With `prune`, sources of the course that are no longer under the folder `path` are deleted, so the
-        index mirrors the folder (off by default: ingesting one sub-folder must not drop the others).
-        A changed file re-embeds only the chunks whose indexed text changed (`PassageVectors` under
-        `data_dir`); `on_embed(done, to_embed)` reports the file being embedded, batch by batch.
+        Source ids are paths relative to the course's folder, recorded at its first folder ingest, so a
+        sub-folder or a single file of it ingested later keeps the ids the whole folder gave; `root` names
+        that folder explicitly (the course moved), and a folder outside the recorded one becomes the new
+        one (`leanrank.ingest.roots.place`; `InputError` for a file outside it, and for a folder holding
+        none of the course's indexed files: `check_new_root`). `remember_root=False` leaves the record
+        alone (uploads, whose temporary folder is no course's home).
+
+        With `prune`, sources of the course under the folder `path` that it no longer holds are deleted, so
+        the index mirrors the folder; sources outside it are left alone. A changed file re-embeds only the
+        chunks whose indexed text changed (`PassageVectors` under `data_dir`); `on_embed(done, to_embed)`
+        reports the file being embedded, batch by batch.
         """
         check_course_id(course)
         if not path.exists():
             raise InputError(f"{path}: no such file or directory")
         if prune and not path.is_dir():
             raise InputError(f"{path}: --prune needs a folder, the whole course")
-        root = path if path.is_dir() else path.parent
-        report = IngestReport(course)
+        recorded = self.roots.get(course)
+        placed = place(path, course, recorded, root)
         indexed = self.store.sources(course)  # what a file skipped now leaves from an earlier ingest
-        for file in discover(path):
-            result = self._ingest_file(file, root, course, on_embed)
+        files = discover(placed.target)
+        if placed.record and root is None:
+            names = {source_id(f, placed.root) for f in files}
+            check_new_root(path, course, placed.root, recorded, names, indexed)
+        report = IngestReport(course, root=placed.root)
+        if placed.record and remember_root:
+            self.roots.set(course, placed.root)
+            report.previous_root = recorded
+        for file in files:
+            result = self._ingest_file(file, placed.root, course, on_embed)
             if result.status == "skipped" and result.source in indexed:
                 result = dataclasses.replace(result, kept=indexed[result.source])
             self._record(report, result, on_file)
-        if path.is_dir():
-            gone = sorted(set(self.store.sources(course)) - {f.source for f in report.files})
+        if placed.target.is_dir():
+            under = "" if placed.target == placed.root else source_id(placed.target, placed.root) + "/"
+            seen = {f.source for f in report.files}
+            gone = sorted(s for s in self.store.sources(course) if s.startswith(under) and s not in seen)
             for source in gone if prune else ():
                 n = self.store.delete_source(course, source)
                 self._record(report, FileReport(source, "removed", n), on_file)
@@ -678,6 +705,7 @@ class Pipeline:
 
     def delete_course(self, course: str) -> int:
         self.check_course(course)
+        self.roots.forget(course)  # a course ingested again later may come from another folder
         if self.results is not None:
             self.results.invalidate(course)
         return self.store.delete_course(course)

@@ -308,6 +308,36 @@ def test_ingest_names_files_gone_from_the_folder(tmp_path: Path) -> None:
     assert "note:" not in r.stderr
 
 
+def test_ingest_names_a_sub_folder_or_a_file_as_the_course_folder_does(tmp_path: Path) -> None:
+    course = tmp_path / "course"
+    (course / "lesson1").mkdir(parents=True)
+    (course / "lesson1" / "a.md").write_text("# Loops\n\nA for loop walks over a list.\n", encoding="utf-8")
+    (course / "b.md").write_text("# Files\n\nopen() returns a file object.\n", encoding="utf-8")
+    data = tmp_path / "data"
+    assert leanrank(data, "ingest", str(course), "--course", "small").returncode == 0
+    (course / "lesson1" / "a.md").write_text("# Loops\n\nA while loop repeats.\n", encoding="utf-8")
+    r = leanrank(data, "ingest", str(course / "lesson1"), "--course", "small", "--prune")
+    assert r.returncode == 0, r.stderr
+    assert "1 file — 0 added, 1 updated, 0 unchanged, 0 skipped, 0 removed" in r.stderr
+
+    moved = tmp_path / "moved"
+    course.rename(moved)
+    was, now = course.resolve(), moved.resolve()
+    r = leanrank(data, "ingest", str(moved / "b.md"), "--course", "small")
+    assert (r.returncode, r.stderr) == (
+        2,
+        f"error: {moved / 'b.md'} is outside {was}, the folder of course small: pass --root with the course "
+        "folder it is in (files are named relative to it), or ingest that whole folder\n",
+    )
+    r = leanrank(data, "ingest", str(moved / "b.md"), "--course", "small", "--root", str(moved))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.endswith(
+        "1 file — 0 added, 0 updated, 1 unchanged, 0 skipped, 0 removed; 0 chunks written, 0 embedded\n"
+        f"note: course small's folder is now {now} (was {was}): its files are named relative to it; pass "
+        "--root to name them relative to another\n"
+    ), r.stderr
+
+
 def test_ingest_notes_a_file_turned_invalid_whose_indexed_version_still_answers(tmp_path: Path) -> None:
     course = tmp_path / "course"
     course.mkdir()

@@ -89,7 +89,7 @@ def wait_done(http: httpx.Client, url: str) -> dict[str, object]:
     raise AssertionError(f"job {url} did not finish")
 
 
-def test_upload_list_delete(live: LiveServer) -> None:
+def test_upload_list_delete(live: LiveServer, index: Pipeline) -> None:
     small = {"files": ("week1/recipes.md", COOKING_TEXT.encode())}
     functions = "# Functions\n\nA function is defined with the def keyword. " + "It takes arguments. " * 20
     large = {"files": ("functions.md", functions.encode())}
@@ -99,6 +99,7 @@ def test_upload_list_delete(live: LiveServer) -> None:
         job = now.json()
         assert job["status"] == "done"
         assert [f["status"] for f in job["files"]] == ["added"]
+        assert index.roots.get("uploads") is None  # the job's temporary folder is no course's folder
         assert (
             http.post("/v1/courses/uploads/documents", files=small).json()["files"][0]["status"]
             == "unchanged"

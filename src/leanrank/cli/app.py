@@ -78,7 +78,9 @@ def hit_json(hit: Hit) -> dict[str, Any]:
     }
 
 
-def _ingest(pipe: Pipeline, path: Path, course: str, *, prune: bool = False) -> IngestReport:
+def _ingest(
+    pipe: Pipeline, path: Path, course: str, *, prune: bool = False, root: Path | None = None
+) -> IngestReport:
     files = pipe.ingest_plan(path) if path.exists() else []
     done = 0
     with Steps() as progress:
@@ -96,7 +98,7 @@ def _ingest(pipe: Pipeline, path: Path, course: str, *, prune: bool = False) -> 
             """A long file moves the bar too: by the share of its chunks embedded so far."""
             progress.update(task, completed=done + chunks / of)
 
-        report = pipe.ingest(path, course, prune=prune, on_file=step, on_embed=embedding)
+        report = pipe.ingest(path, course, prune=prune, root=root, on_file=step, on_embed=embedding)
     summary = (
         f"course {course}: {plural(len(report.files), 'file')} — {report.count('added')} added, "
         f"{report.count('updated')} updated, {report.count('unchanged')} unchanged, "
@@ -104,6 +106,15 @@ def _ingest(pipe: Pipeline, path: Path, course: str, *, prune: bool = False) -> 
         f"{plural(report.chunks, 'chunk')} written, {report.embedded:,} embedded"
     )
     err.print(summary)
+    if report.previous_root is not None:
+        err.print(
+            styled(
+                ("note:", "yellow"),
+                f" course {course}'s folder is now {report.root} (was {report.previous_root}): its files are "
+                "named relative to it; pass --root to name them relative to another",
+            ),
+            soft_wrap=True,
+        )
     for stale in report.stale:
         err.print(
             styled(
@@ -135,10 +146,21 @@ def ingest(
     prune: Annotated[
         bool, typer.Option("--prune", help="Delete the course's sources that are no longer in the folder.")
     ] = False,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root",
+            help="The course folder files are named relative to (default: the one recorded at the course's "
+            "first folder ingest); recorded as the course's folder.",
+        ),
+    ] = None,
 ) -> None:
-    """Index a file or folder into a course; unchanged files are skipped, changed ones replaced."""
+    """Index a file or folder into a course; unchanged files are skipped, changed ones replaced.
+
+    A sub-folder or a file of the course folder keeps the names the whole folder gave it.
+    """
     with _pipeline() as pipe:
-        _ingest(pipe, path, course, prune=prune)
+        _ingest(pipe, path, course, prune=prune, root=root)
 
 
 def _print_hits(result: SearchResult) -> None:

@@ -172,7 +172,10 @@ class IngestJobs:
             async with self.writer:
                 job.status = "running"
                 self._save(job)
-                await asyncio.to_thread(pipeline.ingest, folder, job.course, on_file=on_file)
+                # Named as uploaded, relative to the job's folder, which is no course's recorded folder.
+                await asyncio.to_thread(
+                    pipeline.ingest, folder, job.course, root=folder, remember_root=False, on_file=on_file
+                )
             job.status = "done"
         except _StoppingError:
             job.status = "queued"
