@@ -96,8 +96,9 @@ async def rerank_batch(
     if len(body.requests) > limit:
         raise LimitExceededError("max_batch_queries", len(body.requests), limit, "queries")
     billed = billing_course(principal, course)
-    for entry in body.requests:  # every entry is checked before anything is called or billed
-        check_rerank(service.settings, entry.query, entry.documents)
+    # every entry is checked before anything is called or billed; the key's tokens per minute count them all
+    tokens = sum(check_rerank(service.settings, entry.query, entry.documents) for entry in body.requests)
+    await service.rate_limits.tokens(principal.key_id, tokens)
     backend = serving_policy(service, body.model, response)
     n = len(body.requests)
     calls = [call_context(principal, f"{request_id}#{i}", billed, "rerank") for i in range(n)]
