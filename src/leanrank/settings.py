@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,10 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from leanrank.errors import ConfigError
 
 CALL_DEADLINE_S = 180.0
 """The default `rerank.deadline_s`: one request of an HTTP reranker with its default options at its slowest,
@@ -504,16 +508,33 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            _UnknownEnv(settings_cls),
-            TomlConfigSettingsSource(settings_cls),
-        )
+        try:
+            toml = TomlConfigSettingsSource(settings_cls)
+        except tomllib.TOMLDecodeError as exc:
+            name = settings_cls.model_config.get("toml_file")
+            raise ConfigError(f"{name}: not valid TOML ({exc})") from None
+        return (init_settings, _Env(settings_cls), _UnknownEnv(settings_cls), toml)
 
 
 # Read by the reranker adapters (`LEANRANK_<KIND>_API_KEY`, `_BASE_URL`) and `leanrank eval`, not by Settings.
 _OTHER_ENV = re.compile(r"LEANRANK_(\w+_(API_KEY|BASE_URL)|EVAL_DATA)", re.IGNORECASE)
+
+
+class _Env(EnvSettingsSource):
+    """`LEANRANK_*` variables; a list or table that is not JSON is a `ConfigError` naming the setting (the
+    library's own error names its source class only and reaches the user as a stack trace)."""
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as exc:
+            variable = f"{self.env_prefix}{field_name}".upper()
+            raise ConfigError(
+                f"invalid setting {field_name}: a {variable}* variable holds a list or table that is not "
+                f"JSON ({exc})"
+            ) from None
 
 
 class _UnknownEnv(PydanticBaseSettingsSource):

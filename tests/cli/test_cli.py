@@ -153,6 +153,26 @@ def test_a_bad_cascade_setting_is_one_line_and_the_index_is_untouched(
     assert leanrank(data_dir, "courses").stdout == before
 
 
+def test_a_malformed_settings_file_or_variable_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the command reads ./leanrank.toml
+    (tmp_path / "leanrank.toml").write_text("[rerank\n")
+    r = leanrank(tmp_path / "data", "courses")
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == (
+        "error: leanrank.toml: not valid TOML (Expected ']' at the end of a table declaration "
+        "(at line 1, column 8))\n"
+    )
+    (tmp_path / "leanrank.toml").unlink()
+    monkeypatch.setenv("LEANRANK_COST__BUDGETS", "[{scope: course}]")
+    r = leanrank(tmp_path / "data", "courses")
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr.startswith("error: invalid setting cost: a LEANRANK_COST* variable holds a list or table")
+    assert "\n" not in r.stderr.rstrip("\n")
+    assert [p.name for p in tmp_path.iterdir()] == []  # nothing created
+
+
 def test_courses_and_delete(data_dir: Path) -> None:
     r = leanrank(data_dir, "ingest", str(SAMPLE_COURSE), "--course", "tmp")
     assert r.returncode == 0

@@ -132,15 +132,37 @@ def test_a_failed_query_is_an_entry_with_the_fixed_message_and_no_record(
 
 
 @pytest.mark.parametrize(
-    ("requests", "status", "error_type"),
+    ("requests", "status", "error_type", "error"),
     [
-        (BATCH * 2, 413, "limit_exceeded"),  # 6 queries over serve.max_batch_queries = 5
-        ([*BATCH[:2], {"query": " ", "documents": ["x"]}], 400, "empty_input"),
-        ([], 422, "invalid_request"),
+        (BATCH * 2, 413, "limit_exceeded", "queries: 6 is above the limit of 5 (serve.max_batch_queries)"),
+        (
+            [*BATCH[:2], {"query": " ", "documents": ["x"]}],
+            400,
+            "empty_input",
+            "requests.2: the query is empty",
+        ),
+        (
+            [BATCH[0], {"query": "q", "documents": ["x"] * 1001}],
+            413,
+            "limit_exceeded",
+            "requests.1: documents: 1001 is above the limit of 1000 (serve.max_documents)",
+        ),
+        (
+            [],
+            422,
+            "invalid_request",
+            "body.requests: List should have at least 1 item after validation, not 0",
+        ),
     ],
 )
 def test_a_bad_batch_is_refused_whole_before_any_call(
-    tmp_path: Path, index: Pipeline, ledger: Ledger, requests: list[object], status: int, error_type: str
+    tmp_path: Path,
+    index: Pipeline,
+    ledger: Ledger,
+    requests: list[object],
+    status: int,
+    error_type: str,
+    error: str,
 ) -> None:
     model = CountingModel()
     settings = settings_for(tmp_path / "data", max_batch_queries=5)
@@ -152,7 +174,8 @@ def test_a_bad_batch_is_refused_whole_before_any_call(
     finally:
         server.close()
         search.close()
-    assert (reply.status_code, reply.json()["error_type"]) == (status, error_type)
+    answer = reply.json()
+    assert (reply.status_code, answer["error_type"], answer["error"]) == (status, error_type, error)
     assert model.calls == []
     assert ledger.totals("tenant", this_month()) == []
 

@@ -142,6 +142,22 @@ def test_a_bad_file_is_reported_and_the_rest_ingested(live: LiveServer) -> None:
     assert statuses["image.png"][1]
 
 
+def test_an_upload_with_one_name_twice_is_refused_naming_it(live: LiveServer) -> None:
+    files = [
+        ("files", ("notes.md", b"# Notes\n\nLoops repeat code.\n")),
+        ("files", ("week1/a.md", b"# A\n\nFirst.\n")),
+        ("files", ("week1/a.md", b"# A\n\nSecond.\n")),
+    ]
+    with live.client(ADMIN_KEY) as http:
+        reply = http.post("/v1/courses/twice/documents", files=files)
+        listed = http.get("/v1/courses/twice/documents")
+    assert (reply.status_code, reply.json()["error"]) == (
+        422,
+        "two uploaded files are named 'week1/a.md'; each needs its own path",
+    )
+    assert listed.status_code == 404  # nothing ingested
+
+
 def test_a_bad_upload_of_an_indexed_file_says_its_earlier_version_is_kept(live: LiveServer) -> None:
     with live.client(ADMIN_KEY) as http:
         first = http.post(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,26 @@ def test_upstream_latency_is_a_histogram_per_backend(served: tuple[LiveServer, s
         f'leanrank_upstream_request_duration_seconds_bucket{{backend="{count.group(1)}",le="+Inf"}} 2.0'
         in text
     )
+
+
+def test_gateway_documents_are_counted_as_the_headers_count_them_when_windowed(
+    tmp_path: Path, index: Pipeline
+) -> None:
+    """Cohere v1's `max_chunks_per_doc` sends windows: the forwarded documents are still documents."""
+    fake = FakeProvider("cohere")
+    server = LiveServer(create_app(settings_for(tmp_path), reranker=adapter(fake), pipeline=index))
+    long = " ".join(f"слово{i}" for i in range(60))
+    windows = {"max_chunks_per_doc": 3, "max_tokens_per_doc": 20}
+    body = {"query": "цикл for", "documents": [long, "short"], **windows}
+    try:
+        with server.client(ADMIN_KEY) as http:
+            answer = http.post("/v1/rerank", json=body)
+            text = http.get("/metrics").text
+    finally:
+        server.close()
+        fake.close()
+    assert answer.status_code == 200, answer.text
+    assert len(fake.requests[0].body["documents"]) == 4  # three windows of the long one, the short one
+    assert answer.headers["x-leanrank-documents-forwarded"] == "2"
+    counts = dict(re.findall(r"^leanrank_gateway_documents_(\w+)_total\{[^}]*\} (\S+)$", text, re.M))
+    assert counts == {"received": "2.0", "forwarded": "2.0"}

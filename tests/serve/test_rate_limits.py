@@ -20,8 +20,8 @@ from leanrank.settings import RateLimitSettings, ServeSettings, Settings
 from tests.serve.conftest import ADMIN_KEY, COOKING_KEY, DEMO_KEY, ENTRIES
 from tests.serve.live import LiveServer
 
-DOCS = ["Цикл for перебирает элементы.", "A function returns a value."]  # 7 + 6 estimated tokens
-BODY = {"model": "identity", "query": "цикл for", "documents": DOCS}  # 2 x 2 + 13 = 17 tokens
+DOCS = ["Цикл for перебирает элементы.", "A function returns a value."]  # 8 + 7 estimated tokens
+BODY = {"model": "identity", "query": "цикл for", "documents": DOCS}  # 2 x 2 + 15 = 19 tokens
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -65,16 +65,30 @@ def test_rerank_tokens_per_minute_are_counted_and_one_request_above_the_limit_is
     limited: LiveServer,
 ) -> None:
     with limited.client(COOKING_KEY) as http:
-        too_big = http.post("/v2/rerank", json={**BODY, "documents": DOCS * 3})  # 12 + 39 = 51 > 40
-        first = http.post("/v2/rerank", json=BODY)  # 17 of 40
-        second = http.post("/v2/rerank", json=BODY)  # 34 of 40
-        third = http.post("/v2/rerank", json=BODY)  # 51: over
+        too_big = http.post("/v2/rerank", json={**BODY, "documents": DOCS * 3})  # 12 + 45 = 57 > 40
+        first = http.post("/v2/rerank", json=BODY)  # 19 of 40
+        second = http.post("/v2/rerank", json=BODY)  # 38 of 40
+        third = http.post("/v2/rerank", json=BODY)  # 57: over
     assert too_big.status_code == 413
     assert too_big.json()["limit"] == "rate_limits"
     assert (first.status_code, second.status_code) == (200, 200)
     assert third.status_code == 429
     assert "40 tokens per minute" in third.json()["error"]
     assert 1 <= int(third.headers["retry-after"]) <= 60
+
+
+def test_a_batch_counts_the_tokens_of_every_entry(limited: LiveServer) -> None:
+    entry = {"query": BODY["query"], "documents": DOCS}  # 19 tokens, as BODY
+    with limited.client(COOKING_KEY) as http:
+        too_big = http.post("/v1/rerank/batch", json={"model": "identity", "requests": [entry] * 3})  # 57
+        two = http.post("/v1/rerank/batch", json={"model": "identity", "requests": [entry] * 2})  # 38 of 40
+        after = http.post("/v2/rerank", json=BODY)  # 57: over
+    assert too_big.status_code == 413
+    assert too_big.json()["limit"] == "rate_limits"
+    assert "57 is above the limit of 40" in too_big.json()["error"]
+    assert two.status_code == 200
+    assert after.status_code == 429
+    assert "40 tokens per minute" in after.json()["error"]
 
 
 def test_a_rule_for_a_key_that_is_not_configured_is_a_config_error(tmp_path: Path) -> None:

@@ -104,11 +104,14 @@ class Metrics:
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route, method).observe(seconds)
 
-    def observe_gateway(self, charge: Charge, course: str | None, key: str, received: int) -> None:
-        """One gateway call: documents received and forwarded, spend and savings per course and key."""
+    def observe_gateway(
+        self, charge: Charge, course: str | None, key: str, received: int, forwarded: int
+    ) -> None:
+        """One gateway call: documents received and forwarded (as `x-leanrank-documents-*` count them: a
+        document sent as several windows is one), spend and savings per course and key."""
         labels = (charge.backend, course or "", key)
         self.gateway_received.labels(*labels).inc(received)
-        self.gateway_forwarded.labels(*labels).inc(charge.response.usage.documents)
+        self.gateway_forwarded.labels(*labels).inc(forwarded)
         if charge.cost_usd:
             self.gateway_cost.labels(*labels).inc(charge.cost_usd)
         if charge.full_cost_usd is not None and charge.cost_usd is not None:

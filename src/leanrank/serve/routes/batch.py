@@ -18,6 +18,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, StrictInt
 
 from leanrank.cli.rerank import usage_json
+from leanrank.errors import InputError
 from leanrank.rerank.base import as_probabilities, rank_order
 from leanrank.rerank.batch import Rendezvous
 from leanrank.serve.accounting import Charge
@@ -96,8 +97,14 @@ async def rerank_batch(
     if len(body.requests) > limit:
         raise LimitExceededError("max_batch_queries", len(body.requests), limit, "queries")
     billed = billing_course(principal, course)
-    for entry in body.requests:  # every entry is checked before anything is called or billed
-        check_rerank(service.settings, entry.query, entry.documents)
+    tokens = 0
+    for i, entry in enumerate(body.requests):  # every entry is checked before anything is called or billed
+        try:
+            tokens += check_rerank(service.settings, entry.query, entry.documents)
+        except InputError as exc:
+            exc.args = (f"requests.{i}: {exc}",)  # which one, as the wire schema's errors say
+            raise
+    await service.rate_limits.tokens(principal.key_id, tokens)  # the key's tokens per minute count them all
     backend = serving_policy(service, body.model, response)
     n = len(body.requests)
     calls = [call_context(principal, f"{request_id}#{i}", billed, "rerank") for i in range(n)]

@@ -92,9 +92,11 @@ def _job_out(request: Request, job: IngestJob) -> IngestJobOut:
 
 def _check_distinct(names: list[str]) -> None:
     """No two files may land on one path, nor a file where another needs a folder (`a` and `a/b`)."""
-    taken = set(names)
-    if len(taken) != len(names):
-        raise InputError("two uploaded files have the same name")
+    taken: set[str] = set()
+    for name in names:
+        if name in taken:
+            raise InputError(f"two uploaded files are named {name!r}; each needs its own path")
+        taken.add(name)
     for name in names:
         parts = name.split("/")
         for i in range(1, len(parts)):

@@ -164,7 +164,7 @@ async def rerank_once(
         )
     charge = replace(charge, response=merge(plan, charge.response))
     service.metrics.observe_charge(charge, course)
-    service.metrics.observe_gateway(charge, course, principal.key_id, plan.received)
+    service.metrics.observe_gateway(charge, course, principal.key_id, plan.received, plan.sent)
     _cascade_headers(response, plan, charge)
     response.headers["x-leanrank-backend"] = charge.backend
     response.headers["x-leanrank-budget"] = charge.budget
