@@ -17,7 +17,7 @@ from razdel import sentenize
 from leanrank.encode.e5 import E5SmallEncoder
 from leanrank.errors import ConfigError
 from leanrank.ingest.chunker import ChunkerConfig, _blob_spans, chunk_source
-from leanrank.ingest.loaders import SUPPORTED_SUFFIXES, load_file
+from leanrank.ingest.loaders import CODE_SUFFIXES, SUPPORTED_SUFFIXES, load_file
 from leanrank.types import Chunk, Section, SourceText
 from tests.ingest.conftest import MakePdf, notebook_json, words
 
@@ -120,6 +120,10 @@ def every_format(tmp_path: Path, make_pdf: MakePdf) -> list[Path]:
             [("markdown", "# Lesson\n\n" + PARAGRAPHS), ("code", "x = 1\n\n" + "\n".join(sentences(6, 4)))]
         ),
     }
+    code = "\n\n".join(
+        f"// {t}\nfunction step{k}(x) {{\n  return x + {k};\n}}" for k, t in enumerate(sentences(6, 4))
+    )
+    files |= {f"a{suffix}": code for suffix in CODE_SUFFIXES}
     paths = [tmp_path / name for name in files]
     for path in paths:
         path.write_text(files[path.name], encoding="utf-8")

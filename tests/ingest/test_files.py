@@ -94,3 +94,12 @@ def test_sample_pdf_is_what_the_generator_writes(tmp_path: Path) -> None:
     build = runpy.run_path(str(MAKE_SAMPLE_PDF))["build"]
     build(out)
     assert out.read_bytes() == (SAMPLE_COURSE / "05-files-and-exceptions.ru.pdf").read_bytes()
+
+
+def test_discover_skips_folders_tools_fill(tmp_path: Path) -> None:
+    """Dependencies and caches beside code examples are not course material."""
+    for rel in ["ex/a.py", "ex/node_modules/lib/b.js", "ex/__pycache__/a.cpython-311.pyc", "env/lib/c.py"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x = 1\n", encoding="utf-8")
+    (tmp_path / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n", encoding="utf-8")
+    assert [source_id(p, tmp_path) for p in discover(tmp_path)] == ["ex/a.py"]

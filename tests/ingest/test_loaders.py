@@ -15,7 +15,7 @@ from leanrank.errors import (
     FileTooLargeError,
     UnsupportedFileTypeError,
 )
-from leanrank.ingest.loaders import SUPPORTED_SUFFIXES, load_file
+from leanrank.ingest.loaders import CODE_SUFFIXES, SUPPORTED_SUFFIXES, load_file
 from leanrank.types import SourceText
 from tests.ingest.conftest import MakePdf, assert_sections_located
 
@@ -39,7 +39,25 @@ def headings_and_texts(source: SourceText) -> list[tuple[tuple[str, ...], str]]:
 
 def test_supported_suffixes() -> None:
     plain_and_media = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".vtt", ".srt"}
-    assert plain_and_media | {".ipynb", ".docx", ".pptx"} == SUPPORTED_SUFFIXES
+    code = {".py", ".js", ".mjs", ".cjs", ".jsx", ".ts", ".tsx", ".java", ".kt", ".scala", ".c", ".h", ".cc"}
+    code |= {
+        ".cpp",
+        ".hpp",
+        ".cs",
+        ".go",
+        ".rs",
+        ".rb",
+        ".php",
+        ".swift",
+        ".sql",
+        ".sh",
+        ".bash",
+        ".r",
+        ".jl",
+    }
+    code |= {".lua", ".hs", ".dart"}
+    assert code == CODE_SUFFIXES
+    assert plain_and_media | {".ipynb", ".docx", ".pptx"} | code == SUPPORTED_SUFFIXES
 
 
 # --- Markdown and text -----------------------------------------------------------------------------
@@ -369,3 +387,87 @@ def test_html_depth_counts_only_elements_that_nest(tmp_path: Path) -> None:
     assert "item 4999" in source.text
     nested = write(tmp_path / "nested.html", "<div>" * 1000 + "deep" + "</div>" * 1000)
     assert load_file(nested, max_bytes=MB).text == "deep"
+
+
+# --- source code -----------------------------------------------------------------------------------
+
+PYTHON = '''"""Модуль: сортировка."""
+
+import sys
+
+# Сравниваем соседние элементы
+def bubble_sort(xs):
+    """Sorts in place."""
+    for i in range(len(xs)):
+        pass
+
+    return xs
+
+@cache
+class Foo:
+    x = 1
+
+if __name__ == "__main__":
+    print(bubble_sort(sys.argv))
+'''
+JAVASCRIPT = """// Проверка строгого равенства
+
+function isEqual(a, b) {
+  return a === b;
+}
+
+/* Стрелочная функция:
+   короче, чем function. */
+
+const twice = (x) => x * 2;
+"""
+
+
+def code_sections(source: SourceText) -> list[tuple[tuple[str, ...], bool, str]]:
+    return [(s.heading, s.meta.get("cell_type") == "code", s.text.split("\n")[0]) for s in source.sections]
+
+
+def test_a_python_file_is_blocks_of_code_and_prose_under_the_name_they_define(tmp_path: Path) -> None:
+    source = load(write(tmp_path / "sort.py", PYTHON))
+    assert source.kind == "code"
+    assert source.text == PYTHON  # the file's own text: offsets are exact
+    assert code_sections(source) == [
+        ((), False, '"""Модуль: сортировка."""'),  # the module docstring is prose
+        ((), True, "import sys"),
+        (("bubble_sort",), True, "# Сравниваем соседние элементы"),
+        (("bubble_sort",), True, "return xs"),  # indented: still inside the function
+        (("Foo",), True, "@cache"),
+        ((), True, 'if __name__ == "__main__":'),  # unindented code that defines nothing
+    ]
+    assert [s.meta["cell"] for s in source.sections] == ["0", "1", "2", "3", "4", "5"]
+
+
+def test_a_comment_block_before_a_definition_is_prose_under_its_name_and_one_after_is_not(
+    tmp_path: Path,
+) -> None:
+    source = load(write(tmp_path / "eq.js", JAVASCRIPT))
+    assert code_sections(source) == [
+        (("isEqual",), False, "// Проверка строгого равенства"),
+        (("isEqual",), True, "function isEqual(a, b) {"),
+        ((), False, "/* Стрелочная функция:"),  # unindented, defines nothing: isEqual has ended
+        ((), True, "const twice = (x) => x * 2;"),
+    ]
+
+
+def test_code_suffixes_use_their_own_language_not_a_guess(tmp_path: Path) -> None:
+    """Pygments would read `.r` as REBOL: R's `#` comment must be prose, not code."""
+    source = load(write(tmp_path / "model.r", "# Линейная регрессия\n# по методу МНК\n\nfit <- lm(y ~ x)\n"))
+    assert code_sections(source) == [((), False, "# Линейная регрессия"), ((), True, "fit <- lm(y ~ x)")]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "error"),
+    [("empty.py", b"  \n", EmptyDocumentError), ("bin.js", b"\x00\x01", BinaryDocumentError)],
+)
+def test_bad_code_files_fail_typed(
+    tmp_path: Path, name: str, data: bytes, error: type[DocumentError]
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(error):
+        load_file(path, max_bytes=MB)

@@ -42,6 +42,23 @@ EQUALITY = (
     'Все аргументы скрипта доступны как "$@", их число — как $#.\n'
 )
 
+BUBBLE = '''"""Урок 4. Сортировка пузырьком: соседние элементы меняются местами, пока список не упорядочен."""
+
+import random
+
+
+def bubble_sort(items: list[int]) -> list[int]:
+    for end in range(len(items) - 1, 0, -1):
+        for i in range(end):
+            if items[i] > items[i + 1]:
+                items[i], items[i + 1] = items[i + 1], items[i]
+    return items
+
+
+if __name__ == "__main__":
+    print(bubble_sort(random.sample(range(100), 10)))
+'''
+
 
 @pytest.fixture(scope="module")
 def pipe(
@@ -51,6 +68,9 @@ def pipe(
     shutil.copytree(SAMPLE_COURSE, course, dirs_exist_ok=True)
     (course / "topic10_gradient_boosting.ipynb").write_text(notebook_json(BOOSTING), encoding="utf-8")
     (course / "09-js-and-bash.ru.md").write_text(EQUALITY, encoding="utf-8")
+    (course / "examples" / "node_modules" / "lodash").mkdir(parents=True)  # a tool's folder: not indexed
+    (course / "examples" / "node_modules" / "lodash" / "sort.js").write_text("function sort(a) {}\n")
+    (course / "examples" / "bubble_sort.py").write_text(BUBBLE, encoding="utf-8")
     # The translated list is opt-in (see the README's course benchmark); on here, as a course would set it.
     with make_pipeline(tmp_path_factory.mktemp("data"), e5, bm25, retrieve={"translate_weight": 0.5}) as p:
         report = p.ingest(course, "mixed")
@@ -81,6 +101,20 @@ def test_a_code_cell_shares_its_chunk_with_the_prose_before_it(pipe: Pipeline) -
     assert "Jerome Friedman" in chunk.text
     assert "GradientBoostingClassifier(n_estimators=200" in chunk.text
     assert chunk.context == "topic10 gradient boosting > Topic 10. Gradient Boosting > History"
+
+
+def test_a_code_example_is_found_by_what_its_docstring_says_and_by_its_names(pipe: Pipeline) -> None:
+    """A source file's code is not cut from its definition's name, and its docstring is prose: a Russian
+    question finds the Python example, and so does the function's name."""
+    for query in ("как работает сортировка пузырьком", "bubble_sort"):
+        top = pipe.search(query, "mixed", k=3).hits[0].chunk
+        assert top.source == "examples/bubble_sort.py"
+    hits = pipe.search("bubble_sort", "mixed", k=10).hits
+    code = next(h.chunk for h in hits if "def bubble_sort" in h.chunk.text)
+    assert "return items" in code.text  # the whole function, one chunk
+    assert code.context.startswith("bubble sort > bubble_sort")
+    assert "Сортировка пузырьком" in code.context  # the docstring: the prose before the code
+    assert not any("node_modules" in source for source in pipe.store.sources("mixed"))
 
 
 def test_language_filter_keeps_chunks_that_contain_the_language(pipe: Pipeline) -> None:

@@ -13,8 +13,11 @@ from leanrank.errors import DocumentError, InputError
 def discover(root: Path) -> list[Path]:
     """`root` itself if it is a file, else every file under it, recursively, in a stable order.
 
-    Hidden files and folders (`.git`, `.DS_Store`, editor swap files) are left out. Unsupported files are
-    kept so that ingestion can report them as skipped instead of silently ignoring them.
+    Hidden files and folders (`.git`, `.DS_Store`, editor swap files) are left out, and so are folders that
+    tools fill rather than authors write (`node_modules`, `__pycache__`, a virtualenv: a folder holding
+    `pyvenv.cfg`): a course of code examples would otherwise index its dependencies' thousands of source
+    files. Unsupported files are kept so that ingestion can report them as skipped instead of silently
+    ignoring them.
     """
     if root.is_file():
         return [root]
@@ -27,9 +30,16 @@ def discover(root: Path) -> list[Path]:
         raise InputError(f"{exc.filename}: cannot read this folder ({exc.strerror}); fix it or move it out")
 
     for folder, dirs, files in os.walk(root, onerror=unreadable):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not _generated(Path(folder, d))]
         found.extend(Path(folder, f) for f in files if not f.startswith("."))
     return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
+_GENERATED = frozenset({"node_modules", "__pycache__"})
+
+
+def _generated(folder: Path) -> bool:
+    return folder.name in _GENERATED or (folder / "pyvenv.cfg").is_file()
 
 
 def file_hash(data: bytes) -> str:

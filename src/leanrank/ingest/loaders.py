@@ -39,6 +39,9 @@ from pptx.shapes.base import BaseShape
 from pptx.shapes.graphfrm import GraphicFrame
 from pptx.shapes.group import GroupShape
 from pptx.text.text import TextFrame
+from pygments.lexer import Lexer
+from pygments.lexers import get_lexer_by_name
+from pygments.token import Comment, Keyword, Name, String
 from pypdf import PdfReader
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
@@ -322,6 +325,142 @@ def _upgrade_notebook(notebook: dict[str, object], name: str) -> dict[str, objec
     except Exception as exc:  # nbformat raises schema and conversion errors of many types
         raise DocumentError(name, f"cannot parse notebook: {_one_line(exc)}") from None
     return converted
+
+
+# --- source code ----------------------------------------------------------------------------------
+
+# Pygments' lexer per file suffix, named explicitly: guessing from the name reads `.r` as REBOL, `.pl` as
+# Prolog. Languages a course teaches in; `.m` (MATLAB or Objective-C) is left out as ambiguous.
+_CODE_LEXERS = {
+    ".py": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "jsx",
+    ".ts": "typescript",
+    ".tsx": "tsx",
+    ".java": "java",
+    ".kt": "kotlin",
+    ".scala": "scala",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".hpp": "cpp",
+    ".cs": "csharp",
+    ".go": "go",
+    ".rs": "rust",
+    ".rb": "ruby",
+    ".php": "php",
+    ".swift": "swift",
+    ".sql": "sql",
+    ".sh": "bash",
+    ".bash": "bash",
+    ".r": "r",
+    ".jl": "julia",
+    ".lua": "lua",
+    ".hs": "haskell",
+    ".dart": "dart",
+}
+# Keywords that name what follows them: the next name is a definition, the heading of its code.
+_DEFINING = frozenset(
+    {
+        "def",
+        "class",
+        "function",
+        "func",
+        "fn",
+        "fun",
+        "struct",
+        "interface",
+        "trait",
+        "impl",
+        "enum",
+        "module",
+    }
+)
+
+
+def _code_loader(language: str) -> _Loader:
+    def load(data: bytes, name: str) -> tuple[str, list[Section]]:
+        return _code_sections(_decode(data, name), get_lexer_by_name(language, startinline=True))
+
+    return load
+
+
+def _code_sections(text: str, lexer: Lexer) -> tuple[str, list[Section]]:
+    """A source file as blocks between blank lines, each a cell of the chunker (packed with its neighbours
+    under one heading, never cut when it fits): a block of comments and docstrings only is prose, any other
+    block code (`meta["cell_type"] == "code"`).
+
+    The heading is the name a top-level block defines (`def`, `class`, `function`, `fn`…, by Pygments'
+    tokens; `startinline` so PHP needs no `<?php`), and a comment block right before it takes that heading
+    too: its words say what the definition is about. Any other unindented block clears the heading. The
+    text is the file's own, so offsets are exact.
+    """
+    spoken: list[tuple[int, int]] = []  # spans of comments and docstrings
+    defined: dict[int, str] = {}  # line start offset -> the name its defining keyword introduces
+    expect_name = False
+    for start, token, value in lexer.get_tokens_unprocessed(text):
+        if token in Comment or token in String.Doc:
+            spoken.append((start, start + len(value)))
+        elif token in Keyword and value in _DEFINING:
+            expect_name = True
+        elif expect_name and token in Name:
+            line = text.rfind("\n", 0, start) + 1
+            if not text[line].isspace():
+                defined.setdefault(line, value)
+            expect_name = False
+        elif not value.isspace():
+            expect_name = False
+    code_only = _without_spans(text, spoken)  # the text with its comments blanked out
+    blocks: list[tuple[int, int, bool, str | None]] = []  # start, end, prose?, the name it defines
+    for begin, end in _blocks(text):
+        lines = (m.start() for m in _LINE_START.finditer(text, begin, end))
+        blocks.append(
+            (begin, end, not code_only[begin:end].strip(), next(filter(None, map(defined.get, lines)), None))
+        )
+    sections: list[Section] = []
+    heading: tuple[str, ...] = ()
+    for index, (begin, end, prose, defines) in enumerate(blocks):
+        # Comments right before a definition are about it.
+        following = blocks[index + 1][3] if prose and index + 1 < len(blocks) else None
+        if name := defines or following:
+            heading = (name,)
+        elif not text[begin].isspace():
+            heading = ()  # an unindented block that defines nothing: the definition above has ended
+        meta = {CELL_KEY: str(index)} | ({} if prose else {CODE_KEY: "code"})
+        if section := _section(text, begin, end, heading, meta):
+            sections.append(section)
+    return text, sections
+
+
+_LINE_START = re.compile(r"^", re.MULTILINE)
+
+
+def _without_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with each of the sorted, disjoint `spans` replaced by as many spaces (offsets unchanged)."""
+    parts: list[str] = []
+    cut = 0
+    for start, end in spans:
+        parts.extend((text[cut:start], " " * (end - start)))
+        cut = end
+    parts.append(text[cut:])
+    return "".join(parts)
+
+
+_BLANK_LINES = re.compile(r"\n[^\S\n]*\n")
+
+
+def _blocks(text: str) -> Iterator[tuple[int, int]]:
+    """`(start, end)` of each run of lines between blank lines."""
+    cut = 0
+    for blank in _BLANK_LINES.finditer(text):
+        if text[cut : blank.start()].strip():
+            yield cut, blank.start()
+        cut = blank.end()
+    if text[cut:].strip():
+        yield cut, len(text)
 
 
 # --- HTML -----------------------------------------------------------------------------------------
@@ -759,6 +898,8 @@ _LOADERS: dict[str, tuple[str, _Loader]] = {
     ".ipynb": ("notebook", _load_notebook),
     ".docx": ("docx", _load_docx),
     ".pptx": ("pptx", _load_pptx),
-}
+} | {suffix: ("code", _code_loader(language)) for suffix, language in _CODE_LEXERS.items()}
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_LOADERS)
+CODE_SUFFIXES: frozenset[str] = frozenset(_CODE_LEXERS)
+"""Source files, loaded as blocks of code and of comments (`_code_sections`)."""
