@@ -144,6 +144,8 @@ TEI = {"query": "q", "texts": ["a", "b"]}
         ("/rerank", {**TEI, "raw_scores": 1}, f"body.raw_scores: {BOOLEAN}"),
         ("/rerank", {**TEI, "return_text": "yes"}, f"body.return_text: {BOOLEAN}"),
         ("/rerank", {**TEI, "truncate": "true"}, f"body.truncate: {BOOLEAN}"),
+        ("/v1/search", {**SEARCH, "judge": "false"}, f"body.judge: {BOOLEAN}"),
+        ("/v1/search", {**SEARCH, "judge": 1}, f"body.judge: {BOOLEAN}"),
     ],
 )
 def test_a_number_or_string_for_a_boolean_is_422(

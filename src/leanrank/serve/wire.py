@@ -277,7 +277,7 @@ class SearchRequest(_Request):
         le=1.0,
         description="Drop hits below this calibrated P(relevant).",
     )
-    judge: bool | None = Field(
+    judge: StrictBool | None = Field(
         None, description="Run the LLM judge on the top hits (null: the server's judge.enabled)."
     )
     context: SteeringIn | None = Field(
