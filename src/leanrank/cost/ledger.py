@@ -96,7 +96,8 @@ REPLY_TTL = timedelta(days=1)
 """How long a billed request's answer is kept for replay (a later resend of its id is refused)."""
 UNCONFIRMED = ":unconfirmed"
 """What a stage is suffixed with on the record of a call its provider may have billed though no answer was
-used; the n-th such call of one request (links of a fallback chain) adds `#n` from the second on."""
+used; the n-th such call of one request (links of a fallback chain, attempts of a resent request id) adds
+`#n` from the second on."""
 
 
 def unconfirmed_stage(stage: str, nth: int = 1) -> str:
@@ -513,7 +514,7 @@ class Ledger:
         def write(conn: Connection) -> bool:
             conn.execute(self._drop_hold(record.request_id, record.stage))
             for maybe in unconfirmed:
-                self._insert(conn, asdict(maybe) | {"cache_hit": False})
+                self._insert_unconfirmed(conn, maybe, record.stage)
             return self._insert(conn, row)
 
         return self._write(write, durable=True)
@@ -525,7 +526,7 @@ class Ledger:
         def write(conn: Connection) -> None:
             conn.execute(self._drop_hold(hold.request_id, hold.stage))
             for maybe in unconfirmed:
-                self._insert(conn, asdict(maybe) | {"cache_hit": False})
+                self._insert_unconfirmed(conn, maybe, hold.stage)
 
         self._write(write, durable=bool(unconfirmed))
 
@@ -827,6 +828,15 @@ class Ledger:
                 )
             )
         return True
+
+    def _insert_unconfirmed(self, conn: Connection, record: LedgerRecord, stage: str) -> None:
+        """Insert a possibly billed call of `stage`, numbered after those of earlier attempts of its request
+        id: a client resending an id after a failure makes new calls, which its provider may bill too."""
+        row: dict[str, Any] = asdict(record) | {"cache_hit": False}
+        nth = 1
+        while not self._insert(conn, row):
+            nth += 1
+            row["stage"] = unconfirmed_stage(stage, nth)
 
     def _day(self) -> ColumnElement[str]:
         time = self._table.c.time
