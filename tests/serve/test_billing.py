@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from leanrank.cost.ledger import Ledger
 from leanrank.cost.period import Period
@@ -322,3 +323,31 @@ def test_each_timed_out_attempt_under_one_request_id_is_recorded_as_possibly_bil
     assert ledger.spent("tenant", "teacher-demo", this_month()) == pytest.approx(3 * 0.002)
     [row] = usage["rows"]
     assert (row["calls"], row["unconfirmed"], row["cost_usd"]) == (3, 2, pytest.approx(3 * 0.002))
+
+
+def test_metrics_count_the_possibly_billed_calls_the_ledger_counts(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger
+) -> None:
+    """A call that timed out (424) is in the ledger at its estimate, as budgets count it; `/metrics` (what
+    the Grafana spend panels sum) counts it too, beside the call that was served."""
+    fake.script(Fault(200, delay_s=1.0))
+    server, search = serve(priced(tmp_path), index, adapter(fake, timeout_s=0.3), ledger)
+    try:
+        with server.client(DEMO_KEY) as http:
+            replies = [http.post("/v2/rerank", json={"query": QUERY, "documents": DOCS}) for _ in range(2)]
+        with server.client(ADMIN_KEY) as http:
+            text = http.get("/metrics").text
+    finally:
+        server.close()
+        search.close()
+    assert [r.status_code for r in replies] == [424, 200]
+    [total] = ledger.totals("backend", this_month())
+    assert (total.key, total.calls, total.unconfirmed) == (PAID, 2, 1)
+    series = {
+        (sample.name, sample.labels.get("backend")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert series[("leanrank_rerank_calls_total", PAID)] == total.calls
+    assert series[("leanrank_rerank_documents_total", PAID)] == total.documents
+    assert series[("leanrank_rerank_cost_usd_total", PAID)] == pytest.approx(total.cost_usd)

@@ -117,11 +117,15 @@ class Meter:
         budget: Budget | None = None,
         *,
         clock: Callable[[], datetime] = _utcnow,
+        on_unconfirmed: Callable[[Sequence[LedgerRecord]], None] | None = None,
     ) -> None:
+        """`on_unconfirmed` is told of the possibly billed calls once recorded (a failed call's too, which
+        its caller never sees a charge for): the service's metrics count them as the ledger does."""
         self._ledger = ledger
         self._pricing = pricing
         self._budget = budget
         self._clock = clock
+        self._on_unconfirmed = on_unconfirmed
         self._owned: Ledger | None = None
         self._failed: tuple[str, float] | None = None  # the last call's backend, if it failed, and when
 
@@ -248,7 +252,13 @@ class Meter:
             _log.error("could not release hold %s: %s", hold, failure)
 
     def _drop(self, hold: Hold, links: Sequence[str], query: str, documents: Sequence[str]) -> None:
-        self._ledger.release(hold, self._unconfirmed(hold, links, query, documents))
+        maybe = self._unconfirmed(hold, links, query, documents)
+        self._ledger.release(hold, maybe)
+        self._recorded_unconfirmed(maybe)
+
+    def _recorded_unconfirmed(self, records: Sequence[LedgerRecord]) -> None:
+        if records and self._on_unconfirmed is not None:
+            self._on_unconfirmed(records)
 
     def _unconfirmed(
         self, hold: Hold, links: Sequence[str], query: str, documents: Sequence[str]
@@ -349,6 +359,7 @@ class Meter:
             with span("leanrank.ledger.write", {"leanrank.records": 1 + len(maybe)}) as current:
                 recorded = self._ledger.settle(record, maybe)
                 current.set_attributes({"leanrank.recorded": recorded})
+            self._recorded_unconfirmed(maybe)
             return usage, cost, full, recorded
         except LedgerError:
             # Served and maybe paid, but unrecorded: the log is what the operator reconciles from.
