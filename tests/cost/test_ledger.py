@@ -6,7 +6,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta, timezone
 from multiprocessing.synchronize import Event
@@ -498,3 +498,69 @@ def test_a_hold_commits_without_a_sync_and_a_record_with_one(sqlite_url: str) ->
         ledger.release(replace(hold, request_id="r2"))
         # schema (FULL); hold NORMAL, settlement FULL, hold NORMAL, release of a hold NORMAL
         assert modes == [2, 1, 2, 1, 1]
+
+
+def _queue_batch(
+    ledger: Ledger, writes: Sequence[Hold | LedgerRecord], errors: list[str]
+) -> list[threading.Thread]:
+    """Start `writes` (holds for tenant school-a, records) on threads that commit them together, in this
+    order, as one group commit; failures go to `errors`."""
+
+    def write(item: Hold | LedgerRecord) -> None:
+        try:
+            if isinstance(item, Hold):
+                ledger.reserve(item, [("tenant", "school-a", NOVEMBER)], lambda _: True)
+            else:
+                ledger.settle(item)
+        except StoreError as exc:
+            errors.append(f"{item.request_id}: {exc}")
+
+    threads = [threading.Thread(target=write, args=(item,)) for item in writes]
+    with ledger._commit_lock:  # a commit in progress: the writes queue behind it, in order
+        for n, thread in enumerate(threads, 1):
+            thread.start()
+            _until(lambda n=n: len(ledger._queued) == n)  # type: ignore[misc]
+    return threads
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 20
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_two_replicas_reserving_and_recording_one_tenant_at_once_never_deadlock(
+    pg_url: str, pg_table: str
+) -> None:
+    """PostgreSQL: one replica's group commit records a call of a tenant (locking its day total) and then
+    reserves; another's reserves (holding the holds' lock) and then records a call of the same tenant.
+    Every write transaction takes the ledger's lock first, so they queue; else each waits for the other
+    and the database kills one, failing a call that was already served and paid for."""
+    hold = Hold(NOV_3, "", "rerank", None, "school-a", 0.004)
+    engine = sa.create_engine(pg_url)
+    waiting = sa.text(  # sessions waiting for a lock on the ledger's tables, or for its advisory lock
+        "SELECT count(*) FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' AND (a.query LIKE :table"
+        " OR EXISTS (SELECT FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted AND l.objid = :lock))"
+    )
+    errors: list[str] = []
+    with Ledger(pg_url, table=pg_table) as one, Ledger(pg_url, table=pg_table) as two:
+        one.record(make_record("first"))  # the tenant's day total exists from here on
+        where = {"table": f"%{pg_table}%", "lock": one._lock_id}
+        # Autocommit: inside a transaction, pg_stat_activity stays as it was at the first look.
+        with (
+            engine.connect() as other,
+            engine.connect().execution_options(isolation_level="AUTOCOMMIT") as probe,
+        ):
+            # A third replica is recording a call of the tenant: its day total is locked until it commits.
+            other.execute(sa.text(f"UPDATE {pg_table}_spend SET cost_usd = cost_usd WHERE name = 'school-a'"))
+            threads = _queue_batch(one, [make_record("a"), replace(hold, request_id="b")], errors)
+            _until(lambda: probe.execute(waiting, where).scalar_one() >= 1)
+            threads += _queue_batch(two, [replace(hold, request_id="c"), make_record("d")], errors)
+            _until(lambda: probe.execute(waiting, where).scalar_one() >= 2)
+            other.commit()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        [total] = one.totals("tenant", NOVEMBER)
+        assert (total.calls, total.cost_usd) == (3, pytest.approx(0.012))
+    engine.dispose()

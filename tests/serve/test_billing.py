@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from leanrank.cost.ledger import Hold, Ledger
 from leanrank.cost.period import Period
@@ -351,3 +352,57 @@ def test_a_failed_paid_backend_is_redacted_in_search(
     assert reply.json()["failed"] == [f"{PAID}: {FIXED_BACKEND_MESSAGE}"]
     port = fake.url.rsplit(":", 1)[1]
     assert not any(secret in reply.text for secret in (port, "/v2/rerank", "rerank-7", "HTTP 503"))
+
+
+def test_each_timed_out_attempt_under_one_request_id_is_recorded_as_possibly_billed(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger
+) -> None:
+    """A client resends its request id after a 424 (a failed attempt keeps nothing): each attempt the
+    provider answered too late may be billed, so each is its own `:unconfirmed` record, and the retry that
+    is served is billed as well: three calls the provider answered, three records."""
+    fake.script(*[Fault(200, delay_s=1.0)] * 2)  # answered, after the adapter stopped waiting
+    server, search = serve(priced(tmp_path), index, adapter(fake, timeout_s=0.3), ledger)
+    try:
+        with server.client(DEMO_KEY, headers={"x-request-id": "retried-1"}) as http:
+            replies = [http.post("/v2/rerank", json={"query": QUERY, "documents": DOCS}) for _ in range(3)]
+        with server.client(ADMIN_KEY) as http:
+            usage = http.get("/v1/usage", params={"by": "tenant"}).json()
+    finally:
+        server.close()
+        search.close()
+    assert [r.status_code for r in replies] == [424, 424, 200]
+    assert len(fake.requests) == 3
+    [total] = ledger.totals("tenant", this_month())
+    assert (total.calls, total.unconfirmed, total.requests) == (3, 2, 1)
+    assert total.cost_usd == pytest.approx(3 * 0.002)
+    assert ledger.spent("tenant", "teacher-demo", this_month()) == pytest.approx(3 * 0.002)
+    [row] = usage["rows"]
+    assert (row["calls"], row["unconfirmed"], row["cost_usd"]) == (3, 2, pytest.approx(3 * 0.002))
+
+
+def test_metrics_count_the_possibly_billed_calls_the_ledger_counts(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger
+) -> None:
+    """A call that timed out (424) is in the ledger at its estimate, as budgets count it; `/metrics` (what
+    the Grafana spend panels sum) counts it too, beside the call that was served."""
+    fake.script(Fault(200, delay_s=1.0))
+    server, search = serve(priced(tmp_path), index, adapter(fake, timeout_s=0.3), ledger)
+    try:
+        with server.client(DEMO_KEY) as http:
+            replies = [http.post("/v2/rerank", json={"query": QUERY, "documents": DOCS}) for _ in range(2)]
+        with server.client(ADMIN_KEY) as http:
+            text = http.get("/metrics").text
+    finally:
+        server.close()
+        search.close()
+    assert [r.status_code for r in replies] == [424, 200]
+    [total] = ledger.totals("backend", this_month())
+    assert (total.key, total.calls, total.unconfirmed) == (PAID, 2, 1)
+    series = {
+        (sample.name, sample.labels.get("backend")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert series[("leanrank_rerank_calls_total", PAID)] == total.calls
+    assert series[("leanrank_rerank_documents_total", PAID)] == total.documents
+    assert series[("leanrank_rerank_cost_usd_total", PAID)] == pytest.approx(total.cost_usd)

@@ -10,7 +10,8 @@ repeated write is dropped by the database (`INSERT ... ON CONFLICT DO NOTHING`),
 Before a call is made, `reserve` writes a hold (its estimated cost, under the same `(request_id, stage)`)
 in one serialised transaction that also reads what is already spent and held, so concurrent calls, in
 any number of processes or replicas, cannot all pass a budget meant for a few: SQLite takes the write
-lock first (`BEGIN IMMEDIATE`), PostgreSQL an advisory lock for the transaction. `settle` turns the hold
+lock first (`BEGIN IMMEDIATE`), PostgreSQL the ledger's advisory lock (every write transaction takes it
+first, so replicas never wait for each other's row locks in a cycle). `settle` turns the hold
 into the call's record, `release` drops it. A hold also claims its request id: a second call under the
 same id while the first runs, or after it was billed, is refused (`RequestConflictError`). The answers of
 billed requests are kept beside (`keep_reply`), so a client resending an id gets the first answer back.
@@ -89,7 +90,7 @@ Scope = Literal["course", "tenant"]
 
 DEFAULT_TABLE = "leanrank_rerank_calls"
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
-_SCHEMA_LOCK = 0x5C4E  # told apart from the holds' advisory lock of the same ledger
+_SCHEMA_LOCK = 0x5C4E  # told apart from the writes' advisory lock of the same ledger
 HOLD_TTL = timedelta(hours=1)
 """How long a hold that names no expiry of its own lasts (one written before the ledger's revision 0005, by an
 older leanrank still running beside a newer one, or by a caller that gives none)."""
@@ -434,7 +435,7 @@ class Ledger:
         self._holds = _holds_table(table, self._table.metadata)
         self._replies = _replies_table(table, self._table.metadata)
         self._spend = _spend_table(table, self._table.metadata)
-        self._lock_id = zlib.crc32(table.encode())  # PostgreSQL advisory lock of this ledger's holds
+        self._lock_id = zlib.crc32(table.encode())  # PostgreSQL advisory lock of this ledger's writes
         self._ready = False
         self._lock = threading.Lock()
         self._queued: list[_Write] = []
@@ -507,7 +508,6 @@ class Ledger:
         """
 
         def write(conn: Connection) -> tuple[list[float], bool]:
-            self._lock_holds(conn)
             self._reap(conn, hold.time)
             self._check_unused(conn, hold)
             committed = [self._committed(conn, scope, name, period) for scope, name, period in scopes]
@@ -595,8 +595,10 @@ class Ledger:
         options = {"sqlite_immediate": True, "sqlite_durable": durable}
         try:
             with self._engine.connect().execution_options(**options) as conn, conn.begin():
-                if not durable and self._dialect == "postgresql":
-                    conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                if self._dialect == "postgresql":
+                    self._lock_writes(conn)
+                    if not durable:
+                        conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
                 if len(batch) == 1:
                     batch[0].result = batch[0].work(conn)  # a failure rolls back the whole transaction
                 else:
@@ -630,9 +632,12 @@ class Ledger:
         with self._errors(), self._engine.connect() as conn:
             conn.execute(select(1))
 
-    def _lock_holds(self, conn: Connection) -> None:
-        if self._dialect == "postgresql":
-            conn.execute(select(func.pg_advisory_xact_lock(self._lock_id)))
+    def _lock_writes(self, conn: Connection) -> None:
+        """PostgreSQL: this ledger's advisory lock, first thing in every write transaction, as SQLite's
+        `BEGIN IMMEDIATE` takes its write lock. A group commit mixes holds (which need the lock to read
+        spend and holds alone) with records (which lock their day totals): taking the lock at the first
+        hold would let two replicas each hold what the other waits for, and the database kill one."""
+        conn.execute(select(func.pg_advisory_xact_lock(self._lock_id)))
 
     def _reap(self, conn: Connection, now: datetime) -> None:
         """Drop the holds expired at `now`, each paid one recorded as possibly billed: its process died

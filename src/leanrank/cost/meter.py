@@ -133,7 +133,10 @@ class Meter:
         *,
         deadline_s: float = CALL_DEADLINE_S,
         clock: Callable[[], datetime] = _utcnow,
+        on_unconfirmed: Callable[[Sequence[LedgerRecord]], None] | None = None,
     ) -> None:
+        """`on_unconfirmed` is told of the possibly billed calls once recorded (a failed call's too, which
+        its caller never sees a charge for): the service's metrics count them as the ledger does."""
         if not deadline_s > 0:
             raise ConfigError(f"the call deadline must be positive seconds, got {deadline_s}")
         self._ledger = ledger
@@ -142,6 +145,7 @@ class Meter:
         self._deadline_s = deadline_s
         self._hold_for = timedelta(seconds=deadline_s) + HOLD_MARGIN
         self._clock = clock
+        self._on_unconfirmed = on_unconfirmed
         self._owned: Ledger | None = None
         self._failed: tuple[str, float] | None = None  # the last call's backend, if it failed, and when
 
@@ -270,7 +274,13 @@ class Meter:
             _log.error("could not release hold %s: %s", hold, failure)
 
     def _drop(self, hold: Hold, links: Sequence[str], query: str, documents: Sequence[str]) -> None:
-        self._ledger.release(hold, self._unconfirmed(hold, links, query, documents))
+        maybe = self._unconfirmed(hold, links, query, documents)
+        self._ledger.release(hold, maybe)
+        self._recorded_unconfirmed(maybe)
+
+    def _recorded_unconfirmed(self, records: Sequence[LedgerRecord]) -> None:
+        if records and self._on_unconfirmed is not None:
+            self._on_unconfirmed(records)
 
     def _unconfirmed(
         self, hold: Hold, links: Sequence[str], query: str, documents: Sequence[str]
@@ -365,6 +375,7 @@ class Meter:
             with span("leanrank.ledger.write", {"leanrank.records": 1 + len(maybe)}) as current:
                 recorded = self._ledger.settle(record, maybe)
                 current.set_attributes({"leanrank.recorded": recorded})
+            self._recorded_unconfirmed(maybe)
             return usage, cost, full, recorded
         except LedgerError:
             # Served and maybe paid, but unrecorded: the log is what the operator reconciles from.

@@ -91,7 +91,13 @@ def create_app(
         )
     books = ledger if ledger is not None else Ledger.from_settings(settings)
     budget = Budget(settings.cost.budgets, books) if settings.cost.budgets else None
-    meter = Meter(books, Pricing.from_settings(settings), budget, deadline_s=rs.deadline_s)
+    meter = Meter(
+        books,
+        Pricing.from_settings(settings),
+        budget,
+        deadline_s=rs.deadline_s,
+        on_unconfirmed=metrics.observe_unconfirmed,
+    )
     accountant = Accountant(meter, books, reranker_by_name(settings.cost.fallback))
     service = Service(
         settings=settings,

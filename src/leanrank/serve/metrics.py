@@ -9,6 +9,8 @@ double the series count).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -21,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from leanrank.cost.ledger import LedgerRecord
 from leanrank.serve.accounting import Charge
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -131,6 +134,17 @@ class Metrics:
             self.cache_hits.labels(*labels).inc(usage.cache_hits)
         if usage.documents > usage.cache_hits:
             self.upstream_latency.labels(charge.backend).observe(usage.latency_s)
+
+    def observe_unconfirmed(self, records: Sequence[LedgerRecord]) -> None:
+        """Calls a provider may have billed though no answer was used (`:unconfirmed` records, at their
+        estimate): calls, documents, tokens and cost as the ledger and budgets count them."""
+        for record in records:
+            labels = (record.backend, record.course or "")
+            self.rerank_calls.labels(*labels).inc()
+            self.rerank_documents.labels(*labels).inc(record.documents)
+            self.rerank_tokens.labels(*labels).inc(record.query_tokens + record.document_tokens)
+            if record.cost_usd:
+                self.rerank_cost.labels(*labels).inc(record.cost_usd)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
