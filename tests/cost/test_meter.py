@@ -26,7 +26,7 @@ from leanrank.rerank.providers import PROVIDERS, HttpReranker
 from leanrank.retry import RetryPolicy
 from leanrank.settings import CALL_DEADLINE_S, BudgetSettings, Settings
 from tests.cost.conftest import NOV_3, make_record
-from tests.rerank.servers import silent
+from tests.rerank.servers import DROP, FakeProvider, Fault, adapter, silent
 
 NOVEMBER = Period.parse("2026-11")
 DOCS = [f"документ номер {i}" for i in range(120)]
@@ -569,6 +569,47 @@ async def test_a_backend_that_never_answers_fails_at_the_call_deadline_and_frees
         assert db.execute("SELECT count(*) FROM leanrank_rerank_calls_holds").fetchone() == (0,)
     assert _unconfirmed_rows(tmp_path) == [("rerank:unconfirmed", *COHERE_AT_ESTIMATE)]
     assert (await m.rerank(cohere(), "q", DOCS, request_id="h1", course="py")).recorded
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    provider = FakeProvider("cohere")
+    yield provider
+    provider.close()
+
+
+def _possibly_billed(tmp_path: Path) -> list[tuple[object, ...]]:
+    return [(stage, backend, cost) for stage, backend, *_, cost in _unconfirmed_rows(tmp_path)]
+
+
+async def test_an_attempt_sent_whole_whose_answer_never_came_is_recorded_when_it_is_retried(
+    ledger: Ledger, tmp_path: Path, fake: FakeProvider
+) -> None:
+    """The provider read the request, maybe scored and billed it, and the connection dropped before its
+    answer: the adapter resends (a dropped line is worth retrying), and the provider may bill both. The
+    served call is recorded as usual and each dropped attempt as possibly billed, at the estimate (the
+    stand-in's model has no listed price: unknown cost)."""
+    fake.script(Fault(DROP), Fault(DROP))
+    got = await meter(ledger).rerank(adapter(fake), "q", DOCS, request_id="d1", course="py")
+    assert len(fake.requests) == 3  # two dropped, one served
+    assert got.recorded
+    assert _possibly_billed(tmp_path) == [
+        ("rerank:unconfirmed", "cohere:test-model", None),
+        ("rerank:unconfirmed#2", "cohere:test-model", None),
+    ]
+    [total] = ledger.totals("backend", NOVEMBER)
+    assert (total.calls, total.unconfirmed) == (3, 2)
+
+
+async def test_every_dropped_attempt_of_a_call_that_gives_up_is_recorded(
+    ledger: Ledger, tmp_path: Path, fake: FakeProvider
+) -> None:
+    """Three attempts, each read whole and unanswered: the call fails as a server error (which alone would
+    say nothing was billed) with three possibly billed calls; a 503, never served, leaves none."""
+    fake.script(Fault(DROP), Fault(503), Fault(DROP))
+    with pytest.raises(RerankServerError, match="gave up after 3 attempts"):
+        await meter(ledger).rerank(adapter(fake), "q", DOCS, request_id="d2", course="py")
+    assert [row[0] for row in _possibly_billed(tmp_path)] == ["rerank:unconfirmed", "rerank:unconfirmed#2"]
 
 
 def test_a_deadline_that_is_not_positive_is_refused(ledger: Ledger) -> None:

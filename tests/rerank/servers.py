@@ -36,9 +36,14 @@ def tokens_of(text: str) -> int:
     return len(text.split())
 
 
+DROP = 0
+"""A `Fault` status: read the request whole, then close the connection without a word (a provider that worked
+on it, and may bill it, and whose answer never arrived)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """One scripted answer: `status` with `body` (JSON-encoded unless bytes) after `delay_s`."""
+    """One scripted answer: `status` with `body` (JSON-encoded unless bytes) after `delay_s`; `DROP`: none."""
 
     status: int
     body: Any = field(default_factory=lambda: {"message": "scripted fault"})
@@ -317,6 +322,9 @@ class FakeProvider:
 
             def _send(self, fault: Fault) -> None:
                 time.sleep(fault.delay_s)
+                if fault.status == DROP:
+                    self.close_connection = True
+                    return
                 payload = fault.body if isinstance(fault.body, bytes) else json.dumps(fault.body).encode()
                 try:
                     self.send_response(fault.status)

@@ -44,8 +44,7 @@ from leanrank.cost.tokens import counter_for
 from leanrank.errors import BackendError, ConfigError
 from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import score_scope
-from leanrank.rerank.fallback import billable_failures
-from leanrank.rerank.http import BadResponseError, RerankTimeoutError, maybe_billed
+from leanrank.rerank.http import BadResponseError, RerankTimeoutError, billable_failures, maybe_billed
 from leanrank.settings import CALL_DEADLINE_S, Settings
 from leanrank.tracing import AttributeValue, span
 
@@ -387,7 +386,7 @@ async def _within(
     deadline_s: float, reranker: Reranker, query: str, documents: Sequence[str]
 ) -> RerankResponse:
     """`reranker`'s answer, or `RerankTimeoutError` once `deadline_s` have passed: the call is cancelled (a
-    chain notes its link in flight as possibly billed, `fallback.billable_failures`), so it cannot outlive
+    chain notes its link in flight as possibly billed, `http.billable_failures`), so it cannot outlive
     its hold."""
     scope = asyncio.timeout(deadline_s)
     try:
@@ -406,15 +405,15 @@ def _billable(
 ) -> list[str]:
     """The calls of a failed rerank by `backend` that their providers may still bill, in call order.
 
-    An answer the meter refused (`_checked`) was served, so its link may bill, after the links a chain
-    noted before it. A chain that raised noted its failed links itself, the one whose error ended it
-    included (`fallback.billable_failures`); a single backend is its own link.
+    `noted` are the calls noted as they failed (`http.billable_failures`): attempts sent but unanswered, and
+    a chain's failed links, the one whose error ended it included. An answer the meter refused (`_checked`)
+    was served, so its link may bill, after them; a single backend's own failure is its own call.
     """
     if answer is not None:
         return [*noted, answer.served_by or backend]
-    if len(chain_links(backend)) > 1:
+    if len(chain_links(backend)) > 1 or not maybe_billed(exc):
         return list(noted)
-    return [backend] if maybe_billed(exc) else []
+    return [*noted, backend]
 
 
 def _checked(response: RerankResponse, backend: str, query: str, documents: Sequence[str]) -> RerankResponse:

@@ -4,37 +4,21 @@ Only backend failures (timeouts, 5xx and 429 after retries, auth, bad responses)
 backend; a caller's own mistake would fail the same way everywhere, so it is raised at once.
 
 A link whose call failed in a way its provider may still bill (`http.maybe_billed`: a timeout, an unusable
-answer, a caller gone) is noted for the meter inside `billable_failures`, whether a later link served or the
-chain failed as a whole. The note travels beside the error, not on it: one exception object may be raised to
-several concurrent calls (a micro-batch's failure).
+answer, a caller gone) is noted for the meter inside `http.billable_failures`, whether a later link served or
+the chain failed as a whole.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import replace
 
 from leanrank.errors import BackendError, ConfigError
 from leanrank.rerank.base import Reranker, RerankResponse
-from leanrank.rerank.http import maybe_billed
+from leanrank.rerank.http import maybe_billed, note_billable
 
 _log = logging.getLogger(__name__)
-_BILLABLE: ContextVar[list[str] | None] = ContextVar("leanrank_billable_failures", default=None)
-
-
-@contextmanager
-def billable_failures() -> Iterator[list[str]]:
-    """The links of the fallback chains run inside the block whose call failed in a way their provider may
-    still bill, in call order, the one whose failure ended a chain included; filled as they fail."""
-    links: list[str] = []
-    token = _BILLABLE.set(links)
-    try:
-        yield links
-    finally:
-        _BILLABLE.reset(token)
 
 
 class FallbackReranker:
@@ -68,11 +52,10 @@ class FallbackReranker:
 
 
 async def _tried(backend: Reranker, query: str, documents: Sequence[str]) -> RerankResponse:
-    """`backend`'s answer; a failure its provider may still bill is noted first (`billable_failures`)."""
+    """`backend`'s answer; a failure its provider may still bill is noted first (`http.billable_failures`)."""
     try:
         return await backend.rerank(query, documents)
     except BaseException as exc:
-        noted = _BILLABLE.get()
-        if noted is not None and maybe_billed(exc):
-            noted.append(backend.name)
+        if maybe_billed(exc):
+            note_billable(backend.name)
         raise

@@ -3,6 +3,12 @@
 Every provider speaks JSON over `POST` with a bearer key, fails with the same status codes and wants the
 same courtesy on overload (back off, honour `Retry-After`: `leanrank.retry`), so that lives here once and
 `providers.py` only describes what differs.
+
+A call that failed in a way its provider may still bill is noted for the meter in `billable_failures`: a
+fallback chain's failed link (`fallback`), and here every attempt that was sent whole but got no answer (the
+connection dropped while the provider worked) before it was retried or given up: the provider may have
+served, and billed, each one. The note travels beside the error, not on it: one exception object may be
+raised to several concurrent calls (a micro-batch's failure).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import logging
 import ssl
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -30,6 +38,29 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # The request never reached the model or the connection dropped: safe to resend (reranking is idempotent).
 # A read timeout is not retried: the server is busy with the batch, resending doubles its load.
 _RETRY_ERRORS = (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ConnectTimeout)
+# Of those, the ones after the request was sent whole: the provider may have served it before the line broke.
+_SENT_UNANSWERED = (httpx.ReadError, httpx.RemoteProtocolError)
+_BILLABLE: ContextVar[list[str] | None] = ContextVar("leanrank_billable_failures", default=None)
+
+
+@contextmanager
+def billable_failures() -> Iterator[list[str]]:
+    """The calls made inside the block that failed in a way their provider may still bill, by the name of the
+    reranker that made each, in call order: attempts sent but unanswered, and the fallback chains' failed
+    links (the one whose failure ended a chain included); filled as they fail."""
+    noted: list[str] = []
+    token = _BILLABLE.set(noted)
+    try:
+        yield noted
+    finally:
+        _BILLABLE.reset(token)
+
+
+def note_billable(name: str) -> None:
+    """Note a failed call by the reranker `name` as possibly billed, in `billable_failures` (else no-op)."""
+    noted = _BILLABLE.get()
+    if noted is not None:
+        noted.append(name)
 
 
 class RerankHttpError(BackendError):
@@ -117,8 +148,11 @@ class JsonClient:
         """Close the connections; the client cannot be used after."""
         await self._client.aclose()
 
-    async def post(self, path: str, payload: dict[str, Any]) -> JsonReply:
-        """The decoded answer to `POST path`, retrying 429/5xx and dropped connections; typed errors after."""
+    async def post(self, path: str, payload: dict[str, Any], *, billed_as: str | None = None) -> JsonReply:
+        """The decoded answer to `POST path`, retrying 429/5xx and dropped connections; typed errors after.
+
+        Each attempt sent whole whose connection then dropped is noted as a possibly billed call of the
+        reranker `billed_as` (`note_billable`), retried or not."""
         where = f"{self._provider} POST {self._base_url}{path}"
         attempts = self._retry.max_attempts
         attempt = 0
@@ -128,6 +162,8 @@ class JsonClient:
             try:
                 response = await self._client.post(path, json=payload)
             except _RETRY_ERRORS as exc:
+                if billed_as is not None and isinstance(exc, _SENT_UNANSWERED):
+                    note_billable(billed_as)
                 failure: RerankHttpError = RerankServerError(
                     f"{where} failed: {type(exc).__name__}: {_one_line(str(exc))}"
                 )

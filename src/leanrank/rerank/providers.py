@@ -391,13 +391,13 @@ class HttpReranker:
             payload = {"model": self._model, **payload}
         path = self._spec.path.format(model=self._model)
         try:
-            reply = await client.post(path, payload)
+            reply = await client.post(path, payload, billed_as=self.name)
         except PayloadTooLargeError as exc:
             if not self._spec.split_on_413:
                 raise
             truncate = self._spec.truncate_body
             if _input_too_long(exc) and truncate is not None:
-                reply = await client.post(path, {**payload, **truncate})
+                reply = await client.post(path, {**payload, **truncate}, billed_as=self.name)
             elif len(docs) > 1 and not _input_too_long(exc):
                 self._step = min(self._step, len(docs) // 2)
                 await self._score_all(client, query, docs, scores, reports)
