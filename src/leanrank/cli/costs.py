@@ -488,7 +488,8 @@ def _print_prices(models: list[ModelPrice]) -> None:
             styled(f"  {m.price:g} USD {m.unit}, as of {m.as_of}, verified: ", verified[m.verified]),
             overflow="fold",
         )
-        out.print(f"  {m.source}", overflow="fold")
+        if m.source:  # a user's price may name none
+            out.print(f"  {m.source}", overflow="fold")
 
 
 def pricing_command(
