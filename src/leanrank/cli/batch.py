@@ -11,9 +11,9 @@ import typer
 
 from leanrank.aio import run_sync
 from leanrank.cli.errors import cli_errors
-from leanrank.cli.rerank import json_lines, refuse_repeated_ids, usage_json
+from leanrank.cli.rerank import json_lines, refuse_repeated_ids
 from leanrank.errors import InputError
-from leanrank.rerank.base import as_finite, is_blank, rank_order
+from leanrank.rerank.base import as_finite, is_blank, rank_order, usage_json
 from leanrank.rerank.batch import DEFAULT_CONCURRENCY, rerank_many
 from leanrank.rerank.catalog import reranker
 
