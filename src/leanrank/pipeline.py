@@ -594,6 +594,25 @@ class Pipeline:
             judge_cost_usd=judged.cost_usd if judged else None,
         )
 
+    async def awarm_up(self, query: str, course: str, *, depth: int | None = None) -> None:
+        """Run a search's steps once, so lazy model loads and cold caches are no later search's latency,
+        billing and recording nothing: the first stage and the cascade run as in `asearch`, the reranker is
+        called directly (no ledger record) and only when free, the LLM judge not at all. A paid backend's
+        connection set-up falls to the first search instead."""
+        text = self.check_query(query)
+        self.check_course(course)
+        candidates = await asyncio.to_thread(
+            self.retriever.retrieve,
+            text,
+            RetrieveFilter(course),
+            depth=depth,
+            with_vectors=self.cascade.needs_vectors,
+        )
+        selection = await self.cascade.select(text, candidates)
+        reranker = self.rerank.reranker
+        if selection.sent and not self.meter.is_paid(reranker.name):
+            await reranker.rerank(text, [s.text for s in selection.sent])
+
     def _relevant(
         self, reranked: list[Hit], tail: list[Hit], served_by: str, floor: float | None
     ) -> tuple[list[Hit], int | None]:

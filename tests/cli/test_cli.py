@@ -425,3 +425,16 @@ def test_search_steered_by_the_students_context(data_dir: Path) -> None:
     r = leanrank(data_dir, *query, "--judge")
     assert r.returncode == 2
     assert "no LLM judge is configured" in r.stderr
+
+
+def test_python_dash_m_leanrank_runs_the_command(tmp_path: Path) -> None:
+    """`python -m leanrank` said "'leanrank' is a package and cannot be directly executed"."""
+    r = subprocess.run(
+        [sys.executable, "-m", "leanrank", "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LEANRANK_DATA_DIR": str(tmp_path)},
+        timeout=120,
+        check=False,
+    )
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"leanrank {__version__}\n", "")

@@ -65,6 +65,21 @@ def test_rerank_batch_bad_input_is_one_line_and_exit_2(tmp_path: Path, body: str
     assert "Traceback" not in result.output
 
 
+def test_rerank_batch_refuses_an_unknown_field_naming_its_line(tmp_path: Path) -> None:
+    """A typo (`top_n` per request, which is the command's `--top-n`) was dropped without a word."""
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(
+        '{"id": "a", "query": "q", "documents": ["x"]}\n'
+        '{"id": "b", "query": "q", "documents": ["y"], "top_n": 1}\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["rerank-batch", "-b", "identity", "--requests", str(requests)])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        f'error: {requests}:2: unknown field "top_n"; a request has "id", "query" and "documents"\n'
+    )
+
+
 @pytest.mark.parametrize(
     ("lines", "error"),
     [

@@ -86,6 +86,20 @@ def test_report_json_and_table(seeded: Path) -> None:
     assert "$0.0020 at the estimate" in table.stdout
 
 
+def test_report_json_rounds_money_to_ten_decimals(data_dir: Path) -> None:
+    """`costs report --json` printed the sums' float noise: 0.1 + 0.2 was `0.30000000000000004`."""
+    with Ledger(f"sqlite:///{data_dir / 'ledger.sqlite'}") as ledger:
+        for rid, cost in (("a", 0.1), ("b", 0.2), ("c", 1 / 3)):
+            ledger.record(make_record(rid, course="c1", cost_usd=cost, full_cost_usd=cost))
+    result = run("costs", "report", "--period", "2026-11", "--json")
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    whole = round(0.3 + 1 / 3, 10)
+    for part in (body["rows"][0], body["total"]):
+        assert (part["cost_usd"], part["full_cost_usd"], part["saved_usd"]) == (whole, whole, 0.0)
+    assert "0000000000" not in result.stdout
+
+
 def test_report_png(seeded: Path, tmp_path: Path) -> None:
     result = run("costs", "report", "--by", "day", "--period", "2026-11", "--png", str(tmp_path / "r.png"))
     assert result.exit_code == 0, result.output

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -146,6 +147,25 @@ def test_settings_dir_then_files(tmp_path: Path) -> None:
     assert _cohere_price(Settings(data_dir=data, cost={"pricing_files": [extra]})) == 3.0  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="not a directory"):
         Pricing.from_settings(Settings(cost={"pricing_dir": tmp_path / "missing"}))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("source", ['source = "contract 2026-11, signed by finance"\n', ""])
+def test_a_user_price_needs_no_source_url(tmp_path: Path, source: str) -> None:
+    """A negotiated price has no page to link to: it needed a made-up URL."""
+    data = tmp_path / "data"
+    (data / "pricing").mkdir(parents=True)
+    text = COHERE_FILE.format(price=1.2).replace('source = "https://example.com/cohere"\n', source)
+    (data / "pricing" / "contract.toml").write_text(text)
+    price = Pricing.from_settings(Settings(data_dir=data)).price("cohere:rerank-v3.5")
+    assert price is not None
+    assert (price.price, price.source) == (1.2, source.removeprefix('source = "').removesuffix('"\n'))
+
+
+def test_every_shipped_price_names_its_https_source() -> None:
+    """User prices may name no page; the shipped ones are facts a reader must be able to check."""
+    entries = [*PACKAGED.models.values(), *PACKAGED.gpus.values()]
+    assert len(entries) > 10
+    assert [e.key for e in entries if not re.fullmatch(r"https://\S+", e.source)] == []
 
 
 def _cohere_price(settings: Settings) -> float:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pydantic import SecretStr
 
+from leanrank.cost.ledger import Ledger
+from leanrank.cost.period import Period
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.encode.e5 import E5SmallEncoder
 from leanrank.errors import ConfigError
@@ -22,7 +25,7 @@ from leanrank.retrieve.steering import Steering
 from leanrank.settings import CascadeSettings, JudgeSettings, RetrieveSettings, Settings
 from tests.eval.conftest import QUERIES, PerMillion, words, write_beir
 from tests.rerank.chat_server import CHAT_MODEL, FakeChat
-from tests.rerank.servers import API_KEY
+from tests.rerank.servers import API_KEY, MODEL, FakeProvider
 
 NAIVE = {"mode": "dense", "depth": 100, "dedup": False, "max_per_source": 0}
 PRICE = PerMillion("jina:jina-reranker-v2-base-multilingual", usd_per_million=0.02)
@@ -211,3 +214,31 @@ def test_lesson_context_is_the_answers_neighbours_without_the_answer() -> None:
     ids = {d.doc_id: point_id(c) for d, c in zip(lesson, doc_chunks(lesson, words), strict=True)}
     # Three on each side of l4, the relevant l4 and l5 left out; o0 is alone in its source; q3 is unjudged.
     assert contexts == {"q1": Steering(positive_chunks=tuple(ids[f"l{i}"] for i in (1, 2, 3, 6, 7)))}
+
+
+def test_the_warm_up_calls_no_paid_backend_and_records_nothing(
+    tiny: Dataset,
+    data_dir: Path,
+    e5: E5SmallEncoder,
+    bm25: Bm25Encoder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The warm-up search was a real call: one more paid request per configuration, billed and recorded."""
+    provider = FakeProvider("cohere")
+    monkeypatch.setenv("LEANRANK_COHERE_BASE_URL", provider.url)
+    monkeypatch.setenv("LEANRANK_COHERE_API_KEY", API_KEY)
+    paid = dataclasses.replace(PRESETS["default"], name="paid", reranker=f"cohere:{MODEL}")
+    base = Settings(data_dir=tmp_path)
+    try:
+        result = run_eval(tiny, [paid], dense=e5, sparse=bm25, data_dir=data_dir, base=base)
+    finally:
+        provider.close()
+    (run,) = result.runs
+    assert len(run.outcomes) == len(tiny.queries) == len(provider.requests) == 6
+    ledger = Ledger.from_settings(base)
+    try:
+        [total] = ledger.totals("course", Period.month_of(datetime.now(UTC)))
+    finally:
+        ledger.close()
+    assert (total.key, total.calls) == (tiny.queries[0].course, 6)

@@ -18,7 +18,7 @@ from leanrank.encode.e5 import E5SmallEncoder
 from leanrank.errors import ConfigError
 from leanrank.ingest.chunker import ChunkerConfig, _blob_spans, chunk_source
 from leanrank.ingest.loaders import CODE_SUFFIXES, SUPPORTED_SUFFIXES, load_file
-from leanrank.types import Chunk, Section, SourceText
+from leanrank.types import CODE_KEY, Chunk, Section, SourceText
 from tests.ingest.conftest import MakePdf, notebook_json, words
 
 SAMPLE_COURSE = Path(str(resources.files("leanrank") / "sample_course"))
@@ -61,7 +61,7 @@ def assert_valid(source: SourceText, chunks: list[Chunk], count: Counter) -> Non
 
 def within_budget(chunks: list[Chunk], max_tokens: int) -> None:
     for c in chunks:
-        assert c.tokens <= max_tokens or len(c.text.split()) == 1, c.text
+        assert c.tokens <= max_tokens, c.text
 
 
 def sentences(n: int, length: int, word: str = "слово") -> list[str]:
@@ -265,15 +265,35 @@ def test_over_long_sentence_is_split_on_word_boundaries() -> None:
     assert " ".join(c.text for c in chunks) == sentence
 
 
-def test_a_single_word_over_budget_stays_whole() -> None:
+def test_a_single_word_over_budget_is_cut_into_slices_that_fit() -> None:
     source = text_source("Tiny words here. Pneumonoultramicroscopicsilicovolcanoconiosis. Short end.")
     chunks = chunk(source, len, max_tokens=20, min_tokens=0)
     assert [c.text for c in chunks] == [
         "Tiny words here.",
-        "Pneumonoultramicroscopicsilicovolcanoconiosis.",
-        "Short end.",
+        "Pneumonoultramicrosc",
+        "opicsilicovolcanocon",
+        "iosis. Short end.",
     ]
     within_budget(chunks, 20)
+
+
+def test_a_word_of_2000_russian_words_is_cut_at_the_real_tokenizers_budget(e5: E5SmallEncoder) -> None:
+    """A file of one 10,000-character "word" was one 2,001-token chunk, billed on each question it reached."""
+    text = "слово" * 2000
+    chunks = chunk(text_source(text), e5.token_count, max_tokens=160)
+    within_budget(chunks, 160)
+    assert "".join(c.text for c in chunks) == text
+    assert [c.start for c in chunks[1:]] == [c.end for c in chunks[:-1]]
+    # Each slice is the longest that fits, so all but the last hold the budget exactly.
+    assert {c.tokens for c in chunks[:-1]} == {160}
+    assert len(chunks) == -(-e5.token_count(text) // 160)
+
+
+def test_an_over_long_code_line_is_cut_too() -> None:
+    line = "x=" + "1" * 50
+    source = SourceText("a.py", line, (Section(line, 0, (), {CODE_KEY: "code"}),), "text")
+    chunks = chunk(source, len, max_tokens=16, min_tokens=0)
+    assert [c.text for c in chunks] == [line[i : i + 16] for i in range(0, len(line), 16)]
 
 
 def test_real_tokenizer_budget_on_long_russian_text(e5: E5SmallEncoder) -> None:

@@ -27,9 +27,10 @@ from leanrank.rerank.providers import PROVIDERS, HttpReranker
 from leanrank.retry import RetryPolicy
 from leanrank.serve import create_app
 from leanrank.settings import RerankSettings, Settings
+from tests.cost.conftest import make_record
 from tests.rerank.servers import API_KEY, MODEL, FakeProvider, Fault, adapter, silent
 from tests.rerank.test_cache import REDIS_URL, redis_up
-from tests.serve.conftest import ADMIN_KEY, COOKING_KEY, DEMO_KEY, priced
+from tests.serve.conftest import ADMIN_KEY, COOKING_KEY, DEMO_KEY, priced, settings_for
 from tests.serve.live import LiveServer
 
 QUERY = "Как работает цикл for?"
@@ -406,3 +407,29 @@ def test_metrics_count_the_possibly_billed_calls_the_ledger_counts(
     assert series[("leanrank_rerank_calls_total", PAID)] == total.calls
     assert series[("leanrank_rerank_documents_total", PAID)] == total.documents
     assert series[("leanrank_rerank_cost_usd_total", PAID)] == pytest.approx(total.cost_usd)
+
+
+def test_usage_money_is_rounded_to_ten_decimals(tmp_path: Path, index: Pipeline, ledger: Ledger) -> None:
+    """Sums of float costs showed their noise: 0.1 + 0.2 was `"cost_usd": 0.30000000000000004`."""
+    now = datetime.now(UTC)
+    for rid, cost, stage in (("a", 0.1, "rerank"), ("b", 0.2, "rerank:unconfirmed"), ("c", 0.2, "rerank")):
+        ledger.record(
+            make_record(rid, time=now, course="demo", stage=stage, cost_usd=cost, full_cost_usd=cost)
+        )
+    ledger.record(make_record("d", time=now, course="demo", cost_usd=1 / 3, full_cost_usd=1 / 3))
+    server, search = serve(settings_for(tmp_path / "data"), index, IdentityReranker(), ledger)
+    try:
+        with server.client(ADMIN_KEY) as http:
+            usage = http.get("/v1/usage")
+            series = http.get("/v1/usage/series", params={"bucket": "day"})
+    finally:
+        server.close()
+        search.close()
+    assert usage.status_code == series.status_code == 200, usage.text + series.text
+    [row] = usage.json()["rows"]
+    whole = round(0.5 + 1 / 3, 10)
+    assert (row["cost_usd"], row["full_cost_usd"], row["saved_usd"]) == (whole, whole, 0.0)
+    assert (row["unconfirmed_usd"], usage.json()["cost_usd"]) == (0.2, whole)
+    [bucket] = series.json()["rows"]
+    assert bucket["cost_usd"] == whole
+    assert "0000000000" not in usage.text + series.text

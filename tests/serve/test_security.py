@@ -3,6 +3,7 @@ refused for course B on every endpoint (including search filters and usage)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -69,6 +70,29 @@ def test_every_protected_route_wants_a_key(live: LiveServer) -> None:
                 assert reply.json()["error_type"] == "unauthorized"
     with live.client("lr_" + "x" * 43) as http:
         assert http.get("/v1/courses").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("authorization", "message"),
+    [
+        (None, "missing API key: send `Authorization: Bearer <key>`"),
+        ("Bearer", "missing API key: send `Authorization: Bearer <key>`"),
+        (
+            "Basic " + base64.b64encode(f"admin:{ADMIN_KEY}".encode()).decode(),
+            "`Authorization: Basic` is not accepted: the API key goes in `Authorization: Bearer <key>`",
+        ),
+        (ADMIN_KEY, "the API key goes in `Authorization: Bearer <key>`, with the word Bearer"),
+    ],
+)
+def test_a_key_sent_the_wrong_way_is_told_where_it_goes(
+    live: LiveServer, authorization: str | None, message: str
+) -> None:
+    """`Authorization: Basic …` was told "missing API key", as if no credential had been sent."""
+    with live.client(None, {"Authorization": authorization} if authorization else None) as http:
+        reply = http.get("/v1/courses")
+    assert (reply.status_code, reply.json()["error_type"]) == (401, "unauthorized")
+    assert reply.json()["message"] == message
+    assert ADMIN_KEY not in reply.text
 
 
 def test_public_probes_need_no_key(live: LiveServer) -> None:

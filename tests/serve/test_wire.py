@@ -156,6 +156,18 @@ def test_cohere_v1_rank_fields_score_the_named_fields(gateway: LiveServer, backe
     assert "rank_fields" in bad.json()["message"]
 
 
+def test_rank_fields_naming_a_field_no_document_has_is_422(gateway: LiveServer, backend: Fixed) -> None:
+    """A typo in `rank_fields` answered 200: every document blank, every score 0, nothing said."""
+    answers(backend, [0.5, 0.6])
+    docs = [{"title": "Циклы", "body": "for перебирает"}, {"title": "Функции"}]
+    for fields, index, name in ((["titel"], 0, "titel"), (["title", "bdy"], 1, "bdy")):
+        body = {"model": "rerank-v3.5", "query": QUERY, "documents": docs, "rank_fields": fields}
+        reply = post(gateway, "/v1/rerank", body)
+        assert reply.status_code == 422, reply.text
+        assert reply.json()["message"] == f'rank_fields.{index}: no document has a field "{name}"'
+    assert backend.sent == []
+
+
 def test_document_caps_are_applied_as_windows(gateway: LiveServer, backend: Fixed) -> None:
     """Issue 16, item 8: v1 `max_chunks_per_doc` and `max_tokens_per_doc` map onto leanrank's windows."""
     answers(backend, [0.1, 0.2, 0.3, 0.4])

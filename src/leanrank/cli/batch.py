@@ -11,19 +11,27 @@ import typer
 
 from leanrank.aio import run_sync
 from leanrank.cli.errors import cli_errors
-from leanrank.cli.rerank import json_lines, refuse_repeated_ids, usage_json
+from leanrank.cli.rerank import json_lines, refuse_repeated_ids
 from leanrank.errors import InputError
-from leanrank.rerank.base import as_finite, is_blank, rank_order
+from leanrank.rerank.base import as_finite, is_blank, rank_order, usage_json
 from leanrank.rerank.batch import DEFAULT_CONCURRENCY, rerank_many
 from leanrank.rerank.catalog import reranker
+
+REQUEST_FIELDS = frozenset({"id", "query", "documents"})
 
 
 def read_requests(path: Path) -> list[tuple[str, str, list[str]]]:
     """JSON lines of `{"id": ..., "query": ..., "documents": [...]}` (strings or `{"text": ...}`); `id`
-    defaults to the line number and must differ from every other line's. Errors name the line."""
+    defaults to the line number and must differ from every other line's. Errors name the line; another field
+    is one (a typo must not vanish)."""
     requests = []
     ids = []  # (line number, id as written)
     for n, obj in json_lines(path, "requests"):
+        if isinstance(obj, dict) and (unknown := [key for key in obj if key not in REQUEST_FIELDS]):
+            raise InputError(
+                f"{path}:{n}: unknown field {json.dumps(unknown[0], ensure_ascii=False)}; "
+                'a request has "id", "query" and "documents"'
+            )
         docs = obj.get("documents") if isinstance(obj, dict) else None
         if not isinstance(obj, dict) or not isinstance(obj.get("query"), str) or not isinstance(docs, list):
             raise InputError(

@@ -24,7 +24,7 @@ from leanrank.cost.ledger import GroupBy, Ledger, Total
 from leanrank.cost.period import Period
 from leanrank.cost.pricing import GpuPrice, ModelPrice, Pricing
 from leanrank.cost.projection import Projection, Volume, api_cost, gpu_capacity, measured_volume, project
-from leanrank.cost.report import CostReport, cost_report
+from leanrank.cost.report import CostReport, cost_report, round_usd
 from leanrank.errors import InputError
 from leanrank.settings import Settings
 
@@ -64,13 +64,13 @@ def _total_json(total: Total) -> dict[str, Any]:
         "cache_hits": total.cache_hits,
         "query_tokens": total.query_tokens,
         "document_tokens": total.document_tokens,
-        "cost_usd": total.cost_usd,
+        "cost_usd": round_usd(total.cost_usd),
         "unpriced": total.unpriced,
         "documents_received": total.documents_received,
-        "full_cost_usd": total.full_cost_usd,
-        "saved_usd": total.saved_usd,
+        "full_cost_usd": round_usd(total.full_cost_usd),
+        "saved_usd": round_usd(total.saved_usd),
         "unconfirmed": total.unconfirmed,
-        "unconfirmed_usd": total.unconfirmed_usd,
+        "unconfirmed_usd": round_usd(total.unconfirmed_usd),
     }
 
 
@@ -488,7 +488,8 @@ def _print_prices(models: list[ModelPrice]) -> None:
             styled(f"  {m.price:g} USD {m.unit}, as of {m.as_of}, verified: ", verified[m.verified]),
             overflow="fold",
         )
-        out.print(f"  {m.source}", overflow="fold")
+        if m.source:  # a user's price may name none
+            out.print(f"  {m.source}", overflow="fold")
 
 
 def pricing_command(

@@ -16,7 +16,7 @@ from leanrank.aio import run_sync
 from leanrank.cli.console import err, out, styled
 from leanrank.cli.errors import cli_errors
 from leanrank.errors import InputError
-from leanrank.rerank.base import RerankResponse, Usage, as_finite, is_blank, rank_order
+from leanrank.rerank.base import RerankResponse, as_finite, is_blank, rank_order, usage_json
 from leanrank.rerank.catalog import catalog_rows, reranker
 
 
@@ -68,23 +68,6 @@ def read_docs(path: Path) -> list[Doc]:
         raise InputError(f"{path}: no documents")
     refuse_repeated_ids(path, zip(lines, (d.id for d in docs), strict=True), "document")
     return docs
-
-
-def usage_json(usage: Usage) -> dict[str, Any]:
-    """The usage record in the CLI's and the service's JSON shape (`null` where a field does not apply)."""
-    return {
-        "search_units": usage.billed_units if usage.billed_unit == "search_units" else None,
-        "total_tokens": usage.total_tokens,
-        "query_tokens": usage.query_tokens,
-        "document_tokens": usage.document_tokens,
-        "billed_units": usage.billed_units,
-        "billed_unit": usage.billed_unit,
-        "cost_usd": usage.cost_usd,
-        "source": usage.count_source,
-        "documents": usage.documents,
-        "latency_s": round(usage.latency_s, 6),
-        "warnings": list(usage.warnings),
-    }
 
 
 def rerank_command(

@@ -157,6 +157,10 @@ class Meter:
         meter._owned = ledger
         return meter
 
+    def is_paid(self, backend: str) -> bool:
+        """Whether a call to `backend` (a catalog name or chain) may be billed, by this meter's prices."""
+        return self._pricing.is_paid(backend)
+
     def failing(self, within_s: float = 30.0) -> str | None:
         """The backend whose failure ended the last call, if that was less than `within_s` ago (readiness:
         after that, traffic is let through again to find out whether it recovered)."""
@@ -194,7 +198,7 @@ class Meter:
         ledger cannot be written, `BadResponseError` for scores or usage that are not finite numbers,
         `RerankTimeoutError` when the call is not over within the deadline.
         """
-        paid = self._pricing.is_paid(reranker.name)
+        paid = self.is_paid(reranker.name)
         now = self._clock()
         hold, state, admitted = await asyncio.to_thread(
             self._estimate_and_reserve,

@@ -18,7 +18,9 @@ is then its input price.
 
 The packaged files load first, then `<cost.pricing_dir>/*.toml` in name order, then `cost.pricing_files`;
 an entry with the same `provider:model` key replaces the earlier one. A malformed file is a `ConfigError`
-naming the file and the field.
+naming the file and the field. Every packaged entry's `source` is the https page it was read from (a test
+guards it); in a user's file it is free text (`source = "contract 2026-11"`) or left out, since a
+negotiated price has no public page.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ class _Entry(BaseModel):
     price: float = Field(ge=0, allow_inf_nan=False)
     currency: Literal["USD"]
     as_of: date
-    source: str = Field(pattern=r"^https?://\S+$")
+    source: str = ""  # free text in a user's file (a negotiated price has no page); shipped files: a URL
     verified: bool
     example: bool = False
     pairs_per_second: float | None = Field(None, gt=0, allow_inf_nan=False)

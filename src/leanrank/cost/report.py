@@ -7,6 +7,15 @@ from dataclasses import dataclass
 from leanrank.cost.ledger import CostLedger, GroupBy, Total
 from leanrank.cost.period import Period
 
+USD_DECIMALS = 10
+"""Decimal places of US dollars in JSON outputs (`/v1/usage`, `costs report --json`): a sum of float costs
+carries noise in its 17th digit (0.1 + 0.2 = 0.30000000000000004), and no price is finer than 1e-10 $."""
+
+
+def round_usd(amount: float) -> float:
+    """`amount` rounded to `USD_DECIMALS` places, for JSON outputs."""
+    return round(amount, USD_DECIMALS)
+
 
 @dataclass(frozen=True, slots=True)
 class CostReport:

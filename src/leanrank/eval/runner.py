@@ -6,8 +6,8 @@ source unchanged and encodes nothing, which is how benchmarks cache the encoded 
 then runs as its own `Pipeline` over that one store, so a difference between configurations is never a
 difference between indexes.
 
-Queries run one at a time, after one unrecorded warm-up per configuration, so latencies are those of a
-single request rather than of a saturated machine.
+Queries run one at a time, after one warm-up per configuration (`Pipeline.awarm_up`: no paid call, no
+ledger record), so latencies are those of a single request rather than of a saturated machine.
 """
 
 from __future__ import annotations
@@ -282,8 +282,8 @@ async def _run_config(
     context of each query that has one."""
     queries = dataset.queries
     task = progress.add_task(config.name, total=len(queries)) if progress else None
-    if queries:  # warm-up: lazy model loads and cold caches are not a query's latency
-        await pipe.asearch(queries[0].text, queries[0].course, k=config.depth)
+    if queries:  # lazy model loads and cold caches are not a query's latency; nothing billed or recorded
+        await pipe.awarm_up(queries[0].text, queries[0].course, depth=config.depth)
     outcomes = []
     for q in queries:
         t0 = time.perf_counter()

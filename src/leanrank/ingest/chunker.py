@@ -10,8 +10,10 @@ the budget is never cut, so a code cell stays whole with the prose around it.
 Inside a section the text is cut into paragraphs (blank lines), then sentences (razdel, which knows Russian
 abbreviations such as "т. е." and "г."), and sentences are packed greedily while the chunk's exact token count
 stays within the budget. Code — a code cell, or a fenced block (``` or ~~~) in Markdown — is one unit when it
-fits, else cut at blank lines, then lines, never at "sentences". Every chunk is a slice of the source text,
-so its offsets point back into the file.
+fits, else cut at blank lines, then lines, never at "sentences". A sentence or line over the budget is cut
+between words, and a word over the budget (a run of text without spaces) into the longest slices that fit:
+no chunk exceeds the budget. Every chunk is a slice of the source text, so its offsets point back into
+the file.
 
 Embedded binary data — a data URI (`![chart](data:image/png;base64,…)`, `<img src="data:…">`, a bare
 `data:…;base64,…`) or a long base64 run — is in no chunk: it is a boundary no chunk crosses, like a section's
@@ -85,7 +87,8 @@ class ChunkerConfig:
 
 @dataclass(frozen=True, slots=True)
 class _Unit:
-    """What chunks are packed from: a sentence, a whole cue, or a word run of an over-long sentence."""
+    """What chunks are packed from: a sentence, a whole cue, or a word run or word slice of an over-long
+    sentence."""
 
     start: int
     end: int
@@ -327,18 +330,40 @@ def _sentences(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
 
 
 def _word_runs(text: str, start: int, end: int, measure: _Measure) -> Iterator[tuple[int, int]]:
-    """An over-long sentence as greedy runs of whole words; a single word over the budget stays whole."""
-    run_start = run_end = -1
+    """An over-long sentence as greedy runs of whole words; a single word over the budget as `_slices`."""
+    run: tuple[int, int] | None = None
     for word in _WORD.finditer(text, start, end):
-        if run_start < 0:
-            run_start, run_end = word.span()
-        elif measure.fits(run_start, word.end()):
-            run_end = word.end()
-        else:
-            yield run_start, run_end
-            run_start, run_end = word.span()
-    if run_start >= 0:
-        yield run_start, run_end
+        if run and measure.fits(run[0], word.end()):
+            run = run[0], word.end()
+            continue
+        if run:
+            yield run
+        run = word.span()
+        if not measure.fits(*run):
+            yield from _slices(*run, measure)
+            run = None
+    if run:
+        yield run
+
+
+def _slices(start: int, end: int, measure: _Measure) -> Iterator[tuple[int, int]]:
+    """`[start, end)` as consecutive slices, each the longest character prefix of the rest that fits.
+
+    The counter gives counts, not offsets, so the cut is found by bisection over characters; a prefix
+    that grows by one character into the next token gains that token, so the longest prefix that fits
+    ends where the budget's last token ends. A character that alone exceeds the budget is a slice alone.
+    """
+    while not measure.fits(start, end):
+        fits, over = start + 1, end
+        while over - fits > 1:
+            mid = (fits + over) // 2
+            if measure.fits(start, mid):
+                fits = mid
+            else:
+                over = mid
+        yield start, fits
+        start = fits
+    yield start, end
 
 
 def _pack(units: Sequence[_Unit], measure: _Measure, config: ChunkerConfig) -> list[tuple[int, int]]:

@@ -10,7 +10,7 @@ import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 BilledUnit = Literal["tokens", "search_units", "characters", "none"]
 CountSource = Literal["reported", "tokenizer", "estimate", "none"]
@@ -57,6 +57,24 @@ class Usage:
     def free(cls, documents: int, latency_s: float) -> Usage:
         """Usage of a stage that sends nothing anywhere (identity, cache hit)."""
         return cls(0, 0, 0.0, "none", "none", latency_s, documents, 0.0)
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """The usage record in the CLI's and the service's JSON shape (`null` where a field does not apply); here
+    rather than at either edge, so neither depends on the other."""
+    return {
+        "search_units": usage.billed_units if usage.billed_unit == "search_units" else None,
+        "total_tokens": usage.total_tokens,
+        "query_tokens": usage.query_tokens,
+        "document_tokens": usage.document_tokens,
+        "billed_units": usage.billed_units,
+        "billed_unit": usage.billed_unit,
+        "cost_usd": usage.cost_usd,
+        "source": usage.count_source,
+        "documents": usage.documents,
+        "latency_s": round(usage.latency_s, 6),
+        "warnings": list(usage.warnings),
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ ADMIN = "admin"
 METRICS = "metrics"
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z-]{0,19}")  # Basic, Digest, Token: echoed back, unlike a key
 
 
 def hash_key(key: str) -> str:
@@ -137,9 +138,9 @@ class KeyRing:
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an `Authorization: Bearer <key>` header value; 401 for anything else."""
-        scheme, _, key = (authorization or "").partition(" ")
+        scheme, space, key = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise UnauthorizedError("missing API key: send `Authorization: Bearer <key>`")
+            raise UnauthorizedError(_where_the_key_goes(scheme, bool(space)))
         digest = hashlib.sha256(key.strip().encode()).digest()
         found: Principal | None = None
         for entry in self._entries:  # no early exit: the time taken does not depend on which entry matches
@@ -148,6 +149,17 @@ class KeyRing:
         if found is None:
             raise UnauthorizedError("invalid API key")
         return found
+
+
+def _where_the_key_goes(scheme: str, has_credentials: bool) -> str:
+    """The 401 message for an `Authorization` header without a bearer key: a credential sent another way
+    (`Basic …`, a bare key) is told where the key goes, not that it is missing. Only a scheme-like first
+    word is echoed, so a key sent as one is never repeated back."""
+    if not scheme or scheme.lower() == "bearer":
+        return "missing API key: send `Authorization: Bearer <key>`"
+    if has_credentials and _SCHEME.fullmatch(scheme):
+        return f"`Authorization: {scheme}` is not accepted: the API key goes in `Authorization: Bearer <key>`"
+    return "the API key goes in `Authorization: Bearer <key>`, with the word Bearer"
 
 
 def new_key(key_id: str, scopes: str) -> tuple[str, str]:

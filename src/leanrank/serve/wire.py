@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    PlainSerializer,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -31,8 +32,12 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from leanrank.cost.ledger import Bucket, GroupBy
+from leanrank.cost.report import round_usd
 from leanrank.rerank.base import BilledUnit, CountSource
 from leanrank.types import Lang
+
+Usd = Annotated[float, PlainSerializer(round_usd, return_type=float)]
+"""A ledger sum in US dollars, written with `USD_DECIMALS` places (no float noise in usage JSON)."""
 
 _QUERY = "Как работает цикл for в Python?"
 _DOCS: list[JsonValue] = [
@@ -396,18 +401,16 @@ class UsageRowOut(BaseModel):
     cache_hits: int
     query_tokens: int
     document_tokens: int
-    cost_usd: float
+    cost_usd: Usd
     unpriced: int
     documents_received: int = Field(description="Documents clients sent; `documents` were reranked.")
-    full_cost_usd: float = Field(
-        description="What the calls would have cost had every received one been sent."
-    )
-    saved_usd: float = Field(description="`full_cost_usd - cost_usd`: what the gateway's cascade saved.")
+    full_cost_usd: Usd = Field(description="What the calls would have cost had every received one been sent.")
+    saved_usd: Usd = Field(description="`full_cost_usd - cost_usd`: what the gateway's cascade saved.")
     unconfirmed: int = Field(
         description="Calls the provider may have billed though no answer was used (a timeout, an unusable "
         "answer, a client gone): recorded at the estimate and part of `calls` and `cost_usd`."
     )
-    unconfirmed_usd: float = Field(description="The estimated cost of the `unconfirmed` calls.")
+    unconfirmed_usd: Usd = Field(description="The estimated cost of the `unconfirmed` calls.")
 
 
 class AgreementOut(BaseModel):
@@ -463,7 +466,7 @@ class UsageReport(BaseModel):
     by: GroupBy
     rows: list[UsageRowOut]
     calls: int
-    cost_usd: float
+    cost_usd: Usd
     unpriced: int
     unconfirmed: int = Field(description="Calls possibly billed without an answer used (in `calls`).")
     agreement: dict[str, AgreementOut] = Field(
@@ -519,9 +522,9 @@ class SeriesRowOut(BaseModel):
     cache_hits: int
     query_tokens: int
     document_tokens: int
-    cost_usd: float
+    cost_usd: Usd
     unpriced: int
-    savings_usd: float = Field(description="Full-forwarding cost minus cost, over calls that recorded both.")
+    savings_usd: Usd = Field(description="Full-forwarding cost minus cost, over calls that recorded both.")
     backend_calls: int = Field(description="Calls that reached a backend (not wholly from the cache).")
     latency_ms_sum: float = Field(description="Backend latency summed over `backend_calls`, milliseconds.")
     latency_ms_max: float
@@ -535,7 +538,7 @@ class BudgetOut(BaseModel):
     period: Literal["day", "month"]
     soft_usd: float | None
     hard_usd: float | None
-    spent_usd: float = Field(description="Known cost so far in the cap's current UTC day or month.")
+    spent_usd: Usd = Field(description="Known cost so far in the cap's current UTC day or month.")
 
 
 class UsageSeries(BaseModel):

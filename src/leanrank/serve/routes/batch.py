@@ -17,9 +17,8 @@ import json
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, StrictInt
 
-from leanrank.cli.rerank import usage_json
 from leanrank.errors import InputError
-from leanrank.rerank.base import as_probabilities, rank_order
+from leanrank.rerank.base import as_probabilities, rank_order, usage_json
 from leanrank.rerank.batch import Rendezvous
 from leanrank.serve.accounting import Charge
 from leanrank.serve.errors import LimitExceededError, error_response

@@ -291,7 +291,15 @@ async def cohere_rerank(
 
 
 def _texts(body: RerankRequest) -> list[str]:
-    """What is scored of each document: the string, the `text` field, or the `rank_fields` as lines."""
+    """What is scored of each document: the string, the `text` field, or the `rank_fields` as lines.
+
+    A rank field no object document has is an InputError (a typo would score every document blank); one
+    that only some have is left out of the others."""
+    objects = [doc for doc in body.documents if not isinstance(doc, str)]
+    for n, field in enumerate(body.rank_fields or ()):
+        if objects and not any(field in doc for doc in objects):
+            shown = json.dumps(field, ensure_ascii=False)
+            raise InputError(f"rank_fields.{n}: no document has a field {shown}")
     texts = []
     for n, doc in enumerate(body.documents):
         if isinstance(doc, str):

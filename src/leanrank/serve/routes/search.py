@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from leanrank.cli.rerank import usage_json
-from leanrank.rerank.base import RerankResponse
+from leanrank.rerank.base import RerankResponse, usage_json
 from leanrank.retrieve.steering import Steering
 from leanrank.serve.accounting import Charge
 from leanrank.serve.errors import public_failure

@@ -1,0 +1,5 @@
+"""`python -m leanrank`: the `leanrank` command."""
+
+from leanrank.cli.app import main
+
+main()
