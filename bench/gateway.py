@@ -2,9 +2,9 @@
 against calling the backend directly, at 1 and 16 concurrent clients, in one run.
 
 Every server is its own process, as deployed, so none shares the client's interpreter lock: the backend is
-the test suite's Cohere-format fake (`python -m tests.rerank.servers cohere`; it answers at once, so every
-millisecond measured past it is a gateway's), `leanrank serve` runs with a SQLite ledger on disk (synced at
-every record) and LiteLLM's proxy (`make bench-litellm` installs it in its own venv under bench/out) routes
+the test suite's Cohere-format fake (`python -m tests.rerank.servers cohere --keep-alive`; it answers at once,
+so every millisecond measured past it is a gateway's, and keeps connections open as providers' APIs do),
+`leanrank serve` runs with a SQLite ledger on disk (synced at every record) and LiteLLM's proxy (`make bench-litellm` installs it in its own venv under bench/out) routes
 `/v2/rerank` to the same backend. Paths:
 
 - direct: the client posts to the backend itself;
@@ -61,7 +61,6 @@ from leanrank.serve import new_key
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM = ROOT / "bench" / "out" / "litellm-venv" / "bin" / "litellm"
 LITELLM_KEY = "sk-bench"
-KEEP = ["--keep-alive"] if os.environ.get("KA") else []
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -243,7 +242,7 @@ def main() -> None:
             backend_port = free_port()
             backend = f"http://127.0.0.1:{backend_port}"
             env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-            argv = [sys.executable, "-m", "tests.rerank.servers", "cohere", str(backend_port), *KEEP]
+            argv = [sys.executable, "-m", "tests.rerank.servers", "cohere", str(backend_port), "--keep-alive"]
             pids = {"direct": stack.enter_context(process(argv, env, tmp / "backend.log"))}
             targets = {"direct": (backend, API_KEY)}
             logs = {"direct": tmp / "backend.log"}
