@@ -4,8 +4,8 @@ against calling the backend directly, at 1 and 16 concurrent clients, in one run
 Every server is its own process, as deployed, so none shares the client's interpreter lock: the backend is
 the test suite's Cohere-format fake (`python -m tests.rerank.servers cohere --keep-alive`; it answers at once,
 so every millisecond measured past it is a gateway's, and keeps connections open as providers' APIs do),
-`leanrank serve` runs with a SQLite ledger on disk (synced at every record) and LiteLLM's proxy (`make bench-litellm` installs it in its own venv under bench/out) routes
-`/v2/rerank` to the same backend. Paths:
+`leanrank serve` runs with a SQLite ledger on disk (synced at every record) and LiteLLM's proxy (`make
+bench-litellm` installs it in its own venv under bench/out) routes `/v2/rerank` to the same backend. Paths:
 
 - direct: the client posts to the backend itself;
 - leanrank: `/v2/rerank` through `leanrank serve`: key check, limits, budget hold, the backend call through
