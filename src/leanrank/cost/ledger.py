@@ -41,7 +41,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -365,6 +365,12 @@ def _replies_table(name: str, metadata: MetaData) -> Table:
     )
 
 
+def _row(item: Hold | LedgerRecord | Reply) -> dict[str, Any]:
+    """A row's columns by field name, shallow (`dataclasses.asdict` deep-copies every value on a paid
+    call's path, work a row does not need)."""
+    return {f.name: getattr(item, f.name) for f in fields(item)}
+
+
 def _spend_table(name: str, metadata: MetaData) -> Table:
     """Known cost per `(scope, name, UTC day)`: `scope` is `course` or `tenant`, `day` is `YYYY-MM-DD`."""
     return Table(
@@ -535,7 +541,7 @@ class Ledger:
 
     def record(self, record: LedgerRecord) -> bool:
         """Write and commit one call; False when `(request_id, stage)` was already recorded."""
-        row: dict[str, Any] = asdict(record) | {"cache_hit": record.cache_hit}
+        row: dict[str, Any] = _row(record) | {"cache_hit": record.cache_hit}
 
         return self._write(lambda conn: self._insert(conn, row), durable=True)
 
@@ -555,7 +561,7 @@ class Ledger:
             committed = [self._committed(conn, scope, name, period) for scope, name, period in scopes]
             admitted = admit(committed)
             if admitted:
-                conn.execute(self._add_hold, asdict(hold))
+                conn.execute(self._add_hold, _row(hold))
             return committed, admitted
 
         return self._write(write, durable=False)
@@ -566,7 +572,7 @@ class Ledger:
         `unconfirmed` are calls made before it for the same request (failed links of a fallback chain)
         that their provider may still bill; they are written in the same transaction, numbered as
         `release` numbers them."""
-        row: dict[str, Any] = asdict(record) | {"cache_hit": record.cache_hit}
+        row: dict[str, Any] = _row(record) | {"cache_hit": record.cache_hit}
 
         def write(conn: Connection) -> bool:
             if conn.execute(self._drop_hold, {"rid": record.request_id, "stage": record.stage}).rowcount:
@@ -602,7 +608,7 @@ class Ledger:
     def keep_reply(self, key: str, reply: Reply) -> None:
         """Keep the first answer of `key` for `REPLY_TTL`; a later one is dropped, older ones deleted."""
         now = datetime.now(UTC)
-        row = asdict(reply) | {"key": key, "time": now}
+        row = _row(reply) | {"key": key, "time": now}
         dialect = postgresql if self._dialect == "postgresql" else sqlite
 
         def write(conn: Connection) -> None:
@@ -724,7 +730,7 @@ class Ledger:
         mine = or_(t.c.stage == first, t.c.stage.startswith(f"{first}#", autoescape=True))
         earlier = conn.execute(select(func.count()).where(t.c.request_id == request_id, mine)).scalar_one()
         for nth, record in enumerate(records, int(earlier) + 1):
-            self._insert(conn, asdict(record) | {"cache_hit": False, "stage": unconfirmed_stage(stage, nth)})
+            self._insert(conn, _row(record) | {"cache_hit": False, "stage": unconfirmed_stage(stage, nth)})
 
     def _check_unused(self, conn: Connection, hold: Hold) -> None:
         key = {"rid": hold.request_id, "stage": hold.stage}
