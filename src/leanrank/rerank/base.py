@@ -29,7 +29,10 @@ def is_blank(text: str) -> bool:
     """Whether `text` has nothing to score: only whitespace and invisible format characters (Unicode Cf:
     zero-width space and joiners, word joiner, BOM, soft hyphen). The one test of blankness: the guard never
     sends such a document, the gateway's cascade sets it aside, and a query of it is empty."""
-    return all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text)
+    stripped = text.strip()  # str.strip drops exactly what str.isspace calls whitespace
+    if stripped and unicodedata.category(stripped[0]) != "Cf":
+        return False  # the usual case, decided by one character: every document of every call asks
+    return all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in stripped)
 
 
 @dataclass(frozen=True, slots=True)
