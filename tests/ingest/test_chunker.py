@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -16,7 +17,7 @@ from razdel import sentenize
 
 from leanrank.encode.e5 import E5SmallEncoder
 from leanrank.errors import ConfigError
-from leanrank.ingest.chunker import ChunkerConfig, _blob_spans, chunk_source
+from leanrank.ingest.chunker import ChunkerConfig, _blob_spans, chunk_source, repetitive
 from leanrank.ingest.loaders import CODE_SUFFIXES, SUPPORTED_SUFFIXES, load_file
 from leanrank.types import CODE_KEY, Chunk, Section, SourceText
 from tests.ingest.conftest import MakePdf, notebook_json, words
@@ -277,9 +278,9 @@ def test_a_single_word_over_budget_is_cut_into_slices_that_fit() -> None:
     within_budget(chunks, 20)
 
 
-def test_a_word_of_2000_russian_words_is_cut_at_the_real_tokenizers_budget(e5: E5SmallEncoder) -> None:
+def test_a_10000_letter_russian_word_is_cut_at_the_real_tokenizers_budget(e5: E5SmallEncoder) -> None:
     """A file of one 10,000-character "word" was one 2,001-token chunk, billed on each question it reached."""
-    text = "слово" * 2000
+    text = "".join(random.Random(7).choices("абвгдежзийклмнопрстуфхцчшщыьэюя", k=10_000))
     chunks = chunk(text_source(text), e5.token_count, max_tokens=160)
     within_budget(chunks, 160)
     assert "".join(c.text for c in chunks) == text
@@ -287,6 +288,22 @@ def test_a_word_of_2000_russian_words_is_cut_at_the_real_tokenizers_budget(e5: E
     # Each slice is the longest that fits, so all but the last hold the budget exactly.
     assert {c.tokens for c in chunks[:-1]} == {160}
     assert len(chunks) == -(-e5.token_count(text) // 160)
+
+
+@pytest.mark.parametrize("junk", ["слово" * 2000, "слово " * 2000, "0, " * 3000])
+def test_text_that_is_one_thing_repeated_is_in_no_chunk(junk: str, e5: E5SmallEncoder) -> None:
+    """Such text ranked first for unrelated questions (the encoder puts it near everything); a formula as
+    long, and the prose around the junk, are kept."""
+    formula = r"$$\frac{\partial}{\partial \textbf{A}} \textbf{X}^{\text{T}} \textbf{A} \textbf{y}"
+    formula += r" = \textbf{X} \textbf{y}^{\text{T}}$$"
+    source = text_source(f"Градиент по матрице:\n\n{formula}\n\n{junk}\n\nКонец урока.")
+    chunks = chunk(source, e5.token_count, max_tokens=160)
+    assert chunks[0].text == f"Градиент по матрице:\n\n{formula}"
+    assert chunks[-1].text.endswith("Конец урока.")  # after at most a short remnant under 200 bytes
+    assert sum(c.tokens for c in chunks) < e5.token_count(junk) / 10
+    assert repetitive(junk)
+    assert not repetitive(formula * 3)
+    assert [c.index for c in chunks] == list(range(len(chunks)))
 
 
 def test_an_over_long_code_line_is_cut_too() -> None:

@@ -19,6 +19,9 @@ Embedded binary data — a data URI (`![chart](data:image/png;base64,…)`, `<im
 `data:…;base64,…`) or a long base64 run — is in no chunk: it is a boundary no chunk crosses, like a section's
 end. A Markdown image keeps its `![alt]`, the words saying what the picture shows; only its `(data:…)` goes.
 
+A sentence or slice that is one thing repeated (it deflates to under a tenth of its size: a word pasted
+thousands of times, a run of zeros) is left out too, and no chunk crosses it (`repetitive`).
+
 Each chunk also gets a `context` (see `Chunk`): the file's name as words and the heading path, and for a
 chunk that is only code, the end of the prose before it — the words that say what the code is about.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -60,6 +64,12 @@ _BLOB = re.compile(
 _NAME_SEPARATORS = re.compile(r"[\s_\-.]+")
 # How much of the prose before a code-only chunk its context repeats: about one sentence.
 PROSE_CONTEXT_CHARS = 240
+# A chunk whose UTF-8 text deflates to under this share of its size is one thing repeated (a word pasted
+# 2,000 times, a run of zeros): nothing to find in it, and the multilingual encoder places such text close to
+# every question (a file of `'слово' * 2000` ranked first for "xyzzy"). The real course's notebooks deflate
+# to 0.34 at least (1,491 chunks of 200 bytes or more); such text deflates to 0.02.
+MIN_DEFLATE_RATIO = 0.1
+_MIN_REPEAT_BYTES = 200
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,8 @@ def chunk_source(
         grouped = [u for i in group for u in _units(source.text, source.sections[i], i, blobs[i], measure)]
         for units, (first, stop) in (
             (run, span)
-            for run in _split_at_blobs(grouped, blob_starts)
+            for pieces in _split_at_blobs(grouped, blob_starts)
+            for run in _without_repeats(source.text, pieces)
             for span in _pack(run, measure, config)
         ):
             start, end = units[first].start, units[stop - 1].end
@@ -168,6 +179,13 @@ def chunk_source(
             )
             prose = next((_tail(source.text, u) for u in reversed(units[first:stop]) if not u.code), prose)
     return chunks
+
+
+def repetitive(text: str) -> bool:
+    """Whether `text` is one thing repeated, by how well it deflates (`MIN_DEFLATE_RATIO`); such a unit is
+    left out of the index like embedded binary data."""
+    data = text.encode()
+    return len(data) >= _MIN_REPEAT_BYTES and len(zlib.compress(data)) < MIN_DEFLATE_RATIO * len(data)
 
 
 def file_title(path: str) -> str:
@@ -243,6 +261,21 @@ def _split_at_blobs(units: list[_Unit], blob_starts: Sequence[int]) -> Iterator[
             yield run
             run = []
         run.append(unit)
+    if run:
+        yield run
+
+
+def _without_repeats(text: str, units: list[_Unit]) -> Iterator[list[_Unit]]:
+    """`units` less the repetitive ones (`repetitive`: a sentence or slice of one thing repeated), as runs
+    between them: like a blob, such a unit is a boundary no chunk crosses."""
+    run: list[_Unit] = []
+    for unit in units:
+        if repetitive(text[unit.start : unit.end]):
+            if run:
+                yield run
+            run = []
+        else:
+            run.append(unit)
     if run:
         yield run
 
