@@ -564,3 +564,32 @@ def test_two_replicas_reserving_and_recording_one_tenant_at_once_never_deadlock(
         [total] = one.totals("tenant", NOVEMBER)
         assert (total.calls, total.cost_usd) == (3, pytest.approx(0.012))
     engine.dispose()
+
+
+def test_a_call_settled_after_its_hold_was_reaped_counts_once_at_its_cost(ledger: Ledger) -> None:
+    """The settlement waited past the deadline's margin: another reservation reaped the hold and recorded
+    the call at its estimate. The settlement's record replaces that one; the day totals follow."""
+    hold = Hold(NOV_3, "late", "rerank", "python-101", "school-a", 0.5, "cohere:rerank-v3.5", 120)
+    ledger.reserve(replace(hold, expires=NOV_3 + timedelta(minutes=4)), [], lambda _: True)
+    ledger.reserve(replace(hold, request_id="other", time=NOV_3 + timedelta(minutes=5)), [], lambda _: True)
+    assert ledger.spent("course", "python-101", NOVEMBER) == pytest.approx(0.5)  # reaped, at the estimate
+    assert ledger.settle(make_record("late", cost_usd=0.004)) is True
+    t = ledger._table
+    with ledger._engine.connect() as conn:
+        rows = conn.execute(sa.select(t.c.stage, t.c.cost_usd).where(t.c.request_id == "late")).all()
+    assert [tuple(r) for r in rows] == [("rerank", 0.004)]
+    assert ledger.spent("course", "python-101", NOVEMBER) == pytest.approx(0.004)
+    assert ledger.spent("tenant", "school-a", Period.day_of(NOV_3)) == pytest.approx(0.004)
+
+
+def test_possibly_billed_records_are_numbered_after_the_highest_one_there(ledger: Ledger) -> None:
+    """A chain `free | paid` numbered its paid link's record `#2` by place before the ledger numbered
+    them: a resend's record must not take `#2` again (it would be dropped as a duplicate)."""
+    ledger.record(make_record("r", stage="rerank:unconfirmed#2", count_source="estimate"))
+    hold = Hold(NOV_3, "r", "rerank", "python-101", "school-a", 0.004, "cohere:rerank-v3.5", 120)
+    ledger.reserve(hold, [], lambda _: True)
+    ledger.release(hold, [make_record("r", count_source="estimate")])
+    t = ledger._table
+    with ledger._engine.connect() as conn:
+        stages = conn.execute(sa.select(t.c.stage).where(t.c.request_id == "r").order_by(t.c.id)).scalars()
+        assert list(stages) == ["rerank:unconfirmed#2", "rerank:unconfirmed#3"]

@@ -449,3 +449,24 @@ def test_chunking_is_deterministic(tmp_path: Path) -> None:
 def test_config_is_validated(config: dict[str, int]) -> None:
     with pytest.raises(ConfigError):
         ChunkerConfig(**config)
+
+
+def test_slicing_a_long_word_counts_each_character_a_few_times_not_the_rest_of_the_word() -> None:
+    """A minified one-line script is one "word": each slice searched from the whole rest of it made slicing
+    quadratic (217 M characters counted for 320,000)."""
+    counted = [0]
+
+    def count(text: str) -> int:
+        counted[0] += len(text)
+        return len(text) // 4 + 1
+
+    per_char = []
+    for n in (80_000, 320_000):
+        counted[0] = 0
+        word = "".join(random.Random(1).choices("abcdefghij0123456789;(){}=.,", k=n))
+        source = SourceText("a.js", word, (Section(word, 0, (), {CODE_KEY: "code"}),), "code")
+        chunks = chunk_source(source, course="c", file_hash="h", count_tokens=count, config=ChunkerConfig())
+        assert "".join(c.text for c in chunks) == word
+        per_char.append(counted[0] / n)
+    assert max(per_char) < 20  # was 179 and 678
+    assert per_char[1] < 1.5 * per_char[0]  # linear in the word's length

@@ -454,6 +454,12 @@ def test_a_comment_block_before_a_definition_is_prose_under_its_name_and_one_aft
     ]
 
 
+def test_two_blank_lines_end_a_definition_as_one_does(tmp_path: Path) -> None:
+    """PEP 8 puts two blank lines between top-level blocks: the constant after the function is not in it."""
+    source = load(write(tmp_path / "m.py", "def train(model):\n    return model.fit()\n\n\nTHRESHOLD = 0.5\n"))
+    assert code_sections(source) == [(("train",), True, "def train(model):"), ((), True, "THRESHOLD = 0.5")]
+
+
 def test_code_suffixes_use_their_own_language_not_a_guess(tmp_path: Path) -> None:
     """Pygments would read `.r` as REBOL: R's `#` comment must be prose, not code."""
     source = load(write(tmp_path / "model.r", "# Линейная регрессия\n# по методу МНК\n\nfit <- lm(y ~ x)\n"))

@@ -112,6 +112,12 @@ def unconfirmed_stage(stage: str, nth: int = 1) -> str:
     return f"{stage}{UNCONFIRMED}" if nth == 1 else f"{stage}{UNCONFIRMED}#{nth}"
 
 
+def _nth(stage: str) -> int:
+    """`n` of an `unconfirmed_stage(…, n)`."""
+    _, sep, n = stage.rpartition("#")
+    return int(n) if sep and n.isdigit() else 1
+
+
 class LedgerError(StoreError):
     """The cost ledger could not be read or written (not the index: the message names the database)."""
 
@@ -571,13 +577,19 @@ class Ledger:
 
         `unconfirmed` are calls made before it for the same request (failed links of a fallback chain)
         that their provider may still bill; they are written in the same transaction, numbered as
-        `release` numbers them."""
+        `release` numbers them. A call whose hold expired before it ended (its settlement waited past the
+        deadline's margin) was recorded by the reaping reservation at its estimate: that record gives way
+        to this one, so the call counts once, at what it cost."""
         row: dict[str, Any] = _row(record) | {"cache_hit": record.cache_hit}
 
         def write(conn: Connection) -> bool:
-            if conn.execute(self._drop_hold, {"rid": record.request_id, "stage": record.stage}).rowcount:
+            held = conn.execute(self._drop_hold, {"rid": record.request_id, "stage": record.stage}).rowcount
+            if held:
                 self._insert_unconfirmed(conn, record.request_id, record.stage, unconfirmed)
-            return self._insert(conn, row)
+            recorded = self._insert(conn, row)
+            if recorded and not held:
+                self._drop_reaped(conn, record)
+            return recorded
 
         return self._write(write, durable=True)
 
@@ -726,11 +738,37 @@ class Ledger:
         if not records:
             return
         t = self._table
-        first = unconfirmed_stage(stage)
-        mine = or_(t.c.stage == first, t.c.stage.startswith(f"{first}#", autoescape=True))
-        earlier = conn.execute(select(func.count()).where(t.c.request_id == request_id, mine)).scalar_one()
-        for nth, record in enumerate(records, int(earlier) + 1):
+        earlier = conn.execute(
+            select(t.c.stage).where(t.c.request_id == request_id, self._unconfirmed_of(stage))
+        )
+        highest = max((_nth(found) for found in earlier.scalars()), default=0)
+        for nth, record in enumerate(records, highest + 1):
             self._insert(conn, _row(record) | {"cache_hit": False, "stage": unconfirmed_stage(stage, nth)})
+
+    def _unconfirmed_of(self, stage: str) -> ColumnElement[bool]:
+        first = unconfirmed_stage(stage)
+        t = self._table
+        return or_(t.c.stage == first, t.c.stage.startswith(f"{first}#", autoescape=True))
+
+    def _drop_reaped(self, conn: Connection, record: LedgerRecord) -> None:
+        """Delete the record a reaping reservation wrote for `record`'s call (same request, stage family and
+        hold time, at the estimate) and take its cost back out of the day totals."""
+        t = self._table
+        reaped = conn.execute(
+            delete(t)
+            .where(
+                t.c.request_id == record.request_id,
+                self._unconfirmed_of(record.stage),
+                t.c.time == record.time,
+                t.c.count_source == "estimate",
+            )
+            .returning(t.c.course, t.c.tenant, t.c.time, t.c.cost_usd)
+        ).all()
+        for course, tenant, when, cost in reaped:
+            if cost is not None:
+                self._add_to_totals(
+                    conn, {"course": course, "tenant": tenant, "time": when, "cost_usd": -cost}
+                )
 
     def _check_unused(self, conn: Connection, hold: Hold) -> None:
         key = {"rid": hold.request_id, "stage": hold.stage}
@@ -874,6 +912,11 @@ class Ledger:
         # RETURNING, not rowcount: drivers disagree on rowcount once RETURNING is implicit.
         if conn.execute(self._add_call, row).first() is None:
             return False
+        self._add_to_totals(conn, row)
+        return True
+
+    def _add_to_totals(self, conn: Connection, row: dict[str, Any]) -> None:
+        """Add `row["cost_usd"]` (when known) to the day totals of its course and tenant."""
         day = row["time"].astimezone(UTC).date().isoformat()
         totals = [
             {"scope": scope, "name": row[scope], "day": day, "cost_usd": row["cost_usd"]}
@@ -882,7 +925,6 @@ class Ledger:
         ]
         if row["cost_usd"] is not None and totals:
             conn.execute(self._add_spend, totals)
-        return True
 
     def _day(self) -> ColumnElement[str]:
         time = self._table.c.time

@@ -449,7 +449,7 @@ def _without_spans(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(parts)
 
 
-_BLANK_LINES = re.compile(r"\n[^\S\n]*\n")
+_BLANK_LINES = re.compile(r"\n(?:[^\S\n]*\n)+")
 
 
 def _blocks(text: str) -> Iterator[tuple[int, int]]:
