@@ -456,7 +456,8 @@ def test_a_comment_block_before_a_definition_is_prose_under_its_name_and_one_aft
 
 def test_two_blank_lines_end_a_definition_as_one_does(tmp_path: Path) -> None:
     """PEP 8 puts two blank lines between top-level blocks: the constant after the function is not in it."""
-    source = load(write(tmp_path / "m.py", "def train(model):\n    return model.fit()\n\n\nTHRESHOLD = 0.5\n"))
+    text = "def train(model):\n    return model.fit()\n\n\nTHRESHOLD = 0.5\n"
+    source = load(write(tmp_path / "m.py", text))
     assert code_sections(source) == [(("train",), True, "def train(model):"), ((), True, "THRESHOLD = 0.5")]
 
 
