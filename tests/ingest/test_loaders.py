@@ -461,6 +461,18 @@ def test_two_blank_lines_end_a_definition_as_one_does(tmp_path: Path) -> None:
     assert code_sections(source) == [(("train",), True, "def train(model):"), ((), True, "THRESHOLD = 0.5")]
 
 
+def test_a_module_docstring_before_a_function_is_not_under_its_name(tmp_path: Path) -> None:
+    text = '"""Обучение модели."""\n\ndef train(model):\n    return model.fit()\n\n\n'
+    text += "# Шаг\n\ndef step(x):\n    return x\n"
+    source = load(write(tmp_path / "m.py", text))
+    assert code_sections(source) == [
+        ((), False, '"""Обучение модели."""'),  # about the module
+        (("train",), True, "def train(model):"),
+        (("step",), False, "# Шаг"),  # a comment right before a definition is about it
+        (("step",), True, "def step(x):"),
+    ]
+
+
 def test_code_suffixes_use_their_own_language_not_a_guess(tmp_path: Path) -> None:
     """Pygments would read `.r` as REBOL: R's `#` comment must be prose, not code."""
     source = load(write(tmp_path / "model.r", "# Линейная регрессия\n# по методу МНК\n\nfit <- lm(y ~ x)\n"))
