@@ -158,17 +158,14 @@ def report_command(
         _chart(draw, png)
 
 
-def _base_volume(settings: Settings, from_ledger: bool, period: str | None) -> tuple[Volume, str, int]:
-    """The volume to start from, where it came from, and how many of its measured calls were possibly
-    billed without an answer used (counted at their estimate: `measured_volume`)."""
+def _base_volume(settings: Settings, from_ledger: bool, period: str | None) -> tuple[Volume, str]:
+    """The volume to start from and where it came from."""
     if from_ledger:
         chosen = _period(period)
         if Ledger.missing(settings):  # as measured_volume says of an empty period, without creating it
             raise InputError(f"no rerank calls recorded in {chosen.label}")
         with Ledger.from_settings(settings) as ledger:
-            volume = measured_volume(ledger, chosen)
-            unconfirmed = sum(t.unconfirmed for t in ledger.totals("course", chosen))
-        return volume, f"measured in {chosen.label}", unconfirmed
+            return measured_volume(ledger, chosen), f"measured in {chosen.label}"
     if period is not None:
         raise InputError("--period needs --from-ledger")
     assumed = Volume(
@@ -178,7 +175,7 @@ def _base_volume(settings: Settings, from_ledger: bool, period: str | None) -> t
         settings.ingest.max_tokens,
         DEFAULT_QUERY_TOKENS,
     )
-    return assumed, "assumed", 0
+    return assumed, "assumed"
 
 
 def _say_assumed(base: Volume, given: tuple[float | None, ...]) -> None:
@@ -286,7 +283,7 @@ def _print_projection(p: Projection, origin: str) -> None:
     out.print(gpus)
 
 
-def _projection_json(p: Projection, origin: str, unconfirmed: int) -> dict[str, Any]:
+def _projection_json(p: Projection, origin: str) -> dict[str, Any]:
     v = p.volume
     return {
         "volume": {
@@ -297,7 +294,7 @@ def _projection_json(p: Projection, origin: str, unconfirmed: int) -> dict[str, 
             "tokens_per_candidate": v.tokens_per_candidate,
             "query_tokens": v.query_tokens,
             "origin": origin,
-            "unconfirmed_calls": unconfirmed,
+            "unconfirmed_calls": v.unconfirmed_calls,
         },
         "apis": [
             {
@@ -387,13 +384,14 @@ def project_command(
     """Monthly cost of a rerank volume at every priced API, and the volume above which a GPU is cheaper."""
     with cli_errors():
         settings = Settings()
-        base, origin, unconfirmed = _base_volume(settings, from_ledger, period)
-        volume = Volume(
-            _given(queries_per_course_month, base.queries_per_course_month),
-            _given(courses, base.courses),
-            _given(candidates, base.candidates),
-            _given(tokens_per_candidate, base.tokens_per_candidate),
-            _given(query_tokens, base.query_tokens),
+        base, origin = _base_volume(settings, from_ledger, period)
+        volume = replace(
+            base,
+            queries_per_course_month=_given(queries_per_course_month, base.queries_per_course_month),
+            courses=_given(courses, base.courses),
+            candidates=_given(candidates, base.candidates),
+            tokens_per_candidate=_given(tokens_per_candidate, base.tokens_per_candidate),
+            query_tokens=_given(query_tokens, base.query_tokens),
         )
         if from_ledger and volume != base:
             origin += ", with overrides"
@@ -402,16 +400,17 @@ def project_command(
         projection = project((m for m in pricing.models.values() if m.is_rerank), gpus, volume)
     cut = _cut(projection, volume, cut_to) if cut_to is not None else []
     if as_json:
-        body = _projection_json(projection, origin, unconfirmed)
+        body = _projection_json(projection, origin)
         if cut_to is not None:
             body["cut_to"] = {"candidates": cut_to, "apis": cut}
         sys.stdout.write(json.dumps(body) + "\n")
     else:
         _print_projection(projection, origin)
-        if unconfirmed:
+        if volume.unconfirmed_calls:
             out.print(
-                f"{unconfirmed:,} of the measured calls may have been billed without an answer used "
-                "(timeout, unusable answer, client gone): counted as calls, at the tokens of their estimate",
+                f"{volume.unconfirmed_calls:,} of the measured calls may have been billed without an answer "
+                "used (timeout, unusable answer, client gone): counted as calls, at the tokens of their "
+                "estimate",
                 soft_wrap=True,
             )
         if not from_ledger:

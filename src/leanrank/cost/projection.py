@@ -24,13 +24,15 @@ from leanrank.errors import InputError
 
 @dataclass(frozen=True, slots=True)
 class Volume:
-    """Rerank traffic: calls per course and month, and the shape of one call."""
+    """Rerank traffic: calls per course and month, and the shape of one call. `unconfirmed_calls` counts the
+    measured calls recorded as possibly billed without an answer used (0 for an assumed volume)."""
 
     queries_per_course_month: float
     courses: int
     candidates: float
     tokens_per_candidate: float
     query_tokens: float
+    unconfirmed_calls: int = 0
 
     @property
     def queries_per_month(self) -> float:
@@ -57,6 +59,7 @@ def measured_volume(ledger: CostLedger, period: Period) -> Volume:
         candidates=sent / calls,
         tokens_per_candidate=sum(r.document_tokens for r in rows) / sent if sent else 0.0,
         query_tokens=sum(r.query_tokens for r in rows) / calls,
+        unconfirmed_calls=sum(r.unconfirmed for r in rows),
     )
 
 
