@@ -54,9 +54,12 @@ def source_id(path: Path, root: Path) -> str:
     name that are not UTF-8 show as U+FFFD and control characters as `\\xNN`, so the name prints on one line
     (`check_source` skips such a file: a newline in a name could forge a line of the ingest report).
     """
-    rel = path.relative_to(root).as_posix() if root.is_dir() else path.name
-    name = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    name = _relative(path, root).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c for c in name)
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() if root.is_dir() else path.name
 
 
 def check_source(path: Path, root: Path) -> None:
@@ -65,11 +68,11 @@ def check_source(path: Path, root: Path) -> None:
     A name in another encoding (a Latin-1 `été.md` from a Windows archive) cannot be stored or shown as
     its source id; a link out of the course folder would index files nobody put in the course.
     """
+    name = _relative(path, root)
     try:
-        path.relative_to(root).as_posix().encode("utf-8")
+        name.encode("utf-8")
     except UnicodeEncodeError:
         raise DocumentError(source_id(path, root), "the file name is not valid UTF-8; rename it") from None
-    name = path.relative_to(root).as_posix() if root.is_dir() else path.name
     if any(unicodedata.category(c) == "Cc" for c in name):
         raise DocumentError(source_id(path, root), "the file name holds a control character; rename it")
     try:
