@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import stat
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -399,14 +400,14 @@ def _code_sections(text: str, lexer: Lexer) -> tuple[str, list[Section]]:
     text is the file's own, so offsets are exact.
     """
     spoken: list[tuple[int, int]] = []  # spans of comments and docstrings
-    docstrings: list[tuple[int, int]] = []
+    docstrings: list[int] = []  # where each docstring starts
     defined: dict[int, str] = {}  # line start offset -> the name its defining keyword introduces
     expect_name = False
     for start, token, value in lexer.get_tokens_unprocessed(text):
         if token in Comment or token in String.Doc:
             spoken.append((start, start + len(value)))
             if token in String.Doc:
-                docstrings.append((start, start + len(value)))
+                docstrings.append(start)
         elif token in Keyword and value in _DEFINING:
             expect_name = True
         elif expect_name and token in Name:
@@ -417,19 +418,18 @@ def _code_sections(text: str, lexer: Lexer) -> tuple[str, list[Section]]:
         elif not value.isspace():
             expect_name = False
     code_only = _without_spans(text, spoken)  # the text with its comments blanked out
-    no_docstrings = _without_spans(text, docstrings)
-    # start, end, prose?, a comment block (no docstring)?, the name it defines
-    blocks: list[tuple[int, int, bool, bool, str | None]] = []
+    blocks: list[tuple[int, int, bool, str | None]] = []  # start, end, prose?, the name it defines
     for begin, end in _blocks(text):
         lines = (m.start() for m in _LINE_START.finditer(text, begin, end))
-        prose = not code_only[begin:end].strip()
-        comment = prose and no_docstrings[begin:end].strip() == text[begin:end].strip()
-        blocks.append((begin, end, prose, comment, next(filter(None, map(defined.get, lines)), None)))
+        blocks.append(
+            (begin, end, not code_only[begin:end].strip(), next(filter(None, map(defined.get, lines)), None))
+        )
     sections: list[Section] = []
     heading: tuple[str, ...] = ()
-    for index, (begin, end, prose, comment, defines) in enumerate(blocks):
+    for index, (begin, end, prose, defines) in enumerate(blocks):
         # Comments right before a definition are about it; a module's docstring is about the module.
-        following = blocks[index + 1][4] if comment and index + 1 < len(blocks) else None
+        comment = prose and bisect_left(docstrings, begin) == bisect_left(docstrings, end)
+        following = blocks[index + 1][3] if comment and index + 1 < len(blocks) else None
         if name := defines or following:
             heading = (name,)
         elif not text[begin].isspace():
