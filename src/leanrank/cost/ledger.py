@@ -393,10 +393,10 @@ def _spend_table(name: str, metadata: MetaData) -> Table:
 def _days(period: Period) -> tuple[str, str]:
     """`period` as `[first day, end day)` keys of the spend totals; raises `ValueError` for a period that
     does not start and end at UTC midnight (every budget period and every `Period.parse` one does)."""
-    for edge in (period.start.astimezone(UTC), period.end.astimezone(UTC)):
-        if edge != datetime(edge.year, edge.month, edge.day, tzinfo=UTC):
-            raise ValueError(f"spend totals are kept per UTC day; period {period.label!r} is not whole days")
-    return period.start.astimezone(UTC).date().isoformat(), period.end.astimezone(UTC).date().isoformat()
+    start, end = period.start.astimezone(UTC), period.end.astimezone(UTC)
+    if any(edge.time() != datetime.min.time() for edge in (start, end)):
+        raise ValueError(f"spend totals are kept per UTC day; period {period.label!r} is not whole days")
+    return start.date().isoformat(), end.date().isoformat()
 
 
 @dataclass(slots=True, eq=False)
