@@ -64,10 +64,10 @@ _BLOB = re.compile(
 _NAME_SEPARATORS = re.compile(r"[\s_\-.]+")
 # How much of the prose before a code-only chunk its context repeats: about one sentence.
 PROSE_CONTEXT_CHARS = 240
-# A sentence or slice whose UTF-8 text deflates to under this share of its size is one thing repeated (a word pasted
-# 2,000 times, a run of zeros): nothing to find in it, and the multilingual encoder places such text close to
-# every question (a file of `'слово' * 2000` ranked first for "xyzzy"). The real course's notebooks deflate
-# to 0.34 at least (1,491 chunks of 200 bytes or more); such text deflates to 0.02.
+# A sentence or slice whose UTF-8 text deflates to under this share of its size is one thing repeated (a
+# word pasted 2,000 times, a run of zeros): nothing to find in it, and the multilingual encoder places such
+# text close to every question (a file of `'слово' * 2000` ranked first for "xyzzy"). The real course's
+# notebooks deflate to 0.34 at least (1,491 chunks of 200 bytes or more); such text deflates to 0.02.
 MIN_DEFLATE_RATIO = 0.1
 _FIRST_PROBE = 64  # characters: where the search for an over-long word's slice starts
 _MIN_REPEAT_BYTES = 200
