@@ -123,11 +123,7 @@ class Metrics:
     def observe_charge(self, charge: Charge, course: str | None) -> None:
         labels = (charge.backend, course or "")
         usage = charge.response.usage
-        self.rerank_calls.labels(*labels).inc()
-        self.rerank_documents.labels(*labels).inc(usage.documents)
-        self.rerank_tokens.labels(*labels).inc(usage.total_tokens)
-        if charge.cost_usd:
-            self.rerank_cost.labels(*labels).inc(charge.cost_usd)
+        self._count_call(labels, usage.documents, usage.total_tokens, charge.cost_usd)
         if charge.response.failed:
             self.rerank_fallbacks.labels(*labels).inc(len(charge.response.failed))
         if usage.cache_hits:
@@ -138,13 +134,20 @@ class Metrics:
     def observe_unconfirmed(self, records: Sequence[LedgerRecord]) -> None:
         """Calls a provider may have billed though no answer was used (`:unconfirmed` records, at their
         estimate): calls, documents, tokens and cost as the ledger and budgets count them."""
-        for record in records:
-            labels = (record.backend, record.course or "")
-            self.rerank_calls.labels(*labels).inc()
-            self.rerank_documents.labels(*labels).inc(record.documents)
-            self.rerank_tokens.labels(*labels).inc(record.query_tokens + record.document_tokens)
-            if record.cost_usd:
-                self.rerank_cost.labels(*labels).inc(record.cost_usd)
+        for r in records:
+            self._count_call(
+                (r.backend, r.course or ""), r.documents, r.query_tokens + r.document_tokens, r.cost_usd
+            )
+
+    def _count_call(
+        self, labels: tuple[str, str], documents: int, tokens: int, cost_usd: float | None
+    ) -> None:
+        """One call in the `leanrank_rerank_*` series, labelled (backend, course)."""
+        self.rerank_calls.labels(*labels).inc()
+        self.rerank_documents.labels(*labels).inc(documents)
+        self.rerank_tokens.labels(*labels).inc(tokens)
+        if cost_usd:
+            self.rerank_cost.labels(*labels).inc(cost_usd)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
