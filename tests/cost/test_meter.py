@@ -18,9 +18,10 @@ from leanrank.cost.pricing import Pricing
 from leanrank.cost.projection import measured_volume
 from leanrank.errors import ConfigError
 from leanrank.rerank.base import RerankResponse, Usage
+from leanrank.rerank.batch import Rendezvous, Seat
 from leanrank.rerank.catalog import _HttpOptions
 from leanrank.rerank.fallback import FallbackReranker
-from leanrank.rerank.http import BadResponseError, RerankServerError, RerankTimeoutError
+from leanrank.rerank.http import BadResponseError, RerankServerError, RerankTimeoutError, note_billable
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.rerank.providers import PROVIDERS, HttpReranker
 from leanrank.retry import RetryPolicy
@@ -610,6 +611,109 @@ async def test_every_dropped_attempt_of_a_call_that_gives_up_is_recorded(
     with pytest.raises(RerankServerError, match="gave up after 3 attempts"):
         await meter(ledger).rerank(adapter(fake), "q", DOCS, request_id="d2", course="py")
     assert [row[0] for row in _possibly_billed(tmp_path)] == ["rerank:unconfirmed", "rerank:unconfirmed#2"]
+
+
+class InTurn:
+    """A seat of a rendezvous that arrives only once the one before it has, so the batch's last arriver, from
+    whose task the calls go out, is known."""
+
+    def __init__(self, seat: Seat, after: InTurn | None) -> None:
+        self.seat = seat
+        self.after = after
+        self.arrived = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return self.seat.name
+
+    async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+        if self.after is not None:
+            await self.after.arrived.wait()
+        self.arrived.set()  # wakes the next one after this task has taken its place (`_arrive` is sync)
+        return await self.seat.rerank(query, documents)
+
+
+def in_turn(meeting: Rendezvous, callers: int) -> list[InTurn]:
+    seats: list[InTurn] = []
+    for _ in range(callers):
+        seats.append(InTurn(meeting.seat(), seats[-1] if seats else None))
+    return seats
+
+
+def _possibly_billed_for(tmp_path: Path) -> list[tuple[object, ...]]:
+    """Request id, course, stage and backend of each possibly billed row."""
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        rows = db.execute(
+            "SELECT request_id, course, stage, backend FROM leanrank_rerank_calls "
+            "WHERE stage LIKE '%unconfirmed%' ORDER BY request_id, stage"
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+async def test_a_dropped_attempt_in_a_rendezvous_is_recorded_under_the_request_it_was_for(
+    ledger: Ledger, tmp_path: Path, fake: FakeProvider
+) -> None:
+    """Three requests metered apart and sent together (`/v1/rerank/batch`'s way), the calls going out from
+    the 3rd caller's task: the provider reads the 2nd request's first attempt whole and drops the line, the
+    adapter resends it and it is served. That attempt is the 2nd request's possibly billed call: one record,
+    under its id and course, and none under the others (the 3rd's before the fix)."""
+    fake.script_for("q1", Fault(DROP))
+    m = meter(ledger)
+    seats = in_turn(Rendezvous(adapter(fake), expected=3), 3)
+    got = await asyncio.gather(
+        *(
+            m.rerank(seat, f"q{i}", DOCS[:3], request_id=f"job#{i}", course=f"course-{i}")
+            for i, seat in enumerate(seats)
+        )
+    )
+    assert [g.recorded for g in got] == [True, True, True]
+    assert [r.body["query"] for r in fake.requests].count("q1") == 2  # dropped, then served
+    assert _possibly_billed_for(tmp_path) == [
+        ("job#1", "course-1", "rerank:unconfirmed", "cohere:test-model"),
+    ]
+    assert [(t.key, t.calls, t.unconfirmed) for t in ledger.totals("course", NOVEMBER)] == [
+        ("course-0", 1, 0),
+        ("course-1", 2, 1),
+        ("course-2", 1, 0),
+    ]
+
+
+async def test_a_caller_that_left_a_rendezvous_records_what_was_noted_for_it_until_then(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The 1st of two callers goes (its client disconnected) while its call is out, after an attempt of it
+    was noted as possibly billed: as a call of its own would, it records that attempt and the call in flight.
+    What is noted for it after it left is recorded nowhere; the 2nd caller, whose task sent the calls, records
+    nothing possibly billed."""
+    noted, finish = asyncio.Event(), asyncio.Event()
+
+    class Dropping:
+        """Notes an attempt of the query `gone` as `JsonClient.post` notes a dropped one, then waits."""
+
+        name = "cohere:rerank-v3.5"
+
+        async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+            if query == "gone":
+                note_billable(self.name)
+                noted.set()
+                await finish.wait()
+                note_billable(self.name)  # resent and dropped again, its caller gone
+            return RerankResponse((0.0,) * len(documents), cohere_usage(query, documents))
+
+    m = meter(ledger)
+    first, second = in_turn(Rendezvous(Dropping(), expected=2), 2)
+    gone = asyncio.create_task(m.rerank(first, "gone", DOCS, request_id="b#0", course="py"))
+    stays = asyncio.create_task(m.rerank(second, "stays", DOCS, request_id="b#1", course="py"))
+    await noted.wait()
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    finish.set()
+    assert (await stays).recorded
+    assert _possibly_billed_for(tmp_path) == [
+        ("b#0", "py", "rerank:unconfirmed", "cohere:rerank-v3.5"),
+        ("b#0", "py", "rerank:unconfirmed#2", "cohere:rerank-v3.5"),
+    ]
 
 
 def test_a_deadline_that_is_not_positive_is_refused(ledger: Ledger) -> None:

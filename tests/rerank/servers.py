@@ -2,7 +2,8 @@
 
 A real HTTP server in a thread, so the adapters are tested through sockets, timeouts and status codes
 rather than mocks. It rejects any request body whose fields differ from what the provider documents,
-records every request, and can be scripted to answer faults before it answers normally.
+records every request, and can be scripted to answer faults before it answers normally (to one query's
+requests only, if need be).
 """
 
 from __future__ import annotations
@@ -244,6 +245,7 @@ class FakeProvider:
         self.info_requests = 0
         self.requests: list[Recorded] = []
         self.faults: deque[Fault] = deque()
+        self.faults_for: dict[str, deque[Fault]] = {}
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
@@ -256,6 +258,10 @@ class FakeProvider:
 
     def script(self, *faults: Fault) -> None:
         self.faults.extend(faults)
+
+    def script_for(self, query: str, *faults: Fault) -> None:
+        """Faults for the requests of `query` only, before the queue of `script`: one caller among many."""
+        self.faults_for.setdefault(query, deque()).extend(faults)
 
     def batch_sizes(self) -> list[int]:
         return [len(r.body[self.wire.documents_key]) for r in self.requests]
@@ -272,6 +278,10 @@ class FakeProvider:
             body = None
         with self._lock:
             self.requests.append(Recorded(path, headers, body))
+            query = body.get(self.wire.query_key) if isinstance(body, dict) else None
+            own = self.faults_for.get(query) if isinstance(query, str) else None
+            if own:
+                return own.popleft()
             if self.faults:
                 return self.faults.popleft()
         wire = self.wire

@@ -10,10 +10,11 @@ import pytest
 
 from leanrank.errors import BackendError
 from leanrank.rerank.base import RerankResponse, Usage
-from leanrank.rerank.batch import Rendezvous, rerank_many
+from leanrank.rerank.batch import Rendezvous, answer_each, rerank_many
 from leanrank.rerank.guard import guard
+from leanrank.rerank.http import billable_failures, note_billable
 from tests.rerank.servers import FakeProvider, Fault, adapter, score_of
-from tests.serve.test_batching import CountingModel, score
+from tests.serve.test_batching import CountingModel, NotingModel, score
 
 
 class Slow:
@@ -91,3 +92,46 @@ async def test_a_failed_rendezvous_fails_each_of_its_callers() -> None:
         *(meeting.seat().rerank(q, docs) for q, docs in REQUESTS[:2]), return_exceptions=True
     )
     assert all(isinstance(r, BackendError) for r in results)
+
+
+class Noting(Slow):
+    """Notes a possibly billed call for each query in `dropped` (as `JsonClient.post` notes an attempt whose
+    line dropped) before answering."""
+
+    name = "noting"
+
+    def __init__(self, *dropped: str) -> None:
+        super().__init__()
+        self.dropped = dropped
+
+    async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+        if query in self.dropped:
+            note_billable(self.name)
+        return await super().rerank(query, documents)
+
+
+async def test_separate_calls_note_into_each_request_s_own_list() -> None:
+    lists: list[list[str]] = [[] for _ in REQUESTS[:4]]
+    with billable_failures() as callers:
+        await answer_each(Noting("q1", "q3"), REQUESTS[:4], concurrency=2, billable=lists)
+    assert (lists, callers) == ([[], ["noting"], [], ["noting"]], [])
+
+
+async def test_a_merged_call_is_each_request_s_call() -> None:
+    lists: list[list[str]] = [[] for _ in REQUESTS[:3]]
+    with billable_failures() as callers:
+        await answer_each(NotingModel(), REQUESTS[:3], billable=lists)
+    assert (lists, callers) == ([["counting"]] * 3, [])
+
+
+async def test_without_lists_the_notes_are_the_caller_s_as_before() -> None:
+    with billable_failures() as separate:
+        await rerank_many(Noting("q1", "q3"), REQUESTS[:4])
+    with billable_failures() as merged:
+        await rerank_many(NotingModel(), REQUESTS[:4])
+    assert (separate, merged) == (["noting", "noting"], ["counting"])
+
+
+async def test_a_list_per_request_is_required() -> None:
+    with pytest.raises(ValueError, match="1 lists of billable calls for 2 requests"):
+        await answer_each(Slow(), REQUESTS[:2], billable=[[]])

@@ -3,6 +3,7 @@ call per query otherwise, one ledger record per query, replay by request id, per
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from leanrank.pipeline import Pipeline
 from leanrank.rerank.base import RerankResponse, Usage
 from leanrank.serve import create_app
 from leanrank.settings import ServeSettings
-from tests.rerank.servers import FakeProvider, adapter, score_of
+from tests.rerank.servers import DROP, FakeProvider, Fault, adapter, score_of
 from tests.serve.conftest import ADMIN_KEY, DEMO_KEY, ENTRIES, priced, settings_for
 from tests.serve.live import LiveServer
 from tests.serve.test_batching import CountingModel, score
@@ -92,6 +93,36 @@ def test_a_paid_api_gets_one_call_per_query_each_billed(
         assert a["results"][0]["index"] == max(range(len(docs)), key=lambda j: score_of(docs[j]))
     [total] = ledger.totals("course", this_month())
     assert (total.key, total.calls, total.requests, total.cost_usd) == ("demo", 3, 3, pytest.approx(0.006))
+
+
+def test_a_dropped_attempt_is_possibly_billed_under_its_own_entry(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger
+) -> None:
+    """The provider reads the first attempt of the 1st and of the 3rd query whole and drops the line; each
+    is resent and served. Each dropped attempt is recorded as possibly billed under its own entry's id and
+    none under the 2nd, whichever entry's task sent the calls (before: all under that one)."""
+    fake.script_for(BATCH[0]["query"], Fault(DROP))
+    fake.script_for(BATCH[2]["query"], Fault(DROP))
+    server, search = serve(priced(tmp_path), index, adapter(fake), ledger)
+    try:
+        with server.client(ADMIN_KEY, headers={"x-request-id": "job-2", "X-Leanrank-Course": "demo"}) as http:
+            reply = http.post("/v1/rerank/batch", json={"requests": BATCH})
+    finally:
+        server.close()
+        search.close()
+    assert reply.status_code == 200, reply.text
+    assert (reply.json()["failed"], len(fake.requests)) == (0, 5)
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        rows = db.execute(
+            "SELECT request_id, course, stage FROM leanrank_rerank_calls WHERE stage LIKE '%unconfirmed%' "
+            "ORDER BY request_id"
+        ).fetchall()
+    assert rows == [
+        ("ops/job-2#0", "demo", "rerank:unconfirmed"),
+        ("ops/job-2#2", "demo", "rerank:unconfirmed"),
+    ]
+    [total] = ledger.totals("course", this_month())
+    assert (total.calls, total.unconfirmed, total.requests) == (5, 2, 3)
 
 
 class FailsOn:

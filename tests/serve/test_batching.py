@@ -12,6 +12,7 @@ import pytest
 from leanrank.errors import BackendError
 from leanrank.rerank.base import RerankResponse, Usage
 from leanrank.rerank.guard import GuardedBatchReranker, GuardedReranker
+from leanrank.rerank.http import billable_failures, note_billable
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.serve import BatchReranker, MicroBatcher, create_app
 from tests.serve.conftest import settings_for
@@ -45,6 +46,14 @@ class CountingModel:
             )
             for q, docs in requests
         ]
+
+
+class NotingModel(CountingModel):
+    """A batching backend whose every call notes one possibly billed call."""
+
+    async def rerank_batch(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[RerankResponse]:
+        note_billable(self.name)
+        return await super().rerank_batch(requests)
 
 
 def batcher(model: CountingModel, window_ms: float = 5, max_documents: int = 1_000) -> MicroBatcher:
@@ -83,6 +92,21 @@ async def test_a_failed_batch_fails_every_caller() -> None:
     shared = batcher(CountingModel(fail=True))
     results = await asyncio.gather(*(shared.rerank("q", ["a"]) for _ in range(3)), return_exceptions=True)
     assert all(isinstance(r, BackendError) for r in results)
+
+
+async def test_a_merged_call_s_possibly_billed_calls_reach_each_caller() -> None:
+    """The merged call goes out from the first caller's timer; what it notes is each caller's call, noted
+    in each caller's own context (its meter records its share at its own estimate)."""
+
+    async def caller(query: str) -> list[str]:
+        with billable_failures() as noted:
+            await shared.rerank(query, ["a"])
+        return noted
+
+    model = NotingModel()
+    shared = batcher(model)
+    assert await asyncio.gather(*(caller(f"q{i}") for i in range(3))) == [["counting"]] * 3
+    assert model.calls == [3]
 
 
 def test_only_batching_backends_are_batched(tmp_path: Path) -> None:

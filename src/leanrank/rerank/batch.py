@@ -7,19 +7,24 @@ the supported providers has a multi-query rerank endpoint) gets one call per req
 (`leanrank.rerank.http.RetryPolicy`), so a provider's 429 slows the batch down instead of failing it.
 
 `Rendezvous` lets a caller that meters each request separately (one ledger record and one budget hold per
-query, `leanrank.cost.meter.Meter`) still send them to the backend together.
+query, `leanrank.cost.meter.Meter`) still send them to the backend together. The calls go out from a task of
+their own, so what each request's calls note as possibly billed (`http.billable_failures`: a dropped
+attempt, a chain's failed link) is collected per request there and noted in its caller's context when its
+answer arrives: each request's meter records its own, under its own id and course.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from typing import cast
 
 from leanrank.errors import BackendError
 from leanrank.rerank.base import BatchReranker, Reranker, RerankRequest, RerankResponse
 from leanrank.rerank.cache import score_scope
+from leanrank.rerank.http import billable_failures, note_billable
 
 DEFAULT_CONCURRENCY = 4
 """Concurrent calls to a backend without a batch API: enough to hide a round trip, few enough to stay under
@@ -42,19 +47,38 @@ async def rerank_many(
 
 
 async def answer_each(
-    reranker: Reranker, requests: Sequence[RerankRequest], *, concurrency: int = DEFAULT_CONCURRENCY
+    reranker: Reranker,
+    requests: Sequence[RerankRequest],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    billable: Sequence[list[str]] | None = None,
 ) -> list[RerankResponse | Exception]:
     """As `rerank_many`, but each request's own failure in its place: one call to a batching backend
-    answers (or fails) all of them, separate calls fail separately."""
+    answers (or fails) all of them, separate calls fail separately.
+
+    `billable`, one list per request: the calls made for each request that may still be billed
+    (`http.billable_failures`) are noted into its list, as they fail, instead of the caller's context. A
+    merged call is every request's: once it is over, its notes go into each list, and a meter records each
+    at its own request's estimate, so together they are the one call's estimate once, as a merged call that
+    answered is one record per request. Raises `ValueError` for a `concurrency` below 1 or a `billable` of
+    another length than `requests`.
+    """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    if billable is not None and len(billable) != len(requests):
+        raise ValueError(f"{len(billable)} lists of billable calls for {len(requests)} requests")
     if not requests:
         return []
     if isinstance(reranker, BatchReranker):
+        merged: list[str] = []
         try:
-            responses = await reranker.rerank_batch(requests)
+            with _noted(None if billable is None else merged):
+                responses = await reranker.rerank_batch(requests)
         except Exception as exc:
             return [exc] * len(requests)
+        finally:
+            for noted in billable or ():
+                noted.extend(merged)
         if len(responses) != len(requests):
             failure = BackendError(
                 f"reranker {reranker.name} answered {len(responses)} of {len(requests)} batched requests"
@@ -63,24 +87,67 @@ async def answer_each(
         return list(responses)
     slots = asyncio.Semaphore(concurrency)
 
-    async def one(query: str, documents: Sequence[str]) -> RerankResponse:
+    async def one(i: int) -> RerankResponse:
+        query, documents = requests[i]
         async with slots:
-            return await reranker.rerank(query, documents)
+            # Each call runs in a task of its own (`gather`), so the notes it sets up are its own.
+            with _noted(None if billable is None else billable[i]):
+                return await reranker.rerank(query, documents)
 
-    answers = await asyncio.gather(*(one(q, docs) for q, docs in requests), return_exceptions=True)
+    answers = await asyncio.gather(*(one(i) for i in range(len(requests))), return_exceptions=True)
     for answer in answers:
         if isinstance(answer, BaseException) and not isinstance(answer, Exception):
             raise answer  # cancellation is not a request's failure
     return cast(list[RerankResponse | Exception], answers)
 
 
+def _noted(into: list[str] | None) -> AbstractContextManager[object]:
+    """Possibly billed calls noted into `into` (`http.billable_failures`); None: where the caller's go."""
+    return nullcontext() if into is None else billable_failures(into)
+
+
 @dataclass(slots=True)
 class Waiting:
-    """One queued call of a batcher (this module's `Rendezvous`, the service's `MicroBatcher`)."""
+    """One queued call of a batcher (this module's `Rendezvous`, the service's `MicroBatcher`): its request,
+    the future its answer (or failure) is set on, and the calls made for it that their providers may still
+    bill (`http.billable_failures`), filled as they fail, in the task that sends the batch."""
 
     query: str
     documents: Sequence[str]
     answer: asyncio.Future[RerankResponse]
+    billable: list[str] = field(default_factory=list)
+
+    async def answered(self) -> RerankResponse:
+        """The answer, raising its failure, with the calls made for it that may still be billed noted in the
+        caller's context (`http.note_billable`), where its meter collects them. A caller that stops waiting
+        (cancelled: a client gone, the call deadline) notes those made so far, as a call of its own would have
+        noted them, and its meter records the one in flight; any made for it after that are recorded nowhere.
+        """
+        try:
+            return await self.answer
+        finally:
+            for name in self.billable:
+                note_billable(name)
+
+
+async def answer_waiting(
+    reranker: Reranker, batch: Sequence[Waiting], *, concurrency: int = DEFAULT_CONCURRENCY
+) -> None:
+    """Answer each of `batch` with `answer_each`, its possibly billed calls into its `billable`; a caller
+    that no longer waits (client disconnect) is skipped."""
+    answers = await answer_each(
+        reranker,
+        [(w.query, w.documents) for w in batch],
+        concurrency=concurrency,
+        billable=[w.billable for w in batch],
+    )
+    for w, answer in zip(batch, answers, strict=True):
+        if w.answer.done():
+            continue
+        if isinstance(answer, Exception):
+            w.answer.set_exception(answer)
+        else:
+            w.answer.set_result(answer)
 
 
 class Rendezvous:
@@ -111,7 +178,7 @@ class Rendezvous:
         waiting = Waiting(query, documents, asyncio.get_running_loop().create_future())
         self._waiting.append(waiting)
         self._flush_if_complete()
-        return await waiting.answer
+        return await waiting.answered()
 
     def _leave(self) -> None:
         self._expected -= 1
@@ -127,17 +194,10 @@ class Rendezvous:
         task.add_done_callback(self._running.discard)
 
     async def _send(self, batch: list[Waiting]) -> None:
+        """In a task of its own, whose context is a copy of the last arriver's: each caller's possibly
+        billed calls travel in its `Waiting`, not in that context."""
         with score_scope(self._scope):
-            answers = await answer_each(
-                self.inner, [(w.query, w.documents) for w in batch], concurrency=self._concurrency
-            )
-        for w, answer in zip(batch, answers, strict=True):
-            if w.answer.done():  # the caller may have gone (client disconnect)
-                continue
-            if isinstance(answer, Exception):
-                w.answer.set_exception(answer)
-            else:
-                w.answer.set_result(answer)
+            await answer_waiting(self.inner, batch, concurrency=self._concurrency)
 
 
 class Seat:

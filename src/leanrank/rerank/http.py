@@ -44,11 +44,14 @@ _BILLABLE: ContextVar[list[str] | None] = ContextVar("leanrank_billable_failures
 
 
 @contextmanager
-def billable_failures() -> Iterator[list[str]]:
+def billable_failures(into: list[str] | None = None) -> Iterator[list[str]]:
     """The calls made inside the block that failed in a way their provider may still bill, by the name of the
     reranker that made each, in call order: attempts sent but unanswered, and the fallback chains' failed
-    links (the one whose failure ended a chain included); filled as they fail."""
-    noted: list[str] = []
+    links (the one whose failure ended a chain included); filled as they fail.
+
+    `into` is the list to fill (a new one by default): a batcher's, which hands it to the caller the calls
+    were made for (`leanrank.rerank.batch.Waiting`)."""
+    noted: list[str] = [] if into is None else into
     token = _BILLABLE.set(noted)
     try:
         yield noted

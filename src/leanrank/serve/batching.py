@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from leanrank.errors import BackendError
 from leanrank.rerank.base import BatchReranker, RerankRequest, RerankResponse
-from leanrank.rerank.batch import Waiting
+from leanrank.rerank.batch import Waiting, answer_waiting
 
 __all__ = ["BatchReranker", "MicroBatcher"]
 
@@ -22,7 +21,9 @@ class MicroBatcher:
     """A `Reranker` that collects calls for `window_s` (or until `max_documents`) and sends them as one.
 
     Each caller gets the response to its own request, in the order it was queued; if the merged call
-    fails, every caller in it gets the error.
+    fails, every caller in it gets the error. The merged call goes out from a task whose context is a copy
+    of the first caller's (its timer) or the last one's (it filled the batch), so what it notes as possibly
+    billed reaches each caller through its `Waiting` (`leanrank.rerank.batch.answer_each`).
     """
 
     def __init__(self, inner: BatchReranker, *, window_s: float, max_documents: int) -> None:
@@ -51,7 +52,7 @@ class MicroBatcher:
             self._flush()
         elif self._timer is None:
             self._timer = loop.call_later(self._window_s, self._flush)
-        return await waiting.answer
+        return await waiting.answered()
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -63,17 +64,4 @@ class MicroBatcher:
         task.add_done_callback(self._running.discard)
 
     async def _send(self, batch: list[Waiting]) -> None:
-        try:
-            responses = await self.inner.rerank_batch([(w.query, w.documents) for w in batch])
-            if len(responses) != len(batch):
-                raise BackendError(
-                    f"reranker {self.inner.name} answered {len(responses)} of {len(batch)} batched requests"
-                )
-        except Exception as exc:
-            for w in batch:
-                if not w.answer.done():
-                    w.answer.set_exception(exc)
-            return
-        for w, response in zip(batch, responses, strict=True):
-            if not w.answer.done():  # the caller may have gone (client disconnect)
-                w.answer.set_result(response)
+        await answer_waiting(self.inner, batch)
