@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import socket
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -24,10 +25,12 @@ from leanrank.rerank.fallback import FallbackReranker
 from leanrank.rerank.http import BadResponseError, RerankServerError, RerankTimeoutError, note_billable
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.rerank.providers import PROVIDERS, HttpReranker
+from leanrank.rerank.windows import WindowedReranker, WindowPolicy
 from leanrank.retry import RetryPolicy
 from leanrank.settings import CALL_DEADLINE_S, BudgetSettings, Settings
 from tests.cost.conftest import NOV_3, make_record
 from tests.rerank.servers import DROP, FakeProvider, Fault, adapter, silent
+from tests.rerank.test_windows import words
 
 NOVEMBER = Period.parse("2026-11")
 DOCS = [f"документ номер {i}" for i in range(120)]
@@ -107,6 +110,43 @@ async def test_a_paid_call_s_hold_names_its_backend_while_it_runs(ledger: Ledger
     await meter(ledger).rerank(free, "q", DOCS, request_id="q2", course="py")
     expires = "2026-11-03 10:04:00.000000"
     assert seen == [("cohere:rerank-v3.5", 120, pytest.approx(0.004), expires), (None, 0, 0.0, expires)]
+
+
+async def test_a_windowed_call_is_held_and_estimated_by_the_windows_it_sends(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Cohere v1's `max_chunks_per_doc`: 30 documents of 8 words, windows of 2 words (one token a word
+    here), so each document is sent as 4 windows and each window is a document billed: 30 × 4 = 120
+    documents = ceil(120 / 100) = 2 search units = $0.004 at $2 / 1k, not the 1 unit ($0.002) of 30
+    documents. The hold says so while the call runs; a call that times out is recorded at that estimate."""
+    docs = [" ".join(f"d{i}w{j}" for j in range(8)) for i in range(30)]
+    policy = WindowPolicy(max_tokens=2, max_windows=10)
+    holds: list[tuple[object, ...]] = []
+    sent: list[int] = []
+
+    async def look(query: str, documents: Sequence[str]) -> RerankResponse:
+        with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+            holds.extend(db.execute("SELECT documents, amount_usd FROM leanrank_rerank_calls_holds"))
+        sent.append(len(documents))
+        return RerankResponse(tuple(0.0 for _ in documents), cohere_usage(query, documents))
+
+    paid = cohere()
+    paid.rerank = look  # type: ignore[method-assign]
+    m = meter(ledger)
+    got = await m.rerank(WindowedReranker(paid, policy, words), "q", docs, request_id="v1", course="py")
+    assert (holds, sent) == ([(30, pytest.approx(0.004))], [120])
+    assert got.cost_usd == pytest.approx(0.004)  # what the stand-in reported: 2 units
+    timed_out = FakeReranker("cohere:rerank-v3.5", cohere_usage, fails=RerankTimeoutError("timed out"))
+    with pytest.raises(RerankTimeoutError):
+        await m.rerank(WindowedReranker(timed_out, policy, words), "q", docs, request_id="v2", course="py")
+    [(stage, backend, _, _, units, unit, cost)] = _unconfirmed_rows(tmp_path)
+    assert (stage, backend, units, unit, cost) == (
+        "rerank:unconfirmed",
+        "cohere:rerank-v3.5",
+        2.0,
+        "search_units",
+        pytest.approx(0.004),
+    )
 
 
 async def test_a_reused_request_id_is_refused_before_the_provider_is_paid_again(ledger: Ledger) -> None:
@@ -714,6 +754,58 @@ async def test_a_caller_that_left_a_rendezvous_records_what_was_noted_for_it_unt
         ("b#0", "py", "rerank:unconfirmed", "cohere:rerank-v3.5"),
         ("b#0", "py", "rerank:unconfirmed#2", "cohere:rerank-v3.5"),
     ]
+
+
+def _patient(url: str) -> HttpReranker:
+    """An adapter at `url` that waits 30 to 60 s before its one retry: far past a 1 s call deadline."""
+    retry = RetryPolicy(max_attempts=2, backoff_s=60.0, max_wait_s=60.0)
+    return HttpReranker(PROVIDERS["cohere"], "test-model", api_key="k", base_url=url, retry=retry)
+
+
+async def test_a_deadline_while_waiting_to_retry_records_the_dropped_attempt_once(
+    ledger: Ledger, tmp_path: Path, fake: FakeProvider
+) -> None:
+    """The provider read the first attempt whole and dropped the line (possibly billed: one record); the
+    deadline (1 s) then fires during the back-off before the retry, when no attempt is in flight: nothing
+    more to record."""
+    fake.script(Fault(DROP))
+    m = Meter(ledger, PRICING, deadline_s=1.0, clock=lambda: NOV_3)
+    with pytest.raises(RerankTimeoutError, match="no answer within the call deadline"):
+        await m.rerank(_patient(fake.url), "q", DOCS, request_id="w1", course="py")
+    assert len(fake.requests) == 1
+    assert _possibly_billed(tmp_path) == [("rerank:unconfirmed", "cohere:test-model", None)]
+
+
+async def test_a_deadline_before_any_attempt_reached_the_provider_records_nothing(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Nothing listens on the port: the connection is refused (never sent), and the deadline fires while the
+    adapter waits to retry. No call was made, so none is recorded; the hold is released all the same."""
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        host, port = closed.getsockname()[:2]
+    m = Meter(ledger, PRICING, deadline_s=1.0, clock=lambda: NOV_3)
+    with pytest.raises(RerankTimeoutError, match="no answer within the call deadline"):
+        await m.rerank(_patient(f"http://{host}:{port}"), "q", DOCS, request_id="w2", course="py")
+    assert _possibly_billed(tmp_path) == []
+    assert ledger.totals("backend", NOVEMBER) == []
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM leanrank_rerank_calls_holds").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("hangs", [False, True], ids=["waiting-to-retry", "in-flight"])
+async def test_a_chain_cut_off_by_its_deadline_records_its_paid_link_once(
+    ledger: Ledger, tmp_path: Path, fake: FakeProvider, hangs: bool
+) -> None:
+    """`cohere | identity` past its deadline (1 s) in the paid link: its one attempt was dropped before the
+    back-off, or is in flight at a server that never answers. Either way one call may be billed: the HTTP
+    layer notes it, and the chain does not note the link once more."""
+    fake.script(Fault(DROP))
+    m = Meter(ledger, PRICING, deadline_s=1.0, clock=lambda: NOV_3)
+    with silent() as hung:
+        chain = FallbackReranker([_patient(hung if hangs else fake.url), IdentityReranker()])
+        with pytest.raises(RerankTimeoutError, match="no answer within the call deadline"):
+            await m.rerank(chain, "q", DOCS, request_id="w3", course="py")
+    assert _possibly_billed(tmp_path) == [("rerank:unconfirmed", "cohere:test-model", None)]
 
 
 def test_a_deadline_that_is_not_positive_is_refused(ledger: Ledger) -> None:

@@ -12,7 +12,7 @@ from leanrank.errors import BackendError
 from leanrank.rerank.base import RerankResponse, Usage
 from leanrank.rerank.batch import Rendezvous, answer_each, rerank_many
 from leanrank.rerank.guard import guard
-from leanrank.rerank.http import billable_failures, note_billable
+from leanrank.rerank.http import Billable, billable_failures, note_billable
 from tests.rerank.servers import FakeProvider, Fault, adapter, score_of
 from tests.serve.test_batching import CountingModel, NotingModel, score
 
@@ -111,17 +111,17 @@ class Noting(Slow):
 
 
 async def test_separate_calls_note_into_each_request_s_own_list() -> None:
-    lists: list[list[str]] = [[] for _ in REQUESTS[:4]]
+    lists = [Billable() for _ in REQUESTS[:4]]
     with billable_failures() as callers:
         await answer_each(Noting("q1", "q3"), REQUESTS[:4], concurrency=2, billable=lists)
-    assert (lists, callers) == ([[], ["noting"], [], ["noting"]], [])
+    assert ([b.calls for b in lists], callers.calls) == ([[], ["noting"], [], ["noting"]], [])
 
 
 async def test_a_merged_call_is_each_request_s_call() -> None:
-    lists: list[list[str]] = [[] for _ in REQUESTS[:3]]
+    lists = [Billable() for _ in REQUESTS[:3]]
     with billable_failures() as callers:
         await answer_each(NotingModel(), REQUESTS[:3], billable=lists)
-    assert (lists, callers) == ([["counting"]] * 3, [])
+    assert ([b.calls for b in lists], callers.calls) == ([["counting"]] * 3, [])
 
 
 async def test_without_lists_the_notes_are_the_caller_s_as_before() -> None:
@@ -129,9 +129,9 @@ async def test_without_lists_the_notes_are_the_caller_s_as_before() -> None:
         await rerank_many(Noting("q1", "q3"), REQUESTS[:4])
     with billable_failures() as merged:
         await rerank_many(NotingModel(), REQUESTS[:4])
-    assert (separate, merged) == (["noting", "noting"], ["counting"])
+    assert (separate.calls, merged.calls) == (["noting", "noting"], ["counting"])
 
 
 async def test_a_list_per_request_is_required() -> None:
     with pytest.raises(ValueError, match="1 lists of billable calls for 2 requests"):
-        await answer_each(Slow(), REQUESTS[:2], billable=[[]])
+        await answer_each(Slow(), REQUESTS[:2], billable=[Billable()])

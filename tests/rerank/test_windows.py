@@ -101,6 +101,33 @@ async def test_maxpool_takes_each_documents_best_window() -> None:
     assert response.usage.documents == 5
 
 
+async def test_the_windows_split_ahead_are_what_the_call_sends_tokenized_once() -> None:
+    """The meter splits before the call (to estimate it); the call then sends those windows without
+    counting again. A call for other documents, or a second one, splits for itself."""
+    counted: list[str] = []
+
+    def counting(text: str) -> int:
+        counted.append(text)
+        return words(text)
+
+    inner = Recording()
+    windowed = WindowedReranker(inner, WindowPolicy(max_tokens=4), counting)
+    docs = ["intro " * 6 + "answer", "short"]
+    split = windowed.split("q", docs)
+    assert (split.texts, split.owner) == (
+        ["intro intro intro intro", "intro intro answer", "short"],
+        [0, 0, 1],
+    )
+    once = len(counted)
+    await windowed.rerank("q", docs)
+    assert (len(counted), inner.calls) == (once, [("q", split.texts)])
+    await windowed.rerank("q", docs)
+    assert len(counted) == 2 * once
+    windowed.split("q", docs)
+    await windowed.rerank("q", ["other"])
+    assert inner.calls[-1] == ("q", ["other"])
+
+
 async def test_truncate_sends_only_the_first_window() -> None:
     inner = Recording()
     docs = ["intro " * 6 + "answer answer", "answer short"]

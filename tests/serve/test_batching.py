@@ -101,7 +101,7 @@ async def test_a_merged_call_s_possibly_billed_calls_reach_each_caller() -> None
     async def caller(query: str) -> list[str]:
         with billable_failures() as noted:
             await shared.rerank(query, ["a"])
-        return noted
+        return noted.calls
 
     model = NotingModel()
     shared = batcher(model)

@@ -28,7 +28,7 @@ from leanrank.retry import RetryPolicy
 from leanrank.serve import create_app
 from leanrank.settings import RerankSettings, Settings
 from tests.cost.conftest import make_record
-from tests.rerank.servers import API_KEY, MODEL, FakeProvider, Fault, adapter, silent
+from tests.rerank.servers import API_KEY, DROP, MODEL, FakeProvider, Fault, adapter, silent
 from tests.rerank.test_cache import REDIS_URL, redis_up
 from tests.serve.conftest import ADMIN_KEY, COOKING_KEY, DEMO_KEY, priced, settings_for
 from tests.serve.live import LiveServer
@@ -219,6 +219,33 @@ def test_a_backend_that_never_answers_is_a_424_at_the_call_deadline(
     assert (total.calls, total.unconfirmed, total.cost_usd) == (1, 1, pytest.approx(0.002))
     with ledger._engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(ledger._holds)).scalar_one() == 0
+
+
+def test_a_cohere_v1_request_with_max_chunks_per_doc_is_billed_by_its_windows(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger
+) -> None:
+    """`max_tokens_per_doc` 1 and `max_chunks_per_doc` 10: each of 30 four-word documents goes out as 4
+    windows (one a word), each a document billed: 120 = ceil(120 / 100) = 2 search units = $0.004, not the
+    1 unit of 30 documents. The provider's answer of 2 units is taken as this request's; a second request,
+    whose line drops after it was sent, is recorded as possibly billed at that same estimate."""
+    docs = [f"Фрагмент {i} цикл for" for i in range(30)]
+    body = {"query": QUERY, "documents": docs, "max_tokens_per_doc": 1, "max_chunks_per_doc": 10}
+    server, search = serve(priced(tmp_path), index, adapter(fake, retry=RetryPolicy(max_attempts=1)), ledger)
+    try:
+        with server.client(DEMO_KEY, headers={"x-leanrank-cascade": "off"}) as http:
+            served = http.post("/v1/rerank", json=body)
+            fake.script(Fault(DROP))
+            dropped = http.post("/v1/rerank", json=body)
+    finally:
+        server.close()
+        search.close()
+    assert served.status_code == 200, served.text
+    assert served.headers["x-leanrank-cost-usd"] == "0.00400000"
+    assert [len(r.body["documents"]) for r in fake.requests] == [120, 120]
+    assert dropped.status_code == 424
+    [total] = ledger.totals("tenant", this_month())
+    assert (total.calls, total.unconfirmed) == (2, 1)
+    assert (total.cost_usd, total.unconfirmed_usd) == (pytest.approx(0.008), pytest.approx(0.004))
 
 
 def test_readiness_follows_a_failing_backend(

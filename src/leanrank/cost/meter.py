@@ -1,6 +1,7 @@
 """The meter: every rerank call reserved against the budget, priced, and written to the ledger.
 
-Order matters. Before the call, its estimated cost is held in the ledger (`Budget.reserve`): a paid
+Order matters. Before the call, its estimated cost is held in the ledger (`Budget.reserve`), by what it
+sends (each window of a long document is a document, as a search unit counts them): a paid
 backend that would go over a hard cap is not called at all, a ledger that cannot be written fails the call
 with `LedgerError` before anything is sent, and a request id already in use is refused. After it, every
 number the backend returned is checked (a NaN or an infinity is a `BadResponseError`), and the record
@@ -11,7 +12,8 @@ fallback chain that failed so (`<stage>:unconfirmed#2`, ...), whether a later li
 the transaction that records the call or releases its hold.
 
 Every call has a deadline (`rerank.deadline_s`), its requests, retries and fallback links together: past
-it the call is cancelled and fails as a timeout (possibly billed, as above). Its hold says when it expires
+it the call is cancelled and fails as a timeout (possibly billed, as above; not when it came while the HTTP
+layer waited to retry, no attempt in flight). Its hold says when it expires
 (the deadline plus `HOLD_MARGIN`), so a hold left by a process killed mid-call stops counting and frees its
 request id once the dead call is over for sure, in whatever process reserves next.
 """
@@ -44,7 +46,8 @@ from leanrank.cost.tokens import counter_for
 from leanrank.errors import BackendError, ConfigError
 from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, Usage
 from leanrank.rerank.cache import score_scope
-from leanrank.rerank.http import BadResponseError, RerankTimeoutError, billable_failures, maybe_billed
+from leanrank.rerank.http import BadResponseError, Billable, RerankTimeoutError, billable_failures
+from leanrank.rerank.windows import WindowedReranker
 from leanrank.settings import CALL_DEADLINE_S, Settings
 from leanrank.tracing import AttributeValue, span
 
@@ -73,6 +76,9 @@ class MeteredResponse:
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
+
+_Sent = tuple[str, Sequence[str]]
+"""The query and the texts a call sends its backend (`_sent`)."""
 
 _P = ParamSpec("_P")
 _Rerank = Callable[Concatenate["Meter", Reranker, str, Sequence[str], _P], Awaitable[MeteredResponse]]
@@ -200,10 +206,11 @@ class Meter:
         """
         paid = self.is_paid(reranker.name)
         now = self._clock()
-        hold, state, admitted = await asyncio.to_thread(
+        hold, state, admitted, sent = await asyncio.to_thread(
             self._estimate_and_reserve,
             Hold(now, request_id, stage, course, tenant, 0.0, expires=now + self._hold_for),
-            reranker.name if paid else None,
+            reranker,
+            paid,
             query,
             documents,
         )
@@ -215,18 +222,19 @@ class Meter:
             chosen = fallback
             skipped = (f"{reranker.name}: {BUDGET_SKIP}{state.label} reached, ${state.spent_usd:.4f} spent",)
             hold = replace(hold, amount_usd=0.0, backend=None, documents=0)
+            sent = (query, documents)
             await asyncio.to_thread(self._reserve, hold, False)
         answer: RerankResponse | None = None
-        billable: list[str] = []
+        billable = Billable()
         try:
             with score_scope(tenant or ""), billable_failures() as billable:
                 answer = await _within(self._deadline_s, chosen, query, documents)
-            response = _checked(answer, chosen.name, query, documents)
+            response = _checked(answer, chosen.name, *sent)
         except BaseException as exc:
             if isinstance(exc, BackendError):
                 self._failed = (chosen.name, time.monotonic())
             links = _billable(exc, chosen.name, answer, billable)
-            await self._release(hold, links, exc, query, documents)
+            await self._release(hold, links, exc, len(documents), sent)
             raise
         self._failed = None
         served_by = response.served_by or chosen.name
@@ -237,22 +245,25 @@ class Meter:
             query,
             documents,
             hold,
-            billable,
+            sent,
+            billable.calls,
             received,
-            chosen.name,
+            chosen,
         )
         settled = replace(response, usage=usage, served_by=served_by, failed=(*skipped, *response.failed))
         return MeteredResponse(settled, served_by, state, cost, recorded, full)
 
     def _estimate_and_reserve(
-        self, hold: Hold, paid: str | None, query: str, documents: Sequence[str]
-    ) -> tuple[Hold, BudgetState, bool]:
-        """The hold at the `paid` backend's estimated cost (0 when free) and its reservation: one trip off
-        the event loop for both (a tokenizer may run, the database blocks)."""
-        if paid is not None:
-            amount = self._pricing.estimate(paid, query, documents)
-            hold = replace(hold, amount_usd=amount, backend=paid, documents=len(documents))
-        return (hold, *self._reserve(hold, paid is not None))
+        self, hold: Hold, reranker: Reranker, paid: bool, query: str, documents: Sequence[str]
+    ) -> tuple[Hold, BudgetState, bool, _Sent]:
+        """What `reranker` will send (`_sent`), the hold at its estimated cost by that (0 when free) and the
+        hold's reservation: one trip off the event loop for all three (tokenizers run, the database
+        blocks)."""
+        sent = _sent(reranker, query, documents)
+        if paid:
+            amount = self._pricing.estimate(reranker.name, *sent)
+            hold = replace(hold, amount_usd=amount, backend=reranker.name, documents=len(documents))
+        return (hold, *self._reserve(hold, paid), sent)
 
     def _reserve(self, hold: Hold, paid: bool) -> tuple[BudgetState, bool]:
         if self._budget is not None:
@@ -261,23 +272,24 @@ class Meter:
         return UNLIMITED, True
 
     async def _release(
-        self, hold: Hold, links: Sequence[str], exc: BaseException, query: str, documents: Sequence[str]
+        self, hold: Hold, links: Sequence[str], exc: BaseException, documents: int, sent: _Sent
     ) -> None:
-        """Drop the hold of a failed call, recording the calls to `links` its provider may have billed anyway.
+        """Drop the hold of a failed call of `documents` documents, recording the calls to `links` its
+        provider may have billed anyway (at the estimate of what was `sent`).
 
         A cancelled request releases at once, on the event loop: its task cannot await any more. A
         ledger that fails here is logged: the call's own error is what the caller must see.
         """
         try:
             if isinstance(exc, asyncio.CancelledError):
-                self._drop(hold, links, query, documents)
+                self._drop(hold, links, documents, sent)
             else:
-                await asyncio.to_thread(self._drop, hold, links, query, documents)
+                await asyncio.to_thread(self._drop, hold, links, documents, sent)
         except LedgerError as failure:
             _log.error("could not release hold %s: %s", hold, failure)
 
-    def _drop(self, hold: Hold, links: Sequence[str], query: str, documents: Sequence[str]) -> None:
-        maybe = self._unconfirmed(hold, links, query, documents)
+    def _drop(self, hold: Hold, links: Sequence[str], documents: int, sent: _Sent) -> None:
+        maybe = self._unconfirmed(hold, links, documents, sent)
         self._ledger.release(hold, maybe)
         self._recorded_unconfirmed(maybe)
 
@@ -286,24 +298,26 @@ class Meter:
             self._on_unconfirmed(records)
 
     def _unconfirmed(
-        self, hold: Hold, links: Sequence[str], query: str, documents: Sequence[str]
+        self, hold: Hold, links: Sequence[str], documents: int, sent: _Sent
     ) -> list[LedgerRecord]:
         """The records of the calls to `links` (in call order) their providers may have billed though no
         answer was used, one per paid link: two timed-out links of one chain are two records (the ledger
         gives each its `<stage>:unconfirmed…` stage)."""
         return [
-            self._at_estimate(hold, link, query, documents) for link in links if self._pricing.is_paid(link)
+            self._at_estimate(hold, link, documents, sent) for link in links if self._pricing.is_paid(link)
         ]
 
-    def _at_estimate(self, hold: Hold, link: str, query: str, documents: Sequence[str]) -> LedgerRecord:
-        """A call to `link` recorded at the estimate, as if it had answered without reporting usage: its
-        tokens by the model's counter, its billed units and cost by its price (the amount a budget held for
-        it), so the record's counts and its cost agree; a model with no listed price has an unknown cost."""
+    def _at_estimate(self, hold: Hold, link: str, documents: int, sent: _Sent) -> LedgerRecord:
+        """A call to `link` of `documents` documents recorded at the estimate, as if it had answered without
+        reporting usage: the tokens of what was `sent` by the model's counter, its billed units and cost by
+        its price (the amount a budget held for it), so the record's counts and its cost agree; a model with
+        no listed price has an unknown cost."""
+        query, texts = sent
         counter = counter_for(link)
         query_tokens = counter.count(query)
-        document_tokens = sum(counter.count(doc) for doc in documents)
+        document_tokens = sum(counter.count(text) for text in texts)
         price = self._pricing.price(link)
-        units = 0.0 if price is None else price.units(query_tokens, len(documents), document_tokens)
+        units = 0.0 if price is None else price.units(query_tokens, len(texts), document_tokens)
         name = parse_backend(link)
         return LedgerRecord(
             time=hold.time,
@@ -313,7 +327,7 @@ class Meter:
             stage=hold.stage,
             backend=name.key,
             model=name.model,
-            documents=len(documents),
+            documents=documents,
             query_tokens=query_tokens,
             document_tokens=document_tokens,
             billed_units=units,
@@ -331,27 +345,30 @@ class Meter:
         query: str,
         documents: Sequence[str],
         hold: Hold,
+        sent: _Sent,
         unconfirmed: Sequence[str] = (),
         received: Sequence[str] | None = None,
-        intended: str | None = None,
+        intended: Reranker | None = None,
     ) -> tuple[Usage, float | None, float | None, bool]:
         """Recount, price and record one call (off the event loop: tokenizers and the database block),
-        with the links of a fallback chain that failed in a way their provider may still bill.
+        with the links of a fallback chain that failed in a way their provider may still bill (estimated
+        by what was `sent`).
 
-        The full cost (every `received` document sent) is priced by `backend`, or, when that has no price
-        (the score cache answered), by the first priced link of `intended`, the backend the call was for.
+        The full cost (every `received` document sent, as `intended` would send it: `_sent`) is priced by
+        `backend`, or, when that has no price (the score cache answered), by the first priced link of
+        `intended`, the reranker the call was for.
         """
         usage = recount(usage, backend, query, documents)
         cost = self._pricing.cost_of(usage, backend)
         if usage.cost_usd is None and cost is not None:
             usage = replace(usage, cost_usd=cost)
         full = None
-        links = [backend, *(link.strip() for link in (intended or "").split("|"))]
+        links = [backend, *chain_links(intended.name if intended is not None else "")]
         priced = next((link for link in links if link and self._pricing.price(link) is not None), None)
         if received is not None and priced == backend and list(received) == list(documents):
             full = cost  # nothing was held back or cut
         elif received is not None and priced is not None:
-            full = self._pricing.estimate(priced, query, received)
+            full = self._pricing.estimate(priced, *_sent(intended, query, received))
         name = parse_backend(backend)
         record = LedgerRecord(
             time=hold.time,
@@ -373,7 +390,7 @@ class Meter:
             documents_received=None if received is None else len(received),
             full_cost_usd=full,
         )
-        maybe = self._unconfirmed(hold, unconfirmed, query, documents)
+        maybe = self._unconfirmed(hold, unconfirmed, len(documents), sent)
         try:
             with span("leanrank.ledger.write", {"leanrank.records": 1 + len(maybe)}) as current:
                 recorded = self._ledger.settle(record, maybe)
@@ -386,12 +403,23 @@ class Meter:
             raise
 
 
+def _sent(reranker: Reranker | None, query: str, documents: Sequence[str]) -> _Sent:
+    """What `reranker` sends its backend for `documents`: the clipped query and every window of a long
+    document when it windows them (`WindowedReranker`: a Cohere v1 request's `max_chunks_per_doc`), else
+    the request as it is. Each window is a document billed (a search unit covers 100), so estimates count
+    these: before windowing they would hold too little."""
+    if isinstance(reranker, WindowedReranker):
+        windows = reranker.split(query, documents)
+        return windows.query, windows.texts
+    return query, documents
+
+
 async def _within(
     deadline_s: float, reranker: Reranker, query: str, documents: Sequence[str]
 ) -> RerankResponse:
-    """`reranker`'s answer, or `RerankTimeoutError` once `deadline_s` have passed: the call is cancelled (a
-    chain notes its link in flight as possibly billed, `http.billable_failures`), so it cannot outlive
-    its hold."""
+    """`reranker`'s answer, or `RerankTimeoutError` once `deadline_s` have passed: the call is cancelled (the
+    HTTP layer notes its attempt in flight as possibly billed, a chain its link: `http.billable_failures`),
+    so it cannot outlive its hold."""
     scope = asyncio.timeout(deadline_s)
     try:
         async with scope:
@@ -404,26 +432,27 @@ async def _within(
         ) from None
 
 
-def _billable(
-    exc: BaseException, backend: str, answer: RerankResponse | None, noted: Sequence[str]
-) -> list[str]:
+def _billable(exc: BaseException, backend: str, answer: RerankResponse | None, noted: Billable) -> list[str]:
     """The calls of a failed rerank by `backend` that their providers may still bill, in call order.
 
-    `noted` are the calls noted as they failed (`http.billable_failures`): attempts sent but unanswered, and
-    a chain's failed links, the one whose error ended it included. An answer the meter refused (`_checked`)
-    was served, so its link may bill, after them; a single backend's own failure is its own call.
+    `noted` holds the calls noted as they failed (`http.billable_failures`): attempts sent but unanswered (the
+    one a cancellation cut off in flight included), and a chain's failed links, the one whose error ended it
+    included. An answer the meter refused (`_checked`) was served, so its link may bill, after them; a single
+    backend's own failure is its own call, unless the HTTP layer noted its attempts as the call's deadline or
+    its caller cut it off (`Billable.unnoted`): cut off while waiting to retry, no attempt was in flight.
     """
     if answer is not None:
-        return [*noted, answer.served_by or backend]
-    if len(chain_links(backend)) > 1 or not maybe_billed(exc):
-        return list(noted)
-    return [*noted, backend]
+        return [*noted.calls, answer.served_by or backend]
+    if len(chain_links(backend)) > 1 or not noted.unnoted(exc):
+        return list(noted.calls)
+    return [*noted.calls, backend]
 
 
 def _checked(response: RerankResponse, backend: str, query: str, documents: Sequence[str]) -> RerankResponse:
     """`response` if every score and usage number is finite (usage not negative) and the counts could be
-    this request's (`usage_bounds`), else BadResponseError: the call is then recorded as possibly billed, at
-    the estimate, instead of a provider's typo or a hostile stand-in filling the ledger and the budgets."""
+    this request's as sent (`usage_bounds` of `documents` as `_sent`: each window one), else
+    BadResponseError: the call is then recorded as possibly billed, at the estimate, instead of a provider's
+    typo or a hostile stand-in filling the ledger and the budgets."""
     usage = response.usage
     numbers = [usage.query_tokens, usage.document_tokens, usage.billed_units, usage.latency_s]
     if usage.cost_usd is not None:
@@ -449,8 +478,9 @@ def _checked(response: RerankResponse, backend: str, query: str, documents: Sequ
 
 
 _WINDOW_OVERLAP = 2
-"""Windows of a long document (`max_chunks_per_doc`, `leanrank.rerank.windows`) may overlap: each byte is
-counted at most this many times."""
+"""Windows of a long document cut where the meter does not see them (a catalog backend's `max_doc_tokens`,
+behind its guard and cache; `leanrank.rerank.windows`) may overlap: each byte is counted at most this many
+times."""
 _SPECIAL_TOKENS = 16
 """Template tokens a pair may add beyond its text (start, separators, end, instructions)."""
 _CHUNK_BYTES = 256

@@ -24,7 +24,7 @@ from typing import cast
 from leanrank.errors import BackendError
 from leanrank.rerank.base import BatchReranker, Reranker, RerankRequest, RerankResponse
 from leanrank.rerank.cache import score_scope
-from leanrank.rerank.http import billable_failures, note_billable
+from leanrank.rerank.http import Billable, billable_failures, note_all
 
 DEFAULT_CONCURRENCY = 4
 """Concurrent calls to a backend without a batch API: enough to hide a round trip, few enough to stay under
@@ -51,13 +51,13 @@ async def answer_each(
     requests: Sequence[RerankRequest],
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
-    billable: Sequence[list[str]] | None = None,
+    billable: Sequence[Billable] | None = None,
 ) -> list[RerankResponse | Exception]:
     """As `rerank_many`, but each request's own failure in its place: one call to a batching backend
     answers (or fails) all of them, separate calls fail separately.
 
-    `billable`, one list per request: the calls made for each request that may still be billed
-    (`http.billable_failures`) are noted into its list, as they fail, instead of the caller's context. A
+    `billable`, one per request: the calls made for each request that may still be billed
+    (`http.billable_failures`) are noted into its own, as they fail, instead of the caller's context. A
     merged call is every request's: once it is over, its notes go into each list, and a meter records each
     at its own request's estimate, so together they are the one call's estimate once, as a merged call that
     answered is one record per request. Raises `ValueError` for a `concurrency` below 1 or a `billable` of
@@ -70,7 +70,7 @@ async def answer_each(
     if not requests:
         return []
     if isinstance(reranker, BatchReranker):
-        merged: list[str] = []
+        merged = Billable()
         try:
             with _noted(None if billable is None else merged):
                 responses = await reranker.rerank_batch(requests)
@@ -78,7 +78,7 @@ async def answer_each(
             return [exc] * len(requests)
         finally:
             for noted in billable or ():
-                noted.extend(merged)
+                noted.add(merged)
         if len(responses) != len(requests):
             failure = BackendError(
                 f"reranker {reranker.name} answered {len(responses)} of {len(requests)} batched requests"
@@ -101,7 +101,7 @@ async def answer_each(
     return cast(list[RerankResponse | Exception], answers)
 
 
-def _noted(into: list[str] | None) -> AbstractContextManager[object]:
+def _noted(into: Billable | None) -> AbstractContextManager[object]:
     """Possibly billed calls noted into `into` (`http.billable_failures`); None: where the caller's go."""
     return nullcontext() if into is None else billable_failures(into)
 
@@ -115,19 +115,18 @@ class Waiting:
     query: str
     documents: Sequence[str]
     answer: asyncio.Future[RerankResponse]
-    billable: list[str] = field(default_factory=list)
+    billable: Billable = field(default_factory=Billable)
 
     async def answered(self) -> RerankResponse:
         """The answer, raising its failure, with the calls made for it that may still be billed noted in the
-        caller's context (`http.note_billable`), where its meter collects them. A caller that stops waiting
+        caller's context (`http.note_all`), where its meter collects them. A caller that stops waiting
         (cancelled: a client gone, the call deadline) notes those made so far, as a call of its own would have
         noted them, and its meter records the one in flight; any made for it after that are recorded nowhere.
         """
         try:
             return await self.answer
         finally:
-            for name in self.billable:
-                note_billable(name)
+            note_all(self.billable)
 
 
 async def answer_waiting(

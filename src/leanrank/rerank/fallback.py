@@ -5,7 +5,8 @@ backend; a caller's own mistake would fail the same way everywhere, so it is rai
 
 A link whose call failed in a way its provider may still bill (`http.maybe_billed`: a timeout, an unusable
 answer, a caller gone) is noted for the meter inside `http.billable_failures`, whether a later link served or
-the chain failed as a whole.
+the chain failed as a whole; unless the HTTP layer noted that link's attempts itself as a cancellation cut
+them off (`http.Billable.unnoted`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import replace
 
 from leanrank.errors import BackendError, ConfigError
 from leanrank.rerank.base import Reranker, RerankResponse
-from leanrank.rerank.http import maybe_billed, note_billable
+from leanrank.rerank.http import note_failure
 
 _log = logging.getLogger(__name__)
 
@@ -52,10 +53,9 @@ class FallbackReranker:
 
 
 async def _tried(backend: Reranker, query: str, documents: Sequence[str]) -> RerankResponse:
-    """`backend`'s answer; a failure its provider may still bill is noted first (`http.billable_failures`)."""
+    """`backend`'s answer; a failure its provider may still bill is noted first (`http.note_failure`)."""
     try:
         return await backend.rerank(query, documents)
     except BaseException as exc:
-        if maybe_billed(exc):
-            note_billable(backend.name)
+        note_failure(backend.name, exc)
         raise

@@ -7,8 +7,10 @@ same courtesy on overload (back off, honour `Retry-After`: `leanrank.retry`), so
 A call that failed in a way its provider may still bill is noted for the meter in `billable_failures`: a
 fallback chain's failed link (`fallback`), and here every attempt that was sent whole but got no answer (the
 connection dropped while the provider worked) before it was retried or given up: the provider may have
-served, and billed, each one. The note travels beside the error, not on it: one exception object may be
-raised to several concurrent calls (a micro-batch's failure).
+served, and billed, each one. A cancellation (the call's deadline, a caller gone) is noted here too, where
+it is known what it cut off: the attempt in flight, or nothing when it came between attempts (a back-off
+sleep). The note travels beside the error, not on it: one exception object may be raised to several
+concurrent calls (a micro-batch's failure).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -40,30 +42,84 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _RETRY_ERRORS = (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ConnectTimeout)
 # Of those, the ones after the request was sent whole: the provider may have served it before the line broke.
 _SENT_UNANSWERED = (httpx.ReadError, httpx.RemoteProtocolError)
-_BILLABLE: ContextVar[list[str] | None] = ContextVar("leanrank_billable_failures", default=None)
+
+
+@dataclass(slots=True, eq=False)
+class Billable:
+    """What `billable_failures` collects about the calls made inside it.
+
+    `calls`: those that failed in a way their provider may still bill, by the name of the reranker that made
+    each, in call order: attempts sent but unanswered, and the fallback chains' failed links (the one whose
+    failure ended a chain included); filled as they fail. `cut_off`: a cancellation reached a
+    `JsonClient.post` made for a reranker (`billed_as`), which noted the attempt in flight, if there was
+    one: that call's attempts are all in `calls` already.
+    """
+
+    calls: list[str] = field(default_factory=list)
+    cut_off: bool = False
+
+    def add(self, other: Billable) -> None:
+        """Take in what `other` collected, after what is here."""
+        self.calls.extend(other.calls)
+        self.cut_off = self.cut_off or other.cut_off
+
+    def unnoted(self, exc: BaseException) -> bool:
+        """Whether the call that ended in `exc` may be billed beyond `calls`: it may be billed at all
+        (`maybe_billed`) and its attempts were not noted as the cancellation cut them off. A backend that
+        notes nothing (a custom one, a micro-batch's seat, whose request goes on in another task) is
+        counted once on its timeout, as if an attempt were in flight."""
+        return maybe_billed(exc) and not self.cut_off
+
+
+_BILLABLE: ContextVar[Billable | None] = ContextVar("leanrank_billable_failures", default=None)
 
 
 @contextmanager
-def billable_failures(into: list[str] | None = None) -> Iterator[list[str]]:
-    """The calls made inside the block that failed in a way their provider may still bill, by the name of the
-    reranker that made each, in call order: attempts sent but unanswered, and the fallback chains' failed
-    links (the one whose failure ended a chain included); filled as they fail.
+def billable_failures(into: Billable | None = None) -> Iterator[Billable]:
+    """What the calls made inside the block may be billed for though they failed (`Billable`).
 
-    `into` is the list to fill (a new one by default): a batcher's, which hands it to the caller the calls
-    were made for (`leanrank.rerank.batch.Waiting`)."""
-    noted: list[str] = [] if into is None else into
-    token = _BILLABLE.set(noted)
+    `into` is the one to fill (a new one by default): a batcher's, which hands it to the caller the calls
+    were made for (`leanrank.rerank.batch.Waiting`, `note_all`)."""
+    billable = Billable() if into is None else into
+    token = _BILLABLE.set(billable)
     try:
-        yield noted
+        yield billable
     finally:
         _BILLABLE.reset(token)
 
 
 def note_billable(name: str) -> None:
     """Note a failed call by the reranker `name` as possibly billed, in `billable_failures` (else no-op)."""
-    noted = _BILLABLE.get()
-    if noted is not None:
-        noted.append(name)
+    billable = _BILLABLE.get()
+    if billable is not None:
+        billable.calls.append(name)
+
+
+def note_all(collected: Billable) -> None:
+    """Note what another `billable_failures` block collected (a batch's task, for its caller) in this
+    context's (else no-op)."""
+    billable = _BILLABLE.get()
+    if billable is not None:
+        billable.add(collected)
+
+
+def note_failure(name: str, exc: BaseException) -> None:
+    """Note the call by the reranker `name` that ended in `exc` when its provider may bill it beyond what
+    is noted already (`Billable.unnoted`), in `billable_failures` (else no-op)."""
+    billable = _BILLABLE.get()
+    if billable is not None and billable.unnoted(exc):
+        billable.calls.append(name)
+
+
+def _cut_off(billed_as: str | None, *, in_flight: bool) -> None:
+    """A cancellation reached a call of the reranker `billed_as`: the attempt in flight, sent or being sent,
+    may be billed (there is no telling how far it got); waiting between attempts, nothing was in flight."""
+    billable = _BILLABLE.get()
+    if billed_as is None or billable is None:
+        return
+    if in_flight:
+        billable.calls.append(billed_as)
+    billable.cut_off = True
 
 
 class RerankHttpError(BackendError):
@@ -155,7 +211,8 @@ class JsonClient:
         """The decoded answer to `POST path`, retrying 429/5xx and dropped connections; typed errors after.
 
         Each attempt sent whole whose connection then dropped is noted as a possibly billed call of the
-        reranker `billed_as` (`note_billable`), retried or not."""
+        reranker `billed_as` (`note_billable`), retried or not; so is the attempt in flight when the call is
+        cancelled, while a cancellation during the wait before a retry notes none (`Billable.cut_off`)."""
         where = f"{self._provider} POST {self._base_url}{path}"
         attempts = self._retry.max_attempts
         attempt = 0
@@ -164,6 +221,9 @@ class JsonClient:
             retry_after: float | None = None
             try:
                 response = await self._client.post(path, json=payload)
+            except asyncio.CancelledError:
+                _cut_off(billed_as, in_flight=True)
+                raise
             except _RETRY_ERRORS as exc:
                 if billed_as is not None and isinstance(exc, _SENT_UNANSWERED):
                     note_billable(billed_as)
@@ -186,7 +246,11 @@ class JsonClient:
                 raise failure
             delay = self._retry.wait_s(attempt, retry_after)
             _log.warning("%s; retry %d in %.2fs", failure, attempt, delay)
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:
+                _cut_off(billed_as, in_flight=False)
+                raise
 
     async def get(self, path: str) -> JsonReply:
         """The decoded answer to `GET path`, tried once: metadata a caller can do without (TEI's /info)."""

@@ -85,6 +85,16 @@ def clip_tokens(text: str, max_tokens: int, count: TokenCount) -> str:
     return split_windows(text, max_tokens, count)[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """What one call of a `WindowedReranker` sends: the query (clipped), every window of every document in
+    order, and for each window the index of the document it came from."""
+
+    query: str
+    texts: list[str]
+    owner: list[int]
+
+
 class WindowedReranker:
     """Wraps any `Reranker` so documents over the budget are windowed (max-pool) or truncated.
 
@@ -97,6 +107,7 @@ class WindowedReranker:
         self.inner = inner
         self.policy = policy
         self._count = count
+        self._split: tuple[str, tuple[str, ...], Windows] | None = None  # the last `split`, for its call
 
     @property
     def name(self) -> str:
@@ -110,17 +121,35 @@ class WindowedReranker:
             return parts[:1]
         return parts if p.max_windows is None else parts[: p.max_windows]
 
-    async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+    def split(self, query: str, documents: Sequence[str]) -> Windows:
+        """What `rerank(query, documents)` sends the inner reranker: each window is a document billed.
+
+        Kept for that call: the meter splits before it, off the event loop, to hold its cost by what is
+        really sent, and the call then takes these windows instead of tokenizing every document again.
+        """
+        windows = self._windows_of(query, documents)
+        self._split = (query, tuple(documents), windows)
+        return windows
+
+    def _windows_of(self, query: str, documents: Sequence[str]) -> Windows:
         if self.policy.max_query_tokens is not None:
             query = clip_tokens(query, self.policy.max_query_tokens, self._count)
         owner: list[int] = []
-        sent: list[str] = []
+        texts: list[str] = []
         for i, doc in enumerate(documents):
             parts = self.windows(doc)
             owner.extend([i] * len(parts))
-            sent.extend(parts)
-        response = await self.inner.rerank(query, sent)
+            texts.extend(parts)
+        return Windows(query, texts, owner)
+
+    async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+        split, self._split = self._split, None
+        if split is not None and split[:2] == (query, tuple(documents)):
+            windows = split[2]
+        else:
+            windows = self._windows_of(query, documents)
+        response = await self.inner.rerank(windows.query, windows.texts)
         best = [float("-inf")] * len(documents)
-        for i, score in zip(owner, response.scores, strict=True):
+        for i, score in zip(windows.owner, response.scores, strict=True):
             best[i] = max(best[i], score)
         return replace(response, scores=tuple(best))
