@@ -29,6 +29,11 @@ CALL_DEADLINE_S = 180.0
 every attempt using its whole timeout and every wait the longest a server's `Retry-After` is honoured
 (4 × 30 s + 3 × 20 s: `catalog` options, `leanrank.retry.RetryPolicy`)."""
 
+LEDGER_LOCK_TIMEOUT_S = 5.0
+"""The default `cost.ledger_lock_timeout_s`: a ledger write's transaction takes milliseconds, so a lock held
+this long belongs to something stuck (a hung replica, a transaction left open by hand), and the request fails
+with a 503 instead of waiting with it."""
+
 SparseKind = Literal["bm25", "bge-m3"]
 """Which sparse vectors the first stage's sparse list uses (`leanrank.index.base.SPARSE_VECTOR`)."""
 
@@ -458,6 +463,15 @@ class CostSettings(_Group):
         None,
         description="SQLAlchemy URL, e.g. `postgresql+psycopg://user:pw@host/db` (never logged); None: "
         "SQLite at <data_dir>/ledger.sqlite.",
+    )
+    ledger_lock_timeout_s: float = Field(
+        LEDGER_LOCK_TIMEOUT_S,
+        gt=0,
+        le=30,
+        description="Longest a ledger write waits for another connection's write lock (PostgreSQL: the "
+        "ledger's advisory lock, `lock_timeout`; SQLite: the busy timeout); past it the write fails with "
+        "`LedgerError` (503) and writes nothing. At most 30 s: a hold's minute of margin past its call's "
+        "deadline covers the waits of the writes on either side of the call.",
     )
     pricing_dir: Path | None = Field(
         None, description="User price files (*.toml), read by name; None: <data_dir>/pricing if present."

@@ -6,7 +6,9 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta, timezone
 from multiprocessing.synchronize import Event
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from leanrank.cost.ledger import (
     DEFAULT_TABLE,
@@ -21,14 +24,17 @@ from leanrank.cost.ledger import (
     HOLD_TTL,
     Hold,
     Ledger,
+    LedgerError,
     LedgerRecord,
     RequestConflictError,
+    Reservation,
+    Settlement,
     Total,
     _days,
 )
 from leanrank.cost.period import Period
 from leanrank.errors import ConfigError, StoreError
-from leanrank.settings import Settings
+from leanrank.settings import CostSettings, Settings
 from tests.cost.conftest import NOV_3, make_record
 
 NOVEMBER = Period.parse("2026-11")
@@ -151,7 +157,8 @@ def test_budget_totals_follow_every_write_and_agree_with_the_calls(ledger: Ledge
     held = ledger.reserve(
         replace(hold, request_id="i", time=NOV_3), [("course", "python-101", NOVEMBER)], lambda _: True
     )
-    assert held == ([pytest.approx(22.9375 + 0.125)], True)  # g's hold still counts; i's is not yet in
+    # g's hold still counts; i's is not yet in
+    assert held == Reservation([pytest.approx(22.9375 + 0.125)], True, [])
 
 
 def _record_then_fail(ledger: Ledger, record: LedgerRecord) -> None:
@@ -249,7 +256,7 @@ def _reserve_many(
         admitted = 0
         for i in range(first, first + 20):
             hold = Hold(NOV_3, f"req-{i}", "rerank", "python-101", None, 0.002)
-            admitted += ledger.reserve(hold, november, fits)[1]  # type: ignore[arg-type]
+            admitted += ledger.reserve(hold, november, fits).admitted  # type: ignore[arg-type]
         results.put(admitted)
 
 
@@ -275,18 +282,19 @@ def test_two_processes_reserving_at_once_never_pass_a_cap_together(
 
 def test_a_held_or_recorded_request_id_is_refused_and_a_released_one_is_free(ledger: Ledger) -> None:
     hold = Hold(NOV_3, "r1", "rerank", "python-101", "school-a", 0.004)
-    assert ledger.reserve(hold, [], lambda _: True) == ([], True)
+    assert ledger.reserve(hold, [], lambda _: True) == Reservation([], True, [])
     with pytest.raises(RequestConflictError, match="'r1' is still running"):
         ledger.reserve(hold, [], lambda _: True)
     ledger.release(hold)
     ledger.reserve(hold, [], lambda _: True)
-    assert ledger.settle(make_record("r1")) is True
+    assert ledger.settle(make_record("r1")) == Settlement(True, [], [])
     with pytest.raises(RequestConflictError, match="'r1' was already billed"):
         ledger.reserve(hold, [], lambda _: True)
     held = ledger.reserve(
         replace(hold, request_id="r2"), [("course", "python-101", NOVEMBER)], lambda _: True
     )
-    assert held == ([pytest.approx(0.004)], True)  # r1's record; r1's hold is gone with its settlement
+    # r1's record; r1's hold is gone with its settlement
+    assert held == Reservation([pytest.approx(0.004)], True, [])
 
 
 def test_an_expired_hold_of_a_dead_process_is_recorded_as_possibly_billed(ledger: Ledger) -> None:
@@ -330,7 +338,7 @@ def test_a_hold_expires_at_its_writer_s_deadline_then_its_id_is_served_and_recor
 
     def other(at: datetime, request_id: str) -> list[float]:
         free = Hold(at, request_id, "rerank", "python-101", "school-a", 0.0)
-        return ledger.reserve(free, november, lambda _: True)[0]  # type: ignore[arg-type]
+        return ledger.reserve(free, november, lambda _: True).committed  # type: ignore[arg-type]
 
     with pytest.raises(RequestConflictError, match="'dead' is still running"):
         ledger.reserve(replace(dead, time=expires), [], lambda _: True)
@@ -338,7 +346,28 @@ def test_a_hold_expires_at_its_writer_s_deadline_then_its_id_is_served_and_recor
     assert ledger.totals("course", NOVEMBER) == []
     later = expires + timedelta(seconds=1)
     resent = replace(dead, time=later, expires=later + timedelta(seconds=90) + HOLD_MARGIN)
-    assert ledger.reserve(resent, november, lambda _: True) == ([pytest.approx(0.006)], True)
+    reaped = LedgerRecord(
+        time=NOV_3,
+        request_id="dead",
+        course="python-101",
+        tenant="school-a",
+        stage="rerank:unconfirmed",
+        backend="cohere:rerank-v3.5",
+        model="rerank-v3.5",
+        documents=150,
+        query_tokens=0,
+        document_tokens=0,
+        billed_units=0.0,
+        billed_unit="none",
+        cost_usd=0.004,
+        latency_ms=0.0,
+        cache_hits=0,
+        count_source="estimate",
+    )
+    # The reservation says what its reaping wrote: the process that wrote it counts it (`/metrics`).
+    assert ledger.reserve(resent, november, lambda _: True) == Reservation(
+        [pytest.approx(0.006)], True, [reaped]
+    )
     [maybe] = ledger.totals("course", NOVEMBER)
     assert (maybe.calls, maybe.unconfirmed, maybe.documents, maybe.unconfirmed_usd) == (
         1,
@@ -346,7 +375,7 @@ def test_a_hold_expires_at_its_writer_s_deadline_then_its_id_is_served_and_recor
         150,
         pytest.approx(0.004),
     )
-    assert ledger.settle(make_record("dead", time=later)) is True  # the resend is served and billed
+    assert ledger.settle(make_record("dead", time=later)) == Settlement(True, [], [])  # the resend is billed
     past_the_hour = NOV_3 + HOLD_TTL + timedelta(seconds=1)
     with pytest.raises(RequestConflictError, match="'slow' is still running"):
         ledger.reserve(replace(slow, time=past_the_hour), [], lambda _: True)
@@ -364,12 +393,16 @@ def test_every_possibly_billed_attempt_under_one_request_id_is_recorded(ledger: 
     call = make_record("r", count_source="estimate")  # the meter's record of a call at its estimate
     jina = replace(call, backend="jina:jina-reranker-v2", cost_usd=0.001)
     ledger.reserve(hold, [], lambda _: True)
-    ledger.release(hold, [call])  # the first attempt timed out
-    ledger.release(hold, [call])  # released again: its hold is gone, nothing more is recorded
+    first = ledger.release(hold, [call])  # the first attempt timed out
+    assert first == [replace(call, stage="rerank:unconfirmed")]
+    assert ledger.release(hold, [call]) == []  # released again: its hold is gone, nothing more is recorded
     ledger.reserve(hold, [], lambda _: True)
-    ledger.release(hold, [call, jina])  # the resend: both links of its fallback chain timed out
+    resend = ledger.release(hold, [call, jina])  # the resend: both links of its fallback chain timed out
+    assert [r.stage for r in resend] == ["rerank:unconfirmed#2", "rerank:unconfirmed#3"]
     ledger.reserve(replace(hold, expires=NOV_3 + timedelta(minutes=1)), [], lambda _: True)  # then a kill
-    ledger.reserve(replace(hold, request_id="next", time=NOV_3 + timedelta(minutes=2)), [], lambda _: True)
+    later = replace(hold, request_id="next", time=NOV_3 + timedelta(minutes=2))
+    [reaped] = ledger.reserve(later, [], lambda _: True).reaped
+    assert (reaped.stage, reaped.cost_usd, reaped.count_source) == ("rerank:unconfirmed#4", 0.004, "estimate")
     t = ledger._table
     with ledger._engine.connect() as conn:
         rows = conn.execute(sa.select(t.c.stage, t.c.backend).where(t.c.request_id == "r").order_by(t.c.id))
@@ -573,7 +606,10 @@ def test_a_call_settled_after_its_hold_was_reaped_counts_once_at_its_cost(ledger
     ledger.reserve(replace(hold, expires=NOV_3 + timedelta(minutes=4)), [], lambda _: True)
     ledger.reserve(replace(hold, request_id="other", time=NOV_3 + timedelta(minutes=5)), [], lambda _: True)
     assert ledger.spent("course", "python-101", NOVEMBER) == pytest.approx(0.5)  # reaped, at the estimate
-    assert ledger.settle(make_record("late", cost_usd=0.004)) is True
+    settled = ledger.settle(make_record("late", cost_usd=0.004))
+    assert (settled.recorded, settled.unconfirmed) == (True, [])
+    [replaced] = settled.replaced  # what the reaping wrote, now gone: `/metrics` takes it back apart
+    assert (replaced.stage, replaced.cost_usd, replaced.documents) == ("rerank:unconfirmed", 0.5, 120)
     t = ledger._table
     with ledger._engine.connect() as conn:
         rows = conn.execute(sa.select(t.c.stage, t.c.cost_usd).where(t.c.request_id == "late")).all()
@@ -593,3 +629,88 @@ def test_possibly_billed_records_are_numbered_after_the_highest_one_there(ledger
     with ledger._engine.connect() as conn:
         stages = conn.execute(sa.select(t.c.stage).where(t.c.request_id == "r").order_by(t.c.id)).scalars()
         assert list(stages) == ["rerank:unconfirmed#2", "rerank:unconfirmed#3"]
+
+
+@contextmanager
+def _write_lock_held(database: str, url: str, table: str) -> Iterator[None]:
+    """Another connection holding the ledger's write lock in an open transaction (a stuck replica, a
+    transaction left open by hand): PostgreSQL's advisory lock of the ledger (key: CRC-32 of its table's
+    name), SQLite's write lock."""
+    if database == "sqlite":
+        stuck = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        stuck.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            stuck.execute("ROLLBACK")
+            stuck.close()
+        return
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as other:
+            other.execute(sa.select(sa.func.pg_advisory_xact_lock(zlib.crc32(table.encode()))))
+            try:
+                yield
+            finally:
+                other.rollback()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_write_lock_held_elsewhere_fails_a_reservation_at_the_lock_timeout_writing_nothing(
+    request: pytest.FixtureRequest, tmp_path: Path, database: str
+) -> None:
+    """The reservation would also reap an expired hold. With the lock held elsewhere it waits up to the lock
+    timeout (0.2 s), then fails with `LedgerError` (the service's 503), naming the setting; it wrote nothing:
+    the expired hold is still there, unreaped, and the request id is free. Once the lock is let go, the same
+    reservation goes through."""
+    if database == "sqlite":
+        url, table = f"sqlite:///{tmp_path / 'ledger.sqlite'}", DEFAULT_TABLE
+    else:
+        url, table = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_table")
+    dead = Hold(NOV_3, "dead", "rerank", "python-101", "school-a", 0.004, "cohere:rerank-v3.5", 120, NOV_3)
+    hold = Hold(NOV_3 + timedelta(minutes=1), "blocked", "rerank", "python-101", "school-a", 0.002)
+    november = [("course", "python-101", NOVEMBER)]
+    with Ledger(url, table=table, lock_timeout_s=0.2) as ledger:
+        ledger.record(make_record("before"))
+        ledger.reserve(dead, [], lambda _: True)
+        outcome: list[Reservation | BaseException] = []
+
+        def reserve() -> None:
+            try:
+                outcome.append(ledger.reserve(hold, november, lambda _: True))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        with _write_lock_held(database, url, table):
+            waiting = threading.Thread(target=reserve)
+            waiting.start()
+            waiting.join(10)  # a few seconds: it returns, however long it took
+            returned = not waiting.is_alive()
+        waiting.join(30)  # one that waited on would go on once the lock is let go
+        assert returned, "the reservation waited for the lock past its timeout"
+        [failure] = outcome
+        assert isinstance(failure, LedgerError), failure
+        assert "cost.ledger_lock_timeout_s, 0.2 s" in str(failure)
+        [total] = ledger.totals("course", NOVEMBER)
+        assert (total.calls, total.unconfirmed, total.cost_usd) == (1, 0, pytest.approx(0.004))
+        with ledger._engine.connect() as conn:
+            assert conn.execute(sa.select(ledger._holds.c.request_id)).scalars().all() == ["dead"]
+        later = ledger.reserve(hold, november, lambda _: True)
+        assert (later.committed, later.admitted) == ([pytest.approx(0.004 + 0.004)], True)
+        assert [(r.request_id, r.stage) for r in later.reaped] == [("dead", "rerank:unconfirmed")]
+
+
+def test_the_lock_timeout_comes_from_settings_and_fits_the_hold_margin(tmp_path: Path) -> None:
+    """SQLite's busy timeout is the same setting (in ms); at most 30 s, so a hold's minute of margin covers
+    a wait on either side of its call."""
+    settings = Settings(data_dir=tmp_path, cost=CostSettings(ledger_lock_timeout_s=0.2))
+    with Ledger.from_settings(settings) as ledger, ledger._engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 200
+    assert CostSettings().ledger_lock_timeout_s == 5.0
+    for refused in (0.0, 31.0):
+        with pytest.raises(ValidationError, match="ledger_lock_timeout_s"):
+            CostSettings(ledger_lock_timeout_s=refused)
+    with pytest.raises(ConfigError, match="lock timeout must be positive"):
+        Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}", lock_timeout_s=0)

@@ -15,7 +15,9 @@ from leanrank.cost.ledger import (
     LedgerError,
     LedgerRecord,
     RequestConflictError,
+    Reservation,
     Scope,
+    Settlement,
     Total,
 )
 from leanrank.cost.meter import Meter, MeteredResponse
@@ -49,7 +51,9 @@ __all__ = [
     "Pricing",
     "Projection",
     "RequestConflictError",
+    "Reservation",
     "Scope",
+    "Settlement",
     "TokenCounter",
     "Total",
     "Volume",

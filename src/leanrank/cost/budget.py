@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from leanrank.cost.ledger import CostLedger, Hold, Scope
+from leanrank.cost.ledger import CostLedger, Hold, Reservation, Scope
 from leanrank.cost.period import Period
 from leanrank.errors import LeanrankError
 from leanrank.settings import BudgetSettings
@@ -82,9 +82,10 @@ class Budget:
         rules = self._applicable(course, tenant, now)
         return self._worst(rules, [self._ledger.spent(*scope) for _, scope in rules], 0.0)
 
-    def reserve(self, hold: Hold, *, paid: bool) -> tuple[BudgetState, bool]:
+    def reserve(self, hold: Hold, *, paid: bool) -> tuple[BudgetState, Reservation]:
         """Hold a `paid` call's `hold.amount_usd` if it fits under every hard cap; the state before it,
-        and whether it was held. A free call is always held: it claims its request id, spends nothing.
+        and the ledger's reservation (whether it was held, what reaping expired holds recorded). A free call
+        is always held: it claims its request id, spends nothing.
         """
         rules = self._applicable(hold.course, hold.tenant, hold.time)
 
@@ -92,8 +93,8 @@ class Budget:
             states = (_state(rule, c, hold.amount_usd) for (rule, _), c in zip(rules, committed, strict=True))
             return not paid or all(s.level != "hard" for s in states)
 
-        committed, admitted = self._ledger.reserve(hold, [scope for _, scope in rules], admit)
-        return self._worst(rules, committed, hold.amount_usd), admitted
+        reservation = self._ledger.reserve(hold, [scope for _, scope in rules], admit)
+        return self._worst(rules, reservation.committed, hold.amount_usd), reservation
 
     def _applicable(
         self, course: str | None, tenant: str | None, now: datetime

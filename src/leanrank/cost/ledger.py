@@ -11,10 +11,13 @@ Before a call is made, `reserve` writes a hold (its estimated cost, under the sa
 in one serialised transaction that also reads what is already spent and held, so concurrent calls, in
 any number of processes or replicas, cannot all pass a budget meant for a few: SQLite takes the write
 lock first (`BEGIN IMMEDIATE`), PostgreSQL the ledger's advisory lock (every write transaction takes it
-first, so replicas never wait for each other's row locks in a cycle). `settle` turns the hold
-into the call's record, `release` drops it. A hold also claims its request id: a second call under the
-same id while the first runs, or after it was billed, is refused (`RequestConflictError`). The answers of
-billed requests are kept beside (`keep_reply`), so a client resending an id gets the first answer back.
+first, so replicas never wait for each other's row locks in a cycle). Either waits at most the lock
+timeout (`cost.ledger_lock_timeout_s`): a lock held longer (a stuck replica, a transaction left open by
+hand) fails the write with `LedgerError`, writing nothing, rather than hanging every request behind it.
+`settle` turns the hold into the call's record, `release` drops it. A hold also claims its request id: a
+second call under the same id while the first runs, or after it was billed, is refused
+(`RequestConflictError`). The answers of billed requests are kept beside (`keep_reply`), so a client
+resending an id gets the first answer back.
 
 Writes are group-committed: the writes of threads that arrive while a transaction commits share the next
 one, each in its own savepoint (one write's failure leaves the others'), so concurrent requests pay one
@@ -41,7 +44,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -82,7 +85,7 @@ from leanrank.cost._names import chain_links, parse_backend
 from leanrank.cost.period import Period
 from leanrank.errors import ConfigError, DependencyError, LeanrankError, StoreError
 from leanrank.rerank.base import BilledUnit, CountSource
-from leanrank.settings import Settings
+from leanrank.settings import LEDGER_LOCK_TIMEOUT_S, Settings
 
 _T = TypeVar("_T")
 GroupBy = Literal["course", "backend", "day", "tenant"]
@@ -96,9 +99,9 @@ HOLD_TTL = timedelta(hours=1)
 """How long a hold that names no expiry of its own lasts (one written before the ledger's revision 0005, by an
 older leanrank still running beside a newer one, or by a caller that gives none)."""
 HOLD_MARGIN = timedelta(minutes=1)
-"""What a hold's expiry adds to its call's deadline: the ledger writes on either side of the call (SQLite
-waits up to 30 s for the write lock) and the clocks of machines sharing a PostgreSQL ledger, which may
-disagree."""
+"""What a hold's expiry adds to its call's deadline: the ledger writes on either side of the call (each waits
+for the write lock up to the lock timeout, at most 30 s) and the clocks of machines sharing a PostgreSQL
+ledger, which may disagree."""
 REPLY_TTL = timedelta(days=1)
 """How long a billed request's answer is kept for replay (a later resend of its id is refused)."""
 UNCONFIRMED = ":unconfirmed"
@@ -264,6 +267,28 @@ class SeriesRow:
     latency_ms_max: float
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What `reserve` read and wrote: spent + held per `(scope, name, period)` before the hold (US dollars),
+    whether `admit` let the hold in, and the possibly billed records it wrote for the expired holds it reaped
+    (stages as recorded: `<stage>:unconfirmed…`), so the process that wrote them can count them."""
+
+    committed: list[float]
+    admitted: bool
+    reaped: list[LedgerRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What `settle` wrote: whether the call was recorded (False: already there), the possibly billed records
+    written with it (none once its hold was reaped), and the records a reaping reservation had written for
+    this call at its estimate that the call's own record replaced (deleted)."""
+
+    recorded: bool
+    unconfirmed: list[LedgerRecord]
+    replaced: list[LedgerRecord]
+
+
 class CostLedger(Protocol):
     """What budgets, the meter, the service and reports need from a ledger."""
 
@@ -271,11 +296,11 @@ class CostLedger(Protocol):
 
     def reserve(
         self, hold: Hold, scopes: Sequence[tuple[Scope, str, Period]], admit: Admit
-    ) -> tuple[list[float], bool]: ...
+    ) -> Reservation: ...
 
-    def settle(self, record: LedgerRecord, unconfirmed: Sequence[LedgerRecord] = ()) -> bool: ...
+    def settle(self, record: LedgerRecord, unconfirmed: Sequence[LedgerRecord] = ()) -> Settlement: ...
 
-    def release(self, hold: Hold, unconfirmed: Sequence[LedgerRecord] = ()) -> None: ...
+    def release(self, hold: Hold, unconfirmed: Sequence[LedgerRecord] = ()) -> list[LedgerRecord]: ...
 
     def find_reply(self, key: str) -> Reply | None: ...
 
@@ -421,8 +446,10 @@ class Ledger:
     """A `CostLedger` on SQLAlchemy Core over SQLite or PostgreSQL; the tables are created, or an older
     schema upgraded in place, on first use (`leanrank.cost.migrations`).
 
-    `table` names the table (tests give each run its own). Database failures raise `StoreError` with the
-    URL's password hidden.
+    `table` names the table (tests give each run its own). `connect_timeout_s` bounds connecting to
+    PostgreSQL and waiting for a pooled connection; `lock_timeout_s` how long a write waits for another
+    connection's write lock (seconds, positive, else `ConfigError`). Database failures raise `LedgerError`
+    (a `StoreError`) with the URL's password hidden.
     """
 
     def __init__(
@@ -431,8 +458,11 @@ class Ledger:
         *,
         table: str = DEFAULT_TABLE,
         connect_timeout_s: float = 10.0,
+        lock_timeout_s: float = LEDGER_LOCK_TIMEOUT_S,
         pool_size: int = 5,
     ) -> None:
+        if not lock_timeout_s > 0:
+            raise ConfigError(f"the ledger's lock timeout must be positive seconds, got {lock_timeout_s}")
         try:
             parsed = make_url(url)
         except ArgumentError:
@@ -443,6 +473,7 @@ class Ledger:
             raise ConfigError(f"ledger table name {table!r}: letters, digits and _ only, at most 41")
         self._where = parsed.render_as_string(hide_password=True)
         self._dialect = parsed.get_backend_name()
+        self._lock_timeout_s = lock_timeout_s
         self._engine = self._connect(parsed, connect_timeout_s, pool_size)
         self._table = _table(table)
         self._holds = _holds_table(table, self._table.metadata)
@@ -450,6 +481,8 @@ class Ledger:
         self._spend = _spend_table(table, self._table.metadata)
         self._prepare()
         self._lock_id = zlib.crc32(table.encode())  # PostgreSQL advisory lock of this ledger's writes
+        # Whole milliseconds, at least 1: PostgreSQL reads 0 as "wait forever".
+        self._set_lock_timeout = text(f"SET LOCAL lock_timeout = {max(1, round(lock_timeout_s * 1000))}")
         self._ready = False
         self._lock = threading.Lock()
         self._queued: list[_Write] = []
@@ -503,8 +536,8 @@ class Ledger:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ledger:
-        """`cost.ledger_url`, else SQLite at `<data_dir>/ledger.sqlite`."""
-        return cls(_url_of(settings))
+        """`cost.ledger_url`, else SQLite at `<data_dir>/ledger.sqlite`; `cost.ledger_lock_timeout_s`."""
+        return cls(_url_of(settings), lock_timeout_s=settings.cost.ledger_lock_timeout_s)
 
     @staticmethod
     def missing(settings: Settings) -> bool:
@@ -542,9 +575,9 @@ class Ledger:
         if url.database in (None, "", ":memory:"):
             raise ConfigError("the SQLite ledger needs a file: sqlite:///PATH")
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        # `timeout` is how long a writer waits for another process's lock before failing.
+        # `timeout` (the busy timeout) is how long a writer waits for another process's lock before failing.
         engine = create_engine(
-            url, connect_args={"timeout": max(timeout_s, 30.0), "check_same_thread": False}
+            url, connect_args={"timeout": self._lock_timeout_s, "check_same_thread": False}
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -556,29 +589,30 @@ class Ledger:
 
         return self._write(lambda conn: self._insert(conn, row), durable=True)
 
-    def reserve(
-        self, hold: Hold, scopes: Sequence[tuple[Scope, str, Period]], admit: Admit
-    ) -> tuple[list[float], bool]:
-        """Spent + held per `(scope, name, period)` before this hold, and whether `admit` let it in.
+    def reserve(self, hold: Hold, scopes: Sequence[tuple[Scope, str, Period]], admit: Admit) -> Reservation:
+        """Spent + held per `(scope, name, period)` before this hold, whether `admit` let it in, and the
+        possibly billed records written for the holds reaped.
 
         Holds expired at `hold.time` (each by its own `expires`) are reaped first, in the same transaction:
         neither the sums nor the conflict check see them. Raises `RequestConflictError` when
-        `(request_id, stage)` is held by a live hold or recorded.
+        `(request_id, stage)` is held by a live hold or recorded, `LedgerError` when the database fails or
+        another connection holds the write lock past the lock timeout (nothing is written then).
         """
 
-        def write(conn: Connection) -> tuple[list[float], bool]:
-            self._reap(conn, hold.time)
+        def write(conn: Connection) -> Reservation:
+            reaped = self._reap(conn, hold.time)
             self._check_unused(conn, hold)
             committed = [self._committed(conn, scope, name, period) for scope, name, period in scopes]
             admitted = admit(committed)
             if admitted:
                 conn.execute(self._add_hold, _row(hold))
-            return committed, admitted
+            return Reservation(committed, admitted, reaped)
 
         return self._write(write, durable=False)
 
-    def settle(self, record: LedgerRecord, unconfirmed: Sequence[LedgerRecord] = ()) -> bool:
-        """Record the call and drop its hold in one transaction; False when it was already recorded.
+    def settle(self, record: LedgerRecord, unconfirmed: Sequence[LedgerRecord] = ()) -> Settlement:
+        """Record the call and drop its hold in one transaction: whether it was recorded (False: it already
+        was), the possibly billed records written with it, and the reaped record it replaced, if any.
 
         `unconfirmed` are calls made before it for the same request (failed links of a fallback chain)
         that their provider may still bill; they are written in the same transaction, numbered as
@@ -587,31 +621,33 @@ class Ledger:
         to this one, so the call counts once, at what it cost."""
         row: dict[str, Any] = _row(record) | {"cache_hit": record.cache_hit}
 
-        def write(conn: Connection) -> bool:
+        def write(conn: Connection) -> Settlement:
             held = conn.execute(self._drop_hold, {"rid": record.request_id, "stage": record.stage}).rowcount
+            written: list[LedgerRecord] = []
             if held:
-                self._insert_unconfirmed(conn, record.request_id, record.stage, unconfirmed)
+                written = self._insert_unconfirmed(conn, record.request_id, record.stage, unconfirmed)
             recorded = self._insert(conn, row)
-            if recorded and not held:
-                self._drop_reaped(conn, record)
-            return recorded
+            replaced = self._drop_reaped(conn, record) if recorded and not held else []
+            return Settlement(recorded, written, replaced)
 
         return self._write(write, durable=True)
 
-    def release(self, hold: Hold, unconfirmed: Sequence[LedgerRecord] = ()) -> None:
+    def release(self, hold: Hold, unconfirmed: Sequence[LedgerRecord] = ()) -> list[LedgerRecord]:
         """Drop a hold whose call failed; `unconfirmed` records the calls made for it (a single backend, the
         links of a fallback chain) that their providers may still have billed, in the same transaction.
+        Returns the records written, under their stages.
 
         Their stages are given here: `<stage>:unconfirmed`, then `#2`, `#3`… in order, after the ones
         earlier attempts under the same request id left (a resend after a failure), so no attempt's calls
         replace another's. They are written only while the hold is there: once it expired, the reservation
-        that reaped it recorded the call instead."""
+        that reaped it recorded the call instead (and nothing is returned)."""
 
-        def write(conn: Connection) -> None:
+        def write(conn: Connection) -> list[LedgerRecord]:
             if conn.execute(self._drop_hold, {"rid": hold.request_id, "stage": hold.stage}).rowcount:
-                self._insert_unconfirmed(conn, hold.request_id, hold.stage, unconfirmed)
+                return self._insert_unconfirmed(conn, hold.request_id, hold.stage, unconfirmed)
+            return []
 
-        self._write(write, durable=bool(unconfirmed))
+        return self._write(write, durable=bool(unconfirmed))
 
     def find_reply(self, key: str) -> Reply | None:
         """The kept answer of the request `key` (`tenant/request id`), if any."""
@@ -684,6 +720,11 @@ class Ledger:
             return exc
         cause = getattr(exc, "orig", None) or exc
         first_line = (str(cause).strip().splitlines() or [""])[0]
+        if _lock_wait_ended(cause):
+            first_line = (
+                f"{first_line} (another connection held the ledger's write lock longer than "
+                f"cost.ledger_lock_timeout_s, {self._lock_timeout_s:g} s)"
+            )
         failure = LedgerError(f"ledger {self._where}: {type(cause).__name__}: {first_line}")
         failure.__cause__ = exc
         return failure
@@ -697,17 +738,21 @@ class Ledger:
         """PostgreSQL: this ledger's advisory lock, first thing in every write transaction, as SQLite's
         `BEGIN IMMEDIATE` takes its write lock. A group commit mixes holds (which need the lock to read
         spend and holds alone) with records (which lock their day totals): taking the lock at the first
-        hold would let two replicas each hold what the other waits for, and the database kill one."""
+        hold would let two replicas each hold what the other waits for, and the database kill one.
+        The wait, and any other lock wait of the transaction, ends at the lock timeout (`SET LOCAL`: this
+        transaction only) with `LockNotAvailable`, and the transaction rolls back."""
+        conn.execute(self._set_lock_timeout)
         conn.execute(select(func.pg_advisory_xact_lock(self._lock_id)))
 
-    def _reap(self, conn: Connection, now: datetime) -> None:
+    def _reap(self, conn: Connection, now: datetime) -> list[LedgerRecord]:
         """Drop the holds expired at `now`, each paid one recorded as possibly billed: its process died
         between reserving and recording (a kill, a crash), after the provider may have been called. The
         record is the hold's estimate under `<stage>:unconfirmed` (a chain's is its dearest link's, recorded
         under its first link, the one called first; tokens unknown, so 0); a free call's hold leaves
         nothing. A hold expires at its own `expires`, written by the process that made it from its own
-        deadline; one without expires `HOLD_TTL` after its time."""
+        deadline; one without expires `HOLD_TTL` after its time. Returns the records written."""
         when = {"now": now, "old": now - HOLD_TTL}
+        written: list[LedgerRecord] = []
         for row in conn.execute(self._expired_holds, when).mappings().all():
             name = parse_backend(chain_links(row["backend"])[0])
             record = LedgerRecord(
@@ -728,32 +773,33 @@ class Ledger:
                 cache_hits=0,
                 count_source="estimate",
             )
-            self._insert_unconfirmed(conn, row["request_id"], row["stage"], [record])
+            written += self._insert_unconfirmed(conn, row["request_id"], row["stage"], [record])
         conn.execute(self._reap_holds, when)
+        return written
 
     def _insert_unconfirmed(
         self, conn: Connection, request_id: str, stage: str, records: Sequence[LedgerRecord]
-    ) -> None:
+    ) -> list[LedgerRecord]:
         """`records`, possibly billed calls of one attempt at `(request_id, stage)`, each under the next free
-        `unconfirmed_stage(stage, n)`."""
+        `unconfirmed_stage(stage, n)`; the records written, under those stages."""
         if not records:
-            return
+            return []
         t = self._table
         earlier = conn.execute(
             select(t.c.stage).where(t.c.request_id == request_id, self._unconfirmed_of(stage))
         )
         highest = max((_nth(found) for found in earlier.scalars()), default=0)
-        for nth, record in enumerate(records, highest + 1):
-            self._insert(conn, _row(record) | {"cache_hit": False, "stage": unconfirmed_stage(stage, nth)})
+        staged = [replace(r, stage=unconfirmed_stage(stage, n)) for n, r in enumerate(records, highest + 1)]
+        return [r for r in staged if self._insert(conn, _row(r) | {"cache_hit": False})]
 
     def _unconfirmed_of(self, stage: str) -> ColumnElement[bool]:
         first = unconfirmed_stage(stage)
         t = self._table
         return or_(t.c.stage == first, t.c.stage.startswith(f"{first}#", autoescape=True))
 
-    def _drop_reaped(self, conn: Connection, record: LedgerRecord) -> None:
+    def _drop_reaped(self, conn: Connection, record: LedgerRecord) -> list[LedgerRecord]:
         """Delete the record a reaping reservation wrote for `record`'s call (same request, stage family and
-        hold time, at the estimate) and take its cost back out of the day totals."""
+        hold time, at the estimate), take its cost back out of the day totals, and return it."""
         t = self._table
         reaped = conn.execute(
             delete(t)
@@ -763,13 +809,13 @@ class Ledger:
                 t.c.time == record.time,
                 t.c.count_source == "estimate",
             )
-            .returning(t.c.course, t.c.tenant, t.c.time, t.c.cost_usd)
-        ).all()
-        for course, tenant, when, cost in reaped:
-            if cost is not None:
-                self._add_to_totals(
-                    conn, {"course": course, "tenant": tenant, "time": when, "cost_usd": -cost}
-                )
+            .returning(*(t.c[f.name] for f in fields(LedgerRecord)))
+        ).mappings()
+        dropped = [LedgerRecord(**row) for row in reaped]
+        for gone in dropped:
+            if gone.cost_usd is not None:
+                self._add_to_totals(conn, _row(gone) | {"cost_usd": -gone.cost_usd})
+        return dropped
 
     def _check_unused(self, conn: Connection, hold: Hold) -> None:
         key = {"rid": hold.request_id, "stage": hold.stage}
@@ -954,6 +1000,14 @@ class Ledger:
             yield
         except SQLAlchemyError as exc:
             raise self._failure(exc) from exc
+
+
+def _lock_wait_ended(cause: BaseException) -> bool:
+    """Whether a database error is a lock wait ended by the lock timeout: PostgreSQL's `lock_not_available`
+    (SQLSTATE 55P03), SQLite's busy timeout ("database is locked")."""
+    if isinstance(cause, sqlite3.OperationalError):
+        return "database is locked" in str(cause)
+    return getattr(cause, "sqlstate", None) == "55P03"
 
 
 _WAL_TRY_MS = 100

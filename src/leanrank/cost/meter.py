@@ -139,9 +139,14 @@ class Meter:
         deadline_s: float = CALL_DEADLINE_S,
         clock: Callable[[], datetime] = _utcnow,
         on_unconfirmed: Callable[[Sequence[LedgerRecord]], None] | None = None,
+        on_replaced: Callable[[Sequence[LedgerRecord]], None] | None = None,
     ) -> None:
-        """`on_unconfirmed` is told of the possibly billed calls once recorded (a failed call's too, which
-        its caller never sees a charge for): the service's metrics count them as the ledger does."""
+        """`on_unconfirmed` is told of the possibly billed records the ledger wrote, once committed: a
+        failed call's (which its caller never sees a charge for), a served chain's failed links, and those
+        its reservations wrote for the expired holds of dead processes they reaped. `on_replaced` is told
+        of such reaped records that a late settlement of their call replaced (deleted) by the call's own
+        record. Each record reaches one of them once, in the process that wrote or deleted it: the
+        service's metrics count them as the ledger does."""
         if not deadline_s > 0:
             raise ConfigError(f"the call deadline must be positive seconds, got {deadline_s}")
         self._ledger = ledger
@@ -151,6 +156,7 @@ class Meter:
         self._hold_for = timedelta(seconds=deadline_s) + HOLD_MARGIN
         self._clock = clock
         self._on_unconfirmed = on_unconfirmed
+        self._on_replaced = on_replaced
         self._owned: Ledger | None = None
         self._failed: tuple[str, float] | None = None  # the last call's backend, if it failed, and when
 
@@ -267,9 +273,11 @@ class Meter:
 
     def _reserve(self, hold: Hold, paid: bool) -> tuple[BudgetState, bool]:
         if self._budget is not None:
-            return self._budget.reserve(hold, paid=paid)
-        self._ledger.reserve(hold, (), lambda _: True)
-        return UNLIMITED, True
+            state, reservation = self._budget.reserve(hold, paid=paid)
+        else:
+            state, reservation = UNLIMITED, self._ledger.reserve(hold, (), lambda _: True)
+        self._observe(self._on_unconfirmed, reservation.reaped)
+        return state, reservation.admitted
 
     async def _release(
         self, hold: Hold, links: Sequence[str], exc: BaseException, documents: int, sent: _Sent
@@ -289,13 +297,15 @@ class Meter:
             _log.error("could not release hold %s: %s", hold, failure)
 
     def _drop(self, hold: Hold, links: Sequence[str], documents: int, sent: _Sent) -> None:
-        maybe = self._unconfirmed(hold, links, documents, sent)
-        self._ledger.release(hold, maybe)
-        self._recorded_unconfirmed(maybe)
+        written = self._ledger.release(hold, self._unconfirmed(hold, links, documents, sent))
+        self._observe(self._on_unconfirmed, written)
 
-    def _recorded_unconfirmed(self, records: Sequence[LedgerRecord]) -> None:
-        if records and self._on_unconfirmed is not None:
-            self._on_unconfirmed(records)
+    @staticmethod
+    def _observe(
+        hook: Callable[[Sequence[LedgerRecord]], None] | None, records: Sequence[LedgerRecord]
+    ) -> None:
+        if records and hook is not None:
+            hook(records)
 
     def _unconfirmed(
         self, hold: Hold, links: Sequence[str], documents: int, sent: _Sent
@@ -393,10 +403,11 @@ class Meter:
         maybe = self._unconfirmed(hold, unconfirmed, len(documents), sent)
         try:
             with span("leanrank.ledger.write", {"leanrank.records": 1 + len(maybe)}) as current:
-                recorded = self._ledger.settle(record, maybe)
-                current.set_attributes({"leanrank.recorded": recorded})
-            self._recorded_unconfirmed(maybe)
-            return usage, cost, full, recorded
+                settled = self._ledger.settle(record, maybe)
+                current.set_attributes({"leanrank.recorded": settled.recorded})
+            self._observe(self._on_unconfirmed, settled.unconfirmed)
+            self._observe(self._on_replaced, settled.replaced)
+            return usage, cost, full, settled.recorded
         except LedgerError:
             # Served and maybe paid, but unrecorded: the log is what the operator reconciles from.
             _log.error("ledger write failed after the call; unrecorded call: %s", asdict(record))

@@ -97,6 +97,7 @@ def create_app(
         budget,
         deadline_s=rs.deadline_s,
         on_unconfirmed=metrics.observe_unconfirmed,
+        on_replaced=metrics.observe_replaced,
     )
     accountant = Accountant(meter, books, reranker_by_name(settings.cost.fallback))
     service = Service(

@@ -77,6 +77,38 @@ class Metrics:
         self.rerank_fallbacks = Counter(
             "leanrank_rerank_fallbacks", "Backends that failed before one answered.", labels, registry=r
         )
+        self.unconfirmed_calls = Counter(
+            "leanrank_rerank_unconfirmed_calls",
+            "Of the metered calls, those recorded as possibly billed (at their estimate).",
+            labels,
+            registry=r,
+        )
+        self.unconfirmed_cost = Counter(
+            "leanrank_rerank_unconfirmed_cost_usd",
+            "Of the known cost, that of the possibly billed calls, in US dollars.",
+            labels,
+            registry=r,
+        )
+        self.replaced_calls = Counter(
+            "leanrank_rerank_replaced_calls",
+            "Possibly billed records of reaped holds that their call's late settlement replaced: counted in "
+            "leanrank_rerank_calls and _unconfirmed_calls, no longer in the ledger.",
+            labels,
+            registry=r,
+        )
+        self.replaced_documents = Counter(
+            "leanrank_rerank_replaced_documents",
+            "Their documents: counted in leanrank_rerank_documents, no longer in the ledger.",
+            labels,
+            registry=r,
+        )
+        self.replaced_cost = Counter(
+            "leanrank_rerank_replaced_cost_usd",
+            "Their estimated cost: counted in leanrank_rerank_cost_usd and _unconfirmed_cost_usd, no longer "
+            "in the ledger.",
+            labels,
+            registry=r,
+        )
         gateway = ["backend", "course", "key"]
         self.gateway_received = Counter(
             "leanrank_gateway_documents_received",
@@ -133,11 +165,30 @@ class Metrics:
 
     def observe_unconfirmed(self, records: Sequence[LedgerRecord]) -> None:
         """Calls a provider may have billed though no answer was used (`:unconfirmed` records, at their
-        estimate): calls, documents, tokens and cost as the ledger and budgets count them."""
+        estimate; a dead process's reaped holds among them): calls, documents, tokens and cost as the
+        ledger and budgets count them, and apart in `leanrank_rerank_unconfirmed_*` (the ledger's
+        `unconfirmed`, `unconfirmed_usd`)."""
         for r in records:
-            self._count_call(
-                (r.backend, r.course or ""), r.documents, r.query_tokens + r.document_tokens, r.cost_usd
-            )
+            labels = (r.backend, r.course or "")
+            self._count_call(labels, r.documents, r.query_tokens + r.document_tokens, r.cost_usd)
+            self.unconfirmed_calls.labels(*labels).inc()
+            if r.cost_usd:
+                self.unconfirmed_cost.labels(*labels).inc(r.cost_usd)
+
+    def observe_replaced(self, records: Sequence[LedgerRecord]) -> None:
+        """Reaped records that their call's late settlement replaced in the ledger by its own record (which
+        `observe_charge` counts as any call's). They were counted by `observe_unconfirmed` where they were
+        written, and counters do not go down: they are counted again in `leanrank_rerank_replaced_*`, so
+        the ledger's numbers, summed over the processes, are `leanrank_rerank_calls - _replaced_calls`,
+        `_documents - _replaced_documents`, `_cost_usd - _replaced_cost_usd`, and of the possibly billed
+        `_unconfirmed_calls - _replaced_calls`, `_unconfirmed_cost_usd - _replaced_cost_usd` (a reaped record
+        has no tokens: `leanrank_rerank_tokens` needs nothing taken back)."""
+        for r in records:
+            labels = (r.backend, r.course or "")
+            self.replaced_calls.labels(*labels).inc()
+            self.replaced_documents.labels(*labels).inc(r.documents)
+            if r.cost_usd:
+                self.replaced_cost.labels(*labels).inc(r.cost_usd)
 
     def _count_call(
         self, labels: tuple[str, str], documents: int, tokens: int, cost_usd: float | None
