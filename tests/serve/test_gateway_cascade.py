@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -384,3 +385,116 @@ def test_a_key_with_the_cascade_off_is_served_as_before(
     demo = _ledger_rows(settings.data_dir)[0]
     assert (demo["documents"], demo["documents_received"]) == (150, 150)
     assert demo["full_cost_usd"] == demo["cost_usd"] == pytest.approx(0.004)
+
+
+def _gateway_counts(server: LiveServer) -> dict[str, float]:
+    """`leanrank_gateway_documents_{received,forwarded}_total`, summed over their labels."""
+    with server.client(ADMIN_KEY) as http:
+        text = http.get("/metrics").text
+    counts: dict[str, float] = {}
+    for name, value in re.findall(r"^leanrank_gateway_documents_(\w+)_total\{[^}]*\} (\S+)$", text, re.M):
+        counts[name] = counts.get(name, 0.0) + float(value)
+    return counts
+
+
+def test_each_batch_entry_goes_through_the_cascade_as_its_own_rerank_call_would(
+    tmp_path: Path, index: Pipeline
+) -> None:
+    """Two entries of 100 documents to a token-billed provider: each forwards what `/v1/rerank` forwards for
+    the same query and documents, gets the same scores, and is recorded with what sending all 100 would have
+    cost; with `X-Leanrank-Cascade: off` every entry's 100 are forwarded."""
+    prices = tmp_path / "jina.toml"
+    prices.write_text(JINA_PRICE, encoding="utf-8")
+    settings = settings_for(tmp_path / "data").model_copy(
+        update={"cost": CostSettings(pricing_files=[prices])}
+    )
+    entries = [
+        {"query": QUERY, "documents": client_top100(seed=12)},
+        {"query": "Как прервать цикл for?", "documents": client_top100(seed=13)},
+    ]
+    fake = FakeProvider("jina")
+    server = serve(settings, fake, index)
+    try:
+        with server.client(DEMO_KEY) as http:
+            single = [http.post("/v1/rerank", json=entry).json() for entry in entries]
+            alone = [r.body["documents"] for r in fake.requests]
+            batch = http.post("/v1/rerank/batch", json={"requests": entries}, headers={"x-request-id": "on"})
+            batched = {r.body["query"]: r.body["documents"] for r in fake.requests[2:]}
+            off = http.post(
+                "/v1/rerank/batch",
+                json={"requests": entries},
+                headers={"x-request-id": "off", "X-Leanrank-Cascade": "off"},
+            )
+            everything = {r.body["query"]: r.body["documents"] for r in fake.requests[4:]}
+        counts = _gateway_counts(server)
+    finally:
+        server.close()
+        fake.close()
+    assert (batch.status_code, off.status_code, len(fake.requests)) == (200, 200, 6)
+    rows = {row["request_id"]: row for row in _ledger_rows(settings.data_dir)}
+    singles = list(rows.values())[:2]
+    counter = counter_for(f"jina:{MODEL}")
+    for i, (entry, answer) in enumerate(zip(entries, batch.json()["results"], strict=True)):
+        docs = entry["documents"]
+        assert 0 < len(alone[i]) < 100
+        assert batched[entry["query"]] == alone[i]
+        assert sorted(h["index"] for h in answer["results"]) == list(range(100))
+        scores = {h["index"]: h["relevance_score"] for h in answer["results"]}
+        assert scores == pytest.approx({r["index"]: r["relevance_score"] for r in single[i]["results"]})
+        assert answer["cascade"] == {
+            "documents_received": 100,
+            "documents_forwarded": len(alone[i]),
+            "documents_collapsed": 0,
+            "documents_cached": 0,
+        }
+        row = rows[f"teacher-demo/on#{i}"]
+        assert (row["documents_received"], row["documents"]) == (100, len(alone[i]))
+        everything_tokens = pair_tokens(counter.count(entry["query"]), [counter.count(d) for d in docs])
+        assert row["full_cost_usd"] == pytest.approx(everything_tokens * 0.02 / 1e6)
+        assert row["cost_usd"] < row["full_cost_usd"]
+        assert (row["cost_usd"], row["full_cost_usd"]) == (
+            singles[i]["cost_usd"],
+            singles[i]["full_cost_usd"],
+        )
+        assert (answer["cost_usd"], answer["full_cost_usd"]) == pytest.approx(
+            (row["cost_usd"], row["full_cost_usd"])
+        )
+        assert everything[entry["query"]] == docs
+        opted_out = off.json()["results"][i]
+        assert opted_out["cascade"]["documents_forwarded"] == 100
+        whole = rows[f"teacher-demo/off#{i}"]
+        assert (whole["documents_received"], whole["documents"]) == (100, 100)
+        assert whole["full_cost_usd"] == whole["cost_usd"] > row["cost_usd"]  # billed: nothing held back
+    forwarded = 2 * (len(alone[0]) + len(alone[1])) + 200  # the two calls, the batch, the opted-out batch
+    assert counts == {"received": 600.0, "forwarded": float(forwarded)}
+
+
+def test_a_batch_entry_is_sent_one_search_unit_unless_its_key_has_the_cascade_off(
+    tmp_path: Path, cohere_fake: FakeProvider, index: Pipeline
+) -> None:
+    """150 documents in a batch to a search-unit backend: one unit's worth is sent ($0.002 of $0.004), as
+    `/v2/rerank` sends; a key whose policy is off is served as before, all 150 sent (2 units)."""
+    gateway = GatewaySettings(keys={"teacher-demo": ClientCascadeSettings(preset="off")})
+    settings = priced(tmp_path).model_copy(update={"gateway": gateway})
+    docs = client_top100(seed=14) + client_top100(seed=15)[:50]
+    batch = {"model": "rerank-v3.5", "requests": [{"query": QUERY, "documents": docs}]}
+    server = serve(settings, cohere_fake, index)
+    try:
+        with server.client(DEMO_KEY) as http:
+            [off] = http.post("/v1/rerank/batch", json=batch).json()["results"]
+            assert sent_documents(cohere_fake) == docs
+        with server.client(ADMIN_KEY, headers={"X-Leanrank-Course": "demo"}) as http:
+            [on] = http.post("/v1/rerank/batch", json=batch).json()["results"]
+            sent = sent_documents(cohere_fake)
+    finally:
+        server.close()
+    assert len(sent) == on["cascade"]["documents_forwarded"] <= 100
+    assert (on["cascade"]["documents_received"], off["cascade"]["documents_forwarded"]) == (150, 150)
+    assert [h["index"] for h in off["results"]] == sorted(range(150), key=lambda i: -score_of(docs[i]))
+    assert (off["usage"]["search_units"], on["usage"]["search_units"]) == (2, 1)
+    demo, admin = _ledger_rows(settings.data_dir)
+    assert (demo["documents"], demo["documents_received"]) == (150, 150)
+    assert demo["full_cost_usd"] == demo["cost_usd"] == pytest.approx(0.004)
+    assert (admin["documents"], admin["documents_received"]) == (len(sent), 150)
+    assert (admin["cost_usd"], admin["full_cost_usd"]) == (pytest.approx(0.002), pytest.approx(0.004))
+    assert (on["cost_usd"], on["full_cost_usd"]) == (pytest.approx(0.002), pytest.approx(0.004))

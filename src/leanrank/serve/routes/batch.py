@@ -5,6 +5,9 @@ model sorts and packs the pairs of every query in one pass) and concurrently oth
 (`leanrank.rerank.batch`). Billing is per query, as if each had been its own `/v1/rerank` call: one budget
 hold and one ledger record each, under the request id `<X-Request-Id>#<i>`. A query whose backend fails (or
 whose budget is spent with no free fallback) gets an `error` entry and no record; the others are answered.
+Each query's documents go through the key's (or course's) cascade first, as `/v1/rerank`'s do
+(`rerank_cascaded`; `X-Leanrank-Cascade: off` forwards every entry's as sent), and its answer says what the
+cascade did with them.
 The whole answer is kept for replay under the request id like every billed route's (`serve.idempotency`),
 so resending it bills nothing twice; to retry failed entries, send them under a new id.
 """
@@ -17,15 +20,23 @@ import json
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, StrictInt
 
+from leanrank.cascade.request import ClientPlan
 from leanrank.errors import InputError
 from leanrank.rerank.base import as_probabilities, rank_order, usage_json
 from leanrank.rerank.batch import Rendezvous
 from leanrank.serve.accounting import Charge
 from leanrank.serve.errors import LimitExceededError, error_response
 from leanrank.serve.limits import check_rerank
-from leanrank.serve.routes.rerank import CourseHeader, billing_course, serving_policy
+from leanrank.serve.routes.rerank import (
+    CascadeHeader,
+    CourseHeader,
+    billing_course,
+    cascade_counts,
+    rerank_cascaded,
+    serving_policy,
+)
 from leanrank.serve.service import PrincipalDep, RequestIdDep, ServiceDep, call_context
-from leanrank.serve.wire import UsageOut, _Request, errors
+from leanrank.serve.wire import CascadeCounts, UsageOut, _Request, errors
 
 router = APIRouter(tags=["rerank"], responses=errors(400, 401, 403, 404, 409, 413, 422, 429, 503))
 
@@ -63,7 +74,9 @@ class BatchAnswer(BaseModel):
     results: list[BatchHit] = []
     backend: str | None = None
     cost_usd: float | None = None
+    full_cost_usd: float | None = Field(None, description="What sending every document would have cost.")
     usage: UsageOut | None = None
+    cascade: CascadeCounts | None = Field(None, description="What the cascade did with its documents.")
     error: BatchError | None = None
 
 
@@ -79,8 +92,9 @@ class BatchResponse(BaseModel):
     response_model=BatchResponse,
     summary="Rerank many queries in one request",
     description=(
-        "Each entry of `requests` is ranked as `/v1/rerank` would rank it, billed as its own call (ledger id "
-        "`<X-Request-Id>#<index>`), and answered in order; a failed entry carries `error`. At most "
+        "Each entry of `requests` is ranked as `/v1/rerank` would rank it (the key's cascade first, unless "
+        "`X-Leanrank-Cascade: off`), billed as its own call (ledger id `<X-Request-Id>#<index>`), and "
+        "answered in order with the cascade's counts; a failed entry carries `error`. At most "
         "`serve.max_batch_queries` entries, each within the per-request limits."
     ),
 )
@@ -91,6 +105,7 @@ async def rerank_batch(
     request_id: RequestIdDep,
     response: Response,
     course: CourseHeader = None,
+    cascade: CascadeHeader = None,
 ) -> BatchResponse:
     limit = service.settings.serve.max_batch_queries
     if len(body.requests) > limit:
@@ -109,11 +124,11 @@ async def rerank_batch(
     calls = [call_context(principal, f"{request_id}#{i}", billed, "rerank") for i in range(n)]
     meeting = Rendezvous(backend, len(body.requests), scope=principal.key_id)
 
-    async def one(i: int) -> Charge:
+    async def one(i: int) -> tuple[Charge, ClientPlan]:
         seat = meeting.seat()
         entry = body.requests[i]
         try:
-            return await service.accountant.rerank(seat, entry.query, entry.documents, calls[i])
+            return await rerank_cascaded(service, seat, entry.query, entry.documents, calls[i], cascade)
         finally:
             seat.done()
 
@@ -130,19 +145,21 @@ async def rerank_batch(
             error = BatchError(error=body_json["error"], error_type=body_json["error_type"])
             answers.append(BatchAnswer(index=i, request_id=rid, error=error))
             continue
-        service.metrics.observe_charge(outcome, billed)
-        scores = as_probabilities(outcome.response.scores, outcome.response.scale)
+        charge, plan = outcome
+        scores = as_probabilities(charge.response.scores, charge.response.scale)
         answers.append(
             BatchAnswer(
                 index=i,
                 request_id=rid,
                 results=[
                     BatchHit(index=j, relevance_score=scores[j])
-                    for j in rank_order(outcome.response.scores, body.requests[i].top_n)
+                    for j in rank_order(charge.response.scores, body.requests[i].top_n)
                 ],
-                backend=outcome.backend,
-                cost_usd=outcome.cost_usd,
-                usage=UsageOut.model_validate(usage_json(outcome.response.usage)),
+                backend=charge.backend,
+                cost_usd=charge.cost_usd,
+                full_cost_usd=charge.full_cost_usd,
+                usage=UsageOut.model_validate(usage_json(charge.response.usage)),
+                cascade=cascade_counts(plan, charge),
             )
         )
     return BatchResponse(

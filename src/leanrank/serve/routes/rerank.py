@@ -29,7 +29,7 @@ from leanrank.pipeline import check_course_id
 from leanrank.rerank.base import Reranker, as_logits, as_probabilities, rank_order
 from leanrank.rerank.fallback import FallbackReranker
 from leanrank.rerank.windows import WindowedReranker, WindowPolicy
-from leanrank.serve.accounting import Charge
+from leanrank.serve.accounting import CallContext, Charge
 from leanrank.serve.auth import Principal
 from leanrank.serve.errors import ForbiddenError, UnknownModelError
 from leanrank.serve.limits import check_rerank
@@ -122,6 +122,34 @@ def serving_policy(service: Service, model: str | None, response: Response) -> R
     return policy
 
 
+async def rerank_cascaded(
+    service: Service,
+    reranker: Reranker,
+    query: str,
+    documents: Sequence[str],
+    call: CallContext,
+    cascade: str | None = None,
+) -> tuple[Charge, ClientPlan]:
+    """Rerank a client's `documents` with `reranker` after the cascade of the call's key (or course), bill
+    the call once and count it in the metrics: what every rerank route (one query or a batch's) runs, within
+    the service's gate slot.
+
+    `cascade="off"` forwards every document as sent. The charge's scores cover every received document
+    (`merge`), the plan says what was sent; the ledger record has what sending all would have cost. Raises
+    what `Accountant.rerank` raises (and the cascade's gate, when the policy has one).
+    """
+    if cascade == "off":
+        plan = pass_through(documents)
+    else:
+        chosen = service.cascades.for_call(call.tenant, call.course)
+        plan = await chosen.plan(query, documents, max_forward=_unit_cap(reranker.name))
+    charge = await service.accountant.rerank(reranker, query, plan.texts, call, received=documents)
+    charge = replace(charge, response=merge(plan, charge.response))
+    service.metrics.observe_charge(charge, call.course)
+    service.metrics.observe_gateway(charge, call.course, call.tenant, plan.received, plan.sent)
+    return charge, plan
+
+
 async def rerank_once(
     service: Service,
     principal: Principal,
@@ -149,22 +177,9 @@ async def rerank_once(
     await service.rate_limits.tokens(principal.key_id, tokens)
     backend = serving_policy(service, model, response)
     policy = backend if windows is None else WindowedReranker(backend, windows, xlmr_token_count)
+    call = call_context(principal, request_id, course, "rerank")
     async with service.gate.slot():
-        if cascade == "off":
-            plan = pass_through(documents)
-        else:
-            chosen = service.cascades.for_call(principal.key_id, course)
-            plan = await chosen.plan(query, documents, max_forward=_unit_cap(backend.name))
-        charge = await service.accountant.rerank(
-            policy,
-            query,
-            plan.texts,
-            call_context(principal, request_id, course, "rerank"),
-            received=documents,
-        )
-    charge = replace(charge, response=merge(plan, charge.response))
-    service.metrics.observe_charge(charge, course)
-    service.metrics.observe_gateway(charge, course, principal.key_id, plan.received, plan.sent)
+        charge, plan = await rerank_cascaded(service, policy, query, documents, call, cascade)
     _cascade_headers(response, plan, charge)
     response.headers["x-leanrank-backend"] = charge.backend
     response.headers["x-leanrank-budget"] = charge.budget
@@ -185,7 +200,8 @@ def _unit_cap(backend: str) -> int | None:
     return None
 
 
-def _counts(plan: ClientPlan, charge: Charge) -> CascadeCounts:
+def cascade_counts(plan: ClientPlan, charge: Charge) -> CascadeCounts:
+    """What the cascade did with one call's documents, as the wire carries it (`meta.leanrank`)."""
     return CascadeCounts(
         documents_received=plan.received,
         documents_forwarded=plan.sent,
@@ -196,7 +212,7 @@ def _counts(plan: ClientPlan, charge: Charge) -> CascadeCounts:
 
 def _cascade_headers(response: Response, plan: ClientPlan, charge: Charge) -> None:
     """`x-leanrank-documents-{received,forwarded,collapsed,cached}`, and what sending all would have cost."""
-    for name, value in _counts(plan, charge).model_dump().items():
+    for name, value in cascade_counts(plan, charge).model_dump().items():
         response.headers[f"x-leanrank-{name.replace('_', '-')}"] = str(value)
     if charge.full_cost_usd is not None:
         response.headers["x-leanrank-full-cost-usd"] = f"{charge.full_cost_usd:.8f}"
@@ -250,7 +266,9 @@ def _cohere(
             for i in rank_order(response.scores, top_n)
         ],
         meta=CohereMeta(
-            api_version=ApiVersion(version=version), billed_units=billed, leanrank=_counts(plan, charge)
+            api_version=ApiVersion(version=version),
+            billed_units=billed,
+            leanrank=cascade_counts(plan, charge),
         ),
     )
 
