@@ -42,9 +42,10 @@ from leanrank.cost.ledger import (
 from leanrank.cost.pricing import Pricing
 from leanrank.cost.tokens import counter_for
 from leanrank.errors import BackendError, ConfigError
-from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, Usage
+from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, Usage, is_blank
 from leanrank.rerank.cache import score_scope
 from leanrank.rerank.http import BadResponseError, RerankTimeoutError, billable_failures, maybe_billed
+from leanrank.rerank.windows import as_sent
 from leanrank.settings import CALL_DEADLINE_S, Settings
 from leanrank.tracing import AttributeValue, span
 
@@ -59,7 +60,8 @@ class MeteredResponse:
 
     `cost_usd` None means the backend has no known price; `recorded` is False when the ledger already held
     this `(request_id, stage)` (a retried request: served again, billed once). `full_cost_usd` is what the
-    call would have cost with every received document sent (None: unknown, or nothing was received apart).
+    call would have cost with every received document sent, never less than `cost_usd` (None: unknown, the
+    cost included, or nothing was received apart).
     """
 
     response: RerankResponse
@@ -239,7 +241,7 @@ class Meter:
             hold,
             billable,
             received,
-            chosen.name,
+            chosen,
         )
         settled = replace(response, usage=usage, served_by=served_by, failed=(*skipped, *response.failed))
         return MeteredResponse(settled, served_by, state, cost, recorded, full)
@@ -333,25 +335,18 @@ class Meter:
         hold: Hold,
         unconfirmed: Sequence[str] = (),
         received: Sequence[str] | None = None,
-        intended: str | None = None,
+        intended: Reranker | None = None,
     ) -> tuple[Usage, float | None, float | None, bool]:
         """Recount, price and record one call (off the event loop: tokenizers and the database block),
-        with the links of a fallback chain that failed in a way their provider may still bill.
-
-        The full cost (every `received` document sent) is priced by `backend`, or, when that has no price
-        (the score cache answered), by the first priced link of `intended`, the backend the call was for.
-        """
+        with the links of a fallback chain that failed in a way their provider may still bill; `intended`
+        is the reranker the call was for (its full cost: `_full_cost`)."""
         usage = recount(usage, backend, query, documents)
         cost = self._pricing.cost_of(usage, backend)
         if usage.cost_usd is None and cost is not None:
             usage = replace(usage, cost_usd=cost)
         full = None
-        links = [backend, *(link.strip() for link in (intended or "").split("|"))]
-        priced = next((link for link in links if link and self._pricing.price(link) is not None), None)
-        if received is not None and priced == backend and list(received) == list(documents):
-            full = cost  # nothing was held back or cut
-        elif received is not None and priced is not None:
-            full = self._pricing.estimate(priced, query, received)
+        if received is not None and intended is not None and cost is not None:
+            full = self._full_cost(backend, intended, query, received, cost)
         name = parse_backend(backend)
         record = LedgerRecord(
             time=hold.time,
@@ -384,6 +379,30 @@ class Meter:
             # Served and maybe paid, but unrecorded: the log is what the operator reconciles from.
             _log.error("ledger write failed after the call; unrecorded call: %s", asdict(record))
             raise
+
+    def _full_cost(
+        self, backend: str, intended: Reranker, query: str, received: Sequence[str], cost: float
+    ) -> float | None:
+        """US dollars sending every `received` document would have cost, for a call that cost `cost`; None
+        when no link has a price.
+
+        One rule, whatever the cascade held back or the score cache answered: the price of `backend` (or,
+        when that has none, as when the score cache answered, of the first priced link of `intended`) over
+        what `intended` would send for those documents (`as_sent`: the request's truncation and windows, so
+        a windowed document counts as its windows), by the one estimate a budget holds (`Pricing.estimate`).
+        Blank documents are left out: the guard never sends one, cascade or not. Never the provider's
+        reported usage, which covers only what was forwarded and not answered from the cache: the same
+        request would get a different full cost with each cache state. At least `cost`, so savings (full
+        less cost) are never negative: sending more of the same texts never bills less, so a provider that
+        reported more than the estimate for all (its own tokenizer, template tokens, its own split of long
+        documents) shows the estimate low, and the forwarded call's cost is the closer bound.
+        """
+        links = [backend, *chain_links(intended.name)]
+        priced = next((link for link in links if self._pricing.price(link) is not None), None)
+        if priced is None:
+            return None
+        sent_query, texts = as_sent(intended, query, [doc for doc in received if not is_blank(doc)])
+        return max(self._pricing.estimate(priced, sent_query, texts), cost)
 
 
 async def _within(
