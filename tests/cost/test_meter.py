@@ -22,6 +22,7 @@ from leanrank.rerank.base import RerankResponse, Usage
 from leanrank.rerank.batch import Rendezvous, Seat
 from leanrank.rerank.catalog import _HttpOptions
 from leanrank.rerank.fallback import FallbackReranker
+from leanrank.rerank.guard import guard
 from leanrank.rerank.http import BadResponseError, RerankServerError, RerankTimeoutError, note_billable
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.rerank.providers import PROVIDERS, HttpReranker
@@ -110,6 +111,27 @@ async def test_a_paid_call_s_hold_names_its_backend_while_it_runs(ledger: Ledger
     await meter(ledger).rerank(free, "q", DOCS, request_id="q2", course="py")
     expires = "2026-11-03 10:04:00.000000"
     assert seen == [("cohere:rerank-v3.5", 120, pytest.approx(0.004), expires), (None, 0, 0.0, expires)]
+
+
+async def test_a_backend_s_own_windows_behind_the_guard_are_held_as_sent(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A backend configured to window long documents (`long_docs=maxpool`) sits behind the guard: the hold
+    counts its windows too. The same 30 documents of 8 words in windows of 2: 120 documents billed, 2 search
+    units = $0.004 at $2 / 1k."""
+    docs = [" ".join(f"d{i}w{j}" for j in range(8)) for i in range(30)]
+    holds: list[tuple[object, ...]] = []
+
+    async def look(query: str, documents: Sequence[str]) -> RerankResponse:
+        with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+            holds.extend(db.execute("SELECT documents, amount_usd FROM leanrank_rerank_calls_holds"))
+        return RerankResponse(tuple(0.0 for _ in documents), cohere_usage(query, documents))
+
+    paid = cohere()
+    paid.rerank = look  # type: ignore[method-assign]
+    configured = guard(WindowedReranker(paid, WindowPolicy(max_tokens=2, max_windows=10), words))
+    await meter(ledger).rerank(configured, "q", docs, request_id="g1", course="py")
+    assert holds == [(30, pytest.approx(0.004))]
 
 
 async def test_a_windowed_call_is_held_and_estimated_by_the_windows_it_sends(

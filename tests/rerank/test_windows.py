@@ -8,7 +8,8 @@ import pytest
 
 from leanrank.errors import ConfigError
 from leanrank.rerank.base import RerankResponse, Usage
-from leanrank.rerank.windows import WindowedReranker, WindowPolicy, clip_tokens, split_windows
+from leanrank.rerank.guard import guard
+from leanrank.rerank.windows import WindowedReranker, WindowPolicy, as_sent, clip_tokens, split_windows
 
 
 def words(text: str) -> int:
@@ -156,3 +157,14 @@ async def test_no_documents_means_an_empty_call() -> None:
     inner = Recording()
     response = await WindowedReranker(inner, WindowPolicy(max_tokens=4), words).rerank("q", [])
     assert response.scores == ()
+
+
+async def test_as_sent_is_what_the_inner_backend_is_sent_through_every_layer_of_windows() -> None:
+    """A request's cap (4 words, first window only) over a backend's own windows behind the guard (2 words,
+    query cut to 1): TEXT becomes "w0 w1 w2 w3", then "w0 w1" and "w2 w3"."""
+    inner = Recording()
+    backend = guard(WindowedReranker(inner, WindowPolicy(max_tokens=2, max_query_tokens=1), words))
+    request = WindowedReranker(backend, WindowPolicy(max_tokens=4, mode="truncate"), words)
+    await request.rerank("one two", [TEXT, "short"])
+    assert as_sent(request, "one two", [TEXT, "short"]) == ("one", ["w0 w1", "w2 w3", "short"])
+    assert inner.calls == [("one", ["w0 w1", "w2 w3", "short"])]

@@ -195,7 +195,9 @@ class ClientCascade:
         if not s.enabled:
             return pass_through(documents)
         blank = [i for i, doc in enumerate(documents) if is_blank(doc)]
-        if blank and len(blank) < len(documents):  # all blank: the guard answers without a call
+        if blank and len(blank) == len(documents):
+            return pass_through(documents)  # the guard answers without a call; nothing collapses
+        if blank:
             filled = [d for d in documents if not is_blank(d)]
             return _with_blanks(await self.plan(query, filled, max_forward=max_forward), blank)
         if len(documents) < s.min_documents:

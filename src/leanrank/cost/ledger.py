@@ -176,7 +176,8 @@ class LedgerRecord:
     `documents` counts the documents the call scored, `cache_hits` those of them served from the score
     cache (not sent, not billed). A gateway call whose cascade held documents back also says how many the
     client sent (`documents_received`) and what sending them all would have cost (`full_cost_usd`, by the
-    same provider's billing rule); both are None where unknown (searches, older rows).
+    same provider's billing rule over them as the request would have sent them, never below `cost_usd`);
+    both are None where unknown (searches, older rows).
     """
 
     time: datetime

@@ -44,10 +44,10 @@ from leanrank.cost.ledger import (
 from leanrank.cost.pricing import Pricing
 from leanrank.cost.tokens import counter_for
 from leanrank.errors import BackendError, ConfigError
-from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, Usage
+from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, Usage, is_blank
 from leanrank.rerank.cache import score_scope
 from leanrank.rerank.http import BadResponseError, Billable, RerankTimeoutError, billable_failures
-from leanrank.rerank.windows import WindowedReranker
+from leanrank.rerank.windows import WindowedReranker, as_sent
 from leanrank.settings import CALL_DEADLINE_S, Settings
 from leanrank.tracing import AttributeValue, span
 
@@ -62,7 +62,8 @@ class MeteredResponse:
 
     `cost_usd` None means the backend has no known price; `recorded` is False when the ledger already held
     this `(request_id, stage)` (a retried request: served again, billed once). `full_cost_usd` is what the
-    call would have cost with every received document sent (None: unknown, or nothing was received apart).
+    call would have cost with every received document sent, never less than `cost_usd` (None: unknown, the
+    cost included, or nothing was received apart).
     """
 
     response: RerankResponse
@@ -362,23 +363,14 @@ class Meter:
     ) -> tuple[Usage, float | None, float | None, bool]:
         """Recount, price and record one call (off the event loop: tokenizers and the database block),
         with the links of a fallback chain that failed in a way their provider may still bill (estimated
-        by what was `sent`).
-
-        The full cost (every `received` document sent, as `intended` would send it: `_sent`) is priced by
-        `backend`, or, when that has no price (the score cache answered), by the first priced link of
-        `intended`, the reranker the call was for.
-        """
+        by what was `sent`); `intended` is the reranker the call was for (its full cost: `_full_cost`)."""
         usage = recount(usage, backend, query, documents)
         cost = self._pricing.cost_of(usage, backend)
         if usage.cost_usd is None and cost is not None:
             usage = replace(usage, cost_usd=cost)
         full = None
-        links = [backend, *chain_links(intended.name if intended is not None else "")]
-        priced = next((link for link in links if link and self._pricing.price(link) is not None), None)
-        if received is not None and priced == backend and list(received) == list(documents):
-            full = cost  # nothing was held back or cut
-        elif received is not None and priced is not None:
-            full = self._pricing.estimate(priced, *_sent(intended, query, received))
+        if received is not None and intended is not None and cost is not None:
+            full = self._full_cost(backend, intended, query, received, cost)
         name = parse_backend(backend)
         record = LedgerRecord(
             time=hold.time,
@@ -413,16 +405,43 @@ class Meter:
             _log.error("ledger write failed after the call; unrecorded call: %s", asdict(record))
             raise
 
+    def _full_cost(
+        self, backend: str, intended: Reranker, query: str, received: Sequence[str], cost: float
+    ) -> float | None:
+        """US dollars sending every `received` document would have cost, for a call that cost `cost`; None
+        when no link has a price.
+
+        One rule, whatever the cascade held back or the score cache answered: the price of `backend` (or,
+        when that has none, as when the score cache answered, of the first priced link of `intended`) over
+        what `intended` would send for those documents (`as_sent`: the request's truncation and windows, so
+        a windowed document counts as its windows), by the one estimate a budget holds (`Pricing.estimate`).
+        Blank documents are left out: the guard never sends one, cascade or not. Never the provider's
+        reported usage, which covers only what was forwarded and not answered from the cache: the same
+        request would get a different full cost with each cache state. At least `cost`, so savings (full
+        less cost) are never negative: sending more of the same texts never bills less, so a provider that
+        reported more than the estimate for all (its own tokenizer, template tokens, its own split of long
+        documents) shows the estimate low, and the forwarded call's cost is the closer bound.
+        """
+        links = [backend, *chain_links(intended.name)]
+        priced = next((link for link in links if self._pricing.price(link) is not None), None)
+        if priced is None:
+            return None
+        sent_query, texts = as_sent(intended, query, [doc for doc in received if not is_blank(doc)])
+        return max(self._pricing.estimate(priced, sent_query, texts), cost)
+
 
 def _sent(reranker: Reranker | None, query: str, documents: Sequence[str]) -> _Sent:
     """What `reranker` sends its backend for `documents`: the clipped query and every window of a long
-    document when it windows them (`WindowedReranker`: a Cohere v1 request's `max_chunks_per_doc`), else
-    the request as it is. Each window is a document billed (a search unit covers 100), so estimates count
-    these: before windowing they would hold too little."""
+    document, by a request's own windows (`WindowedReranker`: a Cohere v1 request's `max_chunks_per_doc`;
+    split once and kept for the call) and then by any the backend is configured with (`as_sent`). Each window
+    is a document billed (a search unit covers 100), so estimates count these: before windowing they would
+    hold too little."""
     if isinstance(reranker, WindowedReranker):
-        windows = reranker.split(query, documents)
-        return windows.query, windows.texts
-    return query, documents
+        windows = reranker.split(query, documents)  # kept for the call that follows
+        return as_sent(reranker.inner, windows.query, windows.texts)
+    if reranker is None:
+        return query, documents
+    return as_sent(reranker, query, documents)
 
 
 async def _within(

@@ -121,6 +121,11 @@ class WindowedReranker:
             return parts[:1]
         return parts if p.max_windows is None else parts[: p.max_windows]
 
+    def query(self, query: str) -> str:
+        """What is sent for `query` under the policy: cut to `max_query_tokens` when set."""
+        limit = self.policy.max_query_tokens
+        return query if limit is None else clip_tokens(query, limit, self._count)
+
     def split(self, query: str, documents: Sequence[str]) -> Windows:
         """What `rerank(query, documents)` sends the inner reranker: each window is a document billed.
 
@@ -132,8 +137,7 @@ class WindowedReranker:
         return windows
 
     def _windows_of(self, query: str, documents: Sequence[str]) -> Windows:
-        if self.policy.max_query_tokens is not None:
-            query = clip_tokens(query, self.policy.max_query_tokens, self._count)
+        query = self.query(query)
         owner: list[int] = []
         texts: list[str] = []
         for i, doc in enumerate(documents):
@@ -153,3 +157,20 @@ class WindowedReranker:
         for i, score in zip(windows.owner, response.scores, strict=True):
             best[i] = max(best[i], score)
         return replace(response, scores=tuple(best))
+
+
+def as_sent(reranker: Reranker, query: str, documents: Sequence[str]) -> tuple[str, list[str]]:
+    """The query and texts `reranker` passes on for `query` and `documents`, windows and cuts applied.
+
+    Each `WindowedReranker` met going inwards through the wrappers' `inner` (a request's own caps, then a
+    backend's configured windows behind the score cache and the guard) applies its policy in turn; a
+    fallback chain ends the walk. The meter prices sending every received document from this (full cost).
+    """
+    layer: object = reranker
+    texts = list(documents)
+    while isinstance(layer, Reranker):
+        if isinstance(layer, WindowedReranker):
+            query = layer.query(query)
+            texts = [part for doc in texts for part in layer.windows(doc)]
+        layer = getattr(layer, "inner", None)
+    return query, texts

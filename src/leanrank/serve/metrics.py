@@ -150,7 +150,8 @@ class Metrics:
         if charge.cost_usd:
             self.gateway_cost.labels(*labels).inc(charge.cost_usd)
         if charge.full_cost_usd is not None and charge.cost_usd is not None:
-            self.gateway_saved.labels(*labels).inc(max(0.0, charge.full_cost_usd - charge.cost_usd))
+            # The ledger's `saved_usd`, unclamped: the meter never records a full cost below the cost.
+            self.gateway_saved.labels(*labels).inc(charge.full_cost_usd - charge.cost_usd)
 
     def observe_charge(self, charge: Charge, course: str | None) -> None:
         labels = (charge.backend, course or "")
