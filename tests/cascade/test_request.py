@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -21,7 +21,7 @@ from leanrank.cascade.request import (
 )
 from leanrank.encode.base import SparseVec
 from leanrank.encode.bm25 import Bm25Encoder
-from leanrank.rerank.base import UNSCORED, RerankResponse, Usage
+from leanrank.rerank.base import UNSCORED, RerankResponse, Usage, as_probabilities, rank_order
 from leanrank.settings import ClientCascadeSettings, GatewaySettings
 
 QUERY = "How does a for loop iterate over a list?"
@@ -44,8 +44,19 @@ def cascade(bm25: Bm25Encoder, **knobs: object) -> ClientCascade:
     return ClientCascade(settings, count=words, memo=DocumentMemo(bm25))
 
 
-def plan(c: ClientCascade, documents: list[str], max_forward: int | None = None) -> ClientPlan:
-    return asyncio.run(c.plan(QUERY, documents, max_forward=max_forward))
+def plan(c: ClientCascade, documents: list[str], billed_as: Callable[[str], int] | None = None) -> ClientPlan:
+    return asyncio.run(c.plan(QUERY, documents, billed_as=billed_as))
+
+
+def each(n: int) -> Callable[[str], int]:
+    """Every text billed as `n` documents (its windows or chunks)."""
+    return lambda _: n
+
+
+MANY = [
+    f"Note {i} on {topic}, only {topic}: {topic} number {i}."
+    for i, topic in enumerate(["queues", "stacks", "heaps", "tries", "hashing"] * 30)
+]
 
 
 def test_bm25_idf_is_counted_over_the_request(bm25: Bm25Encoder) -> None:
@@ -82,17 +93,56 @@ def test_exact_and_near_duplicates_stand_for_one_representative(bm25: Bm25Encode
 def test_a_cap_moves_the_overflow_to_the_front_of_the_rest(bm25: Bm25Encoder) -> None:
     docs = FILLER + ON_TOPIC
     whole = plan(cascade(bm25), docs)  # keep_ratio 0: no cut
-    capped = plan(cascade(bm25), docs, max_forward=10)
+    capped = plan(cascade(bm25), docs, billed_as=each(10))  # 10 windows each: 10 documents fill a unit
     assert len(whole.forward) == len(docs)
     assert capped.forward == whole.forward[:10]
     assert capped.rest == whole.forward[10:]
+
+
+def test_a_search_unit_backend_is_sent_whole_units_filled_in_pre_ranking_order(bm25: Bm25Encoder) -> None:
+    docs = [*ON_TOPIC, *MANY[:148]]  # 150 distinct documents
+    c = cascade(bm25, keep_ratio=0.3, min_depth=10)
+    cut = plan(c, docs)  # token billing: the cut as it is
+    assert 10 <= len(cut.forward) < 30
+    units = plan(c, docs, billed_as=each(1))
+    k = len(cut.forward)
+    assert units.forward == cut.forward + cut.rest[: 100 - k]  # the cut, then the next in pre-ranking order
+    assert units.texts == [docs[i] for i in units.forward]
+    assert units.rest == cut.rest[100 - k :]  # 150 received: 100 forwarded (1 unit instead of 2), 50 held
+    assert len(units.rest) == 50
+    whole = plan(c, docs[:100], billed_as=each(1))  # one unit holds them all: nothing is held back
+    assert sorted(whole.forward) == list(range(100))
+    assert whole.rest == []
+    windows = plan(c, docs, billed_as=each(10))  # ten windows each: ten documents fill the unit
+    assert windows.forward == (cut.forward + cut.rest)[:10]
+    assert windows.rest == (cut.forward + cut.rest)[10:]
+    dup = plan(c, [*docs[:99], "  " + docs[0].upper()], billed_as=each(1))  # a duplicate adds nothing
+    assert (len(dup.forward), dup.rest, dup.stands_for[99]) == (99, [], 0)
+
+
+def test_the_first_document_goes_whatever_it_costs_and_one_that_does_not_fit_is_passed_over(
+    bm25: Bm25Encoder,
+) -> None:
+    docs = [*ON_TOPIC, *MANY[:148]]
+    c = cascade(bm25, keep_ratio=0.3, min_depth=10)
+    cut = plan(c, docs)
+    first, second = (docs[i] for i in cut.forward[:2])
+    huge = plan(c, docs, billed_as=lambda t: 150 if t == first else 1)
+    assert huge.forward[0] == cut.forward[0]  # 150 chunks: 2 units, so 50 more documents ride along
+    assert len(huge.forward) == 51
+    assert huge.forward[1:] == (cut.forward + cut.rest)[1:51]
+    sizes = {first: 50, second: 60}
+    over = plan(c, docs, billed_as=lambda t: sizes.get(t, 1))
+    assert cut.forward[1] not in over.forward  # 50 + 60 > 100: passed over for the smaller ones after it
+    assert over.rest[0] == cut.forward[1]
+    assert over.forward == [cut.forward[0], *(cut.forward + cut.rest)[2:52]]  # 50 + 50 × 1 = 100
 
 
 def test_off_forwards_everything_as_sent_and_small_requests_pass_through(bm25: Bm25Encoder) -> None:
     docs = FILLER + ON_TOPIC
     off = asyncio.run(
         ClientCascade(ClientCascadeSettings(preset="off"), count=words, memo=DocumentMemo(bm25)).plan(
-            QUERY, docs, max_forward=5
+            QUERY, docs, billed_as=each(50)
         )
     )
     assert off.forward == list(range(len(docs)))
@@ -148,9 +198,26 @@ def test_merge_ranks_held_back_documents_strictly_below_the_forwarded_in_pre_ran
     assert (positive[0], positive[5], positive[2]) == pytest.approx((0.3, 0.2, 0.1))
 
 
+def test_held_back_documents_rank_strictly_below_a_lowest_forwarded_score_of_0_or_below() -> None:
+    """Forwarded 3 and 2, held back 4, 0, 1 in that pre-ranking order: below the lowest, 1 apart."""
+    p = ClientPlan(5, forward=[3, 2], texts=["d", "c"], rest=[4, 0, 1], stands_for=list(range(5)))
+    for scale in ("probabilities", "logits", "rank"):
+        zero = merge(p, _response((0.7, 0.0), scale)).scores
+        assert (zero[4], zero[0], zero[1]) == (-1.0, -2.0, -3.0)
+        assert rank_order(zero) == [3, 2, 4, 0, 1]  # tied at 0, 0 and 1 came before the forwarded 2
+        negative = merge(p, _response((-2.5, -7.25), scale)).scores  # TEI's raw logits, say
+        assert (negative[4], negative[0], negative[1]) == (-8.25, -9.25, -10.25)
+        assert rank_order(negative) == [3, 2, 4, 0, 1]
+    # A 0-1 wire cannot go below the forwarded 0: the held-back show 0, after it in the results' order.
+    zero = merge(p, _response((0.7, 0.0))).scores
+    assert as_probabilities(zero, "probabilities") == [0.0, 0.0, 0.0, 0.7, 0.0]
+
+
 def test_blank_documents_are_set_aside_ranked_last_and_never_counted_as_sent(bm25: Bm25Encoder) -> None:
     docs = [ON_TOPIC[0], "", *FILLER[:10], "  \n\t", ON_TOPIC[1], "\u200b", "\ufeff\u00ad"]
     p = plan(cascade(bm25, keep_ratio=0.5, min_depth=2), docs)
+    units = plan(cascade(bm25, keep_ratio=0.5, min_depth=2), docs, billed_as=each(1))
+    assert (sorted(units.forward), units.rest, units.blank) == ([0, *range(2, 12), 13], [], [1, 12, 14, 15])
     assert p.blank == [1, 12, 14, 15]
     assert not {1, 12, 14, 15} & {*p.forward, *p.rest}
     assert sorted([*p.forward, *p.rest, *p.blank]) == list(range(len(docs)))

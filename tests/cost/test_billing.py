@@ -4,7 +4,14 @@ import math
 
 import pytest
 
-from leanrank.cost.billing import PROVIDER_BILLING, RULE_UNIT, pair_characters, pair_tokens, search_units
+from leanrank.cost.billing import (
+    PROVIDER_BILLING,
+    RULE_UNIT,
+    pair_characters,
+    pair_tokens,
+    search_unit_documents,
+    search_units,
+)
 from leanrank.rerank.providers import PROVIDERS
 
 
@@ -35,6 +42,23 @@ def test_search_units_of_one_request_is_ceil_n_over_100() -> None:
 def test_negative_documents_are_a_bug() -> None:
     with pytest.raises(ValueError, match="documents"):
         search_units(-1)
+
+
+def test_a_document_over_the_context_with_the_query_is_billed_per_chunk() -> None:
+    """One token per character: the room for a chunk is 4,096 - 96 = 4,000 tokens beside a 96-token query."""
+    counted: list[str] = []
+
+    def count(text: str) -> int:
+        counted.append(text)
+        return len(text)
+
+    assert search_unit_documents(96, "x" * 4_000, count) == 1
+    assert counted == []  # no more characters than the room: one document, no tokenizer call
+    assert search_unit_documents(96, "x" * 4_001, count) == 2
+    assert search_unit_documents(96, "x" * 12_000, count) == 3
+    assert search_unit_documents(96, "x" * 12_001, count) == 4
+    assert search_unit_documents(96, "x" * 9_000, lambda t: len(t) // 4) == 1  # counted: 2,250 tokens fit
+    assert search_unit_documents(5_000, "xy", count) == 2  # a query over the context leaves 1 token a chunk
 
 
 def test_pair_tokens_pays_the_query_once_per_document() -> None:

@@ -1,6 +1,7 @@
 """The gateway's cascade over a real loopback server: a client posts its top-100, fewer documents reach the
 paid provider (a loopback fake that records every request), and every document still gets a score in the
-client's wire format. The official Cohere SDK is the client where the wire is Cohere's.
+client's wire format. The official Cohere SDK is the client where the wire is Cohere's. A token-billed
+backend (Jina's) shows the cut; one billed per search unit (Cohere's) is sent whole units' worth.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import cohere
 import pytest
 import sqlalchemy as sa
 
-from leanrank.cost.billing import pair_tokens
+from leanrank.cost.billing import SEARCH_UNIT_CONTEXT_TOKENS, pair_tokens, search_unit_documents
 from leanrank.cost.ledger import DEFAULT_TABLE
 from leanrank.cost.tokens import counter_for
 from leanrank.pipeline import Pipeline
@@ -108,20 +110,37 @@ def serve(settings: Settings, fake: FakeProvider, index: Pipeline) -> LiveServer
 def gateway(
     tmp_path_factory: pytest.TempPathFactory, cohere_fake: FakeProvider, index: Pipeline
 ) -> Iterator[LiveServer]:
-    """The default settings: the `balanced` gateway cascade for every key."""
+    """The default settings: the `balanced` gateway cascade for every key; Cohere's search units."""
     server = serve(settings_for(tmp_path_factory.mktemp("gw")), cohere_fake, index)
     yield server
     server.close()
 
 
+@pytest.fixture(scope="module")
+def jina_fake() -> Iterator[FakeProvider]:
+    fake = FakeProvider("jina")
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def token_gateway(
+    tmp_path_factory: pytest.TempPathFactory, jina_fake: FakeProvider, index: Pipeline
+) -> Iterator[LiveServer]:
+    """The default settings before a token-billed backend (Jina's): every document cut is a saving."""
+    server = serve(settings_for(tmp_path_factory.mktemp("jina-gw")), jina_fake, index)
+    yield server
+    server.close()
+
+
 def test_the_cohere_sdk_gets_100_results_for_100_documents_of_which_fewer_were_sent(
-    gateway: LiveServer, cohere_fake: FakeProvider
+    token_gateway: LiveServer, jina_fake: FakeProvider
 ) -> None:
     docs = client_top100()
-    client = cohere.ClientV2(api_key=ADMIN_KEY, base_url=gateway.url)
+    client = cohere.ClientV2(api_key=ADMIN_KEY, base_url=token_gateway.url)
     response = client.rerank(model="rerank-v3.5", query=QUERY, documents=docs)
-    sent = sent_documents(cohere_fake)
-    assert 0 < len(sent) < 50
+    sent = sent_documents(jina_fake)
+    assert len(sent) == 10  # recorded: the balanced cut (min_depth 10), as before search units counted
     assert set(_ABOUT_FOR) <= set(sent)  # the passages the request's own evidence ranks high go on
     assert sorted(r.index for r in response.results) == list(range(100))
     first = response.results[: len(sent)]
@@ -140,15 +159,93 @@ def test_the_cohere_sdk_gets_100_results_for_100_documents_of_which_fewer_were_s
     }
 
 
-def test_held_back_documents_follow_in_the_pre_ranking_order(
+def test_a_search_unit_backend_is_sent_all_100_documents_for_the_one_unit_a_cut_would_cost(
     gateway: LiveServer, cohere_fake: FakeProvider
+) -> None:
+    docs = client_top100()
+    client = cohere.ClientV2(api_key=ADMIN_KEY, base_url=gateway.url)
+    response = client.rerank(model="rerank-v3.5", query=QUERY, documents=docs)
+    sent = sent_documents(cohere_fake)
+    assert sorted(sent) == sorted(docs)  # 10 of them cost 1 search unit; all 100 cost the same
+    assert [r.index for r in response.results] == sorted(range(100), key=lambda i: -score_of(docs[i]))
+    meta = response.meta.model_dump() if response.meta is not None else {}
+    assert meta["billed_units"]["search_units"] == 1
+    assert meta["leanrank"]["documents_forwarded"] == 100
+
+
+def test_150_documents_to_a_search_unit_backend_are_one_unit_s_worth_the_rest_below(
+    gateway: LiveServer, cohere_fake: FakeProvider
+) -> None:
+    more = [d for d in client_top100(seed=12) if d not in _ABOUT_FOR]
+    docs = client_top100(seed=13) + more[:50]  # 150 distinct documents: 2 search units sent whole
+    client = cohere.ClientV2(api_key=ADMIN_KEY, base_url=gateway.url)
+    response = client.rerank(model="rerank-v3.5", query=QUERY, documents=docs)
+    sent = sent_documents(cohere_fake)
+    assert len(sent) == len(set(sent)) == 100  # 1 unit instead of 2
+    assert set(_ABOUT_FOR) <= set(sent)
+    meta = response.meta.model_dump() if response.meta is not None else {}
+    assert meta["billed_units"]["search_units"] == 1
+    assert meta["leanrank"]["documents_forwarded"] == 100
+    first, held_back = response.results[:100], response.results[100:]
+    assert {docs[r.index] for r in first} == set(sent)
+    assert [r.relevance_score for r in first] == pytest.approx([score_of(docs[r.index]) for r in first])
+    assert len(held_back) == 50
+    scores = [r.relevance_score for r in held_back]
+    assert max(scores) < min(r.relevance_score for r in first)
+    assert scores == sorted(scores, reverse=True)
+    assert len(set(scores)) == 50
+
+
+def test_max_chunks_per_doc_windows_count_against_the_unit(
+    gateway: LiveServer, cohere_fake: FakeProvider
+) -> None:
+    """60 long documents × 10 windows of 50 tokens: ten documents' windows fill the one search unit."""
+    rng = random.Random(14)
+    docs = [" ".join(rng.choices(_WORDS, k=600)) for _ in range(60)]  # ~30 windows each, 10 kept
+    with gateway.client(ADMIN_KEY) as http:
+        reply = http.post(
+            "/v1/rerank",
+            json={
+                "model": MODEL,
+                "query": QUERY,
+                "documents": docs,
+                "max_chunks_per_doc": 10,
+                "max_tokens_per_doc": 50,
+            },
+        )
+    assert reply.status_code == 200, reply.text
+    assert len(sent_documents(cohere_fake)) == 100  # 10 documents × 10 windows (the cut alone: 17, 170)
+    assert reply.headers["x-leanrank-documents-forwarded"] == "10"
+    assert reply.json()["meta"]["billed_units"] == {"search_units": 1}
+
+
+def test_a_document_over_the_search_unit_context_counts_as_its_chunks(
+    gateway: LiveServer, cohere_fake: FakeProvider
+) -> None:
+    """60 documents of ~6,000 tokens: each is split into 2 chunks beside the query, so 50 fill the unit."""
+    rng = random.Random(15)
+    words = ["".join(rng.choices(string.ascii_lowercase, k=7)) for _ in range(500)]  # no near-duplicates
+    docs = [" ".join(rng.choices(words, k=3_000)) for _ in range(60)]
+    count = counter_for(f"cohere:{MODEL}").count
+    assert {search_unit_documents(count(QUERY), d, count) for d in docs} == {2}
+    assert all(count(d) + count(QUERY) > SEARCH_UNIT_CONTEXT_TOKENS for d in docs)
+    with gateway.client(ADMIN_KEY) as http:
+        reply = http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs})
+    assert reply.status_code == 200, reply.text
+    assert len(sent_documents(cohere_fake)) == 50  # 50 × 2 chunks = 100 billed documents: 1 unit
+    assert reply.headers["x-leanrank-documents-forwarded"] == "50"
+
+
+def test_held_back_documents_follow_in_the_pre_ranking_order(
+    token_gateway: LiveServer, jina_fake: FakeProvider
 ) -> None:
     """Nothing but the client's order tells the held-back passages apart here: its order is kept."""
     docs = client_top100(seed=1)
-    with gateway.client(ADMIN_KEY) as http:
+    with token_gateway.client(ADMIN_KEY) as http:
         body = http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs}).json()
-    sent = set(sent_documents(cohere_fake))
+    sent = set(sent_documents(jina_fake))
     rest = [r["index"] for r in body["results"] if docs[r["index"]] not in sent]
+    assert len(rest) == 90
     assert rest == sorted(rest)
 
 
@@ -183,10 +280,7 @@ def test_blank_documents_are_never_sent_rank_last_and_are_not_counted_as_forward
         assert reply.status_code == 200, reply.text
         sent = sent_documents(cohere_fake)
         assert all(d.strip() for d in sent)
-        if opt_out:
-            assert len(sent) == len(docs) - 3  # every non-blank document
-        else:
-            assert len(sent) < len(docs) - 3  # the cascade held some back
+        assert len(sent) == len(docs) - 3  # every non-blank document: one search unit holds them
         assert int(reply.headers["x-leanrank-documents-forwarded"]) == len(sent)
         results = reply.json()["results"]
         assert sorted(r["index"] for r in results[-3:]) == [0, 40, 99]  # ranked last
@@ -231,16 +325,18 @@ def test_documents_whose_code_differs_are_not_collapsed(
     assert len(set(scores)) == 4  # each scored for itself, none with a twin's score
 
 
-def test_a_cut_collapsed_below_min_depth_is_refilled(gateway: LiveServer, cohere_fake: FakeProvider) -> None:
+def test_a_cut_collapsed_below_min_depth_is_refilled(
+    token_gateway: LiveServer, jina_fake: FakeProvider
+) -> None:
     loops = [
         f"Loops in Python repeat a block of code for every item of a sequence. Example {n}."
         for n in range(60)
     ]
     docs = loops + client_top100(seed=11)[:40]
-    with gateway.client(ADMIN_KEY) as http:
+    with token_gateway.client(ADMIN_KEY) as http:
         reply = http.post("/v2/rerank", json={"model": MODEL, "query": "loops in Python", "documents": docs})
     # The balanced preset's min_depth is 10: one loop passage and nine of the others, not one alone.
-    sent = sent_documents(cohere_fake)
+    sent = sent_documents(jina_fake)
     assert reply.headers["x-leanrank-documents-forwarded"] == str(len(sent)) == "10"
     assert sum(d in loops for d in sent) == 1
     collapsed = int(reply.headers["x-leanrank-documents-collapsed"])
@@ -312,7 +408,8 @@ def test_the_ledger_says_what_sending_every_received_document_would_have_cost(
             usage = http.get("/v1/usage").json()
     finally:
         server.close()
-    assert len(sent_documents(cohere_fake)) <= 100
+    assert reply.headers["x-leanrank-documents-collapsed"] == "4"  # the 4 passages the 50 repeat
+    assert len(sent_documents(cohere_fake)) == 100  # 146 distinct: one unit's worth of them
     [row] = _ledger_rows(settings.data_dir)
     assert (row["documents_received"], row["documents"]) == (150, len(sent_documents(cohere_fake)))
     assert row["full_cost_usd"] == pytest.approx(math.ceil(150 / 100) * 0.002)
@@ -377,7 +474,7 @@ def test_a_key_with_the_cascade_off_is_served_as_before(
             assert sent_documents(cohere_fake) == docs  # all 150, uncapped: 2 search units as before
         with server.client(ADMIN_KEY) as http:
             http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs})
-            assert len(sent_documents(cohere_fake)) < 100  # other keys keep the default cascade
+            assert len(sent_documents(cohere_fake)) == 100  # other keys: the cascade, one unit's worth
     finally:
         server.close()
     assert [r["index"] for r in off.json()["results"]] == sorted(range(150), key=lambda i: -score_of(docs[i]))

@@ -14,7 +14,11 @@ own rank order. Before the paid backend sees them:
    English document of a Russian question's list, at rank 21);
 3. the pipeline cascade (`leanrank.cascade.plan.Cascade`) on that list: the **adaptive cut**, **near-duplicate
    collapse**, the optional **gate** and **best-window trimming**;
-4. a cap: a backend billed per search unit is sent at most one unit's worth (100) per request.
+4. for a backend billed per search unit, the search units: what is sent is counted in billed documents
+   (windows, and chunks of those over the provider's context), capped at one unit's worth (100) per request
+   and filled up to the units it costs, in pre-ranking order: below that, a cut saves nothing and loses
+   answers, so it saves whole units only (150 received: 100 forwarded, 1 unit instead of 2; 100 received:
+   all forwarded). Token-billed backends pay per token: their cut stands as it is.
 
 `merge` then gives every received document a score: forwarded ones the backend's, a duplicate its
 representative's, and the rest follow strictly below the lowest forwarded score, in pre-ranking order.
@@ -32,6 +36,7 @@ from functools import lru_cache
 
 from leanrank.cascade.dedup import Fingerprint
 from leanrank.cascade.plan import Cascade
+from leanrank.cost.billing import SEARCH_UNIT_DOCUMENTS, search_units
 from leanrank.encode.base import SparseVec
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.index.base import Candidate
@@ -43,6 +48,10 @@ from leanrank.retrieve.fusion import rrf_term
 from leanrank.retrieve.hybrid import normalised_hash
 from leanrank.settings import CascadeSettings, ClientCascadeSettings, GatewaySettings
 from leanrank.types import Chunk, Lang
+
+BilledAs = Callable[[str], int]
+"""How many documents a backend billed per search unit bills one forwarded text as: its windows, each split
+into chunks over the provider's context (`leanrank.cost.billing.search_unit_documents`)."""
 
 OFF_LOOP_DOCUMENTS = 16
 """New documents in one request from which their analysis runs in a worker thread: ~3 ms of CPU (0.2 ms each,
@@ -187,10 +196,11 @@ class ClientCascade:
         )
 
     async def plan(
-        self, query: str, documents: Sequence[str], *, max_forward: int | None = None
+        self, query: str, documents: Sequence[str], *, billed_as: BilledAs | None = None
     ) -> ClientPlan:
-        """Which documents to forward, in what form; `max_forward` caps how many (None: no cap). A policy
-        that is not `enabled` forwards everything as sent, uncapped."""
+        """Which documents to forward, in what form. `billed_as`, for a backend billed per search unit,
+        sizes each forwarded text in billed documents: the plan is then fitted to search units
+        (`fit_search_units`). A policy that is not `enabled` forwards everything as sent, uncapped."""
         s = self.settings
         if not s.enabled:
             return pass_through(documents)
@@ -199,20 +209,12 @@ class ClientCascade:
             return pass_through(documents)  # the guard answers without a call; nothing collapses
         if blank:
             filled = [d for d in documents if not is_blank(d)]
-            return _with_blanks(await self.plan(query, filled, max_forward=max_forward), blank)
+            return _with_blanks(await self.plan(query, filled, billed_as=billed_as), blank)
         if len(documents) < s.min_documents:
             plan = pass_through(documents)
         else:
             plan = await self._plan(query, documents)
-        if max_forward is not None and len(plan.forward) > max_forward:
-            over = plan.forward[max_forward:]
-            plan = replace(
-                plan,
-                forward=plan.forward[:max_forward],
-                texts=plan.texts[:max_forward],
-                rest=over + plan.rest,
-            )
-        return plan
+        return plan if billed_as is None else fit_search_units(plan, documents, billed_as)
 
     async def _plan(self, query: str, documents: Sequence[str]) -> ClientPlan:
         s = self.settings
@@ -295,6 +297,40 @@ class ClientCascades:
         return self._built[id(self._settings.policy(key_id, course))]
 
 
+def fit_search_units(plan: ClientPlan, documents: Sequence[str], billed_as: BilledAs) -> ClientPlan:
+    """`plan` fitted to search units, `billed_as(text)` documents billed for each text sent.
+
+    The cap: the forwarded documents are kept, in order, while they fit one unit (`SEARCH_UNIT_DOCUMENTS`
+    billed documents; the first always goes, whatever it costs); the others join the front of the rest. The
+    fill: the units they cost pay for up to 100 documents each (`search_units`), so the held-back ones that
+    still fit, in pre-ranking order, go too, whole (trimming saves tokens, which a unit does not bill). A
+    document that does not fit is passed over for the next that does. Duplicates stay collapsed: they are
+    in neither list.
+    """
+    text_of = dict(zip(plan.forward, plan.texts, strict=True))
+    forward: list[int] = []
+    over: list[int] = []
+    used = 0
+    for i in plan.forward:
+        size = billed_as(text_of[i])
+        if forward and used + size > SEARCH_UNIT_DOCUMENTS:
+            over.append(i)
+        else:
+            forward.append(i)
+            used += size
+    fill_to = search_units(used) * SEARCH_UNIT_DOCUMENTS
+    rest: list[int] = []
+    for i in over + plan.rest:
+        text = text_of.get(i, documents[i])
+        if used < fill_to and used + (size := billed_as(text)) <= fill_to:
+            forward.append(i)
+            text_of[i] = text
+            used += size
+        else:
+            rest.append(i)
+    return replace(plan, forward=forward, texts=[text_of[i] for i in forward], rest=rest)
+
+
 def _with_blanks(plan: ClientPlan, blank: list[int]) -> ClientPlan:
     """A plan of the non-blank documents as one of every received document, the `blank` ones set aside."""
     received, aside = plan.received + len(blank), set(blank)
@@ -342,10 +378,11 @@ def merge(plan: ClientPlan, response: RerankResponse) -> RerankResponse:
     """The backend's answer over the forwarded documents as an answer over every received one.
 
     Forwarded documents keep their scores; the held-back ones follow strictly below the lowest finite
-    forwarded score, in pre-ranking order (shrinking towards 0 on a probability scale or when every score is
-    positive, so a 0–1 wire such as Cohere's never sees a negative score; 1 apart otherwise); a duplicate
-    gets its representative's score; blank documents stay unscored, ranked last, with the guard's warning.
-    The usage is the backend's: only forwarded documents were sent and billed.
+    forwarded score, in pre-ranking order, on every scale: shrinking towards 0 when it is positive (so a 0–1
+    wire such as Cohere's keeps its range), 1 apart below it when it is 0 or negative. A 0–1 wire shows
+    those below 0 as 0 (`as_probabilities`): tied with a forwarded 0 in value, after it in the results'
+    order. A duplicate gets its representative's score; blank documents stay unscored, ranked last, with
+    the guard's warning. The usage is the backend's: only forwarded documents were sent and billed.
     """
     scores = [UNSCORED] * plan.received
     for i, score in zip(plan.forward, response.scores, strict=True):
@@ -354,10 +391,7 @@ def merge(plan: ClientPlan, response: RerankResponse) -> RerankResponse:
     if finite:
         lowest, m = min(finite), len(plan.rest)
         for j, i in enumerate(plan.rest):
-            if response.scale == "probabilities" or lowest > 0:
-                scores[i] = lowest * (m - j) / (m + 1)  # a positive scale stays positive (Cohere's is 0–1)
-            else:
-                scores[i] = lowest - (j + 1)
+            scores[i] = lowest * (m - j) / (m + 1) if lowest > 0 else lowest - (j + 1)
     for i, rep in enumerate(plan.stands_for):
         if rep != i:
             scores[i] = scores[rep]

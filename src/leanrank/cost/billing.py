@@ -3,7 +3,8 @@
 Three rules cover every provider:
 
 - search units (Cohere): one unit is one query with up to 100 documents, counted per request, so a
-  request of n documents costs ceil(n / 100) units (101 documents = 2 units);
+  request of n documents costs ceil(n / 100) units (101 documents = 2 units); a document longer than the
+  context, query included, is split into chunks that each count as a document;
 - pair tokens (every token-billed API, and Voyage's published formula
   `query_tokens × documents + Σ document_tokens`): the query is paid once per document, because the model
   reads it once per (query, document) pair;
@@ -15,7 +16,7 @@ Prices are elsewhere (dated data files); this module only counts.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Literal
 
@@ -25,6 +26,10 @@ BillingRule = Literal["search_units", "pair_tokens", "pair_characters", "none"]
 
 SEARCH_UNIT_DOCUMENTS = 100
 """Documents one Cohere search unit covers, with its one query."""
+
+SEARCH_UNIT_CONTEXT_TOKENS = 4_096
+"""Tokens of query and document one billed document holds (Cohere's Rerank 3 and later); a longer document
+is split into chunks of what the query leaves, each billed as a document."""
 
 PROVIDER_BILLING: Mapping[str, BillingRule] = MappingProxyType(
     {
@@ -68,6 +73,20 @@ def search_units(documents: int, *, per_request: int | None = None) -> int:
         return 0
     full, rest = divmod(documents, step)
     return full * math.ceil(step / SEARCH_UNIT_DOCUMENTS) + math.ceil(rest / SEARCH_UNIT_DOCUMENTS)
+
+
+def search_unit_documents(query_tokens: int, text: str, count: Callable[[str], int]) -> int:
+    """Documents a search-unit provider bills `text` as: 1 when it fits the context with the query, else one
+    per chunk, ceil(tokens / (4,096 - query_tokens)) (the room never below 1 token).
+
+    `count` is the provider's token counter (`leanrank.cost.tokens.counter_for`). A text of no more
+    characters than the room is not counted: a token covers at least one character, so the usual paragraph
+    costs no tokenizer call.
+    """
+    room = max(1, SEARCH_UNIT_CONTEXT_TOKENS - query_tokens)
+    if len(text) <= room:
+        return 1
+    return max(1, math.ceil(count(text) / room))
 
 
 def pair_tokens(query_tokens: int, document_tokens: Iterable[int]) -> int:

@@ -129,7 +129,9 @@ def rank_order(scores: Sequence[float], top_n: int | None = None) -> list[int]:
 
 
 def as_probabilities(scores: Sequence[float], scale: Scale) -> list[float]:
-    """Scores in [0, 1]: logits through a sigmoid, the others as they are; `UNSCORED` (or NaN) is 0.0."""
+    """Scores for a 0–1 wire: logits through a sigmoid, the others as they are but never below 0 (a document
+    the gateway held back under a forwarded 0 is scored below it, `leanrank.cascade.request.merge`);
+    `UNSCORED` (or NaN) is 0.0."""
     out = []
     for s in scores:
         if not math.isfinite(s):
@@ -137,7 +139,7 @@ def as_probabilities(scores: Sequence[float], scale: Scale) -> list[float]:
         elif scale == "logits":
             out.append(1.0 / (1.0 + math.exp(-max(min(s, 500.0), -500.0))))
         else:
-            out.append(s)
+            out.append(max(s, 0.0))
     return out
 
 

@@ -20,9 +20,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, BeforeValidator, JsonValue
 
-from leanrank.cascade.request import ClientPlan, merge, pass_through
+from leanrank.cascade.request import BilledAs, ClientPlan, merge, pass_through
 from leanrank.cost._names import chain_links, parse_backend
-from leanrank.cost.billing import PROVIDER_BILLING, SEARCH_UNIT_DOCUMENTS
+from leanrank.cost.billing import PROVIDER_BILLING, search_unit_documents
+from leanrank.cost.tokens import counter_for
 from leanrank.encode.e5 import xlmr_token_count
 from leanrank.errors import InputError
 from leanrank.pipeline import check_course_id
@@ -142,7 +143,9 @@ async def rerank_cascaded(
         plan = pass_through(documents)
     else:
         chosen = service.cascades.for_call(call.tenant, call.course)
-        plan = await chosen.plan(query, documents, max_forward=_unit_cap(reranker.name))
+        windowed = reranker if isinstance(reranker, WindowedReranker) else None
+        billed_as = _search_unit_documents(reranker.name, query, windowed)
+        plan = await chosen.plan(query, documents, billed_as=billed_as)
     charge = await service.accountant.rerank(reranker, query, plan.texts, call, received=documents)
     charge = replace(charge, response=merge(plan, charge.response))
     service.metrics.observe_charge(charge, call.course)
@@ -192,12 +195,30 @@ async def rerank_once(
     return charge, plan
 
 
-def _unit_cap(backend: str) -> int | None:
-    """Documents one request may forward: one search unit's worth when a link of the chain bills per unit."""
-    links = (parse_backend(link) for link in chain_links(backend))
-    if any(PROVIDER_BILLING.get(link.provider) == "search_units" for link in links):
-        return SEARCH_UNIT_DOCUMENTS
-    return None
+def _search_unit_documents(backend: str, query: str, windowed: WindowedReranker | None) -> BilledAs | None:
+    """How many documents a link of the chain that bills per search unit bills each text sent as (None when
+    none does): the text's windows under the request's own caps (`max_chunks_per_doc`), each split into
+    chunks over the provider's context, counted by the provider's token counter. The backend's own
+    truncation (`max_doc_tokens`) is left out: a text counted whole is never counted as fewer documents
+    than the provider bills for it."""
+    link = next(
+        (
+            link
+            for link in chain_links(backend)
+            if PROVIDER_BILLING.get(parse_backend(link).provider) == "search_units"
+        ),
+        None,
+    )
+    if link is None:
+        return None
+    count = counter_for(link).count
+    query_tokens = count(query)
+
+    def billed_as(text: str) -> int:
+        parts = [text] if windowed is None else windowed.windows(text)
+        return sum(search_unit_documents(query_tokens, part, count) for part in parts)
+
+    return billed_as
 
 
 def cascade_counts(plan: ClientPlan, charge: Charge) -> CascadeCounts:
