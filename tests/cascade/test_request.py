@@ -40,7 +40,9 @@ def words(text: str) -> int:
 
 
 def cascade(bm25: Bm25Encoder, **knobs: object) -> ClientCascade:
-    settings = ClientCascadeSettings.model_validate({"enabled": True, "min_documents": 2, **knobs})
+    settings = ClientCascadeSettings.model_validate(
+        {"preset": "off", "enabled": True, "min_documents": 2, **knobs}
+    )
     return ClientCascade(settings, count=words, memo=DocumentMemo(bm25))
 
 
@@ -282,7 +284,7 @@ def test_the_memo_forgets_the_least_recently_used_beyond_its_size() -> None:
 
 def test_many_new_documents_are_analysed_off_the_event_loop_once_each() -> None:
     spy = _SpyBm25()
-    settings = ClientCascadeSettings.model_validate({"enabled": True, "min_documents": 2})
+    settings = ClientCascadeSettings.model_validate({"preset": "off", "enabled": True, "min_documents": 2})
     c = ClientCascade(settings, count=words, memo=DocumentMemo(spy))
     many = [*FILLER[: OFF_LOOP_DOCUMENTS - 1], ON_TOPIC[0], ON_TOPIC[0]]  # 16 new texts, one sent twice
     cold = plan(c, many)
