@@ -257,7 +257,7 @@ def grid() -> dict[str, ClientCascadeSettings]:
     out = {"off": ClientCascadeSettings(preset="off")}
     for keep, depth, cross in itertools.product((0.2, 0.3, 0.35, 0.4, 0.5), (5, 10), (0, 1, 2, 3)):
         out[f"keep={keep},min={depth},cross={cross}"] = ClientCascadeSettings(
-            enabled=True, keep_ratio=keep, min_depth=depth, near_dup=0.8, cross_lang_keep=cross
+            preset="off", enabled=True, keep_ratio=keep, min_depth=depth, near_dup=0.8, cross_lang_keep=cross
         )
     return out
 

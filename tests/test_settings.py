@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from leanrank.errors import ConfigError
 from leanrank.settings import Settings
@@ -83,3 +83,102 @@ def test_a_variable_that_is_not_json_where_a_list_or_table_goes_is_a_config_erro
         f"invalid setting {group.lower()}: a LEANRANK_{group}* variable holds a list or table that is not "
         "JSON (Expecting value: line 1 column 1 (char 0))"
     )
+
+
+# The fields the presets set, and what knob-only configurations resolve to: the default preset (`balanced`,
+# `leanrank.cascade.presets`) with the knob given over it, never a cascade with every stage off.
+PIPELINE_FIELDS = ("preset", "adaptive", "keep_ratio", "min_depth", "near_dup", "trim_tokens")
+GATEWAY_FIELDS = (
+    "preset",
+    "enabled",
+    "keep_ratio",
+    "min_depth",
+    "near_dup",
+    "cross_lang_keep",
+    "min_documents",
+)
+PIPELINE_TRIMMED = {
+    "preset": "balanced",
+    "adaptive": True,
+    "keep_ratio": 0.35,
+    "min_depth": 8,
+    "near_dup": 0.8,
+    "trim_tokens": 128,
+}
+GATEWAY_BALANCED = {
+    "preset": "balanced",
+    "enabled": True,
+    "keep_ratio": 0.3,
+    "min_depth": 10,
+    "near_dup": 0.8,
+    "cross_lang_keep": 1,
+    "min_documents": 20,
+}
+
+
+def resolved(group: BaseModel, fields: tuple[str, ...]) -> dict[str, object]:
+    return {name: getattr(group, name) for name in fields}
+
+
+def test_knobs_from_the_environment_override_the_default_preset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEANRANK_CASCADE__TRIM_TOKENS", "128")
+    monkeypatch.setenv("LEANRANK_GATEWAY__CASCADE__MIN_DOCUMENTS", "30")
+    monkeypatch.setenv("LEANRANK_GATEWAY__KEYS__APP__KEEP_RATIO", "0.5")
+    monkeypatch.setenv("LEANRANK_GATEWAY__COURSES__C2__MIN_DEPTH", "4")
+    s = Settings()
+    assert resolved(s.cascade, PIPELINE_FIELDS) == PIPELINE_TRIMMED
+    gateway = s.gateway
+    assert resolved(gateway.policy("other", None), GATEWAY_FIELDS) == {
+        **GATEWAY_BALANCED,
+        "min_documents": 30,
+    }
+    assert resolved(gateway.policy("app", "c2"), GATEWAY_FIELDS) == {**GATEWAY_BALANCED, "keep_ratio": 0.5}
+    assert resolved(gateway.policy("other", "c2"), GATEWAY_FIELDS) == {**GATEWAY_BALANCED, "min_depth": 4}
+
+
+def test_knobs_from_toml_override_the_default_preset_and_a_named_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "leanrank.toml").write_text(
+        "[cascade]\ntrim_tokens = 128\n"
+        "[gateway.cascade]\nmin_documents = 30\n"
+        "[gateway.keys.legacy]\npreset = 'off'\nmin_documents = 30\n"
+        "[gateway.courses.c2]\nkeep_ratio = 0.9\n"
+        "[gateway.courses.c3]\npreset = 'cheap'\nkeep_ratio = 0.9\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    s = Settings()
+    assert resolved(s.cascade, PIPELINE_FIELDS) == PIPELINE_TRIMMED
+    gateway = s.gateway
+    assert resolved(gateway.policy("app", None), GATEWAY_FIELDS) == {**GATEWAY_BALANCED, "min_documents": 30}
+    assert resolved(gateway.policy("app", "c2"), GATEWAY_FIELDS) == {**GATEWAY_BALANCED, "keep_ratio": 0.9}
+    assert resolved(gateway.policy("app", "c3"), GATEWAY_FIELDS) == {
+        **GATEWAY_BALANCED,
+        "preset": "cheap",
+        "keep_ratio": 0.9,
+    }  # cheap differs from balanced in keep_ratio only, given here
+    assert resolved(gateway.policy("legacy", "c2"), GATEWAY_FIELDS) == {
+        "preset": "off",
+        "enabled": False,  # pass-through: `off` wins over the knobs that are not `enabled`
+        "keep_ratio": 0.0,
+        "min_depth": 5,
+        "near_dup": None,
+        "cross_lang_keep": 0,
+        "min_documents": 30,
+    }
+
+
+def test_no_configuration_is_the_default_preset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = Settings()
+    assert resolved(s.cascade, PIPELINE_FIELDS) == {**PIPELINE_TRIMMED, "trim_tokens": 0}
+    assert resolved(s.gateway.cascade, GATEWAY_FIELDS) == GATEWAY_BALANCED
+
+
+def test_an_unknown_gateway_preset_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEANRANK_GATEWAY__COURSES__C2__PRESET", "fastest")
+    with pytest.raises(ValidationError, match="unknown cascade preset 'fastest'"):
+        Settings()

@@ -182,12 +182,16 @@ CascadePreset = Literal["off", "cheap", "balanced", "best"]
 class CascadeSettings(_Group):
     """What happens between the first stage and the paid reranker (`leanrank.cascade`).
 
-    `preset` fills every field it names that is not set explicitly (explicit values win); the presets and
-    the reasons for each default are in `leanrank.cascade.presets` and the README. The first stage still
-    retrieves `retrieve.depth` candidates; the cascade decides how many of them go on, and in what form.
+    `preset` (`balanced` unless named) fills every field it names that is not set explicitly, so a knob set
+    alone overrides the default preset's value of it; `off` leaves every field at its own default below,
+    each of which turns its stage off. The presets and the reasons for each default are in
+    `leanrank.cascade.presets` and the README. The first stage still retrieves `retrieve.depth` candidates;
+    the cascade decides how many of them go on, and in what form.
     """
 
-    preset: CascadePreset | None = Field(None, description="Named set of the values below.")
+    preset: CascadePreset = Field(
+        "balanced", description="Named set of the values below, the base that the other fields override."
+    )
     adaptive: bool = Field(
         False, description="Send fewer candidates when the first stage is confident (see `min_depth`)."
     )
@@ -245,14 +249,22 @@ class CascadeSettings(_Group):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("preset"):
-            from leanrank.cascade.presets import PRESETS
+        from leanrank.cascade.presets import PRESETS
 
-            name = data["preset"]
-            if name not in PRESETS:
-                raise ValueError(f"unknown cascade preset {name!r}; known: {', '.join(PRESETS)}")
-            return {**PRESETS[name], **data}
+        return _over_preset(data, PRESETS, cls.model_fields["preset"].default)
+
+
+def _over_preset(data: object, presets: dict[str, dict[str, Any]], default: str) -> object:
+    """A cascade group's input over the values of the preset it names, or of `default` when it names none:
+    a knob given alone (`LEANRANK_CASCADE__TRIM_TOKENS=128`, a TOML table without `preset`) overrides the
+    default preset's value of it rather than starting from a cascade with every stage off. ValueError for a
+    name that is no preset."""
+    if not isinstance(data, dict):
         return data
+    name = data.get("preset", default)
+    if name not in presets:
+        raise ValueError(f"unknown cascade preset {name!r}; known: {', '.join(presets)}")
+    return {**presets[name], **data}
 
 
 class RateLimitSettings(_Group):
@@ -282,12 +294,20 @@ class ClientCascadeSettings(_Group):
 
     Exact and near-duplicate collapse, then a pre-ranking of what the request holds (the client's order
     fused by RRF with BM25 over the request's own documents) and the pipeline cascade's adaptive cut, best
-    windows and gate. `preset` fills every field it names that is not set explicitly; `off` forwards every
-    document as sent. The presets were chosen on the gateway benchmark (`bench/gateway.py --savings`).
+    windows and gate. `preset` (`balanced` unless named, for the default policy and every key's and course's
+    alike) fills every field it names that is not set explicitly, so a knob set alone overrides the default
+    preset's value of it; `off` sets `enabled` false: every document forwarded as sent, whatever the other
+    fields say. The presets were chosen on the gateway benchmark (`bench/gateway.py --savings`).
     """
 
-    preset: GatewayPreset | None = Field(None, description="Named set of the values below.")
-    enabled: bool = Field(False, description="False: every document is forwarded as sent (pass-through).")
+    preset: GatewayPreset = Field(
+        "balanced", description="Named set of the values below, the base that the other fields override."
+    )
+    enabled: bool = Field(
+        False,
+        description="The cascade's switch, on in every preset but `off`: false forwards every document as "
+        "sent, uncapped (pass-through).",
+    )
     min_documents: int = Field(
         20, ge=1, le=100_000, description="Requests with fewer documents are forwarded whole."
     )
@@ -315,11 +335,9 @@ class ClientCascadeSettings(_Group):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("preset"):
-            from leanrank.cascade.presets import GATEWAY_PRESETS
+        from leanrank.cascade.presets import GATEWAY_PRESETS
 
-            return {**GATEWAY_PRESETS[data["preset"]], **data}
-        return data
+        return _over_preset(data, GATEWAY_PRESETS, cls.model_fields["preset"].default)
 
 
 class GatewaySettings(_Group):
@@ -329,7 +347,7 @@ class GatewaySettings(_Group):
     the header `X-Leanrank-Cascade: off`.
     """
 
-    cascade: ClientCascadeSettings = ClientCascadeSettings(preset="balanced")
+    cascade: ClientCascadeSettings = ClientCascadeSettings()
     keys: dict[str, ClientCascadeSettings] = Field({}, description="Policy per API key id.")
     courses: dict[str, ClientCascadeSettings] = Field({}, description="Policy per course billed.")
     memo_documents: int = Field(
@@ -507,7 +525,7 @@ class Settings(BaseSettings):
     retrieve: RetrieveSettings = RetrieveSettings()
     rerank: RerankSettings = RerankSettings()
     judge: JudgeSettings = JudgeSettings()
-    cascade: CascadeSettings = CascadeSettings(preset="balanced")
+    cascade: CascadeSettings = CascadeSettings()
     store: StoreSettings = StoreSettings()
     serve: ServeSettings = ServeSettings()
     gateway: GatewaySettings = GatewaySettings()

@@ -81,3 +81,47 @@ def test_translations_with_different_operators_are_not_duplicates() -> None:
     # Across languages only the operators are compared: the words around them are translated.
     assert collapse([en, same_code], ["en", "ru"], config, vectors=vectors) == [0]
     assert collapse([en, other_code], ["en", "ru"], config, vectors=vectors) == [0, 1]
+
+
+TIMEOUT = (
+    "The default request timeout of the HTTP client in the course library is {n} seconds, and it can be "
+    "changed per call with the timeout argument; retries use exponential backoff with jitter and honour "
+    "the Retry-After header when the server sends one, up to four attempts in all. (version {v})"
+)
+
+
+def test_texts_whose_numbers_differ_are_not_near_duplicates() -> None:
+    old, new = TIMEOUT.format(n=10, v=2), TIMEOUT.format(n=30, v=3)
+    # 45 of the 49 shingles are shared (the four holding a number differ): words alone say duplicate.
+    assert containment(shingles(old), shingles(new)) == 45 / 49
+    assert (Fingerprint(old).numbers, Fingerprint(new).numbers) == (("10", "2"), ("30", "3"))
+    assert collapse([old, new], ["en", "en"], DedupConfig()) == [0, 1]
+    assert collapse([new, old], ["en", "en"], DedupConfig()) == [0, 1]
+    python = "Install Python {} from the official site, then create a virtual environment for the course."
+    assert collapse([python.format("3.11"), python.format("3.12")], ["en"] * 2, DedupConfig()) == [0, 1]
+    assert collapse([python.format("3.11"), python.format("3.1.1")], ["en"] * 2, DedupConfig()) == [0, 1]
+    dated = "The exam of the course takes place on {} in the main hall, bring a pen and your student card."
+    assert collapse([dated.format("2026-05-01"), dated.format("2026-01-05")], ["en"] * 2, DedupConfig()) == [
+        0,
+        1,
+    ]
+
+
+def test_the_same_numbers_in_other_words_still_collapse() -> None:
+    old = TIMEOUT.format(n=10, v=2)
+    reworded = old.replace("changed per call", "overridden for one call")
+    assert containment(shingles(old), shingles(reworded)) == 45 / 49
+    assert collapse([old, reworded, A], ["en", "en", "ru"], DedupConfig()) == [0, 2]
+    python = "Install Python {} from the official site, then create a virtual environment for the course."
+    assert collapse(
+        [python.format("3.11"), python.format("3.11") + " Use it."], ["en"] * 2, DedupConfig()
+    ) == [0]
+
+
+def test_translations_need_the_same_numbers_in_any_order() -> None:
+    vectors = np.array([[1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    config = DedupConfig(cross_lingual=0.9)
+    en = "Python 3.11 was released in October 2022, on the 24th."
+    ru = "Python {} вышел 24 октября 2022 года."
+    assert collapse([en, ru.format("3,11")], ["en", "ru"], config, vectors=vectors) == [0]
+    assert collapse([en, ru.format("3,12")], ["en", "ru"], config, vectors=vectors) == [0, 1]

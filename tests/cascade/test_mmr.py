@@ -49,7 +49,7 @@ async def test_the_cascade_cut_keeps_the_other_lesson_under_mmr() -> None:
         cand(1, 0.9, "loop two", vector=[0.99, 0.1]),
         cand(2, 0.5, "files", vector=[0.0, 1.0]),
     ]
-    fixed = {"adaptive": True, "keep_ratio": 0.8, "min_depth": 2}  # two go on
+    fixed = {"preset": "off", "adaptive": True, "keep_ratio": 0.8, "min_depth": 2}  # two go on
     plain = Cascade(CascadeSettings(**fixed), count=words, sparse=Bm25Encoder())
     diverse = Cascade(CascadeSettings(**fixed, mmr_lambda=0.5), count=words, sparse=Bm25Encoder())
     assert diverse.needs_vectors
@@ -63,8 +63,8 @@ async def test_nothing_is_sent_when_no_candidate_is_similar_enough() -> None:
         dataclasses.replace(cand(i, 1.0 - i / 10, f"text {i}"), dense=d) for i, d in enumerate([0.71, 0.69])
     ]
     cands.append(cand(2, 0.5, "bm25 only"))  # no dense cosine: never counts as similar
-    cascade = Cascade(CascadeSettings(min_similarity=0.75), count=words, sparse=Bm25Encoder())
+    cascade = Cascade(CascadeSettings(preset="off", min_similarity=0.75), count=words, sparse=Bm25Encoder())
     selection = await cascade.select("q", cands)
     assert (selection.sent, selection.dropped, len(selection.rest)) == ([], {"min_similarity": 3}, 3)
-    passing = Cascade(CascadeSettings(min_similarity=0.7), count=words, sparse=Bm25Encoder())
+    passing = Cascade(CascadeSettings(preset="off", min_similarity=0.7), count=words, sparse=Bm25Encoder())
     assert len((await passing.select("q", cands)).sent) == 3

@@ -49,7 +49,7 @@ def bm25() -> Bm25Encoder:
 
 
 async def test_off_sends_every_candidate_whole(bm25: Bm25Encoder) -> None:
-    cascade = Cascade(CascadeSettings(), count=words, sparse=bm25)
+    cascade = Cascade(CascadeSettings(preset="off"), count=words, sparse=bm25)
     cands = [cand(0, 1.0, LOOP), cand(1, 0.5, FILES)]
     selection = await cascade.select("how does a while loop work", cands)
     assert [s.candidate.chunk_id for s in selection.sent] == ["id0", "id1"]
@@ -63,7 +63,7 @@ async def test_off_sends_every_candidate_whole(bm25: Bm25Encoder) -> None:
 
 
 async def test_near_duplicates_and_translations_are_paid_once(bm25: Bm25Encoder) -> None:
-    settings = CascadeSettings(near_dup=0.8, cross_lingual=0.9)
+    settings = CascadeSettings(preset="off", near_dup=0.8, cross_lingual=0.9)
     cascade = Cascade(settings, count=words, sparse=bm25)
     assert cascade.needs_vectors
     cands = [
@@ -80,7 +80,7 @@ async def test_near_duplicates_and_translations_are_paid_once(bm25: Bm25Encoder)
 
 
 async def test_trimming_sends_the_best_window_with_offsets(bm25: Bm25Encoder) -> None:
-    cascade = Cascade(CascadeSettings(trim_tokens=12), count=words, sparse=bm25)
+    cascade = Cascade(CascadeSettings(preset="off", trim_tokens=12), count=words, sparse=bm25)
     (sent,) = (await cascade.select("which mode opens a file for reading", [cand(0, 1.0, FILES)])).sent
     assert sent.text == "Mode r opens the file for reading only."
     assert FILES[sent.start : sent.end] == sent.text
@@ -98,7 +98,7 @@ class Lengths:
 
 
 async def test_gate_passes_on_its_best(bm25: Bm25Encoder) -> None:
-    settings = CascadeSettings(gate="lengths", gate_keep=2)
+    settings = CascadeSettings(preset="off", gate="lengths", gate_keep=2)
     cascade = Cascade(settings, count=words, sparse=bm25, gate=Lengths())
     cands = [cand(0, 1.0, LOOP_MORE), cand(1, 0.9, FILES), cand(2, 0.8, "Short text here.")]
     selection = await cascade.select("anything", cands)
@@ -107,7 +107,7 @@ async def test_gate_passes_on_its_best(bm25: Bm25Encoder) -> None:
 
 
 async def test_adaptive_cut_runs_first(bm25: Bm25Encoder) -> None:
-    settings = CascadeSettings(adaptive=True, keep_ratio=0.5, min_depth=1)
+    settings = CascadeSettings(preset="off", adaptive=True, keep_ratio=0.5, min_depth=1)
     cascade = Cascade(settings, count=words, sparse=bm25)
     cands = [cand(0, 1.0, LOOP), cand(1, 0.6, FILES), cand(2, 0.3, LOOP_RU, "ru")]
     selection = await cascade.select("while loop", cands)
@@ -117,7 +117,7 @@ async def test_adaptive_cut_runs_first(bm25: Bm25Encoder) -> None:
 
 
 async def test_a_cut_left_short_by_collapse_is_refilled_up_to_min_depth(bm25: Bm25Encoder) -> None:
-    settings = CascadeSettings(adaptive=True, keep_ratio=0.5, min_depth=3, near_dup=0.8)
+    settings = CascadeSettings(preset="off", adaptive=True, keep_ratio=0.5, min_depth=3, near_dup=0.8)
     cascade = Cascade(settings, count=words, sparse=bm25)
     cands = [
         cand(0, 1.0, LOOP_MORE),

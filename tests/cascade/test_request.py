@@ -23,6 +23,7 @@ from leanrank.encode.base import SparseVec
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.rerank.base import UNSCORED, RerankResponse, Usage, as_probabilities, rank_order
 from leanrank.settings import ClientCascadeSettings, GatewaySettings
+from tests.cascade.test_dedup import TIMEOUT
 
 QUERY = "How does a for loop iterate over a list?"
 ON_TOPIC = [
@@ -40,7 +41,9 @@ def words(text: str) -> int:
 
 
 def cascade(bm25: Bm25Encoder, **knobs: object) -> ClientCascade:
-    settings = ClientCascadeSettings.model_validate({"enabled": True, "min_documents": 2, **knobs})
+    settings = ClientCascadeSettings.model_validate(
+        {"preset": "off", "enabled": True, "min_documents": 2, **knobs}
+    )
     return ClientCascade(settings, count=words, memo=DocumentMemo(bm25))
 
 
@@ -88,6 +91,15 @@ def test_exact_and_near_duplicates_stand_for_one_representative(bm25: Bm25Encode
     assert p.stands_for[7] == p.stands_for[8] in (7, 8)  # one passage inside the other: near-duplicates
     kept = {i for i, s in enumerate(p.stands_for) if s == i}
     assert sorted(p.forward + p.rest) == sorted(kept)
+
+
+def test_a_version_stating_other_numbers_is_forwarded_not_collapsed(bm25: Bm25Encoder) -> None:
+    old, new = TIMEOUT.format(n=10, v=2), TIMEOUT.format(n=30, v=3)
+    reworded = old.replace("changed per call", "overridden for one call")
+    p = plan(cascade(bm25, keep_ratio=0.1, min_depth=20, near_dup=0.8), [old, new, reworded, *FILLER[:3]])
+    assert p.stands_for == [0, 1, 0, 3, 4, 5]  # the other wording is the old one's duplicate, not the new one
+    assert 1 in p.forward
+    assert p.collapsed == 1
 
 
 def test_a_cap_moves_the_overflow_to_the_front_of_the_rest(bm25: Bm25Encoder) -> None:
@@ -282,7 +294,7 @@ def test_the_memo_forgets_the_least_recently_used_beyond_its_size() -> None:
 
 def test_many_new_documents_are_analysed_off_the_event_loop_once_each() -> None:
     spy = _SpyBm25()
-    settings = ClientCascadeSettings.model_validate({"enabled": True, "min_documents": 2})
+    settings = ClientCascadeSettings.model_validate({"preset": "off", "enabled": True, "min_documents": 2})
     c = ClientCascade(settings, count=words, memo=DocumentMemo(spy))
     many = [*FILLER[: OFF_LOOP_DOCUMENTS - 1], ON_TOPIC[0], ON_TOPIC[0]]  # 16 new texts, one sent twice
     cold = plan(c, many)

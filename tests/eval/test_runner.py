@@ -69,7 +69,7 @@ def test_presets_are_data_and_resolve_by_name() -> None:
     assert naive.model_dump() == {**RetrieveSettings().model_dump(), **NAIVE}
     assert PRESETS["default"].retrieve == RetrieveSettings()  # the project's defaults, whatever the env says
     assert PRESETS["default"].cascade == Settings().cascade
-    assert PRESETS["naive"].cascade == CascadeSettings()  # off: every candidate sent whole
+    assert PRESETS["naive"].cascade == CascadeSettings(preset="off")  # off: every candidate sent whole
     settings = PRESETS["naive"].settings(Settings(data_dir=Path("x")))
     assert settings.retrieve.depth == 100
     assert settings.rerank.backend == "identity"
@@ -147,7 +147,9 @@ def test_a_second_run_reuses_the_encoded_pool(
 def test_trimmed_configuration_sends_windows_and_checks_the_answer(
     tiny: Dataset, data_dir: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
 ) -> None:
-    trimmed = dataclasses.replace(PRESETS["default"], name="trimmed", cascade=CascadeSettings(trim_tokens=12))
+    trimmed = dataclasses.replace(
+        PRESETS["default"], name="trimmed", cascade=CascadeSettings(preset="off", trim_tokens=12)
+    )
     run = run_eval(tiny, [trimmed], dense=e5, sparse=bm25, data_dir=data_dir).runs[0]
     sent = [s for o in run.outcomes for s in o.sent]
     assert sent

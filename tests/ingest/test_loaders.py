@@ -473,6 +473,21 @@ def test_a_module_docstring_before_a_function_is_not_under_its_name(tmp_path: Pa
     ]
 
 
+def test_spaces_at_line_ends_of_code_and_plain_text_are_not_part_of_the_text(tmp_path: Path) -> None:
+    code = load(write(tmp_path / "m.py", "def train(model):  \n\t\n    return model.fit()\t\n\n\nX = 1 \n"))
+    assert code.text == "def train(model):\n\n    return model.fit()\n\n\nX = 1\n"
+    assert [(s.start, s.text, s.heading) for s in code.sections] == [
+        (0, "def train(model):", ("train",)),
+        (23, "return model.fit()", ("train",)),  # the line of a tab was blank before too
+        (44, "X = 1", ()),
+    ]
+    assert all(code.text[s.start : s.start + len(s.text)] == s.text for s in code.sections)
+    plain = load(write(tmp_path / "notes.txt", "Первая строка.   \nВторая строка.\u00a0\n"))
+    assert plain.text == "Первая строка.\nВторая строка.\n"
+    markdown = load(write(tmp_path / "notes.md", "Первая строка.  \nВторая строка.\n"))
+    assert markdown.text == "Первая строка.  \nВторая строка.\n"  # two spaces: a line break in Markdown
+
+
 def test_code_suffixes_use_their_own_language_not_a_guess(tmp_path: Path) -> None:
     """Pygments would read `.r` as REBOL: R's `#` comment must be prose, not code."""
     source = load(write(tmp_path / "model.r", "# Линейная регрессия\n# по методу МНК\n\nfit <- lm(y ~ x)\n"))

@@ -228,6 +228,38 @@ def test_an_edited_file_re_embeds_only_the_chunks_that_changed(
         assert p.store.sources("c") == {"lesson.md": first.chunks + 1}
 
 
+def test_spaces_added_at_line_ends_of_a_source_file_re_embed_nothing(
+    tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    """An editor adding or stripping trailing whitespace changes no chunk: the source loader drops it."""
+    course = tmp_path / "course"
+    course.mkdir()
+    code = course / "examples.py"
+    lines = "\n\n".join(
+        f"def func_{i}(x):\n"
+        f'    """Return x times {i} for exercise {i} of the loops lesson."""\n'
+        f"    return x * {i}\n"
+        for i in range(8)
+    ).split("\n")
+    code.write_text("\n".join(lines), encoding="utf-8")
+    with make_pipeline(tmp_path / "data", e5, bm25) as p:
+        [first] = p.ingest(course, "c").files
+        assert (first.chunks, first.embedded) == (8, 8)
+
+        edited = lines.index("def func_1(x):")
+        lines[edited] += "   \t"
+        code.write_text("\n".join(lines), encoding="utf-8")
+        [one] = p.ingest(course, "c").files
+        assert (one.status, one.chunks, one.embedded) == ("updated", 8, 0)
+        code.write_text("\n".join(line + "  " for line in lines), encoding="utf-8")
+        [every] = p.ingest(course, "c").files
+        assert (every.status, every.chunks, every.embedded) == ("updated", 8, 0)
+
+        lines[edited] = "def func_1(y):"  # a real edit re-embeds its chunk alone
+        code.write_text("\n".join(lines), encoding="utf-8")
+        assert p.ingest(course, "c").files[0].embedded == 1
+
+
 def test_an_ingest_that_changed_the_index_optimises_it(
     tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:

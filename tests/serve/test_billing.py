@@ -126,6 +126,45 @@ def test_a_resent_request_id_replays_the_first_answer_and_another_body_is_refuse
     assert (total.calls, total.cost_usd) == (1, pytest.approx(0.002))
 
 
+def test_a_resend_that_adds_the_cascade_opt_out_is_another_request(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger
+) -> None:
+    """`X-Leanrank-Cascade: off` changes what is forwarded and billed: under a used id it is a 409, as a
+    changed course is; the same opt-out written in another case replays."""
+    server, search = serve(priced(tmp_path), index, adapter(fake), ledger)
+    body = {"query": QUERY, "documents": DOCS}
+    sent = [
+        ("client-8", None),
+        ("client-8", "off"),
+        ("client-9", "off"),
+        ("client-9", "OFF"),
+        ("client-9", None),
+    ]
+    try:
+        with server.client(DEMO_KEY) as http:
+            replies = [
+                http.post(
+                    "/v2/rerank",
+                    json=body,
+                    headers={"x-request-id": rid} | ({"x-leanrank-cascade": o} if o else {}),
+                )
+                for rid, o in sent
+            ]
+    finally:
+        server.close()
+        search.close()
+    assert [(r.status_code, r.headers.get("x-leanrank-replayed")) for r in replies] == [
+        (200, None),
+        (409, None),
+        (200, None),
+        (200, "true"),
+        (409, None),
+    ]
+    assert replies[1].json()["error_type"] == "request_conflict"
+    assert replies[3].content == replies[2].content
+    assert len(fake.requests) == 2
+
+
 @pytest.mark.parametrize("bad", ["../../etc;drop table", "x" * 129, "id with spaces"])
 def test_a_malformed_request_id_is_refused_not_replaced(
     tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger, bad: str

@@ -328,9 +328,10 @@ def test_documents_whose_code_differs_are_not_collapsed(
 def test_a_cut_collapsed_below_min_depth_is_refilled(
     token_gateway: LiveServer, jina_fake: FakeProvider
 ) -> None:
+    names = [chr(ord("a") + n % 26) * (1 + n // 26) for n in range(60)]  # a … z, aa … zz, aaa … hhh
+    # Near-duplicates told apart by one word, with the same numbers (none): numbered ones state other facts.
     loops = [
-        f"Loops in Python repeat a block of code for every item of a sequence. Example {n}."
-        for n in range(60)
+        f"Loops in Python repeat a block of code for every item of a sequence. Example {x}." for x in names
     ]
     docs = loops + client_top100(seed=11)[:40]
     with token_gateway.client(ADMIN_KEY) as http:

@@ -5,10 +5,12 @@ its summary, chunks that overlap by a sentence, the Russian and the English vers
 repeats are already dropped by the first stage (normalised hash); here two candidates are duplicates when
 one is mostly contained in the other — the share of the smaller one's word 3-shingles found in the larger —
 or, across languages, when their dense vectors are nearly parallel. Near-duplicates may differ in words, never
-in code: `x = a + b` and `x = a - b`, or `===` and `==` in one sentence, are different passages, so two texts
-are duplicates only when their code (`leanrank.encode.bm25.code_tokens`) is the same — operators and
+in code or numbers: `x = a + b` and `x = a - b`, or `===` and `==` in one sentence, are different passages, so
+two texts are duplicates only when their code (`leanrank.encode.bm25.code_tokens`) is the same — operators and
 operands alike in one language, the operators across languages (the operands next to them may be prose
-words, which a translation changes). The better-ranked one stays, except
+words, which a translation changes); "10 seconds (version 2)" and "30 seconds (version 3)" state different
+facts, so their numbers (runs of digits: a version, a date, a decimal in any notation) must be the same too —
+in order in one language, in any order across languages. The better-ranked one stays, except
 that across languages the one in the query's language is preferred (configurable), since that is the one
 the student can read.
 """
@@ -27,6 +29,7 @@ from leanrank.types import Lang
 
 _WORD = re.compile(r"\w+")
 _OPERAND = re.compile(r"\w")
+_DIGITS = re.compile(r"\d+")
 Shingles = frozenset[tuple[str, ...]]
 
 
@@ -49,9 +52,9 @@ def shingles(text: str, n: int = 3) -> Shingles:
 
 
 class Fingerprint:
-    """What duplicate detection compares of one text: its word 3-shingles, its code (`code_tokens`) and that
-    code's operators. The code is read on first use, when shingles or vectors already say duplicate: reading
-    it costs ~3× the shingles, and most texts are no one's duplicate."""
+    """What duplicate detection compares of one text: its word 3-shingles, its code (`code_tokens`), that
+    code's operators and its numbers. The code and numbers are read on first use, when shingles or vectors
+    already say duplicate: reading the code costs ~3× the shingles, and most texts are no one's duplicate."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -64,6 +67,12 @@ class Fingerprint:
     @cached_property
     def operators(self) -> tuple[str, ...]:
         return tuple(t for t in self.code if not _OPERAND.match(t))
+
+    @cached_property
+    def numbers(self) -> tuple[str, ...]:
+        """Its runs of digits in order, whatever separates them: `3.11` and the Russian `3,11` are both
+        ("3", "11"), `2024-05-01` is ("2024", "05", "01")."""
+        return tuple(_DIGITS.findall(self.text))
 
 
 def containment(a: Shingles, b: Shingles) -> float:
@@ -144,8 +153,13 @@ def _same(
         config.containment is not None
         and containment(a.shingles, b.shingles) >= config.containment
         and a.code == b.code
+        and a.numbers == b.numbers
     ):
         return True
     if vectors is None or config.cross_lingual is None or langs[i] == langs[k]:
         return False
-    return float(vectors[i] @ vectors[k]) >= config.cross_lingual and a.operators == b.operators
+    return (
+        float(vectors[i] @ vectors[k]) >= config.cross_lingual
+        and a.operators == b.operators
+        and sorted(a.numbers) == sorted(b.numbers)  # a translation may reorder them (dates)
+    )

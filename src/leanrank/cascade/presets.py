@@ -1,4 +1,5 @@
-"""Named cascade configurations (`[cascade] preset = "..."`); explicit settings override their values.
+"""Named cascade configurations (`[cascade] preset = "..."`, `balanced` when none is named); explicit settings
+override their values.
 
 Every value was chosen on the tune halves of the real-course benchmark (`bench/course.py`) and of the XQuAD
 ru+en + NTREX benchmark (`bench/cascade.py`) together, with the fusion defaults of `RetrieveSettings`, and

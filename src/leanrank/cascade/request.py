@@ -182,6 +182,7 @@ class ClientCascade:
         s = settings
         self._cascade = Cascade(
             CascadeSettings(
+                preset="off",
                 adaptive=s.keep_ratio > 0,
                 keep_ratio=s.keep_ratio,
                 min_depth=min(s.min_depth, 1000),

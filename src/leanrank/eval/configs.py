@@ -17,13 +17,14 @@ from leanrank.settings import CascadeSettings, RerankSettings, RetrieveSettings,
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """One pipeline variant. `retrieve` and `cascade` start from the class defaults, not the environment."""
+    """One pipeline variant. `retrieve` and `cascade` start from the class defaults, not the environment;
+    no cascade unless one is named."""
 
     name: str
     summary: str
     retrieve: RetrieveSettings
     reranker: str = "identity"
-    cascade: CascadeSettings = field(default_factory=CascadeSettings)
+    cascade: CascadeSettings = field(default_factory=lambda: CascadeSettings(preset="off"))
     min_relevance: float | None = None
     calibration_dir: Path | None = None
     judge: bool = False

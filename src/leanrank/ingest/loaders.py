@@ -169,6 +169,14 @@ def _section(
     return Section(stripped, start + lead, heading, meta or {})
 
 
+def _without_line_end_space(text: str) -> str:
+    """`text` without the whitespace that ends its lines: it means nothing in code or plain text, and an
+    editor that adds or strips it would otherwise change every chunk it touches, each embedded again.
+    Markdown keeps it (two spaces end a line there). Linear: a regex anchored at line ends would retry
+    every start of a long run of spaces that is not at one."""
+    return "\n".join(line.rstrip() for line in text.split("\n"))
+
+
 def _one_line(exc: BaseException) -> str:
     reason = " ".join(str(exc).split()) or type(exc).__name__
     return reason[:_REASON_CHARS]
@@ -182,7 +190,8 @@ def _collapse(text: str) -> str:
 
 
 def _load_text(data: bytes, name: str) -> tuple[str, list[Section]]:
-    text = _decode(data, name)
+    """The file's text less the spaces at its lines' ends (`_without_line_end_space`): one section."""
+    text = _without_line_end_space(_decode(data, name))
     section = _section(text, 0, len(text))
     return text, [section] if section else []
 
@@ -384,7 +393,8 @@ _DEFINING = frozenset(
 
 def _code_loader(language: str) -> _Loader:
     def load(data: bytes, name: str) -> tuple[str, list[Section]]:
-        return _code_sections(_decode(data, name), get_lexer_by_name(language, startinline=True))
+        text = _without_line_end_space(_decode(data, name))
+        return _code_sections(text, get_lexer_by_name(language, startinline=True))
 
     return load
 
@@ -397,7 +407,8 @@ def _code_sections(text: str, lexer: Lexer) -> tuple[str, list[Section]]:
     The heading is the name a top-level block defines (`def`, `class`, `function`, `fn`…, by Pygments'
     tokens; `startinline` so PHP needs no `<?php`), and a comment block right before it takes that heading
     too: its words say what the definition is about. Any other unindented block clears the heading. The
-    text is the file's own, so offsets are exact.
+    text is the file's own less the spaces at its lines' ends (`_without_line_end_space`), and offsets point
+    into it.
     """
     spoken: list[tuple[int, int]] = []  # spans of comments and docstrings
     docstrings: list[int] = []  # where each docstring starts

@@ -1,11 +1,11 @@
 """Idempotent billed requests: a client resending its `X-Request-Id` gets the first answer back.
 
 The 2xx answer of a billed route is kept in the ledger's database under `key id/request id`, with a
-fingerprint of the request (path, course header, body). The same request again is answered from there
-(`x-leanrank-replayed: true`): no backend is called, nothing is billed twice. Another request under a
-used id is refused (409). Only ids the client chose are kept (a generated id never comes back). Failed
-requests are not kept, so a retry after a failure is served and billed afresh; a retry while the first
-attempt still runs is refused by the meter, which holds the id for the call's duration.
+fingerprint of the request (path, course header, cascade opt-out header, body). The same request again is
+answered from there (`x-leanrank-replayed: true`): no backend is called, nothing is billed twice. Another
+request under a used id is refused (409). Only ids the client chose are kept (a generated id never comes
+back). Failed requests are not kept, so a retry after a failure is served and billed afresh; a retry while
+the first attempt still runs is refused by the meter, which holds the id for the call's duration.
 """
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ class Idempotency:
         key = ledger_id(principal, request_id)
         body = await _read(receive)
         course = headers.get("x-leanrank-course", "")
-        parts = (scope["path"].encode(), course.encode(), _canonical(body))
+        parts = [scope["path"].encode(), course.encode(), _canonical(body)]
+        cascade = header_token(headers.get("x-leanrank-cascade", ""))
+        if cascade:  # appended only when sent: answers kept before it was fingerprinted still replay
+            parts.append(b"cascade:" + cascade.encode())
         fingerprint = hashlib.sha256(b"\0".join(parts)).hexdigest()
         kept = await asyncio.to_thread(self.ledger.find_reply, key)
         if kept is not None:
@@ -122,6 +125,11 @@ async def _replay(reply: Reply, send: Send) -> None:
     raw += [(b"content-length", str(len(reply.body)).encode()), (b"x-leanrank-replayed", b"true")]
     await send({"type": "http.response.start", "status": reply.status, "headers": raw})
     await send({"type": "http.response.body", "body": reply.body})
+
+
+def header_token(value: str) -> str:
+    """A header value that is a token (`X-Leanrank-Cascade`), as the routes compare it: ` OFF ` is `off`."""
+    return value.strip().casefold()
 
 
 def _canonical(body: bytes) -> bytes:

@@ -33,6 +33,7 @@ from leanrank.rerank.windows import WindowedReranker, WindowPolicy
 from leanrank.serve.accounting import CallContext, Charge
 from leanrank.serve.auth import Principal
 from leanrank.serve.errors import ForbiddenError, UnknownModelError
+from leanrank.serve.idempotency import header_token
 from leanrank.serve.limits import check_rerank
 from leanrank.serve.service import PrincipalDep, RequestIdDep, Service, ServiceDep, call_context
 from leanrank.serve.wire import (
@@ -61,7 +62,7 @@ router = APIRouter(tags=["rerank"], responses=errors(400, 401, 403, 404, 413, 42
 
 CascadeHeader = Annotated[
     Literal["off"] | None,
-    BeforeValidator(lambda v: v.strip().casefold() if isinstance(v, str) else v),  # header values: any case
+    BeforeValidator(lambda v: header_token(v) if isinstance(v, str) else v),  # header values: any case
     Header(
         alias="X-Leanrank-Cascade",
         description="`off`: forward every document as sent for this call (the key's cascade is skipped).",
