@@ -45,13 +45,13 @@ class QueryTooLongError(InputError):
 
 
 class UnknownCourseError(InputError):
-    """A course id with nothing indexed under it."""
+    """A course id with nothing indexed under it; the message names the indexed courses `known`, so a typo
+    shows the name meant. The service narrows `known` to what the caller's key may see before answering."""
 
-    @classmethod
-    def among(cls, course: str, known: Iterable[str]) -> UnknownCourseError:
-        """The error naming the indexed courses, so a typo shows the name meant."""
-        names = ", ".join(sorted(known)) or "none yet"
-        return cls(f"unknown course {course!r}; indexed courses: {names}")
+    def __init__(self, course: str, known: Iterable[str] = ()) -> None:
+        self.course = course
+        self.known = tuple(sorted(known))
+        super().__init__(f"unknown course {course!r}; indexed courses: {', '.join(self.known) or 'none yet'}")
 
 
 class DocumentError(InputError):

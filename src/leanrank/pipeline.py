@@ -452,7 +452,7 @@ class Pipeline:
     def check_course(self, course: str) -> None:
         """A filtered count on the hot path; the full course list only for the error message."""
         if not self.store.count(course):
-            raise UnknownCourseError.among(course, self.store.courses())
+            raise UnknownCourseError(course, self.store.courses())
 
     def heading_path(self, course: str, prefix: Sequence[str]) -> tuple[str, ...]:
         """The one heading path of `course` whose segments start with `prefix`'s, in any case:

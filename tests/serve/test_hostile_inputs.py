@@ -52,13 +52,15 @@ def test_a_period_past_the_calendar_is_422(live: LiveServer, period: str) -> Non
     assert reply.json()["error"].startswith(f"period {period!r}")
 
 
-def _multipart(filename: str) -> bytes:
-    """One `files` part named exactly `filename` (clients escape a NUL; a hostile one sends it raw)."""
-    return (
+def _multipart(*filenames: str) -> bytes:
+    """A `files` part named exactly each of `filenames` (clients escape a NUL; a hostile one sends it raw)."""
+    parts = b"".join(
         b"--b0undary\r\n"
-        b'Content-Disposition: form-data; name="files"; filename="' + filename.encode() + b'"\r\n'
-        b"Content-Type: text/markdown\r\n\r\n# T\n\ntext\n\r\n--b0undary--\r\n"
+        b'Content-Disposition: form-data; name="files"; filename="' + name.encode() + b'"\r\n'
+        b"Content-Type: text/markdown\r\n\r\n# T\n\ntext\n\r\n"
+        for name in filenames
     )
+    return parts + b"--b0undary--\r\n"
 
 
 @pytest.mark.parametrize(
@@ -76,6 +78,83 @@ def test_a_file_name_no_file_system_takes_is_422(live: LiveServer, filename: str
     error = reply.json()["error"]
     assert error.startswith("files: file name")
     assert reason in error
+
+
+RELATIVE = (
+    "give a relative path of at most 512 characters, without a leading '/' or drive, empty parts, '..' or "
+    "parts starting with '.'"
+)
+BIDI = "holds the bidirectional control character"
+
+
+@pytest.mark.parametrize(
+    ("filename", "error"),
+    [
+        ("/abs/path.md", f"files: file name '/abs/path.md': {RELATIVE}"),
+        ("//server/share/a.md", f"files: file name '//server/share/a.md': {RELATIVE}"),
+        ("week1/", f"files: file name 'week1/': {RELATIVE}"),
+        ("C:/notes/a.md", f"files: file name 'C:/notes/a.md': {RELATIVE}"),
+        ("c:a.md", f"files: file name 'c:a.md': {RELATIVE}"),
+        # Windows paths, sent raw as browsers do and escaped as httpx does: the parser cut these to 'a.md'.
+        (r"C:\notes\a.md", rf"files: file name 'C:\\notes\\a.md': {RELATIVE}"),
+        (r"C:\\notes\\a.md", rf"files: file name 'C:\\notes\\a.md': {RELATIVE}"),
+        (r"\\\\srv\\a.md", rf"files: file name '\\\\srv\\a.md': {RELATIVE}"),
+        (r"\srv\a.md", rf"files: file name '\\srv\\a.md': {RELATIVE}"),  # the root of the current drive
+        (
+            "report\u202edm.txt",
+            f"files: file name 'report\\u202edm.txt' {BIDI} U+202E, which makes a name display as another",
+        ),
+        (
+            "a\u2066b\u2069.md",
+            f"files: file name 'a\\u2066b\\u2069.md' {BIDI} U+2066, which makes a name display as another",
+        ),
+    ],
+)
+def test_an_absolute_or_misleading_file_name_is_refused_and_nothing_is_written(
+    live: LiveServer, filename: str, error: str
+) -> None:
+    """`/abs/path.md` was stored as `abs/path.md`, and python-multipart cut `C:\\notes\\a.md` to `a.md`: a
+    source the client never named, so deleting the name it sent found nothing."""
+    with live.client(ADMIN_KEY, {"content-type": "multipart/form-data; boundary=b0undary"}) as http:
+        reply = http.post("/v1/courses/names/documents", content=_multipart("ok.md", filename))
+        assert reply.status_code == 422, reply.text
+        assert (reply.json()["error"], reply.json()["error_type"]) == (error, "invalid_input")
+        assert http.get("/v1/courses/names/documents").status_code == 404  # ok.md was not ingested either
+    assert not [p for p in live.app.state.service.jobs.folder.rglob("*") if p.suffix in (".md", ".txt")]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "reason"),
+    [
+        # The parser stops at the CR inside the file name: after it comes `h`, byte 104, not LF.
+        (
+            "multipart/form-data; boundary=b0undary",
+            _multipart("cr\rhere.md"),
+            "Did not find LF character at end of header (found 104)",
+        ),
+        ("multipart/form-data", _multipart("a.md"), "Missing boundary in multipart."),
+    ],
+)
+def test_a_multipart_body_the_parser_refuses_is_422_in_the_services_shape(
+    live: LiveServer, content_type: str, body: bytes, reason: str
+) -> None:
+    """Starlette answered 400 `http_error` ("Invalid multipart data."), where a bad JSON body gets a 422."""
+    with live.client(ADMIN_KEY, {"content-type": content_type}) as http:
+        reply = http.post("/v1/courses/hostile/documents", content=body)
+    assert reply.status_code == 422, reply.text
+    error = f"body: not readable as multipart/form-data: {reason}"
+    assert reply.json() == invalid_request(error, reply.headers["x-request-id"])
+
+
+@pytest.mark.parametrize("path", ["/v2/rerank", "/v1/rerank", "/rerank", "/v1/rerank/batch", "/v1/search"])
+def test_json_nested_past_the_parsers_limit_is_422(live: LiveServer, path: str) -> None:
+    """`json.loads` raises RecursionError on deep nesting, which FastAPI answered as 400 `http_error`."""
+    deep = b'{"query": "q", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with live.client(ADMIN_KEY, {"content-type": "application/json"}) as http:
+        reply = http.post(path, content=deep)
+    assert reply.status_code == 422, reply.text
+    error = "body: JSON nested too deeply to parse"
+    assert reply.json() == invalid_request(error, reply.headers["x-request-id"])
 
 
 RERANK = {"model": "m", "query": "q", "documents": ["a", "b", "c"]}

@@ -34,9 +34,16 @@ from tests.serve.live import LiveServer
 RERANK = {"query": "борщ", "documents": ["Свёклу варят отдельно.", "Boil water."]}
 
 
+# Keys of a course not indexed yet: `physics` alone, and with `demo`.
+PHYSICS_KEY, PHYSICS_ENTRY = new_key("teacher-physics", "physics")
+DEMO_PHYSICS_KEY, DEMO_PHYSICS_ENTRY = new_key("teacher-new", "demo,physics")
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, index: Pipeline) -> Iterator[LiveServer]:
-    server = LiveServer(create_app(settings_for(tmp_path_factory.mktemp("sec")), pipeline=index))
+    keys = ServeSettings(api_keys=[*ENTRIES, PHYSICS_ENTRY, DEMO_PHYSICS_ENTRY])
+    settings = settings_for(tmp_path_factory.mktemp("sec")).model_copy(update={"serve": keys})
+    server = LiveServer(create_app(settings, pipeline=index))
     yield server
     server.close()
 
@@ -208,6 +215,57 @@ def test_a_key_of_course_a_cannot_touch_course_b(live: LiveServer, cooking_job: 
     covered = {p.replace("recipes.md", "{source:path}").replace("/demo/", "/{course}/") for p in covered}
     every = {r.path for r in protected_routes(live)}
     assert every - {"/v1/courses"} <= covered  # the listing is checked by what it shows, above
+
+
+UNKNOWN_COURSE: list[tuple[str, str, dict[str, Any]]] = [
+    ("POST", "/v1/search", {"json": {"query": "цикл for", "course": "physics"}}),
+    ("GET", "/v1/courses/physics/documents", {}),
+    ("DELETE", "/v1/courses/physics/documents/lesson.md", {}),
+    ("DELETE", "/v1/courses/physics", {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "indexed"),
+    [(PHYSICS_KEY, "none yet"), (DEMO_PHYSICS_KEY, "demo")],
+    ids=["physics", "demo,physics"],
+)
+def test_an_unknown_course_is_named_among_the_keys_own_courses_only(
+    live: LiveServer, key: str, indexed: str
+) -> None:
+    """A key of a course not indexed yet read every other tenant's course in the 404 (`indexed courses:
+    cooking, demo`), though `/v1/courses` showed it none of them."""
+    with live.client(key) as http:
+        for method, path, options in UNKNOWN_COURSE:
+            reply = http.request(method, path, **options)
+            assert (reply.status_code, reply.json()["error_type"]) == (404, "unknown_course"), (method, path)
+            assert reply.json()["error"] == f"unknown course 'physics'; indexed courses: {indexed}"
+        listed = [c["course"] for c in http.get("/v1/courses").json()["courses"]]
+    assert (", ".join(listed) or "none yet") == indexed
+
+
+def test_steering_toward_another_courses_examples_names_only_the_course_searched(live: LiveServer) -> None:
+    with live.client(ADMIN_KEY) as http:
+        hits = http.post("/v1/search", json={"query": "борщ", "course": "cooking"}).json()["hits"]
+    cooking_chunk = hits[0]["chunk_id"]
+    with live.client(DEMO_PHYSICS_KEY) as http:
+        for context, error in [
+            ({"positive_sources": ["recipes.md"]}, "source 'recipes.md' is not in course demo"),
+            ({"negative_chunks": [cooking_chunk]}, f"chunk {cooking_chunk} is not in course demo"),
+        ]:
+            reply = http.post("/v1/search", json={"query": "цикл for", "course": "demo", "context": context})
+            assert (reply.status_code, reply.json()["error"]) == (422, error)
+            assert "cooking" not in reply.text
+
+
+def test_an_admin_is_told_every_indexed_course(live: LiveServer) -> None:
+    with live.client(ADMIN_KEY) as http:
+        listed = [c["course"] for c in http.get("/v1/courses").json()["courses"]]
+        for method, path, options in UNKNOWN_COURSE:
+            reply = http.request(method, path, **options)
+            assert reply.status_code == 404, (method, path)
+            assert reply.json()["error"] == f"unknown course 'physics'; indexed courses: {', '.join(listed)}"
+    assert {"cooking", "demo"} <= set(listed)
 
 
 def test_a_key_with_several_courses_names_the_one_it_bills(live: LiveServer) -> None:

@@ -312,7 +312,7 @@ def _indexed(course: str) -> Settings:
     or removes must not open the store to find that out: opening creates it (and the data directory)."""
     settings = Settings()
     if no_index_yet(settings):
-        raise UnknownCourseError.among(course, ())
+        raise UnknownCourseError(course)
     return settings
 
 

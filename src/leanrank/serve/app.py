@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.responses import JSONResponse, Response
 
 from leanrank import __version__
@@ -23,14 +24,14 @@ from leanrank.cost.ledger import CostLedger, Ledger
 from leanrank.cost.meter import Meter
 from leanrank.cost.pricing import Pricing
 from leanrank.encode.e5 import xlmr_token_count
-from leanrank.errors import LeanrankError
+from leanrank.errors import LeanrankError, UnknownCourseError
 from leanrank.pipeline import Pipeline
 from leanrank.rerank.base import Reranker
 from leanrank.rerank.cache import with_cache
 from leanrank.rerank.catalog import reranker as reranker_by_name
 from leanrank.rerank.guard import guard
 from leanrank.serve.accounting import Accountant
-from leanrank.serve.auth import KeyRing
+from leanrank.serve.auth import KeyRing, Principal
 from leanrank.serve.batching import BatchReranker, MicroBatcher
 from leanrank.serve.errors import error_body, error_response
 from leanrank.serve.idempotency import Idempotency
@@ -155,6 +156,11 @@ def _request_id(request: Request) -> str | None:
 
 
 async def _leanrank_error(request: Request, exc: Exception) -> Response:
+    """The error in the one shape. An unknown course's message lists only the courses the caller's key may
+    see (an admin key: all): the names of other tenants' courses are theirs, in a 404 as in `/v1/courses`."""
+    if isinstance(exc, UnknownCourseError):
+        principal: Principal | None = getattr(request.state, "principal", None)
+        exc = UnknownCourseError(exc.course, principal.visible(exc.known) if principal else ())
     return error_response(exc, _request_id(request))
 
 
@@ -179,13 +185,28 @@ def _problem(error: Mapping[str, Any]) -> str:
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Routing errors (unknown path 404, wrong method 405, unparsable body 400) in the one error shape.
 
-    A body that is not UTF-8 is invalid JSON (RFC 8259), answered as malformed JSON is (422
-    `invalid_request`) with where it breaks; FastAPI's 400 for it says only that parsing failed.
+    A body that cannot be read is invalid input, answered as malformed JSON is (422 `invalid_request`), where
+    FastAPI's and Starlette's 400 says only that parsing failed: a body that is not UTF-8 (not JSON, RFC 8259)
+    with where it breaks, JSON nested past the parser's recursion limit, and a multipart body the parser
+    refuses (a bare CR in a header such as a file name, no boundary) with the parser's reason.
     """
     assert isinstance(exc, HTTPException)
-    cause = exc.__cause__
-    if isinstance(cause, UnicodeDecodeError):
-        message = f"body: not UTF-8 at byte {cause.start} ({cause.reason}); send JSON encoded as UTF-8"
+    message = _unreadable_body(exc)
+    if message is not None:
         return JSONResponse(error_body(message, "invalid_request", _request_id(request)), 422)
     body = error_body(str(exc.detail), "http_error", _request_id(request))
     return JSONResponse(body, exc.status_code, headers=exc.headers)
+
+
+def _unreadable_body(exc: HTTPException) -> str | None:
+    """What is wrong with the body behind `exc` (None: something else went wrong)."""
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return f"body: not UTF-8 at byte {cause.start} ({cause.reason}); send JSON encoded as UTF-8"
+    if isinstance(cause, RecursionError):
+        return "body: JSON nested too deeply to parse"
+    multipart = exc.__context__  # Starlette raises the HTTPException while handling its MultiPartException
+    if isinstance(multipart, MultiPartException):
+        reason = multipart.__cause__ or multipart.message  # python-multipart's own words, when it has some
+        return f"body: not readable as multipart/form-data: {reason}"
+    return None

@@ -13,6 +13,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import uuid
@@ -28,30 +29,59 @@ from leanrank.serve.errors import NotFoundError, status_of
 JobStatus = Literal["queued", "running", "done", "failed"]
 _log = logging.getLogger("leanrank.serve")
 _MAX_NAME_BYTES = 255  # NAME_MAX of Linux, macOS and Windows file systems
+_DRIVE = re.compile(r"[A-Za-z]:")  # `C:\x`, and `C:x`, relative to drive C's current folder
+# A `filename` parameter, as sent, that python-multipart's `parse_options_header` cuts to its last part:
+# one starting `C:\` or `\` (not `\"`, an escaped quote).
+_WINDOWS_PATH = re.compile(r'(?:^|;)\s*filename="?((?:[^"\\]:)?\\(?!")[^"]*)')
+# Unicode's bidirectional embeddings and overrides (U+202A-U+202E) and isolates (U+2066-U+2069).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-def source_name(filename: str | None) -> str:
-    """A multipart file name as the source id it will have: a relative POSIX path inside the upload.
+def source_name(filename: str | None, disposition: str | None = None) -> str:
+    """A multipart file name as the source id it will have: a relative POSIX path inside the upload (a `\\`
+    separator reads as `/`, as Windows clients send it).
 
-    Absolute paths, `..` and hidden parts are refused rather than rewritten: ingestion skips hidden files
-    silently, and a rewritten name would not match the source the client later deletes. Each part must
-    be a name a file system takes: UTF-8 text without NUL, at most 255 bytes.
+    Absolute paths (`/x`, `C:\\x`, `\\\\server\\share\\x`), empty parts (`a//b`, a trailing `/`), `..` and
+    hidden parts are refused rather than rewritten: ingestion skips hidden files silently, and a rewritten
+    name would not match the source the client later deletes. Each part must be a name a file system takes:
+    UTF-8 text without NUL, at most 255 bytes. Bidirectional control characters (U+202A-U+202E,
+    U+2066-U+2069) are refused too: they make a name display as another (`report<U+202E>dm.txt` shows
+    as `reporttxt.md`). Raises `InputError` (one line naming the file) for each of these.
+
+    `disposition` is the part's Content-Disposition header as sent: the multipart parser cuts a name that
+    starts like a Windows path (`C:\\`, `\\`) to its last part (a workaround for Internet Explorer 6, which
+    sent whole paths), so such a name is refused as sent, not taken as cut.
     """
-    raw = (filename or "").replace("\\", "/").strip("/")
+    cut = _WINDOWS_PATH.search(disposition or "")
+    # Unescaped as the parser unescapes a quoted value: the name as the client meant it, for the message.
+    name = cut[1].replace("\\\\", "\\") if cut else filename or ""
+    raw = name.replace("\\", "/")
     parts = raw.split("/")
-    if not raw or len(raw) > 512 or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+    if (
+        cut
+        or not raw
+        or len(raw) > 512
+        or _DRIVE.match(raw)
+        or any(p in ("", ".", "..") or p.startswith(".") for p in parts)
+    ):
         raise InputError(
-            f"files: file name {filename!r}: give a relative path of at most 512 characters without '..' "
-            "or parts starting with '.'"
+            f"files: file name {name!r}: give a relative path of at most 512 characters, without a "
+            "leading '/' or drive, empty parts, '..' or parts starting with '.'"
         )
     try:
         too_long = any(len(p.encode("utf-8")) > _MAX_NAME_BYTES for p in parts)
     except UnicodeEncodeError:
-        raise InputError(f"files: file name {filename!r} is not valid UTF-8 text") from None
+        raise InputError(f"files: file name {name!r} is not valid UTF-8 text") from None
     if too_long or "\x00" in raw:
         raise InputError(
-            f"files: file name {filename!r}: each part of the path must be at most {_MAX_NAME_BYTES} "
+            f"files: file name {name!r}: each part of the path must be at most {_MAX_NAME_BYTES} "
             "bytes of UTF-8, without NUL"
+        )
+    bidi = next((c for c in raw if c in _BIDI_CONTROLS), None)
+    if bidi is not None:
+        raise InputError(
+            f"files: file name {name!r} holds the bidirectional control character U+{ord(bidi):04X}, "
+            "which makes a name display as another"
         )
     return raw
 

@@ -140,7 +140,7 @@ async def upload(
         raise LimitExceededError(
             "max_upload_files", len(files), limits.max_upload_files, "files in the upload"
         )
-    names = [source_name(f.filename) for f in files]
+    names = [source_name(f.filename, f.headers.get("content-disposition")) for f in files]
     _check_distinct(names)
     pipeline = service.pipeline
     jobs = service.jobs
