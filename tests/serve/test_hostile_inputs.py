@@ -104,6 +104,9 @@ BIDI = "holds the bidirectional control character"
             "report\u202edm.txt",
             f"files: file name 'report\\u202edm.txt' {BIDI} U+202E, which makes a name display as another",
         ),
+        # A newline would forge a line of the ingest report; ESC starts a terminal sequence.
+        ("lf\nx.md", "files: file name 'lf\\nx.md' holds the control character U+000A"),
+        ("esc\x1b[31m.md", "files: file name 'esc\\x1b[31m.md' holds the control character U+001B"),
         (
             "a\u2066b\u2069.md",
             f"files: file name 'a\\u2066b\\u2069.md' {BIDI} U+2066, which makes a name display as another",

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import sqlite3
+import unicodedata
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -44,9 +45,10 @@ def source_name(filename: str | None, disposition: str | None = None) -> str:
     Absolute paths (`/x`, `C:\\x`, `\\\\server\\share\\x`), empty parts (`a//b`, a trailing `/`), `..` and
     hidden parts are refused rather than rewritten: ingestion skips hidden files silently, and a rewritten
     name would not match the source the client later deletes. Each part must be a name a file system takes:
-    UTF-8 text without NUL, at most 255 bytes. Bidirectional control characters (U+202A-U+202E,
-    U+2066-U+2069) are refused too: they make a name display as another (`report<U+202E>dm.txt` shows
-    as `reporttxt.md`). Raises `InputError` (one line naming the file) for each of these.
+    UTF-8 text without NUL or another control character (a newline, tab, ESC), at most 255 bytes.
+    Bidirectional control characters (U+202A-U+202E, U+2066-U+2069) are refused too: they make a name
+    display as another (`report<U+202E>dm.txt` shows as `reporttxt.md`). Raises `InputError` (one line
+    naming the file) for each of these.
 
     `disposition` is the part's Content-Disposition header as sent: the multipart parser cuts a name that
     starts like a Windows path (`C:\\`, `\\`) to its last part (a workaround for Internet Explorer 6, which
@@ -77,6 +79,9 @@ def source_name(filename: str | None, disposition: str | None = None) -> str:
             f"files: file name {name!r}: each part of the path must be at most {_MAX_NAME_BYTES} "
             "bytes of UTF-8, without NUL"
         )
+    control = next((c for c in raw if unicodedata.category(c) == "Cc"), None)
+    if control is not None:  # a newline could forge a line of the ingest report, as on disk (`check_source`)
+        raise InputError(f"files: file name {name!r} holds the control character U+{ord(control):04X}")
     bidi = next((c for c in raw if c in _BIDI_CONTROLS), None)
     if bidi is not None:
         raise InputError(
