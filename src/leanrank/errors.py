@@ -93,7 +93,13 @@ class DependencyError(LeanrankError):
 
 
 class BackendError(LeanrankError):
-    """An encoder, reranker or remote model server failed."""
+    """An encoder, reranker or remote model server failed.
+
+    `unconfirmed_usd` is what the cost meter recorded for the failed call as possibly billed anyway (US
+    dollars at its estimate, the ledger's `<stage>:unconfirmed` records); None: nothing recorded or priced.
+    """
+
+    unconfirmed_usd: float | None = None
 
 
 class StoreError(LeanrankError):

@@ -135,7 +135,8 @@ class SearchResult:
     are left out (`dropped["min_relevance"]`). `agreement` is the share of the reranked first 10 that were in
     the first stage's first 50 (None when nothing was reranked).
 
-    `judge_usage` and `judge_cost_usd` are the LLM judge's call, when one ran (`leanrank.rerank.judge`).
+    `judge_usage` and `judge_cost_usd` are the LLM judge's call, when one ran (`leanrank.rerank.judge`); the
+    cost is what the ledger recorded, a failed call's estimate (`judge:unconfirmed`) included.
     """
 
     query: str

@@ -145,3 +145,19 @@ def test_calibrate_writes_a_dated_file_that_eval_applies(
     [row] = json.loads((tmp_path / "out" / "report.json").read_text())["configs"]  # the strict run's
     assert "## What came back" in strict.stdout
     assert row["hits_per_query"] < 20  # the threshold dropped hits (20 come back without it)
+
+
+def test_calibrate_checks_its_folder_before_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--out`, or the configured folder, that cannot be written is one line before anything is encoded."""
+    beir = write_beir(tmp_path / "tiny")
+    (tmp_path / "afile").write_text("not a folder", encoding="utf-8")
+    args = ["calibrate", "-d", f"beir:{beir}", "--data-dir", str(tmp_path / "pool")]
+    given = CliRunner().invoke(app, [*args, "-o", "afile"])
+    monkeypatch.setenv("LEANRANK_RERANK__CALIBRATION_DIR", "afile/cal")
+    configured = CliRunner().invoke(app, args)
+    assert (given.exit_code, given.stderr) == (2, "error: --out afile is not a folder\n")
+    assert (configured.exit_code, configured.stderr) == (
+        2,
+        "error: the calibration folder afile/cal is under afile, which is not a folder\n",
+    )
+    assert not (tmp_path / "pool").exists()

@@ -213,8 +213,9 @@ def test_project_table_and_png(data_dir: Path, tmp_path: Path) -> None:
         (
             ("costs", "project", "--png", "/nonexistent/dir/p.png"),
             2,
-            "error: cannot write the chart to /nonexistent",
+            "error: --png /nonexistent/dir/p.png: there is no folder /nonexistent/dir",
         ),
+        (("costs", "report", "--png", "."), 2, "error: --png . is a folder, not a file"),
         (
             ("costs", "project", "--from-ledger", "--period", "2026-10"),
             2,

@@ -575,11 +575,13 @@ async def test_a_possibly_billed_call_is_projected_at_the_tokens_of_its_estimate
 async def test_a_timeout_is_recorded_as_maybe_billed_and_a_503_is_not(ledger: Ledger) -> None:
     m = meter(ledger)
     timed_out = FakeReranker("cohere:rerank-v3.5", cohere_usage, fails=RerankTimeoutError("timed out"))
-    with pytest.raises(RerankTimeoutError):
+    with pytest.raises(RerankTimeoutError) as maybe_billed:
         await m.rerank(timed_out, "q", DOCS, request_id="t1", course="py")
+    assert maybe_billed.value.unconfirmed_usd == pytest.approx(0.004)  # the record's 2 units, on the error
     refused = FakeReranker("cohere:rerank-v3.5", cohere_usage, fails=RerankServerError("HTTP 503", 503))
-    with pytest.raises(RerankServerError):
+    with pytest.raises(RerankServerError) as not_billed:
         await m.rerank(refused, "q", DOCS, request_id="t2", course="py")
+    assert not_billed.value.unconfirmed_usd is None
     [total] = ledger.totals("backend", NOVEMBER)
     assert (total.calls, total.requests, total.cost_usd) == (1, 1, pytest.approx(0.004))
     assert m.failing() == "cohere:rerank-v3.5"  # readiness sees the backend failing

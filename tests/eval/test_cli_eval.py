@@ -100,3 +100,49 @@ def test_the_default_prices_are_rerank_models_only(tmp_path: Path) -> None:
     assert "voyage:rerank-2.5-lite" in keys
     assert not [k for k in keys if k.startswith("chat:")]
     assert [m.key for m in priced_models(settings, ["chat:gpt-4o-mini"])] == ["chat:gpt-4o-mini"]
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        (["-o", "afile"], "error: --out afile is not a folder"),
+        (["-o", "afile/report"], "error: --out afile/report is under afile, which is not a folder"),
+        (["-o", "out", "--data-dir", "afile"], "error: --data-dir afile is not a folder"),
+        pytest.param(
+            ["-o", "/proc/leanrank/report"],
+            "error: --out /proc/leanrank/report: cannot write into /proc (",
+            marks=pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc"),
+        ),
+    ],
+)
+def test_an_output_it_cannot_write_is_refused_before_the_run(
+    tmp_path: Path, where: list[str], message: str
+) -> None:
+    """Checked first, so a run of hours does not end in a traceback: one line, status 2, nothing made."""
+    beir = write_beir(tmp_path / "tiny")
+    (tmp_path / "afile").write_text("not a folder", encoding="utf-8")
+    pool = [] if "--data-dir" in where else ["--data-dir", "pool"]
+    result = CliRunner().invoke(app, ["eval", "-d", f"beir:{beir}", *where, *pool])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "tiny"]  # no pool encoded, no report
+
+
+def test_a_report_it_cannot_write_after_the_run_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
+    """`out/runs` is a file: checked writable up front, the folder still cannot take the runs. The files
+    are written beside it and moved in only once all are whole, so nothing of the report lands."""
+    beir = write_beir(tmp_path / "tiny")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "runs").write_text("mine", encoding="utf-8")
+    args = ["eval", "-d", f"beir:{beir}", "-o", str(out), "-c", "naive", "--limit", "1"]
+    result = CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path / "pool")])
+    assert result.exit_code == 2
+    assert f"error: cannot write the report to {out}: File exists ({out}/runs)" in " ".join(
+        result.stderr.split()
+    )
+    assert "Traceback" not in result.output
+    assert [p.name for p in out.iterdir()] == ["runs"]
+    assert (out / "runs").read_text(encoding="utf-8") == "mine"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no staging folder left

@@ -75,7 +75,7 @@ def test_beir_loads_documents_queries_and_judgements(beir_dir: Path) -> None:
         (
             "corpus.jsonl",
             '{"_id": "a", "text": "ok"}\n{"_id": "b"}\n',
-            'corpus.jsonl:2: expected a non-empty "text"',
+            'corpus.jsonl:2: "text" must be a non-empty string or integer',
         ),
         ("queries.jsonl", '["a list"]\n', "queries.jsonl:1: expected a JSON object"),
         ("qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\texc-ru\tone\n", "test.tsv:2: expected query-id"),
@@ -130,11 +130,90 @@ def test_own_course_folder_with_queries_and_relevant_ids(tmp_path: Path) -> None
     data = load_dataset(f"own:{course}@{queries}", count_tokens=words)
     assert [d.doc_id for d in data.docs] == ["loops.md#0"]
     assert data.qrels == {"1": {"loops.md#0": 1}}  # query 2 is unlabelled: silver mode scores it
-    assert len(data.notes) == 1
+    assert len(data.notes) == 2
     assert "photo.png" in data.notes[0]
+    assert data.notes[1] == (
+        "1 question(s) with no gold_files + answer or relevant ids, scored only against a --silver "
+        "reference: 2"
+    )
     write_jsonl(queries, [{"id": "1", "query": "x"}, {"id": "2", "query": "y", "relevant": ["loops.md#7"]}])
     with pytest.raises(DatasetError, match=r"q\.jsonl:2: unknown doc id 'loops\.md#7'"):
         load_dataset(f"own:{course}@{queries}", count_tokens=words)
+
+
+def own_course(tmp_path: Path) -> Path:
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "loops.md").write_text("# Loops\n\nA for loop repeats code.\n", encoding="utf-8")
+    (course / "dicts.md").write_text("# Dicts\n\nA dict maps keys to values.\n", encoding="utf-8")
+    return course
+
+
+def test_own_questions_judged_by_gold_file_and_answer(tmp_path: Path) -> None:
+    course = own_course(tmp_path)
+    rows = [
+        {"id": "a", "query": "What repeats code?", "gold_files": ["loops.md"], "answer": "FOR  loop"},
+        {"id": "b", "query": "Что хранит словарь?", "gold_files": ["dicts.md"], "answer": ["maps keys"]}
+        | {"lang": "ru", "cross_lingual": True},
+        {"id": "c", "query": "Where is the exam?", "gold_files": ["dicts.md"], "answer": "exam room"},
+    ]
+    queries = write_jsonl(tmp_path / "q.jsonl", rows)
+    data = load_dataset(f"own:{course}@{queries}", count_tokens=words, max_query_chars=19)
+    assert data.qrels == {"a": {"loops.md#0": 1}, "b": {"dicts.md#0": 1}}
+    assert [(q.qid, q.lang, q.group) for q in data.queries] == [
+        ("a", "en", "en"),
+        ("b", "ru", "cross-lingual"),
+        ("c", "en", "en"),
+    ]
+    assert data.notes == ("1 question(s) left unjudged, no chunk holds their answer whole: c",)
+
+
+GOOD = {"id": "q1", "query": "What repeats code?", "gold_files": ["loops.md"], "answer": "for loop"}
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            [GOOD, {"id": "q2", "query": "Loops?", "gold_file": ["loops.md"], "answer": "for"}],
+            'q.jsonl:2: unknown key "gold_file"; a question has id, query, lang, cross_lingual and '
+            "gold_files \\+ answer or relevant",
+        ),
+        (
+            [{"id": "q2", "query": "Loops?", "answer": "for"}],
+            'q.jsonl:1: "gold_files" must be a non-empty list',
+        ),
+        ([GOOD | {"cross_lingual": "yes"}], 'q.jsonl:1: "cross_lingual" must be true or false'),
+        ([GOOD | {"id": True}], 'q.jsonl:1: "id" must be a non-empty string$'),
+        ([GOOD | {"id": 1}], 'q.jsonl:1: "id" must be a non-empty string$'),
+        ([GOOD | {"query": "\u200b "}], 'q.jsonl:1: "query" must be a non-empty string$'),
+        ([GOOD, GOOD | {"id": "q2"}, GOOD], "q.jsonl:3: id 'q1' is already used on .*q.jsonl:1$"),
+        (
+            [GOOD | {"relevant": ["loops.md#0"]}],
+            'q.jsonl:1: judge by "gold_files" \\+ "answer" or by "relevant", not both',
+        ),
+        (
+            [GOOD | {"query": "x" * 21}],
+            "q.jsonl:1: the query has 21 characters, the limit is 20 \\(LEANRANK_MAX_QUERY_CHARS\\)",
+        ),
+    ],
+)
+def test_own_questions_refuse_what_would_be_dropped_or_misread(
+    tmp_path: Path, rows: list[dict[str, object]], message: str
+) -> None:
+    """A misspelt key would leave its question unjudged without a word; a string `cross_lingual` would
+    read as false; an id `true` would be written to runs as `True`: each is the file's line, refused."""
+    queries = write_jsonl(tmp_path / "q.jsonl", rows)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(f"own:{own_course(tmp_path)}@{queries}", count_tokens=words, max_query_chars=20)
+
+
+def test_a_lone_surrogate_escape_is_refused_at_its_line(tmp_path: Path) -> None:
+    queries = tmp_path / "q.jsonl"
+    line = '{"id": "q1", "query": "for \\ud800 loop", "gold_files": ["loops.md"], "answer": "for"}'
+    queries.write_text(json.dumps(GOOD) + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"q\.jsonl:2: a lone UTF-16 surrogate escape is not text"):
+        load_dataset(f"own:{own_course(tmp_path)}@{queries}", count_tokens=words)
 
 
 def test_distractors_join_every_course(tmp_path: Path) -> None:
@@ -155,6 +234,14 @@ def test_dataset_refuses_inconsistent_judgements() -> None:
         Dataset("x", (Doc("a b", "alpha", "c", "a.md", "en"),), ())
     with pytest.raises(DatasetError, match="no docs"):
         Dataset("x", (doc,), (Query("q", "alpha?", "en", "other"),))
+    with pytest.raises(DatasetError, match=r"^x: query id 'q' is repeated$"):
+        Dataset(
+            "x",
+            (doc,),
+            (Query("p", "a?", "en", "c"), Query("q", "a?", "en", "c"), Query("q", "b", "en", "c")),
+        )
+    with pytest.raises(DatasetError, match=r"^x: document id 'a' is repeated$"):
+        Dataset("x", (doc, doc), ())
 
 
 # --- the real XQuAD copy --------------------------------------------------------------------------------

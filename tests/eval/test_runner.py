@@ -135,6 +135,17 @@ def test_report_files(result: EvalResult, tmp_path: Path) -> None:
     assert "![cost vs quality](cost_quality.png)" in md
 
 
+def test_a_report_that_cannot_land_whole_leaves_the_folder_as_it_was(
+    result: EvalResult, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    (out / "report.md").mkdir(parents=True)  # the last file to move in: the runs before it must not
+    with pytest.raises(IsADirectoryError):
+        write_report(summarise(result), result, out)
+    assert [p.name for p in out.iterdir()] == ["report.md"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # the staging folder is gone
+
+
 def test_a_second_run_reuses_the_encoded_pool(
     result: EvalResult, tiny: Dataset, data_dir: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
 ) -> None:

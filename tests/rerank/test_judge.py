@@ -251,6 +251,27 @@ def test_a_failing_judge_keeps_the_reranker_order(
     assert "HTTP 500" in judged.failed[0]
 
 
+@pytest.mark.parametrize("content", ["Maybe, it depends", ""])
+def test_an_unusable_verdict_reports_the_cost_the_ledger_recorded(
+    indexed: Path, e5: E5SmallEncoder, bm25: Bm25Encoder, chat: FakeChat, tmp_path: Path, content: str
+) -> None:
+    """The provider answered, so it may bill: the result carries the `judge:unconfirmed` estimate."""
+    answer = {
+        "choices": [{"message": {"content": content}}],
+        "usage": {"prompt_tokens": 90, "completion_tokens": 1},
+    }
+    chat.script(*[Fault(200, answer)] * 3)
+    settings = settings_for(indexed, chat, tmp_path, top_n=3)
+    with Pipeline(settings, dense=e5, sparse=bm25) as pipe:
+        judged = pipe.search(QUESTION, "py", k=5, judge=True)
+    assert "judge skipped" in judged.failed[0]
+    assert judged.judge_usage is None
+    rows = [r for r in ledger_rows(tmp_path) if r[0].startswith("judge")]
+    assert [(r[0], r[1], r[3]) for r in rows] == [("judge:unconfirmed", f"chat:{CHAT_MODEL}", 3)]
+    assert rows[0][4] > 0
+    assert judged.judge_cost_usd == pytest.approx(rows[0][4])
+
+
 def test_a_hard_cap_skips_the_judge_without_calling_it(
     indexed: Path, e5: E5SmallEncoder, bm25: Bm25Encoder, chat: FakeChat, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ from rich.table import Table
 from leanrank.cli.console import err, out
 from leanrank.cli.errors import cli_errors
 from leanrank.cli.eval import DATASET_HELP, DataDirOption, DataRootOption, DistractorsOption, harness
+from leanrank.cli.outputs import check_folder, writing
 from leanrank.eval.datasets import DEFAULT_DATA_ROOT
 from leanrank.rerank.calibration import CALIBRATION_DIR
 from leanrank.settings import Settings
@@ -48,6 +49,8 @@ def calibrate_command(
 
     with cli_errors():
         settings = Settings()
+        folder = out_dir or settings.rerank.calibration_dir or settings.data_dir / CALIBRATION_DIR
+        check_folder(folder, "--out" if out_dir else "the calibration folder")  # before the run
         name = backend or settings.rerank.backend
         config = EvalConfig(
             "calibrate", f"{name} over the configured pipeline", settings.retrieve, name, settings.cascade
@@ -64,8 +67,8 @@ def calibrate_command(
         )
         run = result.runs[0]
         cal = calibrate_run(run, result.dataset, method)
-        folder = out_dir or settings.rerank.calibration_dir or settings.data_dir / CALIBRATION_DIR
-        path = cal.write(folder)
+        with writing("the calibration", folder):
+            path = cal.write(folder)
         _, scores, labels = judged_pairs(run, result.dataset)
         trades = trade_off(cal, scores, labels)
     if as_json:

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from leanrank.cli.console import err, out, styled, typer_app
 from leanrank.cli.errors import cli_errors
+from leanrank.cli.outputs import check_file, writing
 from leanrank.cost.ledger import GroupBy, Ledger, Total
 from leanrank.cost.period import Period
 from leanrank.cost.pricing import GpuPrice, ModelPrice, Pricing
@@ -38,12 +39,15 @@ DEFAULT_QUERY_TOKENS = 20.0
 
 
 def _chart(draw: Callable[[Path], None], path: Path) -> None:
-    """Draw into `path`; a missing `plots` extra or an unwritable path is one line, not a traceback."""
-    with cli_errors():
+    """Draw into `path` (checked by `check_file` before the work) through a temporary file beside it, so a
+    failed write leaves no half a PNG; a missing `plots` extra or a failed write is one line."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with cli_errors(), writing("the chart", path):
         try:
-            draw(path)
-        except OSError as exc:
-            raise InputError(f"cannot write the chart to {path}: {exc.strerror or exc}") from None
+            draw(tmp)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
     err.print(f"chart written to {path}")
 
 
@@ -131,6 +135,8 @@ def report_command(
     is what the gateway's cascade saved (the cost had every received document been sent, less the cost).
     """
     with cli_errors():
+        if png is not None:
+            check_file(png, "--png")
         chosen = _period(period)
         settings = Settings()
         if Ledger.missing(settings):  # nothing recorded; a report must not create the ledger
@@ -383,6 +389,8 @@ def project_command(
 ) -> None:
     """Monthly cost of a rerank volume at every priced API, and the volume above which a GPU is cheaper."""
     with cli_errors():
+        if png is not None:
+            check_file(png, "--png")
         settings = Settings()
         base, origin = _base_volume(settings, from_ledger, period)
         volume = replace(

@@ -18,6 +18,7 @@ import typer
 
 from leanrank.cli.console import Steps, err
 from leanrank.cli.errors import cli_errors
+from leanrank.cli.outputs import check_folder, writing
 from leanrank.errors import ConfigError
 from leanrank.eval.configs import PRESETS
 from leanrank.eval.datasets import DEFAULT_DATA_ROOT
@@ -116,6 +117,7 @@ def eval_command(
 ) -> None:
     """Compare pipeline configurations: quality (ranx), candidate recall, rerank tokens, $ and latency."""
     with cli_errors():
+        check_folder(out_dir, "--out")  # before the run: it may take hours
         settings = Settings()
         cascade = {
             k: v for k, v in (("mmr_lambda", mmr_lambda), ("min_similarity", min_similarity)) if v is not None
@@ -173,7 +175,8 @@ def _run(
         distractors=distractors,
     )
     report = summarise(result, prices)
-    written = write_report(report, result, out_dir, prices)
+    with writing("the report", out_dir):
+        written = write_report(report, result, out_dir, prices)
     sys.stdout.write(markdown(report))
     err.print(f"wrote {len(written)} files under {out_dir}")
 
@@ -193,6 +196,8 @@ def harness(
     the pool is encoded with the settings' `encoder` and `sparse` kind (LEANRANK_ENCODER, LEANRANK_SPARSE).
 
     Shared by `leanrank eval` and `leanrank calibrate`."""
+    if data_dir is not None:
+        check_folder(data_dir, "--data-dir")
     from leanrank.encode.catalog import dense_encoder, sparse_encoder
     from leanrank.encode.e5 import E5SmallEncoder, xlmr_token_count
     from leanrank.eval.datasets import add_distractors, load_dataset
@@ -207,7 +212,13 @@ def harness(
     chunker = ChunkerConfig(
         max_tokens=ing.max_tokens, overlap_sentences=ing.overlap_sentences, min_tokens=ing.min_tokens
     )
-    data = load_dataset(spec, count_tokens=dense.token_count, chunker=chunker, data_root=data_root)
+    data = load_dataset(
+        spec,
+        count_tokens=dense.token_count,
+        chunker=chunker,
+        data_root=data_root,
+        max_query_chars=settings.max_query_chars,
+    )
     if distractors:
         data = add_distractors(data, distractors, count_tokens=dense.token_count, chunker=chunker)
     if limit:

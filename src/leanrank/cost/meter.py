@@ -209,7 +209,8 @@ class Meter:
         Raises `BudgetExceededError` when the cap is hard, `reranker` is paid and no free fallback is given,
         `RequestConflictError` when `(request_id, stage)` is running or billed, `LedgerError` when the
         ledger cannot be written, `BadResponseError` for scores or usage that are not finite numbers,
-        `RerankTimeoutError` when the call is not over within the deadline.
+        `RerankTimeoutError` when the call is not over within the deadline; a `BackendError` carries what
+        the ledger recorded for the call as possibly billed in `unconfirmed_usd`.
         """
         paid = self.is_paid(reranker.name)
         now = self._clock()
@@ -241,7 +242,10 @@ class Meter:
             if isinstance(exc, BackendError):
                 self._failed = (chosen.name, time.monotonic())
             links = _billable(exc, chosen.name, answer, billable)
-            await self._release(hold, links, exc, len(documents), sent)
+            written = await self._release(hold, links, exc, len(documents), sent)
+            if isinstance(exc, BackendError):
+                costs = [r.cost_usd for r in written if r.cost_usd is not None]
+                exc.unconfirmed_usd = sum(costs) if costs else None
             raise
         self._failed = None
         served_by = response.served_by or chosen.name
@@ -282,24 +286,25 @@ class Meter:
 
     async def _release(
         self, hold: Hold, links: Sequence[str], exc: BaseException, documents: int, sent: _Sent
-    ) -> None:
+    ) -> list[LedgerRecord]:
         """Drop the hold of a failed call of `documents` documents, recording the calls to `links` its
-        provider may have billed anyway (at the estimate of what was `sent`).
+        provider may have billed anyway (at the estimate of what was `sent`); returns the records written.
 
         A cancelled request releases at once, on the event loop: its task cannot await any more. A
         ledger that fails here is logged: the call's own error is what the caller must see.
         """
         try:
             if isinstance(exc, asyncio.CancelledError):
-                self._drop(hold, links, documents, sent)
-            else:
-                await asyncio.to_thread(self._drop, hold, links, documents, sent)
+                return self._drop(hold, links, documents, sent)
+            return await asyncio.to_thread(self._drop, hold, links, documents, sent)
         except LedgerError as failure:
             _log.error("could not release hold %s: %s", hold, failure)
+            return []
 
-    def _drop(self, hold: Hold, links: Sequence[str], documents: int, sent: _Sent) -> None:
+    def _drop(self, hold: Hold, links: Sequence[str], documents: int, sent: _Sent) -> list[LedgerRecord]:
         written = self._ledger.release(hold, self._unconfirmed(hold, links, documents, sent))
         self._observe(self._on_unconfirmed, written)
+        return written
 
     @staticmethod
     def _observe(

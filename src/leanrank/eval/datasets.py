@@ -13,7 +13,8 @@ SPEC grammar, parsed in `parse_spec` only:
                                       chunk ids {"id", "query", "relevant"} or, needing no ids, by
                                       {"id", "query", "lang"?, "cross_lingual"?, "gold_files", "answer"}:
                                       a chunk is relevant when it comes from a gold file and contains the
-                                      answer phrase (a list: any of them), case- and space-insensitively
+                                      answer phrase (a list: any of them), case- and space-insensitively;
+                                      any other key is refused (a misspelt one would unjudge the question)
 
 Splits are by article (a SQuAD context group): the first half of the articles in file order is `tune`, the
 rest `test` - the split `bench/retrieval.py` tuned the fusion settings on, so `:test` numbers are measured
@@ -26,7 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -36,6 +38,7 @@ from leanrank.ingest.chunker import ChunkerConfig, chunk_source
 from leanrank.ingest.files import discover, source_id
 from leanrank.ingest.lang import detect_lang
 from leanrank.ingest.loaders import parse_file, read_file
+from leanrank.rerank.base import is_blank
 from leanrank.types import Chunk, Lang, Section, SourceText
 
 Split = Literal["tune", "test"]
@@ -120,13 +123,17 @@ class Dataset:
     def __post_init__(self) -> None:
         doc_ids = {d.doc_id for d in self.docs}
         if len(doc_ids) != len(self.docs):
-            raise DatasetError(f"{self.name}: duplicate document ids")
+            raise DatasetError(
+                f"{self.name}: document id {_repeated(d.doc_id for d in self.docs)!r} is repeated"
+            )
         qids = {q.qid for q in self.queries}
         bad = next((i for i in doc_ids | qids if not i or _UNSAFE_ID.search(i)), None)
         if bad is not None:
             raise DatasetError(f"{self.name}: id {bad!r} is empty or has whitespace (runs are saved as TREC)")
         if len(qids) != len(self.queries):
-            raise DatasetError(f"{self.name}: duplicate query ids")
+            raise DatasetError(
+                f"{self.name}: query id {_repeated(q.qid for q in self.queries)!r} is repeated"
+            )
         courses = {d.course for d in self.docs}
         for q in self.queries:
             if q.course not in courses:
@@ -208,8 +215,12 @@ def load_dataset(
     count_tokens: TokenCount,
     chunker: ChunkerConfig | None = None,
     data_root: Path = DEFAULT_DATA_ROOT,
+    max_query_chars: int | None = None,
 ) -> Dataset:
-    """Load a SPEC; chunked formats go through leanrank's chunker with `count_tokens` as its budget."""
+    """Load a SPEC; chunked formats go through leanrank's chunker with `count_tokens` as its budget.
+
+    `max_query_chars` (the search limit, `Settings.max_query_chars`) refuses a longer own question at its
+    line, before any pool is encoded."""
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
     chunking = Chunking(count_tokens, chunker or ChunkerConfig())
     if parsed.kind == "xquad":
@@ -219,7 +230,7 @@ def load_dataset(
     elif parsed.kind == "beir":
         data = beir(Path(parsed.target))
     else:
-        data = own(Path(parsed.target), Path(parsed.queries), chunking)
+        data = own(Path(parsed.target), Path(parsed.queries), chunking, max_query_chars=max_query_chars)
     return data.split(parsed.split) if parsed.split else data
 
 
@@ -394,7 +405,7 @@ def beir(folder: Path) -> Dataset:
     course = _course_id(f"beir-{folder.resolve().name}")
     docs = []
     for where, obj in _jsonl(folder / "corpus.jsonl"):
-        doc_id, text = _field(obj, "_id", where), _field(obj, "text", where)
+        doc_id, text = _field(obj, "_id", where, integers=True), _field(obj, "text", where, integers=True)
         title = obj.get("title")
         body = f"{title}\n{text}" if isinstance(title, str) and title.strip() else text
         if not body.strip():
@@ -402,7 +413,10 @@ def beir(folder: Path) -> Dataset:
         docs.append(Doc(doc_id, body, course, doc_id, detect_lang(body)))
     known = {d.doc_id for d in docs}
     queries_file = folder / "queries.jsonl"
-    texts = {_field(obj, "_id", where): _field(obj, "text", where) for where, obj in _jsonl(queries_file)}
+    texts = {
+        _field(obj, "_id", where, integers=True): _field(obj, "text", where, integers=True)
+        for where, obj in _jsonl(queries_file)
+    }
     qrels: dict[str, dict[str, int]] = {}
     path = folder / "qrels" / "test.tsv"
     for n, line in enumerate(_text(path).splitlines(), 1):
@@ -425,13 +439,20 @@ def beir(folder: Path) -> Dataset:
 # --- a course folder with the user's own queries ---------------------------------------------------------
 
 
-def own(folder: Path, queries_file: Path, chunking: Chunking) -> Dataset:
+def own(
+    folder: Path, queries_file: Path, chunking: Chunking, *, max_query_chars: int | None = None
+) -> Dataset:
     """Course files chunked as `leanrank ingest` would, doc ids `SOURCE#INDEX`, and the user's questions.
 
     A question names its relevant chunk ids (`relevant`), or its `gold_files` and `answer` phrase(s), which
     need no ids and survive re-chunking. Files no loader can read are skipped and listed in `notes`, as
     ingestion skips and reports them; so are questions whose answer no chunk holds whole (a chunk boundary
-    cut the phrase), which are left unjudged rather than counted as misses of the retrieval.
+    cut the phrase), which are left unjudged rather than counted as misses of the retrieval, and questions
+    with no judgement at all (only a `--silver` reference scores them).
+
+    Raises DatasetError naming `file:line` for a key outside `OWN_KEYS`, an id that is not a string or is
+    used twice, a query over `max_query_chars`, a `cross_lingual` that is not a boolean, or a judgement
+    that cannot be used.
     """
     course = "own"
     docs: list[Doc] = []
@@ -456,40 +477,81 @@ def own(folder: Path, queries_file: Path, chunking: Chunking) -> Dataset:
     queries: list[Query] = []
     qrels: dict[str, dict[str, int]] = {}
     unanswered: list[str] = []
+    unjudged: list[str] = []
+    first: dict[str, str] = {}
     for where, obj in _jsonl(queries_file):
-        qid = _field(obj, "id", where)
-        query = _query(qid, _field(obj, "query", where), course)
-        lang = obj.get("lang", query.lang)
-        if lang not in ("ru", "en", "mixed"):
-            raise DatasetError(f'{where}: "lang" must be ru, en or mixed')
-        group = "cross-lingual" if obj.get("cross_lingual") is True else lang
-        split: Split = "tune" if int(_stable_hash(qid)[:8], 16) / 16**8 < OWN_TUNE_SHARE else "test"
-        queries.append(replace(query, lang=lang, group=group, split=split))
-        if "gold_files" in obj:
-            relevant = _answer_docs(obj, where, by_source)
-            if not relevant:
-                unanswered.append(qid)
+        query = _own_question(obj, where, course, max_query_chars)
+        if query.qid in first:
+            raise DatasetError(f"{where}: id {query.qid!r} is already used on {first[query.qid]}")
+        first[query.qid] = where
+        queries.append(query)
+        relevant = _own_judgement(obj, where, by_source, known)
+        if relevant is None:
+            unjudged.append(query.qid)
+        elif not relevant:
+            unanswered.append(query.qid)
         else:
-            relevant = obj.get("relevant", [])
-            if not isinstance(relevant, list) or not all(isinstance(r, str) for r in relevant):
-                raise DatasetError(f'{where}: "relevant" must be a list of doc ids (SOURCE#INDEX)')
-            unknown = [r for r in relevant if r not in known]
-            if unknown:
-                raise DatasetError(
-                    f"{where}: unknown doc id {unknown[0]!r}; ids are SOURCE#INDEX, e.g. lesson1.md#0"
-                )
-        if relevant:
-            qrels[qid] = dict.fromkeys(relevant, 1)
+            qrels[query.qid] = dict.fromkeys(relevant, 1)
     if unanswered:
         notes.append(
             f"{len(unanswered)} question(s) left unjudged, no chunk holds their answer whole: "
             + ", ".join(unanswered)
+        )
+    if unjudged:
+        notes.append(
+            f"{len(unjudged)} question(s) with no gold_files + answer or relevant ids, scored only against a "
+            "--silver reference: " + ", ".join(unjudged)
         )
     return Dataset(f"own:{folder}@{queries_file}", tuple(docs), tuple(queries), qrels, notes=tuple(notes))
 
 
 # Share of own questions in the tune split (by a hash of the id): the rest report held-out numbers.
 OWN_TUNE_SHARE = 0.5
+OWN_KEYS = frozenset({"id", "query", "lang", "cross_lingual", "gold_files", "answer", "relevant"})
+
+
+def _own_question(obj: Mapping[str, Any], where: str, course: str, max_query_chars: int | None) -> Query:
+    """One line of own questions as a query; its judgement is `_own_judgement`'s."""
+    unknown = sorted(set(obj) - OWN_KEYS)
+    if unknown:
+        raise DatasetError(
+            f'{where}: unknown key "{unknown[0]}"; a question has id, query, lang, cross_lingual and '
+            "gold_files + answer or relevant"
+        )
+    qid = _field(obj, "id", where)
+    query = _query(qid, _field(obj, "query", where), course)
+    if max_query_chars is not None and len(query.text) > max_query_chars:
+        raise DatasetError(
+            f"{where}: the query has {len(query.text)} characters, the limit is {max_query_chars} "
+            "(LEANRANK_MAX_QUERY_CHARS)"
+        )
+    lang = obj.get("lang", query.lang)
+    if lang not in ("ru", "en", "mixed"):
+        raise DatasetError(f'{where}: "lang" must be ru, en or mixed')
+    cross_lingual = obj.get("cross_lingual", False)
+    if not isinstance(cross_lingual, bool):
+        raise DatasetError(f'{where}: "cross_lingual" must be true or false')
+    group = "cross-lingual" if cross_lingual else lang
+    split: Split = "tune" if int(_stable_hash(qid)[:8], 16) / 16**8 < OWN_TUNE_SHARE else "test"
+    return replace(query, lang=lang, group=group, split=split)
+
+
+def _own_judgement(
+    obj: Mapping[str, Any], where: str, by_source: Mapping[str, Sequence[Doc]], known: set[str]
+) -> list[str] | None:
+    """The relevant doc ids of one own question (empty: no chunk holds its answer whole); None when it
+    has no judgement (neither `gold_files` + `answer` nor a non-empty `relevant`)."""
+    if "relevant" in obj and ("gold_files" in obj or "answer" in obj):
+        raise DatasetError(f'{where}: judge by "gold_files" + "answer" or by "relevant", not both')
+    if "gold_files" in obj or "answer" in obj:
+        return _answer_docs(obj, where, by_source)
+    relevant = obj.get("relevant", [])
+    if not isinstance(relevant, list) or not all(isinstance(r, str) for r in relevant):
+        raise DatasetError(f'{where}: "relevant" must be a list of doc ids (SOURCE#INDEX)')
+    unknown = [r for r in relevant if r not in known]
+    if unknown:
+        raise DatasetError(f"{where}: unknown doc id {unknown[0]!r}; ids are SOURCE#INDEX, e.g. lesson1.md#0")
+    return relevant or None
 
 
 def _answer_docs(obj: Mapping[str, Any], where: str, by_source: Mapping[str, Sequence[Doc]]) -> list[str]:
@@ -529,7 +591,8 @@ def _json(path: Path) -> Any:
 
 
 def _jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(`path:line`, object) for each non-blank line; a line that is not a JSON object is an error."""
+    """(`path:line`, object) for each non-blank line; a line that is not a JSON object is an error, and so
+    is one whose escapes make a lone UTF-16 surrogate (`"\\ud800"`), which no encoder or writer takes."""
     for n, line in enumerate(_text(path).splitlines(), 1):
         if not line.strip():
             continue
@@ -539,14 +602,27 @@ def _jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             raise DatasetError(f"{path}:{n}: not valid JSON") from None
         if not isinstance(obj, dict):
             raise DatasetError(f"{path}:{n}: expected a JSON object")
+        if "\\u" in line:  # only an escape can make a surrogate: the file itself decoded as UTF-8
+            try:
+                json.dumps(obj, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise DatasetError(f"{path}:{n}: a lone UTF-16 surrogate escape is not text") from None
         yield f"{path}:{n}", obj
 
 
-def _field(obj: Mapping[str, Any], key: str, where: str) -> str:
+def _field(obj: Mapping[str, Any], key: str, where: str, *, integers: bool = False) -> str:
+    """A non-blank string field; with `integers`, a JSON integer as its decimal text (never a boolean)."""
     value = obj.get(key)
-    if not isinstance(value, str | int) or not str(value).strip():
-        raise DatasetError(f'{where}: expected a non-empty "{key}"')
+    number = integers and isinstance(value, int) and not isinstance(value, bool)
+    if not (isinstance(value, str) or number) or is_blank(str(value)):
+        kind = "string or integer" if integers else "string"
+        raise DatasetError(f'{where}: "{key}" must be a non-empty {kind}')
     return str(value)
+
+
+def _repeated(ids: Iterable[str]) -> str:
+    """The first of `ids` that occurs twice; the caller knows one does."""
+    return next(i for i, n in Counter(ids).items() if n > 1)
 
 
 def _query(qid: str, text: str, course: str) -> Query:

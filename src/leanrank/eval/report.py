@@ -7,8 +7,12 @@ ranx, pyserini) can re-score them without leanrank.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -235,9 +239,33 @@ def _points(configs: Sequence[ConfigSummary], prices: Sequence[PricedModel]) -> 
 def write_report(
     report: EvalReport, result: EvalResult, out: Path, prices: Sequence[PricedModel] = ()
 ) -> list[Path]:
-    """report.md, report.json, runs/*.trec (+ qrels.trec when judged) and the chart; returns the paths."""
+    """report.md, report.json, runs/*.trec (+ qrels.trec when judged) and the chart under `out` (made when
+    missing); returns the paths.
+
+    The files are written into a staging folder beside `out` and moved in once all are whole, so an
+    OSError (raised as is) leaves `out` as it was: no report half-written, or half of one and half of an
+    older one."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name or 'report'}-", dir=out.parent))
+    try:
+        names = [p.relative_to(staging) for p in _write_files(report, result, staging, prices)]
+        taken = next((out / n for n in names if (out / n).is_dir()), None)
+        if taken is not None:  # every place is made sure of before the first file moves in
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(taken))
+        for name in names:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (staging / name).replace(out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / name for name in names]
+
+
+def _write_files(
+    report: EvalReport, result: EvalResult, out: Path, prices: Sequence[PricedModel]
+) -> list[Path]:
     runs_dir = out / "runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    runs_dir.mkdir()
     written = []
     for run in [*result.runs, *([result.reference] if result.reference else [])]:
         for suffix, rankings in (("", run.rankings()), (".candidates", run.candidates())):

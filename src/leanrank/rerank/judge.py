@@ -189,7 +189,11 @@ def judge_from_settings(settings: JudgeSettings) -> ChatJudge:
 
 @dataclass(frozen=True, slots=True)
 class Judged:
-    """Hits after the judge, its usage and cost (None: nothing judged, or no known price), and failures."""
+    """Hits after the judge, its usage and cost, and failures.
+
+    `cost_usd` is what the ledger recorded for the call: also when it failed after the provider may have
+    billed it (an unusable answer, a timeout: the estimate under `judge:unconfirmed`); None when nothing was
+    recorded at a price."""
 
     hits: list[Hit]
     usage: Usage | None
@@ -247,7 +251,8 @@ class JudgeStage:
                 response, cost = metered.response, metered.cost_usd
         except (BackendError, BudgetExceededError) as exc:
             _log.warning("judge skipped, reranker order kept: %s", exc)
-            return Judged(hits, None, None, (f"{self.judge.name}: judge skipped: {exc}",))
+            billed = exc.unconfirmed_usd if isinstance(exc, BackendError) else None
+            return Judged(hits, None, billed, (f"{self.judge.name}: judge skipped: {exc}",))
         yes: list[Hit] = []
         no: list[Hit] = []
         for hit, verdict in zip(head, response.scores, strict=True):
