@@ -55,3 +55,10 @@ def test_calibration_pairs_and_the_threshold_trade() -> None:
     low, high = trade_off(cal, scores, labels, thresholds=(0.15, 0.6))
     assert (low.kept, low.precision, low.recall) == (0.75, pytest.approx(1 / 3), 1.0)
     assert (high.kept, high.precision, high.recall) == (0.25, 1.0, 1.0)
+
+
+def test_the_report_s_notes_end_before_the_first_table_s_heading() -> None:
+    noted = Dataset(DATA.name, DATA.docs, DATA.queries, qrels=DATA.qrels, notes=("q3: no judgement",))
+    lines = markdown(summarise(EvalResult(noted, (RUN,), None, 0, 0.0))).splitlines()
+    at = lines.index("- q3: no judgement")
+    assert lines[at + 1 : at + 3] == ["", "## Quality and what reaches the reranker"]

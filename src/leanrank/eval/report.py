@@ -305,6 +305,7 @@ def markdown(report: EvalReport, *, chart: bool = False) -> str:
         f"{', '.join(r.courses)}; {r.encoded_docs} documents encoded this run ({r.index_s:.0f} s).",
         "",
         *(f"- {note}" for note in r.notes),
+        *([""] if r.notes else []),
         "## Quality and what reaches the reranker",
         "",
     ]
