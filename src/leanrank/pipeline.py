@@ -23,7 +23,7 @@ from leanrank.cascade.plan import Cascade, Sendable
 from leanrank.cascade.result_cache import result_cache, same_question
 from leanrank.cost.meter import Meter
 from leanrank.encode.base import DenseEncoder, SparseEncoder
-from leanrank.encode.bm25 import Bm25Encoder
+from leanrank.encode.bm25 import Bm25Encoder, normalise
 from leanrank.encode.cached import PassageVectors, QueryCache
 from leanrank.encode.catalog import dense_encoder, sparse_encoder
 from leanrank.errors import (
@@ -189,6 +189,11 @@ def reranker_agreement(
 def _unreranked(hit: Hit) -> Hit:
     scores = {k: v for k, v in hit.stage_scores.items() if k != "rerank"}
     return dataclasses.replace(hit, score=scores["fusion"], stage_scores=scores)
+
+
+def _folded(text: str) -> str:
+    """`text` as the heading filter compares it: BM25's folding (`normalise`), then case."""
+    return normalise(text).casefold()
 
 
 def _config_key(settings: Settings, encoder: str, reranker: str) -> str:
@@ -425,7 +430,7 @@ class Pipeline:
                 config=self._chunker,
             )
             if not chunks:
-                raise DocumentError(sid, "no text to index")
+                raise DocumentError(sid, "no text to index: only embedded data, or one thing repeated")
             texts = [c.indexed_text for c in chunks]
             if self._vectors is None:
                 self._vectors = PassageVectors(self.settings.data_dir / "passage-vectors.sqlite")
@@ -456,12 +461,13 @@ class Pipeline:
             raise UnknownCourseError(course, self.store.courses())
 
     def heading_path(self, course: str, prefix: Sequence[str]) -> tuple[str, ...]:
-        """The one heading path of `course` whose segments start with `prefix`'s, in any case:
+        """The one heading path of `course` whose segments start with `prefix`'s, in any case and folded as
+        BM25 folds words (`normalise`: ё as е, stress marks and soft hyphens left out):
         `["урок 2", "цикл f"]` finds `("Урок 2. Условия и циклы", "Цикл for и функция range")`.
 
         Raises `InputError` naming the candidates when none or several paths match.
         """
-        segments = [p.strip().casefold() for p in prefix]
+        segments = [_folded(p.strip()) for p in prefix]
         wanted = " > ".join(p.strip() for p in prefix)
         paths = [p.split(" > ") for p in sorted(self.store.headings(course))]
         found = sorted(
@@ -469,7 +475,7 @@ class Pipeline:
                 " > ".join(path[: len(segments)])
                 for path in paths
                 if len(path) >= len(segments)
-                and all(s.casefold().startswith(w) for s, w in zip(path, segments, strict=False))
+                and all(_folded(s).startswith(w) for s, w in zip(path, segments, strict=False))
             }
         )
         if len(found) == 1:

@@ -10,10 +10,13 @@ from typing import Literal
 
 Lang = Literal["ru", "en", "mixed"]
 
-# Section meta keys shared by the notebook loader and the chunker: a cell's index, and its type when it
-# is code (a code cell is packed whole when it fits, and cut at blank lines and lines, never sentences).
+# Section meta keys shared by the loaders and the chunker: a notebook cell's index, and its type when it is
+# code; a source file's block (the lines between blank lines) likewise. Cells, and blocks, under one heading
+# share chunks, one that fits is never cut, and code is cut at blank lines and lines, never sentences.
 CELL_KEY = "cell"
 CODE_KEY = "cell_type"
+BLOCK_KEY = "block"
+BLOCK_CODE_KEY = "block_type"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +43,12 @@ class SourceText:
 class Chunk:
     """The unit that is indexed, retrieved and reranked.
 
-    `start`/`end` are character offsets into the source file's plain text:
-    `source_text[start:end] == text`.
+    `start`/`end` are offsets in characters (code points, Python string indices) into the source file's
+    text as its loader renders it (`SourceText.text`), `source_text[start:end] == text`. For a text file
+    (Markdown, plain text, source code) that is the file decoded, a UTF-8 BOM dropped and CRLF and CR turned
+    into LF: what `open(path, encoding="utf-8-sig").read()` returns (a cp1251 or koi8-r file in its
+    encoding), not its raw bytes. A notebook's is its cells' sources joined by blank lines; an HTML page's,
+    PDF's, transcript's, Word or PowerPoint file's the text its loader extracts (`leanrank.ingest.loaders`).
     `meta` holds format-specific facts (e.g. transcript timestamps `t_start`/`t_end`, PDF `page`).
     `context` is what the chunk is about but does not say itself — the file's name and the heading path,
     and for a chunk of code the prose just before it. It is indexed with the text (dense and BM25 both

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import random
 import time
+import zlib
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -48,10 +49,10 @@ def assert_valid(source: SourceText, chunks: list[Chunk], count: Counter) -> Non
         home = next(s for s in source.sections if s.start <= c.start < s.start + len(s.text))
         if "t_start" in home.meta:
             assert c.meta["t_start"] == home.meta["t_start"]
-        elif "cell" in home.meta:  # notebook cells under one heading share chunks
+        elif packed := {"cell", "block"} & set(home.meta):  # notebook cells (source blocks) share chunks
             last = next(s for s in source.sections if s.start < c.end <= s.start + len(s.text))
             assert (c.heading, c.meta) == (home.heading, home.meta)
-            assert "cell" in last.meta
+            assert packed <= set(last.meta)
             assert last.heading == home.heading, "a chunk crossed a heading"
         else:
             assert c.end <= home.start + len(home.text), "a chunk crossed a section boundary"
@@ -306,6 +307,84 @@ def test_text_that_is_one_thing_repeated_is_in_no_chunk(junk: str, e5: E5SmallEn
     assert [c.index for c in chunks] == list(range(len(chunks)))
 
 
+LOREM = "Lorem ipsum dolor sit amet, consectetur adipiscing elit."  # 57 bytes
+
+
+@pytest.mark.parametrize("max_tokens", [160, 32])
+def test_a_sentence_pasted_200_times_is_in_no_chunk(max_tokens: int, e5: E5SmallEncoder) -> None:
+    """Each copy alone is too short to tell (57 bytes, under the 200 a test needs), so the 200 copies were 13
+    chunks that ranked 2nd for unrelated questions. The copies together deflate to 0.009 of their size: none
+    is kept, not even the first, as no copy of a word pasted into one sentence is; whatever the budget."""
+    pasted = " ".join([LOREM] * 200)
+    assert len(zlib.compress(pasted.encode())) / len(pasted.encode()) < 0.01
+    assert chunk(text_source(pasted), e5.token_count, max_tokens=max_tokens) == []
+    around = chunk(text_source(f"Списки изменяемы.\n\n{pasted}\n\nКортежи нет."), e5.token_count)
+    assert [c.text for c in around] == ["Списки изменяемы.", "Кортежи нет."]  # no chunk crosses the gap
+
+
+def test_how_many_copies_are_one_thing_repeated() -> None:
+    """10 copies deflate to 68 of 569 bytes (0.12) and stay; 16 copies to 71 of 911 (0.078) and go."""
+    assert [c.text for c in chunk(text_source(" ".join([LOREM] * 10)), max_tokens=100)] == [
+        " ".join([LOREM] * 10)
+    ]
+    assert chunk(text_source(" ".join([LOREM] * 16)), max_tokens=100) == []
+
+
+def test_a_paragraph_pasted_again_and_again_is_in_no_chunk(e5: E5SmallEncoder) -> None:
+    """A passage of several sentences (up to 8 units) repeats with their period: copies of it together."""
+    paragraph = f"{GUIDO} {SHOW} {MILLIONS}"
+    text = "# История\n\nВступление.\n\n" + "\n\n".join([paragraph] * 40) + "\n\nКонец."
+    chunks = chunk(text_source(text), e5.token_count)
+    assert [c.text for c in chunks] == ["# История\n\nВступление.", "Конец."]
+    twice = chunk(text_source(f"{paragraph}\n\n{paragraph}"), e5.token_count)
+    assert [c.text for c in twice] == [f"{paragraph}\n\n{paragraph}"]  # said twice is no paste
+
+
+def test_a_real_shaped_notebook_with_repeated_prints_loses_nothing(
+    tmp_path: Path, e5: E5SmallEncoder
+) -> None:
+    """Code repeats itself legitimately: separator prints twice in a row, blank prints, the same `df.head()`
+    cell again, a table with equal rows. Both code cells are over the budget, so their lines are units: none
+    of it is one thing repeated. The chunks are those the chunker gave before pasted copies were tested
+    (recorded), and every character of the cells is in one."""
+    rows = "\n".join(
+        [
+            *(f"    [{i}, {i * 0.37:.2f}, {i**2}, 'класс {i % 3}']," for i in range(18)),
+            *["    [0, 0.0, 0, None],"] * 3,
+        ]
+    )
+    report = "\n".join(
+        [
+            "for name, model in models.items():",
+            "    model.fit(X_train, y_train)",
+            '    print("=" * 40)',
+            '    print("=" * 40)',
+            "    print(name)",
+            '    print("train:", model.score(X_train, y_train))',
+            '    print("test: ", model.score(X_test, y_test))',
+            "    print()",
+            "    print()",
+            *(f'print("fold {i}:", scores[{i}])' for i in range(8)),
+        ]
+    )
+    cells = [
+        ("markdown", "# Тема 3. Деревья\n\nСравним модели на кросс-валидации."),
+        ("code", "df.head()"),
+        ("code", "df.head()"),
+        ("code", f"table = [\n{rows}\n]"),
+        ("markdown", "Выведем качество каждой модели:"),
+        ("code", report),
+    ]
+    path = tmp_path / "topic3.ipynb"
+    path.write_text(notebook_json(cells), encoding="utf-8")
+    source = load_file(path, max_bytes=1_000_000)
+    chunks = chunk(source, e5.token_count, max_tokens=160)
+    assert [c.tokens for c in chunks] == [152, 160, 154, 33]
+    assert "".join("".join(c.text.split()) for c in chunks) == "".join(
+        "".join(s.text.split()) for s in source.sections
+    )
+
+
 def test_an_over_long_code_line_is_cut_too() -> None:
     line = "x=" + "1" * 50
     source = SourceText("a.py", line, (Section(line, 0, (), {CODE_KEY: "code"}),), "text")
@@ -314,7 +393,8 @@ def test_an_over_long_code_line_is_cut_too() -> None:
 
 
 def test_real_tokenizer_budget_on_long_russian_text(e5: E5SmallEncoder) -> None:
-    source = text_source(" ".join([RUSSIAN] * 30))
+    # Numbered: the same paragraph pasted 30 times is one thing repeated, in no chunk.
+    source = text_source(" ".join(f"{RUSSIAN} Часть {i}." for i in range(30)))
     chunks = chunk(source, e5.token_count, max_tokens=24)
     assert len(chunks) > 10
     within_budget(chunks, 24)

@@ -36,6 +36,9 @@ def test_hostile_entries_are_skipped_and_the_rest_ingested(
     (course / "inside.md").symlink_to(course / "a.md")
     (course / "loop1.md").symlink_to("loop2.md")
     (course / "loop2.md").symlink_to("loop1.md")
+    (course / "sub").mkdir()
+    (course / "sub/loop").symlink_to("../course")  # meant as a loop, but names sub/../course: nothing
+    (course / "sub/up").symlink_to("..")  # a link to a folder is not followed, so no loop and no report
     (course / "evil\nforged.md").write_text("# E\n\nA forged report line.\n", encoding="utf-8")
     pipe = make_pipeline(tmp_path / "data", e5, bm25)
     try:
@@ -49,6 +52,7 @@ def test_hostile_entries_are_skipped_and_the_rest_ingested(
             "loop1.md": ("skipped", "a symbolic link loop"),
             "loop2.md": ("skipped", "a symbolic link loop"),
             "out.md": ("skipped", "a link to a file outside the course folder"),
+            "sub/loop": ("skipped", "a broken symbolic link: nothing is at its target"),
             "z.md": ("added", ""),
             "\ufffdt\ufffd.md": ("skipped", "the file name is not valid UTF-8; rename it"),
             "evil\\x0aforged.md": (

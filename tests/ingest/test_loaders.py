@@ -120,6 +120,10 @@ def test_markdown_crlf_and_bom_are_normalised(tmp_path: Path) -> None:
     source = load(path)
     assert source.text == "# Заголовок\n\nТекст урока.\n"
     assert headings_and_texts(source) == [(("Заголовок",), "Текст урока.")]
+    # What chunk offsets index, as the docs tell a client to read it; the raw bytes decoded are not it.
+    with open(path, encoding="utf-8-sig") as f:
+        assert f.read() == source.text
+    assert path.read_bytes().decode() != source.text
 
 
 def test_markdown_with_only_headings_is_empty(tmp_path: Path) -> None:
@@ -424,7 +428,7 @@ const twice = (x) => x * 2;
 
 
 def code_sections(source: SourceText) -> list[tuple[tuple[str, ...], bool, str]]:
-    return [(s.heading, s.meta.get("cell_type") == "code", s.text.split("\n")[0]) for s in source.sections]
+    return [(s.heading, s.meta.get("block_type") == "code", s.text.split("\n")[0]) for s in source.sections]
 
 
 def test_a_python_file_is_blocks_of_code_and_prose_under_the_name_they_define(tmp_path: Path) -> None:
@@ -439,7 +443,11 @@ def test_a_python_file_is_blocks_of_code_and_prose_under_the_name_they_define(tm
         (("Foo",), True, "@cache"),
         ((), True, 'if __name__ == "__main__":'),  # unindented code that defines nothing
     ]
-    assert [s.meta["cell"] for s in source.sections] == ["0", "1", "2", "3", "4", "5"]
+    # A source file's blocks, named apart from notebook cells: `cell` and `cell_type` never appear.
+    assert [s.meta for s in source.sections] == [
+        {"block": "0"},
+        *({"block": str(i), "block_type": "code"} for i in range(1, 6)),
+    ]
 
 
 def test_a_comment_block_before_a_definition_is_prose_under_its_name_and_one_after_is_not(

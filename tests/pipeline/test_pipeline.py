@@ -60,6 +60,28 @@ def test_hits_carry_offsets_into_the_source_text(pipe: Pipeline) -> None:
             assert text[c.start : c.end] == c.text
 
 
+def test_a_heading_filter_folds_words_as_bm25_does(
+    tmp_path: Path, e5: E5SmallEncoder, bm25: Bm25Encoder
+) -> None:
+    """Russian is typed with е for ё as often as not, and BM25 already folds them (`normalise`): a heading
+    with ё is found by е, one with е by ё, and stress marks are left out, in any case."""
+    course = tmp_path / "notes"
+    course.mkdir()
+    (course / "notes.md").write_text(
+        "# Заметки\n\n## Ударения и ё\n\nБукву ё пишут не всегда.\n\n## Ежи\n\nЕжи спят зимой.\n",
+        encoding="utf-8",
+    )
+    with make_pipeline(tmp_path / "data", e5, bm25) as p:
+        p.ingest(course, "notes")
+        assert p.heading_path("notes", ["заметки", "ударения и е"]) == ("Заметки", "Ударения и ё")
+        assert p.heading_path("notes", ["ЗАМЕТКИ", "ЁЖИ"]) == ("Заметки", "Ежи")
+        assert p.heading_path("notes", ["заме\u0301тки", "уда\u0301р"]) == ("Заметки", "Ударения и ё")
+        hits = p.search("буква", "notes", heading_prefix=["заметки", "ударения и е"], k=5).hits
+        assert [h.chunk.text for h in hits] == ["Букву ё пишут не всегда."]
+        with pytest.raises(InputError, match="no heading of course notes starts with 'заметки > ужи'"):
+            p.heading_path("notes", ["заметки", "ужи"])
+
+
 def test_course_a_never_returns_course_b(pipe: Pipeline, sample_questions: list[dict[str, Any]]) -> None:
     for q in sample_questions:
         assert {h.chunk.course for h in pipe.search(q["query"], "cooking", k=10).hits} == {"cooking"}

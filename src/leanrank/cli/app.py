@@ -59,7 +59,8 @@ def _pipeline(settings: Settings | None = None) -> Iterator[Pipeline]:
 
 def hit_json(hit: Hit) -> dict[str, Any]:
     """The `--json` shape of one hit, the HTTP search hit's fields plus `course` (offsets index the source
-    file's text; `heading` is the path outermost first, `heading_path` the same joined with " > ")."""
+    file's text as loaded: `Chunk`; `heading` is the path outermost first, `heading_path` the same joined
+    with " > ")."""
     c = hit.chunk
     return {
         "chunk_id": hit.chunk_id,
@@ -224,7 +225,7 @@ def search(
         str | None,
         typer.Option(
             "--heading",
-            help="Only chunks under a heading path starting with this, any case, e.g. 'lesson 2 > loops'.",
+            help="Only chunks under a heading path starting with this (any case, ё as е): 'lesson 2 > loop'.",
         ),
     ] = None,
     k: Annotated[

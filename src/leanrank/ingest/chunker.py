@@ -5,7 +5,8 @@ Transcripts are the exception: cues are a few words each, so consecutive cues ar
 chunk keeps the start time of its first cue and the end time of its last.
 
 Notebook cells are packed like cues: a run of cells under one heading shares chunks, and a cell that fits
-the budget is never cut, so a code cell stays whole with the prose around it.
+the budget is never cut, so a code cell stays whole with the prose around it. A source file's blocks are
+packed the same way.
 
 Inside a section the text is cut into paragraphs (blank lines), then sentences (razdel, which knows Russian
 abbreviations such as "т. е." and "г."), and sentences are packed greedily while the chunk's exact token count
@@ -19,8 +20,10 @@ Embedded binary data — a data URI (`![chart](data:image/png;base64,…)`, `<im
 `data:…;base64,…`) or a long base64 run — is in no chunk: it is a boundary no chunk crosses, like a section's
 end. A Markdown image keeps its `![alt]`, the words saying what the picture shows; only its `(data:…)` goes.
 
-A sentence or slice that is one thing repeated (it deflates to under a tenth of its size: a word pasted
-thousands of times, a run of zeros) is left out too, and no chunk crosses it (`repetitive`).
+Text that is one thing repeated (it deflates to under a tenth of its size: `repetitive`) is left out too,
+and no chunk crosses where it was: a sentence or slice that is (a word pasted thousands of times, a run of
+zeros), and the copies of a sentence or paragraph pasted one after another that together are (a sentence
+pasted 200 times: each copy alone is too short to tell).
 
 Each chunk also gets a `context` (see `Chunk`): the file's name as words and the heading path, and for a
 chunk that is only code, the end of the prose before it — the words that say what the code is about.
@@ -39,7 +42,7 @@ from razdel import sentenize
 
 from leanrank.errors import ConfigError
 from leanrank.ingest.lang import contained_langs, detect_lang
-from leanrank.types import CELL_KEY, CODE_KEY, Chunk, Section, SourceText
+from leanrank.types import BLOCK_CODE_KEY, BLOCK_KEY, CELL_KEY, CODE_KEY, Chunk, Section, SourceText
 
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 _WORD = re.compile(r"\S+")
@@ -69,6 +72,9 @@ PROSE_CONTEXT_CHARS = 240
 # text close to every question (a file of `'слово' * 2000` ranked first for "xyzzy"). The real course's
 # notebooks deflate to 0.34 at least (1,491 chunks of 200 bytes or more); such text deflates to 0.02.
 MIN_DEFLATE_RATIO = 0.1
+# The longest passage, in units (sentences, cells, lines), whose copies pasted one after another are tested
+# as one text: a paragraph. A longer one is a chunk or more per copy, which the encoder sees as any text.
+MAX_PASTED_UNITS = 8
 _FIRST_PROBE = 64  # characters: where the search for an over-long word's slice starts
 _MIN_REPEAT_BYTES = 200
 
@@ -209,11 +215,21 @@ def _is_cue(section: Section) -> bool:
     return all(key in section.meta for key in _CUE_KEYS)
 
 
+def _packed(section: Section) -> bool:
+    """A notebook cell or a source file's block: packed with its neighbours, never cut when it fits."""
+    return CELL_KEY in section.meta or BLOCK_KEY in section.meta
+
+
+def _is_code(section: Section) -> bool:
+    return "code" in (section.meta.get(CODE_KEY), section.meta.get(BLOCK_CODE_KEY))
+
+
 def _joinable(a: Section, b: Section) -> bool:
-    """Consecutive cues, or consecutive notebook cells under the same heading, may share a chunk."""
+    """Consecutive cues, or consecutive notebook cells (source file blocks) under the same heading, may
+    share a chunk."""
     if _is_cue(a) and _is_cue(b):
         return True
-    return CELL_KEY in a.meta and CELL_KEY in b.meta and a.heading == b.heading
+    return _packed(a) and _packed(b) and a.heading == b.heading
 
 
 def _groups(sections: Sequence[Section]) -> Iterator[list[int]]:
@@ -267,11 +283,13 @@ def _split_at_blobs(units: list[_Unit], blob_starts: Sequence[int]) -> Iterator[
 
 
 def _without_repeats(text: str, units: list[_Unit]) -> Iterator[list[_Unit]]:
-    """`units` less the repetitive ones (`repetitive`: a sentence or slice of one thing repeated), as runs
-    between them: like a blob, such a unit is a boundary no chunk crosses."""
+    """`units` less what is one thing repeated (`repetitive`), as runs between the gaps it leaves: like a
+    blob, a gap is a boundary no chunk crosses. What goes is a unit that is, and a stretch of a passage
+    pasted again and again that is (`_pasted`)."""
+    pasted = _pasted(text, units)
     run: list[_Unit] = []
-    for unit in units:
-        if repetitive(text[unit.start : unit.end]):
+    for i, unit in enumerate(units):
+        if i in pasted or repetitive(text[unit.start : unit.end]):
             if run:
                 yield run
             run = []
@@ -279,6 +297,35 @@ def _without_repeats(text: str, units: list[_Unit]) -> Iterator[list[_Unit]]:
             run.append(unit)
     if run:
         yield run
+
+
+def _pasted(text: str, units: Sequence[_Unit]) -> set[int]:
+    """Indices of the units in stretches that repeat a passage of up to `MAX_PASTED_UNITS` units over and
+    over and are, as one text, `repetitive`: every copy goes, as every copy of a word pasted into one unit
+    does.
+
+    A copy alone is too short to tell (a 57-byte sentence pasted 200 times was 13 chunks), and so is a
+    chunk of a few copies of a two-sentence paragraph; the whole stretch is not. A stretch of period `p` is
+    a maximal run of units each the same text as the unit `p` before it, with the `p` units it copies, and
+    holds two whole copies at least: one unit said again a few sentences later is no paste. The real
+    course has no such stretch at all; a 57-byte sentence pasted 13 times deflates to under 0.1.
+    """
+    texts = [text[u.start : u.end] for u in units]
+    found: set[int] = set()
+    for period in range(1, MAX_PASTED_UNITS + 1):
+        i = period
+        while i < len(texts):
+            if texts[i] != texts[i - period]:
+                i += 1
+                continue
+            stop = i + 1
+            while stop < len(texts) and texts[stop] == texts[stop - period]:
+                stop += 1
+            first = i - period
+            if stop - first >= 2 * period and repetitive(text[units[first].start : units[stop - 1].end]):
+                found.update(range(first, stop))
+            i = stop
+    return found
 
 
 def _units(
@@ -299,8 +346,8 @@ def _piece_units(
 ) -> Iterator[_Unit]:
     """A cue or a cell that fits stays whole (a cue's times stay exact, a cell's code uncut); code goes down
     to blank-line blocks and lines, other text to sentences, then words."""
-    code = section.meta.get(CODE_KEY) == "code"
-    if (_is_cue(section) or CELL_KEY in section.meta) and measure.fits(start, end):
+    code = _is_code(section)
+    if (_is_cue(section) or _packed(section)) and measure.fits(start, end):
         yield _Unit(start, end, index, code)
         return
     if code:

@@ -63,7 +63,8 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def check_source(path: Path, root: Path) -> None:
-    """Raise a `DocumentError` unless `path` has a UTF-8 name and is, links resolved, in the folder `root`.
+    """Raise a `DocumentError` unless `path` has a UTF-8 name and is, links resolved, in the folder `root`
+    (a link loop, and a link to nothing, are refused with their own reasons).
 
     A name in another encoding (a Latin-1 `été.md` from a Windows archive) cannot be stored or shown as
     its source id; a link out of the course folder would index files nobody put in the course.
@@ -81,3 +82,6 @@ def check_source(path: Path, root: Path) -> None:
         raise DocumentError(str(path), "a symbolic link loop") from None
     if not target.is_relative_to(root.resolve()):
         raise DocumentError(str(path), "a link to a file outside the course folder")
+    if path.is_symlink() and not target.exists():
+        # Else its name gave the reason: "no file extension" for `sub/loop -> ../c`, meant as a folder loop.
+        raise DocumentError(str(path), "a broken symbolic link: nothing is at its target")

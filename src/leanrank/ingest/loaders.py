@@ -2,7 +2,9 @@
 
 Every loader keeps one invariant the chunker and the search results rely on: for each section `s`,
 `source.text[s.start : s.start + len(s.text)] == s.text`. Formats whose bytes are not the text a reader sees
-(HTML, PDF, transcripts) build their plain text first and locate sections in it.
+(HTML, PDF, transcripts) build their plain text first and locate sections in it. A text file's plain text is
+the file decoded with a UTF-8 BOM dropped and CRLF and CR turned into LF (`_decode`): chunk offsets index
+that, not the raw bytes.
 
 This is the only module that imports the format parsers; each failure becomes a typed `DocumentError` with a
 one-line reason, so one bad file is reported and the rest of a course still ingests.
@@ -55,7 +57,7 @@ from leanrank.errors import (
     UnsupportedFileTypeError,
 )
 from leanrank.ingest.lang import script_counts
-from leanrank.types import CELL_KEY, CODE_KEY, Section, SourceText
+from leanrank.types import BLOCK_CODE_KEY, BLOCK_KEY, CELL_KEY, CODE_KEY, Section, SourceText
 
 # pypdf logs recoverable damage to stderr; a file it cannot read is reported as a DocumentError instead.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -400,9 +402,9 @@ def _code_loader(language: str) -> _Loader:
 
 
 def _code_sections(text: str, lexer: Lexer) -> tuple[str, list[Section]]:
-    """A source file as blocks between blank lines, each a cell of the chunker (packed with its neighbours
-    under one heading, never cut when it fits): a block of comments and docstrings only is prose, any other
-    block code (`meta["cell_type"] == "code"`).
+    """A source file as blocks between blank lines (`meta["block"]`, the 0-based index), which the chunker
+    packs like notebook cells (with their neighbours under one heading, never cut when they fit): a block of
+    comments and docstrings only is prose, any other block code (`meta["block_type"] == "code"`).
 
     The heading is the name a top-level block defines (`def`, `class`, `function`, `fn`…, by Pygments'
     tokens; `startinline` so PHP needs no `<?php`), and a comment block right before it takes that heading
@@ -445,7 +447,7 @@ def _code_sections(text: str, lexer: Lexer) -> tuple[str, list[Section]]:
             heading = (name,)
         elif not text[begin].isspace():
             heading = ()  # an unindented block that defines nothing: the definition above has ended
-        meta = {CELL_KEY: str(index)} | ({} if prose else {CODE_KEY: "code"})
+        meta = {BLOCK_KEY: str(index)} | ({} if prose else {BLOCK_CODE_KEY: "code"})
         if section := _section(text, begin, end, heading, meta):
             sections.append(section)
     return text, sections

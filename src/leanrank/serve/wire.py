@@ -274,7 +274,9 @@ class SearchRequest(_Request):
     depth: StrictInt | None = Field(None, ge=1, le=1000, description="Candidates handed to the rerank step.")
     langs: list[Lang] = Field([], max_length=3, description="Only chunks in these languages.")
     heading_prefix: list[str] = Field(
-        [], max_length=16, description="Only chunks under this heading path, outermost first."
+        [],
+        max_length=16,
+        description="Only chunks under the heading path these start, outermost first, as --heading takes it.",
     )
     min_relevance: StrictFloat | None = Field(
         None,
@@ -307,7 +309,7 @@ class UsageOut(BaseModel):
 
 
 class SearchHit(BaseModel):
-    """A chunk of the course; `start`/`end` are character offsets into the source file's text."""
+    """A chunk of the course; `start`/`end` locate `text` in the source file's text as loaded (`Chunk`)."""
 
     chunk_id: str
     score: float
@@ -316,8 +318,12 @@ class SearchHit(BaseModel):
     lang: Lang
     heading: list[str] = Field(description="The heading path, outermost first.")
     heading_path: str = Field(description='The same path joined with " > ", as --heading takes it.')
-    start: int
-    end: int
+    start: int = Field(
+        description="Where `text` starts, in characters (code points) into the source file's text as loaded: "
+        "a text file decoded, a UTF-8 BOM dropped, CRLF and CR as LF; a notebook's cell sources joined by "
+        "blank lines; other formats' extracted text."
+    )
+    end: int = Field(description="Where `text` ends (exclusive), counted as `start` is.")
     tokens: int
     meta: dict[str, str]
     stage_scores: dict[str, float] = Field(description="Each stage's score: fusion, dense, bm25, rerank.")
