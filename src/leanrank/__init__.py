@@ -4,6 +4,7 @@ One door in: `Pipeline` (ingest a course, search it), configured by `Settings`; 
 error tree are re-exported here so callers need no private imports.
 """
 
+from leanrank.cost.ledger import RequestConflictError
 from leanrank.errors import (
     BackendError,
     ConfigError,
@@ -39,6 +40,7 @@ __all__ = [
     "LeanrankError",
     "Pipeline",
     "QueryTooLongError",
+    "RequestConflictError",
     "RerankResponse",
     "Reranker",
     "SearchResult",

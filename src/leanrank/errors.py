@@ -13,6 +13,7 @@ LeanrankError
 │       ├── FileTooLargeError
 │       └── EncodingError
 ├── DependencyError         an optional extra is not installed
+├── RequestConflictError    a request id already in use (`leanrank.cost.ledger`; → 409)
 ├── BackendError            an encoder, reranker or remote server failed (→ 424/502)
 └── StoreError              the index could not be read or written
     ├── StorageFullError    a write refused: the disk under data_dir is (nearly) full

@@ -21,6 +21,16 @@ from typing import Literal
 from leanrank.aio import run_sync
 from leanrank.cascade.plan import Cascade, Sendable
 from leanrank.cascade.result_cache import result_cache, same_question
+from leanrank.checks import (
+    MAX_DEPTH,
+    MAX_HEADING_SEGMENTS,
+    MAX_HITS,
+    check_count,
+    check_fraction,
+    check_langs,
+    check_strings,
+    check_text,
+)
 from leanrank.cost.meter import Meter
 from leanrank.encode.base import DenseEncoder, SparseEncoder
 from leanrank.encode.bm25 import Bm25Encoder, normalise
@@ -32,6 +42,7 @@ from leanrank.errors import (
     EmptyQueryError,
     InputError,
     QueryTooLongError,
+    StoreError,
     UnknownCourseError,
 )
 from leanrank.index.base import Candidate, Store
@@ -219,7 +230,10 @@ def check_course_id(course: str) -> str:
 
 
 class Pipeline:
-    """Ingest course files and answer course-scoped questions on one machine, offline by default."""
+    """Ingest course files and answer course-scoped questions on one machine, offline by default.
+
+    Once closed, every method raises `StoreError` saying so.
+    """
 
     def __init__(
         self,
@@ -232,6 +246,7 @@ class Pipeline:
         meter: Meter | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        self._closed = False
         encoder = dense or dense_encoder(self.settings.encoder)
         # A question asked again skips the encoder; a pipeline sharing another's encoder shares its cache.
         self.dense = encoder if isinstance(encoder, QueryCache) else QueryCache(encoder)
@@ -304,6 +319,7 @@ class Pipeline:
         """The newest calibration per backend in `rerank.calibration_dir`, read once; raises `missing` when
         no backend of the policy has one (a threshold could not apply; a fallback link without one keeps
         all its hits)."""
+        self._check_open()
         rs = self.settings.rerank
         folder = rs.calibration_dir or self.settings.data_dir / CALIBRATION_DIR
         if self._calibrations is None:
@@ -323,7 +339,11 @@ class Pipeline:
         self.close()
 
     def close(self) -> None:
-        """Close what this pipeline opened; a store or meter passed in stays open for its owner."""
+        """Close what this pipeline opened; a store or meter passed in stays open for its owner. Closing
+        again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         if self._owns_store:
             self.store.close()
         if self._owns_meter:
@@ -333,15 +353,21 @@ class Pipeline:
         if self._vectors is not None:
             self._vectors.close()
 
+    def _check_open(self) -> None:
+        """Every public method's first step: past `close` the store and caches are gone, and the engine's
+        own error would not say why."""
+        if self._closed:
+            raise StoreError("the pipeline is closed: open a new Pipeline to go on")
+
     # ingest -------------------------------------------------------------------------------------------------
 
     def ingest(
         self,
-        path: Path,
+        path: Path | str,
         course: str,
         *,
         prune: bool = False,
-        root: Path | None = None,
+        root: Path | str | None = None,
         remember_root: bool = True,
         on_file: Callable[[FileReport], None] | None = None,
         on_embed: Callable[[int, int], None] | None = None,
@@ -361,7 +387,9 @@ class Pipeline:
         chunks whose indexed text changed (`PassageVectors` under `data_dir`); `on_embed(done, to_embed)`
         reports the file being embedded, batch by batch.
         """
+        self._check_open()
         check_course_id(course)
+        path, root = Path(path), None if root is None else Path(root)
         if not path.exists():
             raise InputError(f"{path}: no such file or directory")
         if prune and not path.is_dir():
@@ -406,9 +434,10 @@ class Pipeline:
         if on_file:
             on_file(result)
 
-    def ingest_plan(self, path: Path) -> list[Path]:
+    def ingest_plan(self, path: Path | str) -> list[Path]:
         """The files `ingest` will look at, for progress bars."""
-        return discover(path)
+        self._check_open()
+        return discover(Path(path))
 
     def _ingest_file(
         self, file: Path, root: Path, course: str, on_embed: Callable[[int, int], None] | None
@@ -444,8 +473,12 @@ class Pipeline:
     # search -------------------------------------------------------------------------------------------------
 
     def check_query(self, query: str) -> str:
-        """Refuse queries that cannot be searched, before any model runs."""
-        text = query.strip()
+        """Refuse queries that cannot be searched, before any model runs: `EmptyQueryError`,
+        `QueryTooLongError`, `InputError` for one that is not a string or not text (`checks.check_text`)."""
+        self._check_open()
+        if not isinstance(query, str):
+            raise InputError(f"the query must be a string, not {type(query).__name__}")
+        text = check_text(query, "the query").strip()
         if is_blank(text):
             raise EmptyQueryError("the query is empty")
         limit = self.settings.max_query_chars
@@ -457,7 +490,8 @@ class Pipeline:
 
     def check_course(self, course: str) -> None:
         """A filtered count on the hot path; the full course list only for the error message."""
-        if not self.store.count(course):
+        self._check_open()
+        if not self.store.count(check_text(course, "the course id")):
             raise UnknownCourseError(course, self.store.courses())
 
     def heading_path(self, course: str, prefix: Sequence[str]) -> tuple[str, ...]:
@@ -467,6 +501,7 @@ class Pipeline:
 
         Raises `InputError` naming the candidates when none or several paths match.
         """
+        self._check_open()
         segments = [_folded(p.strip()) for p in prefix]
         wanted = " > ".join(p.strip() for p in prefix)
         paths = [p.split(" > ") for p in sorted(self.store.headings(course))]
@@ -502,19 +537,23 @@ class Pipeline:
         judge: bool | None = None,
         steering: Steering | None = None,
     ) -> SearchResult:
-        """Hybrid first stage, then the rerank step; hits are from `course` only, under the heading path
-        `heading_prefix` starts (see `heading_path`). `depth` defaults to `retrieve.depth`, raised to `k`.
+        """Hybrid first stage, then the rerank step; hits are from `course` only, containing one of `langs`
+        (`mixed`: both ru and en), under the heading path `heading_prefix` starts (see `heading_path`).
+        `k` hits (1 to `checks.MAX_HITS`, default `rerank.top_k`) of `depth` candidates (1 to
+        `checks.MAX_DEPTH`, default `retrieve.depth`, raised to `k`).
         `judge` runs the LLM judge on the top hits (None: `judge.enabled`); InputError when none is set up.
         `steering` names chunks or sources to move toward or away from (`leanrank.retrieve.steering`).
 
         The rerank call is written to the cost ledger under `request_id` (a fresh one when None): a
-        client retrying with the same id is billed once. `min_relevance` overrides `rerank.min_relevance`
-        for this search (`InputError` when no backend of the policy has a calibration).
+        client retrying with the same id is billed once (`RequestConflictError` for one in use).
+        `min_relevance` (0 to 1) overrides `rerank.min_relevance` for this search (`InputError` when no
+        backend of the policy has a calibration). Arguments out of range or of the wrong type (a bare string
+        for `langs` or `heading_prefix`) raise `InputError`, as the CLI and the service refuse them.
         """
         text = self.check_query(query)
-        floor = self.settings.rerank.min_relevance if min_relevance is None else min_relevance
-        if floor is not None:
-            self.calibrations()
+        langs, heading_prefix, want, depth, floor = self._arguments(
+            langs, heading_prefix, k, depth, min_relevance
+        )
         use_judge = self._use_judge(judge)
         self.check_course(course)
         heading = await asyncio.to_thread(self.heading_path, course, heading_prefix) if heading_prefix else ()
@@ -522,9 +561,8 @@ class Pipeline:
         if steering is not None and not steering.empty:
             strategy = self.settings.retrieve.steer_strategy
             steer = await asyncio.to_thread(resolve, self.store, course, steering, strategy)
-        where = RetrieveFilter(course, tuple(langs), heading)
+        where = RetrieveFilter(course, langs, heading)
         rid = request_id or uuid.uuid4().hex
-        want = k or self.rerank.top_k
         if depth is None and want > self.settings.retrieve.depth:
             depth = want  # asking for more hits than the configured depth retrieves more, not fewer hits
         t0 = time.perf_counter()
@@ -601,12 +639,36 @@ class Pipeline:
             judge_cost_usd=judged.cost_usd if judged else None,
         )
 
+    def _arguments(
+        self,
+        langs: Sequence[Lang],
+        heading_prefix: Sequence[str],
+        k: int | None,
+        depth: int | None,
+        min_relevance: float | None,
+    ) -> tuple[tuple[Lang, ...], tuple[str, ...], int, int | None, float | None]:
+        """`asearch`'s arguments checked as the CLI and the service check them (`leanrank.checks`): the
+        languages, the heading prefix, the hits wanted, the depth and the relevance floor in effect."""
+        wanted = check_langs(langs)
+        prefix = check_strings(heading_prefix, "heading_prefix", MAX_HEADING_SEGMENTS)
+        want = self.rerank.top_k if k is None else check_count(k, "k", MAX_HITS)
+        depth = None if depth is None else check_count(depth, "depth", MAX_DEPTH)
+        floor = (
+            self.settings.rerank.min_relevance
+            if min_relevance is None
+            else check_fraction(min_relevance, "min_relevance")
+        )
+        if floor is not None:
+            self.calibrations()
+        return wanted, prefix, want, depth, floor
+
     async def awarm_up(self, query: str, course: str, *, depth: int | None = None) -> None:
         """Run a search's steps once, so lazy model loads and cold caches are no later search's latency,
         billing and recording nothing: the first stage and the cascade run as in `asearch`, the reranker is
         called directly (no ledger record) and only when free, the LLM judge not at all. A paid backend's
         connection set-up falls to the first search instead."""
         text = self.check_query(query)
+        depth = None if depth is None else check_count(depth, "depth", MAX_DEPTH)
         self.check_course(course)
         candidates = await asyncio.to_thread(
             self.retriever.retrieve,
@@ -641,6 +703,8 @@ class Pipeline:
 
     def _use_judge(self, judge: bool | None) -> bool:
         """Whether this search runs the judge; asking for one that is not set up is the caller's error."""
+        if judge is not None and not isinstance(judge, bool):
+            raise InputError(f"judge must be True, False or None, not {judge!r}")
         use = self.settings.judge.enabled if judge is None else judge
         if use and self.judge is None:
             raise InputError("no LLM judge is configured: set judge.model (LEANRANK_JUDGE__MODEL)")
@@ -727,6 +791,7 @@ class Pipeline:
     # courses ------------------------------------------------------------------------------------------------
 
     def courses(self) -> dict[str, int]:
+        self._check_open()
         return self.store.courses()
 
     def delete_course(self, course: str) -> int:

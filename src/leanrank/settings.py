@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from leanrank.checks import MAX_DEPTH, MAX_HITS
 from leanrank.errors import ConfigError
 
 CALL_DEADLINE_S = 180.0
@@ -66,7 +67,7 @@ class RetrieveSettings(_Group):
     mode: Literal["hybrid", "dense", "sparse"] = Field(
         "hybrid", description="Both lists fused, or one list alone (the baselines the evaluation compares)."
     )
-    depth: int = Field(20, ge=1, le=1000, description="Candidates handed to the rerank step.")
+    depth: int = Field(20, ge=1, le=MAX_DEPTH, description="Candidates handed to the rerank step.")
     prefetch: int = Field(
         100, ge=1, le=10_000, description="Hits each of dense and BM25 contribute to fusion."
     )
@@ -118,7 +119,7 @@ class RerankSettings(_Group):
     """The rerank step after retrieval."""
 
     backend: str = Field("identity", description="Reranker name; `identity` keeps the fusion order.")
-    top_k: int = Field(5, ge=1, le=1000, description="Hits returned after reranking.")
+    top_k: int = Field(5, ge=1, le=MAX_HITS, description="Hits returned after reranking.")
     cache: str = Field(
         "off",
         description="Score cache: `off`, `sqlite` (<data_dir>/score-cache.sqlite, one machine) or a "

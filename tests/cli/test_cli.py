@@ -32,7 +32,10 @@ HIT_FIELDS = {
 }
 
 
-def leanrank(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def leanrank(
+    data_dir: Path, *args: str | bytes, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`args` as the shell passes them: bytes for one that is not UTF-8."""
     env = {**os.environ, "LEANRANK_DATA_DIR": str(data_dir), "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "leanrank.cli", *args],
@@ -213,6 +216,44 @@ def test_language_filter_takes_any_case(data_dir: Path) -> None:
     hits = search_json(data_dir, "loops", "--lang", "RU", "-k", "5")
     assert hits
     assert {h["lang"] for h in hits} == {"ru"}
+
+
+def test_language_filter_mixed_keeps_the_chunks_containing_both(data_dir: Path) -> None:
+    """`--lang mixed` matched nothing. k = 100 is above the course's chunk count: every chunk that passes."""
+    ids = {
+        code: {h["chunk_id"] for h in search_json(data_dir, "loops", "--lang", code, "-k", "100")}
+        for code in ("ru", "en", "mixed")
+    }
+    assert ids["mixed"]
+    assert ids["mixed"] == ids["ru"] & ids["en"]
+    r = leanrank(data_dir, "search", "loops", "--course", "py101", "--lang", "de")
+    assert (r.returncode, r.stderr) == (2, "error: unknown language 'de'; use ru, en or mixed\n")
+
+
+def test_text_that_is_not_utf8_is_one_line_with_status_2(data_dir: Path, tmp_path: Path) -> None:
+    """A byte that is not UTF-8 on the command line (Python reads it as a lone surrogate) or a JSON `\\ud800`
+    in a queries file gave the encoder's stack trace (status 1)."""
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(
+        '{"id": "a", "query": "ok"}\n{"id": "b", "query": "loops \\ud800"}\n', encoding="utf-8"
+    )
+    cases = [
+        (
+            ("search", b"loops \xff", "--course", "py101"),
+            "the query holds a lone UTF-16 surrogate (U+DCFF at character 6), which is not text",
+        ),
+        (
+            ("search", "loops", "--course", "py101", "--heading", b"lesson \xff"),
+            "heading_prefix[0] holds a lone UTF-16 surrogate (U+DCFF at character 7), which is not text",
+        ),
+        (
+            ("search", "--queries", str(queries), "--course", "py101"),
+            f"{queries}:2: query holds a lone UTF-16 surrogate (U+D800 at character 6), which is not text",
+        ),
+    ]
+    for args, message in cases:
+        r = leanrank(data_dir, *args)
+        assert (r.returncode, r.stdout, r.stderr) == (2, "", f"error: {message}\n"), args
 
 
 def test_heading_filter_is_a_case_insensitive_prefix(data_dir: Path) -> None:

@@ -54,6 +54,10 @@ def test_rerank_batch_prints_one_line_per_request_with_its_own_usage(
         ('{"query": " ", "documents": ["x"]}', "the query is empty"),
         ('{"query": "q", "documents": [1]}', 'each document is a string or an object with a string "text"'),
         ("", "no requests"),
+        (  # JSON may escape a lone surrogate; identity scored it, a model's tokenizer raised
+            '{"query": "q", "documents": ["x", {"text": "\\udfff"}]}',
+            ":1: documents.1.text holds a lone UTF-16 surrogate (U+DFFF at character 0), which is not text",
+        ),
     ],
 )
 def test_rerank_batch_bad_input_is_one_line_and_exit_2(tmp_path: Path, body: str, message: str) -> None:

@@ -108,6 +108,10 @@ def test_fallback_is_reported(docs: Path) -> None:
     [
         ('{"text": "ok"}\nnot json\n', "docs.jsonl:2: not valid JSON"),
         ('{"id": 1}\n', 'docs.jsonl:1: expected a JSON object with a string "text"'),
+        (  # JSON may escape a lone surrogate: identity scored it, a tokenizer or an HTTP client raised
+            '{"text": "ok \\ud800"}\n',
+            "docs.jsonl:1: text holds a lone UTF-16 surrogate (U+D800 at character 3), which is not text",
+        ),
         ("\n\n", "docs.jsonl: no documents"),
         # Results are joined by id: a repeated one, or an explicit id equal to a later line's default.
         ('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', 'docs.jsonl:2: id "a" is already line 1\'s'),

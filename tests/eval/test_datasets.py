@@ -212,8 +212,11 @@ def test_a_lone_surrogate_escape_is_refused_at_its_line(tmp_path: Path) -> None:
     queries = tmp_path / "q.jsonl"
     line = '{"id": "q1", "query": "for \\ud800 loop", "gold_files": ["loops.md"], "answer": "for"}'
     queries.write_text(json.dumps(GOOD) + "\n" + line + "\n", encoding="utf-8")
-    with pytest.raises(DatasetError, match=r"q\.jsonl:2: a lone UTF-16 surrogate escape is not text"):
+    with pytest.raises(DatasetError) as caught:
         load_dataset(f"own:{own_course(tmp_path)}@{queries}", count_tokens=words)
+    assert str(caught.value) == (
+        f"{queries}:2: query holds a lone UTF-16 surrogate (U+D800 at character 4), which is not text"
+    )
 
 
 def test_distractors_join_every_course(tmp_path: Path) -> None:

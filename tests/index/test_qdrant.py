@@ -35,10 +35,12 @@ from leanrank.types import Lang
 from tests.conftest import SAMPLE_COURSE
 from tests.index.test_edge import chunk, vec, write
 
-# Russian and English, with language and heading filters (headings of the bundled sample course).
+# Russian and English, with language (`mixed`: containing both) and heading filters (headings of the bundled
+# sample course).
 QUERIES: list[tuple[str, tuple[Lang, ...], tuple[str, ...]]] = [
     ("Чем цикл while отличается от цикла for?", (), ()),
     ("как открыть файл", ("ru",), ()),
+    ("цикл for и range", ("mixed",), ()),
     ("How does pytest find tests?", ("en",), ()),
     ("keyword arguments", (), ("Lesson 3. Functions",)),
     ("default values", ("en",), ("Lesson 3. Functions", "Parameters and arguments")),
@@ -126,7 +128,10 @@ def test_same_top_k_and_scores_as_the_embedded_store(
             for hit in a:
                 twin = twins[hit.chunk_id]
                 assert twin.chunk == hit.chunk
-                assert not langs or set(langs) & set(hit.chunk.langs)
+                if langs == ("mixed",):
+                    assert hit.chunk.langs == ("ru", "en")  # containing both
+                else:
+                    assert not langs or set(langs) & set(hit.chunk.langs)
                 assert hit.chunk.heading[: len(heading)] == heading
                 # Where both engines ranked a hit alike in each list, server-side fusion gave the same score.
                 if (hit.dense_rank, hit.bm25_rank) == (twin.dense_rank, twin.bm25_rank):

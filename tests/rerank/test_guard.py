@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from leanrank.errors import InputError
 from leanrank.rerank.base import (
     UNSCORED,
     BatchReranker,
@@ -106,6 +107,35 @@ async def test_blank_documents_stay_out_of_a_micro_batch() -> None:
     responses = await guarded.rerank_batch([("q", ["a", " "]), ("q", ["", "\t"]), ("q", [])])
     assert [r.scores for r in responses] == [(score("q", "a"), UNSCORED), (UNSCORED, UNSCORED), ()]
     assert model.calls == [2]  # one pass, without the all-blank request
+
+
+async def test_text_that_is_not_utf8_is_refused_before_any_backend_is_called(cohere: FakeProvider) -> None:
+    """A catalog backend's HTTP client raised `UnicodeEncodeError` (a local model's tokenizer too)."""
+    model = reranker(f"cohere:{MODEL}")
+    with pytest.raises(InputError) as caught:
+        await model.rerank(QUERY, ["ok", "", "x \ud800"])
+    assert str(caught.value) == (
+        "document 2 holds a lone UTF-16 surrogate (U+D800 at character 2), which is not text"
+    )
+    with pytest.raises(
+        InputError, match=r"^the query holds a lone UTF-16 surrogate \(U\+DCFF at character 3\)"
+    ):
+        await model.rerank("for\udcff", ["ok"])
+    assert cohere.requests == []
+
+
+async def test_a_batch_names_the_request_that_is_not_text() -> None:
+    from tests.serve.test_batching import CountingModel
+
+    model = CountingModel()
+    guarded = guard(model)
+    assert isinstance(guarded, BatchReranker)
+    with pytest.raises(InputError) as caught:
+        await guarded.rerank_batch([("q", ["a"]), ("q", ["b", "\udfff"])])
+    assert str(caught.value) == (
+        "request 1: document 1 holds a lone UTF-16 surrogate (U+DFFF at character 0), which is not text"
+    )
+    assert model.calls == []
 
 
 async def test_non_finite_scores_rank_last_with_a_warning() -> None:

@@ -19,6 +19,7 @@ import typer
 from rich.table import Table
 
 from leanrank import __version__
+from leanrank.checks import LANGS, check_langs
 from leanrank.cli.batch import rerank_batch_command
 from leanrank.cli.calibrate import calibrate_command
 from leanrank.cli.console import Steps, err, out, plural, styled, typer_app
@@ -26,7 +27,7 @@ from leanrank.cli.costs import costs_app, pricing_command
 from leanrank.cli.errors import cli_errors
 from leanrank.cli.eval import eval_command
 from leanrank.cli.index import index_app
-from leanrank.cli.rerank import backends_command, refuse_repeated_ids, rerank_command
+from leanrank.cli.rerank import backends_command, json_lines, refuse_repeated_ids, rerank_command
 from leanrank.cli.serve import serve_command
 from leanrank.errors import InputError, UnknownCourseError
 from leanrank.index.factory import no_index_yet
@@ -34,7 +35,7 @@ from leanrank.pipeline import FileReport, IngestReport, Pipeline, SearchResult
 from leanrank.rerank.identity import IdentityReranker
 from leanrank.retrieve.steering import from_examples
 from leanrank.settings import RerankSettings, Settings
-from leanrank.types import Hit, Lang
+from leanrank.types import Hit
 
 IDENTITY = IdentityReranker.name
 
@@ -196,18 +197,11 @@ def _read_queries(path: Path) -> list[tuple[int, str, str]]:
     """(line number, id, query) of JSON lines with `id` and `query`; a bad line names the file and line.
 
     Ids must differ (as the output writes them: `2` and `"2"` are one id): callers join results by id."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read queries ({exc})") from None
     queries = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for n, obj in json_lines(path, "queries"):
         try:
-            obj = json.loads(line)
             qid, text = str(obj["id"]), str(obj["query"])
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (KeyError, TypeError):
             raise InputError(f'{path}:{n}: expected a JSON object with "id" and "query"') from None
         queries.append((n, qid, text))
     refuse_repeated_ids(path, ((n, qid) for n, qid, _ in queries), "query")
@@ -219,7 +213,11 @@ def search(
     course: Annotated[str, typer.Option("--course", "-c", help="Course to search in.")],
     query: Annotated[str | None, typer.Argument(help="The student's question.")] = None,
     lang: Annotated[
-        list[str] | None, typer.Option("--lang", help="Only chunks in this language (ru, en, mixed).")
+        list[str] | None,
+        typer.Option(
+            "--lang",
+            help=f"Only chunks containing this language ({', '.join(LANGS)}: containing both); repeatable.",
+        ),
     ] = None,
     heading: Annotated[
         str | None,
@@ -262,15 +260,10 @@ def search(
     ] = None,
 ) -> None:
     """Hybrid search in one course, then the rerank step."""
-    langs: list[Lang] = []
-    for code in (c.strip().lower() for c in lang or []):
-        if code not in ("ru", "en", "mixed"):
-            err.print(styled(("error:", "red"), f" unknown language {code!r}; use ru, en or mixed"))
-            raise typer.Exit(2)
-        langs.append(code)  # type: ignore[arg-type]  # checked just above
     prefix = tuple(p.strip() for p in heading.split(">")) if heading else ()
     steering = from_examples(toward or (), away or ())
     with cli_errors():
+        langs = check_langs([c.strip().lower() for c in lang or []])
         if query is not None and queries is not None:
             raise InputError("give either a QUERY or --queries FILE, not both")
         if query is None and queries is None:

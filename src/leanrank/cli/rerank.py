@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from leanrank.aio import run_sync
+from leanrank.checks import non_text
 from leanrank.cli.console import err, out, styled
 from leanrank.cli.errors import cli_errors
 from leanrank.errors import InputError
@@ -28,7 +29,8 @@ class Doc:
 
 def json_lines(path: Path, what: str) -> Iterator[tuple[int, Any]]:
     """(line number, decoded value) of each non-blank line of `path`; InputError naming the file (and the
-    line) when it cannot be read or a line is not JSON. `what` names the lines in the read error."""
+    line) when it cannot be read, a line is not JSON or holds a string that is not text (`checks.non_text`).
+    `what` names the lines in the read error."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -37,9 +39,13 @@ def json_lines(path: Path, what: str) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield n, json.loads(line)
+            value = json.loads(line)
         except json.JSONDecodeError:
             raise InputError(f"{path}:{n}: not valid JSON") from None
+        why = non_text(value, "the line")
+        if why is not None:
+            raise InputError(f"{path}:{n}: {why}")
+        yield n, value
 
 
 def refuse_repeated_ids(path: Path, ids: Iterable[tuple[int, str]], what: str) -> None:

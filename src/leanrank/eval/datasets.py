@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from leanrank.checks import LANGS, non_text
 from leanrank.errors import DocumentError, InputError
 from leanrank.ingest.chunker import ChunkerConfig, chunk_source
 from leanrank.ingest.files import discover, source_id
@@ -526,8 +527,8 @@ def _own_question(obj: Mapping[str, Any], where: str, course: str, max_query_cha
             "(LEANRANK_MAX_QUERY_CHARS)"
         )
     lang = obj.get("lang", query.lang)
-    if lang not in ("ru", "en", "mixed"):
-        raise DatasetError(f'{where}: "lang" must be ru, en or mixed')
+    if lang not in LANGS:
+        raise DatasetError(f'{where}: "lang" must be {", ".join(LANGS[:-1])} or {LANGS[-1]}')
     cross_lingual = obj.get("cross_lingual", False)
     if not isinstance(cross_lingual, bool):
         raise DatasetError(f'{where}: "cross_lingual" must be true or false')
@@ -592,7 +593,8 @@ def _json(path: Path) -> Any:
 
 def _jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(`path:line`, object) for each non-blank line; a line that is not a JSON object is an error, and so
-    is one whose escapes make a lone UTF-16 surrogate (`"\\ud800"`), which no encoder or writer takes."""
+    is one whose escapes make a lone UTF-16 surrogate (`"\\ud800"`, `leanrank.checks.non_text`), which no
+    encoder or writer takes."""
     for n, line in enumerate(_text(path).splitlines(), 1):
         if not line.strip():
             continue
@@ -602,11 +604,9 @@ def _jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             raise DatasetError(f"{path}:{n}: not valid JSON") from None
         if not isinstance(obj, dict):
             raise DatasetError(f"{path}:{n}: expected a JSON object")
-        if "\\u" in line:  # only an escape can make a surrogate: the file itself decoded as UTF-8
-            try:
-                json.dumps(obj, ensure_ascii=False).encode("utf-8")
-            except UnicodeEncodeError:
-                raise DatasetError(f"{path}:{n}: a lone UTF-16 surrogate escape is not text") from None
+        # Only an escape can make a surrogate (the file itself decoded as UTF-8): most lines skip the walk.
+        if "\\u" in line and (why := non_text(obj)) is not None:
+            raise DatasetError(f"{path}:{n}: {why}")
         yield f"{path}:{n}", obj
 
 

@@ -76,7 +76,7 @@ class HybridQuery:
     prefetch: int
     rrf_k: int
     weights: tuple[float, ...] = (1.0, 1.0)
-    langs: tuple[Lang, ...] = ()
+    langs: tuple[Lang, ...] = ()  # chunks containing one of them, `mixed`: both (`ingest.lang.lang_filter`)
     lang_legs: tuple[Lang, ...] = ()
     heading_prefix: tuple[str, ...] = ()
     min_score: float | None = None

@@ -25,7 +25,7 @@ import qdrant_edge as qe
 from leanrank.encode.base import Matrix, SparseVec
 from leanrank.errors import ConfigError, IndexLockedError, StoreError
 from leanrank.index.base import SPARSE_VECTOR, Candidate, HybridQuery, Quantization, Steer, StoredPoint
-from leanrank.ingest.lang import contained_langs
+from leanrank.ingest.lang import contained_langs, lang_filter
 from leanrank.settings import SparseKind
 from leanrank.storage import ensure_free
 from leanrank.types import Chunk
@@ -366,10 +366,8 @@ class EdgeStore:
 
     def hybrid(self, query: HybridQuery) -> list[Candidate]:
         must: list[Any] = [_match("course", query.course)]
-        if query.langs:
-            must.append(
-                qe.FieldCondition(key=LANGS_FIELD, match=qe.MatchAny([str(lang) for lang in query.langs]))
-            )
+        for langs in lang_filter(query.langs):
+            must.append(qe.FieldCondition(key=LANGS_FIELD, match=qe.MatchAny([str(lang) for lang in langs])))
         if query.heading_prefix:
             must.append(_match("heading_prefixes", " > ".join(query.heading_prefix)))
         flt = qe.Filter(must=must)

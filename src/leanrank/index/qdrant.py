@@ -48,6 +48,7 @@ from leanrank.index.edge import (
     payload_chunk,
     point_id,
 )
+from leanrank.ingest.lang import lang_filter
 from leanrank.retry import RetryPolicy, retry_after_s
 from leanrank.settings import SparseKind, StoreSettings
 from leanrank.types import Chunk
@@ -370,10 +371,10 @@ class QdrantStore:
 
     def hybrid(self, query: HybridQuery) -> list[Candidate]:
         must: list[models.Condition] = [_match("course", query.course)]
-        if query.langs:
+        for langs in lang_filter(query.langs):
             must.append(
                 models.FieldCondition(
-                    key=LANGS_FIELD, match=models.MatchAny(any=[str(lang) for lang in query.langs])
+                    key=LANGS_FIELD, match=models.MatchAny(any=[str(lang) for lang in langs])
                 )
             )
         if query.heading_prefix:

@@ -8,6 +8,7 @@ Script counting is exact, fast and needs no model — enough for a ru/en corpus.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from leanrank.types import Lang
 
@@ -52,6 +53,16 @@ def contained_langs(text: str, also: tuple[Lang, ...] = ()) -> tuple[Lang, ...]:
 
 
 PLAIN_LANGS: tuple[Lang, ...] = ("ru", "en")
+
+
+def lang_filter(asked: Collection[Lang]) -> tuple[tuple[Lang, ...], ...]:
+    """A search's language filter (`leanrank.checks.LANGS`) as the groups a chunk's `langs` must each share
+    a language with: `ru` or `en` keeps chunks containing it, `mixed` those containing both, several keep
+    what any of them keeps (a chunk containing both contains either: `mixed` beside `ru` adds nothing)."""
+    plain = tuple(lang for lang in PLAIN_LANGS if lang in asked)
+    if plain:
+        return (plain,)
+    return tuple((lang,) for lang in PLAIN_LANGS) if "mixed" in asked else ()
 
 
 def _plain(lang: Lang) -> tuple[Lang, ...]:

@@ -6,6 +6,8 @@ sent: it gets `UNSCORED` (ranked last) and the rest are scored; a request of bla
 call at all. A score that is NaN or
 infinite (a local model in half precision can emit them) is one policy everywhere: ranked last as
 `UNSCORED`, with a warning in the usage record, so no sort misorders and no wire ever carries `null`.
+A query or document that is not text (a lone surrogate: `leanrank.checks`) is the caller's error,
+`InputError` naming it, before any backend is called: no encoder or HTTP client takes one.
 `catalog.reranker` puts every backend it builds behind this guard, and so do the entry points that take a
 `Reranker` object (the service, the pipeline, the LangChain and LlamaIndex adapters).
 """
@@ -17,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
+from leanrank.checks import check_text, check_texts
 from leanrank.errors import BackendError
 from leanrank.rerank.base import (
     UNSCORED,
@@ -29,7 +32,11 @@ from leanrank.rerank.base import (
 )
 
 
-def _kept(documents: Sequence[str]) -> list[int]:
+def _kept(query: str, documents: Sequence[str], where: str = "") -> list[int]:
+    """Indexes of the documents to send; `InputError` when the query or a document is not text (`where`
+    prefixes the name: a batch's entry)."""
+    check_text(query, f"{where}the query")
+    check_texts(documents, f"{where}document")
     return [i for i, doc in enumerate(documents) if not is_blank(doc)]
 
 
@@ -72,7 +79,7 @@ class GuardedReranker:
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         t0 = time.perf_counter()
-        kept = _kept(documents)
+        kept = _kept(query, documents)
         if not kept and documents:
             return _blank_response(len(documents), time.perf_counter() - t0)
         sent = documents if len(kept) == len(documents) else [documents[i] for i in kept]
@@ -89,7 +96,7 @@ class GuardedBatchReranker(GuardedReranker):
 
     async def rerank_batch(self, requests: Sequence[RerankRequest]) -> list[RerankResponse]:
         t0 = time.perf_counter()
-        kept = [_kept(documents) for _, documents in requests]
+        kept = [_kept(query, documents, f"request {j}: ") for j, (query, documents) in enumerate(requests)]
         work = [
             (query, [documents[i] for i in keep])
             for (query, documents), keep in zip(requests, kept, strict=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from leanrank.encode.base import DenseEncoder, Matrix, SparseEncoder
 from leanrank.index.base import NO_TERMS, Candidate, HybridQuery, Steer, Store
-from leanrank.ingest.lang import PLAIN_LANGS, detect_lang
+from leanrank.ingest.lang import PLAIN_LANGS, detect_lang, lang_filter
 from leanrank.retrieve.lexicons import CourseLexicons
 from leanrank.settings import RetrieveSettings
 from leanrank.types import Lang
@@ -106,7 +106,7 @@ class HybridRetriever:
         dense_w, sparse_w, lang_w, cross_w = _ONE_LIST.get(
             s.mode, (s.dense_weight, s.sparse_weight, s.lang_weight, s.cross_lang_weight)
         )
-        asked = {plain for lang in where.langs for plain in (PLAIN_LANGS if lang == "mixed" else (lang,))}
+        asked = {lang for group in lang_filter(where.langs) for lang in group}
         legs = (
             tuple(lang for lang in PLAIN_LANGS if not asked or lang in asked)
             if lang_w > 0 or cross_w > 0

@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from leanrank.checks import LANGS, MAX_DEPTH, MAX_HEADING_SEGMENTS, non_text
 from leanrank.cost.ledger import Bucket, GroupBy
 from leanrank.cost.report import round_usd
 from leanrank.rerank.base import BilledUnit, CountSource
@@ -53,9 +54,9 @@ class _Request(BaseModel):
     @classmethod
     def _text_only(cls, data: Any) -> Any:
         """JSON may escape a lone UTF-16 surrogate (`"\\ud800"`), which no encoder, store or writer takes."""
-        where = _not_text(data, "")
-        if where is not None:
-            raise ValueError(f"{where or 'the body'} holds a lone UTF-16 surrogate, which is not text")
+        why = non_text(data, "the body")
+        if why is not None:
+            raise ValueError(why)
         return data
 
 
@@ -271,11 +272,17 @@ class SearchRequest(_Request):
     query: str = Field(description="The student's question.")
     course: str = Field(description="Course to search; the key must be allowed to use it.")
     k: StrictInt | None = Field(None, ge=1, le=100, description="Hits to return (rerank.top_k by default).")
-    depth: StrictInt | None = Field(None, ge=1, le=1000, description="Candidates handed to the rerank step.")
-    langs: list[Lang] = Field([], max_length=3, description="Only chunks in these languages.")
+    depth: StrictInt | None = Field(
+        None, ge=1, le=MAX_DEPTH, description="Candidates handed to the rerank step."
+    )
+    langs: list[Lang] = Field(
+        [],
+        max_length=len(LANGS),
+        description="Only chunks containing one of these languages (mixed: containing both ru and en).",
+    )
     heading_prefix: list[str] = Field(
         [],
-        max_length=16,
+        max_length=MAX_HEADING_SEGMENTS,
         description="Only chunks under the heading path these start, outermost first, as --heading takes it.",
     )
     min_relevance: StrictFloat | None = Field(
@@ -576,23 +583,3 @@ _ERROR_CODES = {
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the error statuses a route can answer, all with `ErrorBody`."""
     return {code: {"model": ErrorBody, "description": _ERROR_CODES[code]} for code in codes}
-
-
-def _not_text(value: Any, path: str) -> str | None:
-    """The dotted path of the first string (or key) in `value` that cannot be encoded as UTF-8, else None."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path
-        return None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        name = str(key).encode("utf-8", "replace").decode("utf-8")
-        inner = f"{path}.{name}" if path else name
-        found = _not_text(key, inner) if isinstance(key, str) else None
-        if found is None:
-            found = _not_text(item, inner)
-        if found is not None:
-            return found
-    return None
