@@ -65,6 +65,7 @@ def test_query_normalisation() -> None:
     assert normalize_query("  Что такое   ЁЛКА?? ") == "что такое елка"
     assert normalize_query("What is a loop?") == normalize_query("what is a loop")
     assert normalize_query("what is a loop") != normalize_query("what is a list")
+    assert normalize_query("Что такое за\u0301мок?") == normalize_query("что такое замок")  # a stress mark
 
 
 def test_keys_separate_models_queries_and_texts() -> None:

@@ -22,7 +22,6 @@ import re
 import sqlite3
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -30,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from leanrank.encode.bm25 import normalise
 from leanrank.errors import BackendError, ConfigError, DependencyError
 from leanrank.rerank.base import Reranker, RerankResponse, Scale, Usage
 from leanrank.rerank.fallback import FallbackReranker
@@ -55,8 +55,9 @@ def score_scope(scope: str) -> Iterator[None]:
 
 
 def normalize_query(query: str) -> str:
-    """Case, width, whitespace and trailing punctuation do not change what a student asked."""
-    text = unicodedata.normalize("NFKC", query).casefold().replace("ё", "е")
+    """Case, width, whitespace, trailing punctuation and what BM25 folds (`bm25.normalise`: ё/е, stress marks,
+    soft hyphens) do not change what a student asked."""
+    text = normalise(query).casefold()
     return _SPACE.sub(" ", text).strip().strip(_EDGE_PUNCT).strip()
 
 
