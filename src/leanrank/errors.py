@@ -54,6 +54,10 @@ class UnknownCourseError(InputError):
         self.known = tuple(sorted(known))
         super().__init__(f"unknown course {course!r}; indexed courses: {', '.join(self.known) or 'none yet'}")
 
+    def __reduce__(self) -> tuple[type[UnknownCourseError], tuple[str, tuple[str, ...]]]:
+        # Copies and pickles (a process pool's results) rebuild from the fields, not from the message.
+        return (type(self), (self.course, self.known))
+
 
 class DocumentError(InputError):
     """One source file could not be ingested; ingestion of the other files continues."""
@@ -62,6 +66,9 @@ class DocumentError(InputError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+    def __reduce__(self) -> tuple[type[DocumentError], tuple[str, str]]:
+        return (type(self), (self.path, self.reason))
 
 
 class UnsupportedFileTypeError(DocumentError):

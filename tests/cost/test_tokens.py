@@ -108,14 +108,16 @@ def test_calibration(lang: str, ratio: float) -> None:
 
 
 def test_xlmr_counts_of_passages_are_remembered_and_equal_the_model_s() -> None:
-    """A passage counted twice is counted by the model once; a text over `REMEMBERED_CHARS` is not kept."""
+    """A passage counted twice is counted by the model once; a text over `REMEMBERED_CHARS` is not kept, nor
+    is a word (windowing a long document counts each of its words)."""
     from leanrank.encode import e5
 
     passage = "Градиентный бустинг строит ансамбль деревьев решений последовательно, one tree at a time."
-    long_text = "слово " * (e5.REMEMBERED_CHARS // 6 + 1)
+    long_text = "слово " * (e5.REMEMBERED_CHARS.stop // 6 + 1)
     exact = e5.E5SmallEncoder().token_count
     before = e5._remembered_count.cache_info()
     assert [xlmr_token_count(passage), xlmr_token_count(passage)] == [exact(passage)] * 2
     assert xlmr_token_count(long_text) == exact(long_text)
+    assert [xlmr_token_count("бустинг")] * 2 == [exact("бустинг")] * 2
     after = e5._remembered_count.cache_info()
     assert (after.hits - before.hits, after.misses - before.misses) == (1, 1)

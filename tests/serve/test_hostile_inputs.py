@@ -248,8 +248,14 @@ def test_integers_sent_as_integers_still_count(live: LiveServer) -> None:
         )
         chunked = http.post("/v1/rerank", json={**RERANK, "top_n": 1, "max_chunks_per_doc": 2})
         found = http.post("/v1/search", json={**SEARCH, "k": 1, "depth": 5})
+        # `k` is bounded as the library and the CLI bound it (`checks.MAX_HITS`, as `rerank.top_k` may be).
+        many = http.post("/v1/search", json={**SEARCH, "k": 101})
+        too_many = http.post("/v1/search", json={**SEARCH, "k": 1001})
     assert [len(r.json()["results"]) for r in (reranked, chunked)] == [2, 1]
     assert len(found.json()["hits"]) == 1
+    assert many.status_code == 200, many.text
+    assert too_many.status_code == 422
+    assert too_many.json()["error"] == "body.k: Input should be less than or equal to 1000"
 
 
 @pytest.mark.parametrize("path", ["/v2/rerank", "/v1/rerank", "/rerank", "/v1/rerank/batch", "/v1/search"])

@@ -57,9 +57,11 @@ class E5SmallEncoder:
         return int(self._model.token_count(text, False)) - self._overhead
 
 
-REMEMBERED_CHARS = 4_096
-"""Texts up to this many characters have their XLM-R count remembered (the newest `REMEMBERED_COUNTS`):
-at most 4,096 × 4,096 characters, 16-64 MB by script, stay referenced."""
+REMEMBERED_CHARS = range(64, 4_097)
+"""Texts of these many characters have their XLM-R count remembered (the newest `REMEMBERED_COUNTS`): at
+most 4,096 × 4,096 characters, 16-64 MB by script, stay referenced. Shorter ones cost little to count, and
+windowing a long document counts each of its words (`rerank.windows.split_windows`), which would push every
+remembered passage out."""
 REMEMBERED_COUNTS = 4_096
 
 
@@ -80,8 +82,8 @@ def xlmr_token_count(text: str) -> int:
     use, keeps them from each loading their own copy of the model. Counting costs about 0.1-0.2 ms per
     500-character passage, and a gateway call counts the same documents several times (the cascade's trim,
     the budget's hold, what sending all would have cost) while the same course passages come back call
-    after call, so the counts of texts up to `REMEMBERED_CHARS` characters are remembered.
+    after call, so the counts of passages (`REMEMBERED_CHARS` long) are remembered.
     """
-    if len(text) > REMEMBERED_CHARS:
-        return _counting_encoder().token_count(text)
-    return _remembered_count(text)
+    if len(text) in REMEMBERED_CHARS:
+        return _remembered_count(text)
+    return _counting_encoder().token_count(text)

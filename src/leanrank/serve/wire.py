@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from leanrank.checks import LANGS, MAX_DEPTH, MAX_HEADING_SEGMENTS, non_text
+from leanrank.checks import LANGS, MAX_DEPTH, MAX_HEADING_SEGMENTS, MAX_HITS, non_text
 from leanrank.cost.ledger import Bucket, GroupBy
 from leanrank.cost.report import round_usd
 from leanrank.rerank.base import BilledUnit, CountSource
@@ -271,7 +271,9 @@ class SearchRequest(_Request):
 
     query: str = Field(description="The student's question.")
     course: str = Field(description="Course to search; the key must be allowed to use it.")
-    k: StrictInt | None = Field(None, ge=1, le=100, description="Hits to return (rerank.top_k by default).")
+    k: StrictInt | None = Field(
+        None, ge=1, le=MAX_HITS, description="Hits to return (rerank.top_k by default)."
+    )
     depth: StrictInt | None = Field(
         None, ge=1, le=MAX_DEPTH, description="Candidates handed to the rerank step."
     )
