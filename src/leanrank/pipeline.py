@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from leanrank.aio import run_sync
-from leanrank.cascade.plan import Cascade, Sendable
+from leanrank.cascade.plan import Cascade, Sendable, gate_reranker
 from leanrank.cascade.result_cache import result_cache, same_question
 from leanrank.checks import (
     MAX_DEPTH,
@@ -276,7 +276,7 @@ class Pipeline:
             # Windows are chosen by the query's stemmed words (BM25's analyser) whichever sparse list the
             # first stage uses: learned weights would run the model once per window tried.
             sparse=self.sparse if isinstance(self.sparse, Bm25Encoder) else Bm25Encoder(),
-            gate=None if cs.gate == "off" else reranker_by_name(cs.gate),
+            gate=gate_reranker(cs.gate, self.meter.is_paid),
         )
         self.results = result_cache(
             cs.result_cache, self.settings.data_dir, threshold=cs.result_similarity, ttl_s=cs.result_ttl_s

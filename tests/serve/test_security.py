@@ -146,6 +146,20 @@ def test_a_service_without_keys_does_not_start(tmp_path: Path) -> None:
         create_app(settings)
 
 
+def test_a_paid_backend_as_a_cascade_gate_is_refused(tmp_path: Path) -> None:
+    """A gate's calls are not metered: a paid one would rerank every candidate unbilled and unbudgeted."""
+    settings = settings_for(tmp_path)
+    refused = r"gate '{}' is a paid backend; a gate's calls are not billed"
+    gateway = settings.gateway.model_copy(
+        update={"cascade": settings.gateway.cascade.model_copy(update={"gate": "cohere:rerank-v3.5"})}
+    )
+    with pytest.raises(ConfigError, match=refused.format("cohere:rerank-v3.5")):
+        create_app(settings.model_copy(update={"gateway": gateway}))
+    cascade = settings.cascade.model_copy(update={"gate": "jina:jina-reranker-v2-base-multilingual"})
+    with pytest.raises(ConfigError, match=refused.format("jina:jina-reranker-v2-base-multilingual")):
+        Pipeline(settings.model_copy(update={"cascade": cascade}))
+
+
 def test_keys_never_reach_the_logs(live: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with live.client(ADMIN_KEY) as http:

@@ -28,12 +28,28 @@ from leanrank.cascade.dedup import DedupConfig, Fingerprint, collapse_groups
 from leanrank.cascade.mmr import mmr_order
 from leanrank.cascade.trim import Window, best_window
 from leanrank.encode.base import SparseEncoder
+from leanrank.errors import ConfigError
 from leanrank.index.base import Candidate
 from leanrank.ingest.lang import detect_lang
 from leanrank.rerank.base import Reranker, rank_order
+from leanrank.rerank.catalog import reranker as reranker_by_name
 from leanrank.rerank.windows import TokenCount
 from leanrank.settings import CascadeSettings
 from leanrank.types import Lang
+
+
+def gate_reranker(name: str, is_paid: Callable[[str], bool]) -> Reranker | None:
+    """The cascade's gate named `name` (`off`: none). A gate scores every candidate before the paid stage and
+    its calls are not metered, so a backend with a price (`is_paid`, the meter's) is refused: raises
+    `ConfigError`, as for any unknown backend name (`leanrank.rerank.catalog.reranker`)."""
+    if name == "off":
+        return None
+    if is_paid(name):
+        raise ConfigError(
+            f"gate {name!r} is a paid backend; a gate's calls are not billed, so it must be a free one "
+            "(a local cross-encoder `local:…`, `identity`, or a self-hosted server without a price)"
+        )
+    return reranker_by_name(name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,14 +35,13 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from leanrank.cascade.dedup import Fingerprint
-from leanrank.cascade.plan import Cascade
+from leanrank.cascade.plan import Cascade, gate_reranker
 from leanrank.cost.billing import SEARCH_UNIT_DOCUMENTS, search_units
 from leanrank.encode.base import SparseVec
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.index.base import Candidate
 from leanrank.ingest.lang import detect_lang
 from leanrank.rerank.base import UNSCORED, Reranker, RerankResponse, is_blank
-from leanrank.rerank.catalog import reranker as reranker_by_name
 from leanrank.rerank.windows import TokenCount
 from leanrank.retrieve.fusion import rrf_term
 from leanrank.retrieve.hybrid import normalised_hash
@@ -280,7 +279,7 @@ class ClientCascades:
     """The gateway's policies made runnable, one `ClientCascade` per policy on first use, sharing one BM25
     analyser; `for_call` picks the key's, else the course's, else the default (`GatewaySettings.policy`)."""
 
-    def __init__(self, settings: GatewaySettings, count: TokenCount) -> None:
+    def __init__(self, settings: GatewaySettings, count: TokenCount, is_paid: Callable[[str], bool]) -> None:
         self._settings = settings
         memo = DocumentMemo(Bm25Encoder(), settings.memo_documents)
         policies = [settings.cascade, *settings.keys.values(), *settings.courses.values()]
@@ -289,7 +288,7 @@ class ClientCascades:
                 p,
                 count=count,
                 memo=memo,
-                gate=None if p.gate == "off" else reranker_by_name(p.gate),
+                gate=gate_reranker(p.gate, is_paid),
             )
             for p in policies
         }

@@ -110,7 +110,7 @@ def create_app(
         policy=policy,
         jobs=IngestJobs(settings.data_dir / "jobs"),
         rate_limits=rate_limits,
-        cascades=ClientCascades(settings.gateway, xlmr_token_count),
+        cascades=ClientCascades(settings.gateway, xlmr_token_count, meter.is_paid),
         search_pipeline=None if pipeline is None else metered_view(pipeline, accountant),
         owned_ledger=books if ledger is None and isinstance(books, Ledger) else None,
     )
