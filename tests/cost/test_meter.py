@@ -18,7 +18,7 @@ from leanrank.cost.period import Period
 from leanrank.cost.pricing import Pricing
 from leanrank.cost.projection import measured_volume
 from leanrank.errors import ConfigError
-from leanrank.rerank.base import RerankResponse, Usage
+from leanrank.rerank.base import Reranker, RerankResponse, Usage
 from leanrank.rerank.batch import Rendezvous, Seat
 from leanrank.rerank.catalog import _HttpOptions
 from leanrank.rerank.fallback import FallbackReranker
@@ -113,12 +113,15 @@ async def test_a_paid_call_s_hold_names_its_backend_while_it_runs(ledger: Ledger
     assert seen == [("cohere:rerank-v3.5", 120, pytest.approx(0.004), expires), (None, 0, 0.0, expires)]
 
 
+@pytest.mark.parametrize("seated", [False, True], ids=["direct", "rendezvous-seat"])
 async def test_a_backend_s_own_windows_behind_the_guard_are_held_as_sent(
-    ledger: Ledger, tmp_path: Path
+    ledger: Ledger, tmp_path: Path, seated: bool
 ) -> None:
     """A backend configured to window long documents (`long_docs=maxpool`) sits behind the guard: the hold
-    counts its windows too. The same 30 documents of 8 words in windows of 2: 120 documents billed, 2 search
-    units = $0.004 at $2 / 1k."""
+    counts its windows too, called directly (`/v1/rerank`) or through a rendezvous seat (`/v1/rerank/batch`,
+    whose seat used to hide them: 30 documents, 1 unit). The same 30 documents of 8 words in windows of 2:
+    120 documents billed, 2 search units = $0.004 at $2 / 1k; a cascade that kept 15 of them sends 60 (1
+    unit, $0.002) and would have cost $0.004 sending all 30 received (the seat's: $0.002)."""
     docs = [" ".join(f"d{i}w{j}" for j in range(8)) for i in range(30)]
     holds: list[tuple[object, ...]] = []
 
@@ -130,8 +133,15 @@ async def test_a_backend_s_own_windows_behind_the_guard_are_held_as_sent(
     paid = cohere()
     paid.rerank = look  # type: ignore[method-assign]
     configured = guard(WindowedReranker(paid, WindowPolicy(max_tokens=2, max_windows=10), words))
-    await meter(ledger).rerank(configured, "q", docs, request_id="g1", course="py")
-    assert holds == [(30, pytest.approx(0.004))]
+
+    def backend() -> Reranker:
+        return Rendezvous(configured, 1).seat() if seated else configured
+
+    m = meter(ledger)
+    await m.rerank(backend(), "q", docs, request_id="g1", course="py")
+    kept = await m.rerank(backend(), "q", docs[:15], request_id="g2", course="py", received=docs)
+    assert holds == [(30, pytest.approx(0.004)), (15, pytest.approx(0.002))]
+    assert (kept.cost_usd, kept.full_cost_usd) == (pytest.approx(0.002), pytest.approx(0.004))
 
 
 async def test_a_windowed_call_is_held_and_estimated_by_the_windows_it_sends(
@@ -778,6 +788,79 @@ async def test_a_caller_that_left_a_rendezvous_records_what_was_noted_for_it_unt
         ("b#0", "py", "rerank:unconfirmed", "cohere:rerank-v3.5"),
         ("b#0", "py", "rerank:unconfirmed#2", "cohere:rerank-v3.5"),
     ]
+
+
+@pytest.mark.parametrize("stops", ["deadline", "client-gone"])
+async def test_a_chain_through_a_seat_records_its_link_in_flight_once_when_its_caller_stops_waiting(
+    ledger: Ledger, tmp_path: Path, stops: str
+) -> None:
+    """`cohere | voyage` through a rendezvous seat (`/v1/rerank/batch`'s way), its caller gone while Cohere
+    works: past the call deadline (0.2 s) or its client disconnected. Cohere's call may be billed, so it is
+    recorded at its estimate (2 units, $0.004), once, as a direct call records it (nothing was, before: the
+    chain goes on in the rendezvous's task). Cohere's timeout and Voyage's, noted there after the caller
+    left, are recorded nowhere."""
+    started, release, over = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    @dataclass
+    class Slow:
+        name: str
+
+        async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+            started.set()
+            await release.wait()
+            if self.name.startswith("voyage"):
+                over.set()  # the chain notes Voyage's failure before this test runs again
+            raise RerankTimeoutError(f"{self.name} timed out")
+
+    seat = Rendezvous(FallbackReranker([Slow("cohere:rerank-v3.5"), Slow("voyage:rerank-2.5")]), 1).seat()
+    m = Meter(ledger, PRICING, deadline_s=0.2 if stops == "deadline" else 60.0, clock=lambda: NOV_3)
+    call = asyncio.create_task(m.rerank(seat, "q", DOCS, request_id="b#0", course="py"))
+    if stops == "deadline":
+        with pytest.raises(RerankTimeoutError, match="no answer within the call deadline") as failed:
+            await call
+        assert failed.value.unconfirmed_usd == pytest.approx(0.004)
+    else:
+        await started.wait()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    release.set()
+    await over.wait()
+    assert _unconfirmed_rows(tmp_path) == [("rerank:unconfirmed", *COHERE_AT_ESTIMATE)]
+
+
+async def test_each_caller_of_a_failed_merged_call_reads_its_own_possibly_billed_cost(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A batching backend's merged call for two seats answers garbage: one `BadResponseError` object fails
+    both. Each meter records its own request at the estimate (1 document: 1 unit, $0.002; 250: 3 units,
+    $0.006) and each caller reads that on the error it gets, not the last meter's figure (both read $0.006
+    before)."""
+
+    class Garbled:
+        name = "cohere:rerank-v3.5"
+
+        async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
+            raise AssertionError("a batching backend gets one merged call")
+
+        async def rerank_batch(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[RerankResponse]:
+            raise BadResponseError("garbled")
+
+    m = meter(ledger)
+    first, second = in_turn(Rendezvous(Garbled(), expected=2), 2)
+    failed = await asyncio.gather(
+        m.rerank(first, "q", ["d"], request_id="m#0", course="py"),
+        m.rerank(second, "q", ["d"] * 250, request_id="m#1", course="py"),
+        return_exceptions=True,
+    )
+    assert [type(f) for f in failed] == [BadResponseError, BadResponseError]
+    read = [getattr(f, "unconfirmed_usd", None) for f in failed]
+    assert read == [pytest.approx(0.002), pytest.approx(0.006)]
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        rows = db.execute(
+            "SELECT request_id, billed_units, cost_usd FROM leanrank_rerank_calls ORDER BY request_id"
+        ).fetchall()
+    assert rows == [("m#0", 1.0, pytest.approx(0.002)), ("m#1", 3.0, pytest.approx(0.006))]
 
 
 def _patient(url: str) -> HttpReranker:

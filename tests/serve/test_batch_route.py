@@ -13,9 +13,11 @@ from leanrank.cost.ledger import Ledger
 from leanrank.errors import BackendError
 from leanrank.pipeline import Pipeline
 from leanrank.rerank.base import RerankResponse, Usage
+from leanrank.rerank.windows import WindowedReranker, WindowPolicy
 from leanrank.serve import create_app
 from leanrank.settings import ServeSettings
 from tests.rerank.servers import DROP, FakeProvider, Fault, adapter, score_of
+from tests.rerank.test_windows import words
 from tests.serve.conftest import ADMIN_KEY, DEMO_KEY, ENTRIES, priced, settings_for
 from tests.serve.live import LiveServer
 from tests.serve.test_batching import CountingModel, score
@@ -123,6 +125,34 @@ def test_a_dropped_attempt_is_possibly_billed_under_its_own_entry(
     ]
     [total] = ledger.totals("course", this_month())
     assert (total.calls, total.unconfirmed, total.requests) == (5, 2, 3)
+
+
+def test_an_entry_is_held_checked_and_billed_by_the_backend_s_windows_as_on_v1_rerank(
+    tmp_path: Path, index: Pipeline, fake: FakeProvider, ledger: Ledger
+) -> None:
+    """A backend that windows long documents (2 words a window, as `max_doc_tokens=2&long_docs=maxpool`
+    would): 30 documents of 8 words go out as 120 windows, 2 search units ($0.004). `/v1/rerank` and an entry
+    of `/v1/rerank/batch` bill that the same way; before, the entry's seat hid the windows, so the provider's
+    2 units were above the most 30 short documents can use and the entry failed as a bad response."""
+    docs = [" ".join(f"d{i}w{j}" for j in range(8)) for i in range(30)]
+    windowed = WindowedReranker(adapter(fake), WindowPolicy(max_tokens=2, max_windows=10), words)
+    server, search = serve(priced(tmp_path), index, windowed, ledger)
+    try:
+        with server.client(ADMIN_KEY, headers={"X-Leanrank-Course": "demo"}) as http:
+            single = http.post("/v1/rerank", json={"query": "q", "documents": docs})
+            batch = http.post("/v1/rerank/batch", json={"requests": [{"query": "q", "documents": docs}]})
+    finally:
+        server.close()
+        search.close()
+    assert (single.status_code, batch.status_code) == (200, 200), (single.text, batch.text)
+    [entry] = batch.json()["results"]
+    assert (entry["error"], entry["cost_usd"]) == (None, pytest.approx(0.004))
+    assert [len(r.body["documents"]) for r in fake.requests] == [120, 120]
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        rows = db.execute(
+            "SELECT stage, documents, billed_units, cost_usd FROM leanrank_rerank_calls"
+        ).fetchall()
+    assert rows == [("rerank", 30, 2.0, pytest.approx(0.004))] * 2
 
 
 class FailsOn:

@@ -209,8 +209,9 @@ class Meter:
         Raises `BudgetExceededError` when the cap is hard, `reranker` is paid and no free fallback is given,
         `RequestConflictError` when `(request_id, stage)` is running or billed, `LedgerError` when the
         ledger cannot be written, `BadResponseError` for scores or usage that are not finite numbers,
-        `RerankTimeoutError` when the call is not over within the deadline; a `BackendError` carries what
-        the ledger recorded for the call as possibly billed in `unconfirmed_usd`.
+        `RerankTimeoutError` when the call is not over within the deadline; a `BackendError` is raised as
+        this call's own copy (caused by the backend's), carrying what the ledger recorded for the call as
+        possibly billed in `unconfirmed_usd`.
         """
         paid = self.is_paid(reranker.name)
         now = self._clock()
@@ -245,7 +246,7 @@ class Meter:
             written = await self._release(hold, links, exc, len(documents), sent)
             if isinstance(exc, BackendError):
                 costs = [r.cost_usd for r in written if r.cost_usd is not None]
-                exc.unconfirmed_usd = sum(costs) if costs else None
+                raise _own(exc, sum(costs) if costs else None) from exc
             raise
         self._failed = None
         served_by = response.served_by or chosen.name
@@ -465,6 +466,16 @@ async def _within(
         raise RerankTimeoutError(
             f"{reranker.name}: no answer within the call deadline of {deadline_s:g} s (rerank.deadline_s)"
         ) from None
+
+
+def _own(exc: BackendError, unconfirmed_usd: float | None) -> BackendError:
+    """A copy of `exc` carrying what this call recorded as possibly billed (`unconfirmed_usd`): one exception
+    object may be raised to several calls (a merged batch's failure), each metered on its own. Made without
+    calling `__init__`, whose parameters a backend's own error class may name differently than its `args`."""
+    own = type(exc).__new__(type(exc), *exc.args)
+    own.__dict__.update(vars(exc))
+    own.unconfirmed_usd = unconfirmed_usd
+    return own
 
 
 def _billable(exc: BaseException, backend: str, answer: RerankResponse | None, noted: Billable) -> list[str]:

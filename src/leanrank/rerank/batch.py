@@ -121,7 +121,8 @@ class Waiting:
         """The answer, raising its failure, with the calls made for it that may still be billed noted in the
         caller's context (`http.note_all`), where its meter collects them. A caller that stops waiting
         (cancelled: a client gone, the call deadline) notes those made so far, as a call of its own would have
-        noted them, and its meter records the one in flight; any made for it after that are recorded nowhere.
+        noted them, and the call in flight: a chain's link under way (`http.Billable.add`), else its meter
+        records it (`http.Billable.unnoted`); any made for it after that are recorded nowhere.
         """
         try:
             return await self.answer
@@ -200,7 +201,11 @@ class Rendezvous:
 
 
 class Seat:
-    """One caller's place at a `Rendezvous`: a `Reranker` for exactly one call."""
+    """One caller's place at a `Rendezvous`: a `Reranker` for exactly one call.
+
+    `inner` is the rendezvous's backend, which its call goes to: what is sent for it is that backend's
+    (`leanrank.rerank.windows.as_sent`: its configured windows and query cuts), estimated and checked as a
+    call of its own would be."""
 
     def __init__(self, rendezvous: Rendezvous) -> None:
         self._rendezvous = rendezvous
@@ -208,8 +213,12 @@ class Seat:
         self._done = False
 
     @property
+    def inner(self) -> Reranker:
+        return self._rendezvous.inner
+
+    @property
     def name(self) -> str:
-        return self._rendezvous.inner.name
+        return self.inner.name
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse:
         if self._arrived or self._done:

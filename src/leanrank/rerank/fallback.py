@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from leanrank.errors import BackendError, ConfigError
 from leanrank.rerank.base import Reranker, RerankResponse
-from leanrank.rerank.http import note_failure
+from leanrank.rerank.http import note_failure, under_way
 
 _log = logging.getLogger(__name__)
 
@@ -53,9 +53,12 @@ class FallbackReranker:
 
 
 async def _tried(backend: Reranker, query: str, documents: Sequence[str]) -> RerankResponse:
-    """`backend`'s answer; a failure its provider may still bill is noted first (`http.note_failure`)."""
-    try:
-        return await backend.rerank(query, documents)
-    except BaseException as exc:
-        note_failure(backend.name, exc)
-        raise
+    """`backend`'s answer; a failure its provider may still bill is noted first (`http.note_failure`). The
+    link is noted as in flight while it works (`http.under_way`): a caller in another task that stops
+    waiting (a batch's seat) counts it."""
+    with under_way(backend.name):
+        try:
+            return await backend.rerank(query, documents)
+        except BaseException as exc:
+            note_failure(backend.name, exc)
+            raise

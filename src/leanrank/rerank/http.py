@@ -52,22 +52,30 @@ class Billable:
     each, in call order: attempts sent but unanswered, and the fallback chains' failed links (the one whose
     failure ended a chain included); filled as they fail. `cut_off`: a cancellation reached a
     `JsonClient.post` made for a reranker (`billed_as`), which noted the attempt in flight, if there was
-    one: that call's attempts are all in `calls` already.
+    one: that call's attempts are all in `calls` already. `in_flight`: the fallback chain's link whose call
+    is under way (`under_way`), None between links and once the chain is over.
     """
 
     calls: list[str] = field(default_factory=list)
     cut_off: bool = False
+    in_flight: str | None = None
 
     def add(self, other: Billable) -> None:
-        """Take in what `other` collected, after what is here."""
+        """Take in what `other` collected, after what is here. `other` may be filled in another task (a
+        batcher's, `leanrank.rerank.batch.Waiting`) whose caller stops waiting while a chain link is under
+        way there: that link is taken in too, as cut off, as the caller's own cancellation would have noted
+        it; what that task notes later is not taken in."""
         self.calls.extend(other.calls)
-        self.cut_off = self.cut_off or other.cut_off
+        if other.in_flight is not None:
+            self.calls.append(other.in_flight)
+        self.cut_off = self.cut_off or other.cut_off or other.in_flight is not None
 
     def unnoted(self, exc: BaseException) -> bool:
         """Whether the call that ended in `exc` may be billed beyond `calls`: it may be billed at all
         (`maybe_billed`) and its attempts were not noted as the cancellation cut them off. A backend that
-        notes nothing (a custom one, a micro-batch's seat, whose request goes on in another task) is
-        counted once on its timeout, as if an attempt were in flight."""
+        notes nothing (a custom one, a micro-batch's seat for a single backend, whose request goes on in
+        another task) is counted once on its timeout, as if an attempt were in flight; a seat for a chain
+        has its link in flight noted instead (`add`)."""
         return maybe_billed(exc) and not self.cut_off
 
 
@@ -95,9 +103,24 @@ def note_billable(name: str) -> None:
         billable.calls.append(name)
 
 
+@contextmanager
+def under_way(name: str) -> Iterator[None]:
+    """The call by the reranker `name` (a fallback chain's link) is the one in flight inside the block
+    (`Billable.in_flight`, in `billable_failures`; else no-op)."""
+    billable = _BILLABLE.get()
+    if billable is None:
+        yield
+        return
+    outer, billable.in_flight = billable.in_flight, name
+    try:
+        yield
+    finally:
+        billable.in_flight = outer
+
+
 def note_all(collected: Billable) -> None:
     """Note what another `billable_failures` block collected (a batch's task, for its caller) in this
-    context's (else no-op)."""
+    context's, its chain link in flight as cut off (`Billable.add`; else no-op)."""
     billable = _BILLABLE.get()
     if billable is not None:
         billable.add(collected)
