@@ -310,7 +310,12 @@ class ClientCascadeSettings(_Group):
         "sent, uncapped (pass-through).",
     )
     min_documents: int = Field(
-        20, ge=1, le=100_000, description="Requests with fewer documents are forwarded whole."
+        20,
+        ge=1,
+        le=100_000,
+        description="Requests with fewer documents skip the cut and are forwarded whole, except that a "
+        "backend billed per search unit is still sent at most 100 billed documents (one unit; more only when "
+        "the first document alone is billed as more), in the client's order.",
     )
     client_weight: float = Field(1.0, ge=0.0, description="RRF weight of the client's own order.")
     bm25_weight: float = Field(1.0, ge=0.0, description="RRF weight of BM25 over the request's documents.")

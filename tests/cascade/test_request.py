@@ -167,6 +167,19 @@ def test_off_forwards_everything_as_sent_and_small_requests_pass_through(bm25: B
     assert small.forward == list(range(5))
 
 
+def test_below_min_documents_the_cut_is_skipped_but_not_the_cap_of_one_search_unit(bm25: Bm25Encoder) -> None:
+    """`min_documents`: fewer are forwarded whole, in the client's order, except that a backend billed per
+    search unit is still sent at most 100 billed documents a request."""
+    docs = [*FILLER[:5], *ON_TOPIC]  # 7 documents, the answers last
+    cut = plan(cascade(bm25, keep_ratio=0.9, min_depth=1), docs)
+    assert len(cut.forward) < 7  # with min_documents 2, the cut holds the filler back
+    small = cascade(bm25, keep_ratio=0.9, min_depth=1, min_documents=20)
+    whole = plan(small, docs, billed_as=each(1))  # 7 billed documents: 1 unit holds them all
+    assert (whole.forward, whole.texts, whole.rest) == (list(range(7)), docs, [])
+    capped = plan(small, docs, billed_as=each(30))  # 30 + 30 + 30 = 90; a fourth would make 120
+    assert (capped.forward, capped.texts, capped.rest) == ([0, 1, 2], docs[:3], [3, 4, 5, 6])
+
+
 def test_trimming_forwards_best_windows(bm25: Bm25Encoder) -> None:
     long = " ".join(f"Sentence {i} is about the weather." for i in range(20)) + " " + ON_TOPIC[0]
     p = plan(cascade(bm25, trim_tokens=16), [long, *FILLER])

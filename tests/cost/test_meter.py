@@ -181,6 +181,35 @@ async def test_a_windowed_call_is_held_and_estimated_by_the_windows_it_sends(
     )
 
 
+async def test_a_document_over_the_context_is_held_and_recorded_as_its_chunks(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Cohere's context holds 4,096 tokens of query and document: a 1,000-token query (4,350 Latin characters
+    / 4.35, the character estimate) leaves 3,096, so a 4,096-token document (17,818 characters / 4.35 =
+    4,096.1) is 2 chunks, and 60 of them are 120 billed documents = 2 search units = $0.004, not the 1 unit
+    of 60 documents counted whole. The hold, the record of a timed-out call and the bound on what a provider
+    may report all follow that rule."""
+    query, docs = "x" * 4_350, ["y" * 17_818] * 60
+    holds: list[tuple[object, ...]] = []
+
+    async def look(query: str, documents: Sequence[str]) -> RerankResponse:
+        with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+            holds.extend(db.execute("SELECT documents, amount_usd FROM leanrank_rerank_calls_holds"))
+        usage = Usage(0, 0, 2.0, "search_units", "reported", 0.2, len(documents))  # the provider's count
+        return RerankResponse(tuple(0.0 for _ in documents), usage)
+
+    paid = cohere()
+    paid.rerank = look  # type: ignore[method-assign]
+    m = meter(ledger)
+    got = await m.rerank(paid, query, docs, request_id="c1", course="py")
+    assert (holds, got.cost_usd) == ([(60, pytest.approx(0.004))], pytest.approx(0.004))
+    timed_out = FakeReranker("cohere:rerank-v3.5", cohere_usage, fails=RerankTimeoutError("timed out"))
+    with pytest.raises(RerankTimeoutError):
+        await m.rerank(timed_out, query, docs, request_id="c2", course="py")
+    [(stage, _, _, _, units, unit, cost)] = _unconfirmed_rows(tmp_path)
+    assert (stage, units, unit, cost) == ("rerank:unconfirmed", 2.0, "search_units", pytest.approx(0.004))
+
+
 async def test_a_reused_request_id_is_refused_before_the_provider_is_paid_again(ledger: Ledger) -> None:
     m, backend = meter(ledger), cohere()
     first = await m.rerank(backend, "q", DOCS, request_id="q1", course="py")

@@ -65,6 +65,26 @@ def test_cohere_120_documents_is_2_search_units_is_4_tenths_of_a_cent() -> None:
     assert cohere.cost_usd(15, []) == 0.0
 
 
+@pytest.mark.parametrize(
+    ("query_chars", "doc_chars", "units"),
+    [
+        # 1,000 query tokens (4,350 Latin characters / 4.35) leave 3,096 of the 4,096-token context: a
+        # 4,096-token document (17,818 / 4.35 = 4,096.1) is ceil(4,096 / 3,096) = 2 chunks; 60 × 2 = 120
+        # billed documents = 2 units.
+        (4_350, 17_818, 2),
+        # A 1-token query (4 / 4.35 = 0.9) leaves 4,095: a 4,095-token document (17,813 / 4.35 = 4,094.9)
+        # is 1; 60 = 1 unit.
+        (4, 17_813, 1),
+        (4, 17_818, 2),  # ... and one token more is 2 chunks: 120 billed documents, 2 units
+    ],
+)
+def test_the_search_unit_estimate_counts_a_document_over_the_context_as_its_chunks(
+    query_chars: int, doc_chars: int, units: int
+) -> None:
+    estimate = PACKAGED.estimate("cohere:rerank-v3.5", "x" * query_chars, ["y" * doc_chars] * 60)
+    assert estimate == pytest.approx(units * 2.00 / 1000)
+
+
 def test_voyage_formula_by_hand() -> None:
     voyage = _price("voyage:rerank-2.5")  # $0.05 per million tokens
     # 20 query tokens × 3 documents + (100 + 200 + 300) = 660 tokens.

@@ -133,26 +133,39 @@ def test_an_entry_is_held_checked_and_billed_by_the_backend_s_windows_as_on_v1_r
     """A backend that windows long documents (2 words a window, as `max_doc_tokens=2&long_docs=maxpool`
     would): 30 documents of 8 words go out as 120 windows, 2 search units ($0.004). `/v1/rerank` and an entry
     of `/v1/rerank/batch` bill that the same way; before, the entry's seat hid the windows, so the provider's
-    2 units were above the most 30 short documents can use and the entry failed as a bad response."""
+    2 units were above the most 30 short documents can use and the entry failed as a bad response. The
+    cascade is off here: on, it would send 25 documents (100 windows, one unit) on both routes."""
     docs = [" ".join(f"d{i}w{j}" for j in range(8)) for i in range(30)]
     windowed = WindowedReranker(adapter(fake), WindowPolicy(max_tokens=2, max_windows=10), words)
     server, search = serve(priced(tmp_path), index, windowed, ledger)
     try:
-        with server.client(ADMIN_KEY, headers={"X-Leanrank-Course": "demo"}) as http:
+        headers = {"X-Leanrank-Course": "demo", "X-Leanrank-Cascade": "off"}
+        with server.client(ADMIN_KEY, headers=headers) as http:
             single = http.post("/v1/rerank", json={"query": "q", "documents": docs})
             batch = http.post("/v1/rerank/batch", json={"requests": [{"query": "q", "documents": docs}]})
+        with server.client(ADMIN_KEY, headers={"X-Leanrank-Course": "demo"}) as http:
+            capped = [
+                http.post("/v1/rerank", json={"query": "q", "documents": docs}),
+                http.post("/v1/rerank/batch", json={"requests": [{"query": "q", "documents": docs}]}),
+            ]
     finally:
         server.close()
         search.close()
     assert (single.status_code, batch.status_code) == (200, 200), (single.text, batch.text)
     [entry] = batch.json()["results"]
     assert (entry["error"], entry["cost_usd"]) == (None, pytest.approx(0.004))
-    assert [len(r.body["documents"]) for r in fake.requests] == [120, 120]
+    # With the cascade on, the cap counts the backend's windows on both routes: 25 documents, 100 windows.
+    assert [len(r.body["documents"]) for r in fake.requests] == [120, 120, 100, 100]
+    assert capped[0].headers["x-leanrank-documents-forwarded"] == "25"
+    assert capped[1].json()["results"][0]["cascade"]["documents_forwarded"] == 25
     with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
         rows = db.execute(
-            "SELECT stage, documents, billed_units, cost_usd FROM leanrank_rerank_calls"
+            "SELECT stage, documents, billed_units, cost_usd FROM leanrank_rerank_calls ORDER BY rowid"
         ).fetchall()
-    assert rows == [("rerank", 30, 2.0, pytest.approx(0.004))] * 2
+    assert (
+        rows
+        == [("rerank", 30, 2.0, pytest.approx(0.004))] * 2 + [("rerank", 25, 1.0, pytest.approx(0.002))] * 2
+    )
 
 
 class FailsOn:

@@ -22,6 +22,9 @@ from leanrank.cost.billing import SEARCH_UNIT_CONTEXT_TOKENS, pair_tokens, searc
 from leanrank.cost.ledger import DEFAULT_TABLE
 from leanrank.cost.tokens import counter_for
 from leanrank.pipeline import Pipeline
+from leanrank.rerank.base import Reranker
+from leanrank.rerank.fallback import FallbackReranker
+from leanrank.rerank.windows import WindowedReranker, WindowPolicy
 from leanrank.serve import create_app
 from leanrank.settings import ClientCascadeSettings, CostSettings, GatewaySettings, Settings
 from tests.rerank.servers import MODEL, FakeProvider, adapter, score_of
@@ -234,6 +237,47 @@ def test_a_document_over_the_search_unit_context_counts_as_its_chunks(
     assert reply.status_code == 200, reply.text
     assert len(sent_documents(cohere_fake)) == 50  # 50 × 2 chunks = 100 billed documents: 1 unit
     assert reply.headers["x-leanrank-documents-forwarded"] == "50"
+
+
+def _truncating(fake: FakeProvider, max_words: int) -> WindowedReranker:
+    """`fake` behind the backend's own truncation, as the catalog configures Cohere's `max_doc_tokens`
+    (counted here in words, so the arithmetic can be done by hand)."""
+    return WindowedReranker(adapter(fake), WindowPolicy(max_words, mode="truncate"), lambda t: len(t.split()))
+
+
+@pytest.mark.parametrize("chained", [False, True], ids=["alone", "first-of-a-chain"])
+def test_a_backend_that_truncates_is_counted_by_what_it_sends_not_the_whole_text(
+    tmp_path: Path, cohere_fake: FakeProvider, jina_fake: FakeProvider, index: Pipeline, chained: bool
+) -> None:
+    """60 documents of 5,000 words, cut by the backend to their first 1,000 before sending: each is one billed
+    document, so all 60 go for 1 unit (counted whole, each would be 3 chunks and only 33 would go)."""
+    rng = random.Random(16)
+    words = ["".join(rng.choices(string.ascii_lowercase, k=7)) for _ in range(500)]
+    docs = [" ".join(rng.choices(words, k=5_000)) for _ in range(60)]
+    count = counter_for(f"cohere:{MODEL}").count
+    # The provider's count is the character estimate: the query's 31 characters, 16 of its 25 letters
+    # Cyrillic, at 31 × (0.64 / 4.04 + 0.36 / 4.35) = 7.48 → 7 tokens; a document whole, 5,000 words of 7
+    # letters and a space less one = 39,999 Latin characters / 4.35 = 9,195 tokens
+    q = count(QUERY)
+    assert q == 7
+    # ceil(9,195 / (4,096 - 7)) = 3 chunks each; cut to 1,000 words, 7,999 characters / 4.35 = 1,839 tokens,
+    # 1 each.
+    assert {search_unit_documents(q, d, count) for d in docs} == {3}
+    assert {count(" ".join(d.split()[:1_000])) for d in docs} == {1_839}
+    backend: Reranker = _truncating(cohere_fake, 1_000)
+    if chained:
+        backend = FallbackReranker([backend, adapter(jina_fake)])
+    server = LiveServer(create_app(settings_for(tmp_path), reranker=backend, pipeline=index))
+    try:
+        with server.client(ADMIN_KEY) as http:
+            reply = http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs})
+    finally:
+        server.close()
+    assert reply.status_code == 200, reply.text
+    sent = sent_documents(cohere_fake)
+    assert sent == [" ".join(d.split()[:1_000]) for d in docs]  # BM25 matches none: the client's order
+    assert reply.headers["x-leanrank-documents-forwarded"] == "60"
+    assert reply.json()["meta"]["billed_units"] == {"search_units": 1}
 
 
 def test_held_back_documents_follow_in_the_pre_ranking_order(

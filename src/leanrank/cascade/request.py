@@ -15,10 +15,11 @@ own rank order. Before the paid backend sees them:
 3. the pipeline cascade (`leanrank.cascade.plan.Cascade`) on that list: the **adaptive cut**, **near-duplicate
    collapse**, the optional **gate** and **best-window trimming**;
 4. for a backend billed per search unit, the search units: what is sent is counted in billed documents
-   (windows, and chunks of those over the provider's context), capped at one unit's worth (100) per request
-   and filled up to the units it costs, in pre-ranking order: below that, a cut saves nothing and loses
-   answers, so it saves whole units only (150 received: 100 forwarded, 1 unit instead of 2; 100 received:
-   all forwarded). Token-billed backends pay per token: their cut stands as it is.
+   (as the backend sends it: windows, truncation, and chunks of those over the provider's context), capped
+   at one unit's worth (100) per request and filled up to the units it costs, in pre-ranking order: below
+   that, a cut saves nothing and loses answers, so it saves whole units only (150 received: 100 forwarded,
+   1 unit instead of 2; 100 received: all forwarded). Token-billed backends pay per token: their cut stands
+   as it is.
 
 `merge` then gives every received document a score: forwarded ones the backend's, a duplicate its
 representative's, and the rest follow strictly below the lowest forwarded score, in pre-ranking order.
@@ -49,8 +50,8 @@ from leanrank.settings import CascadeSettings, ClientCascadeSettings, GatewaySet
 from leanrank.types import Chunk, Lang
 
 BilledAs = Callable[[str], int]
-"""How many documents a backend billed per search unit bills one forwarded text as: its windows, each split
-into chunks over the provider's context (`leanrank.cost.billing.search_unit_documents`)."""
+"""How many documents a backend billed per search unit bills one forwarded text as: the windows or the cut it
+sends for it, each split into chunks over the provider's context (`billing.search_unit_documents`)."""
 
 OFF_LOOP_DOCUMENTS = 16
 """New documents in one request from which their analysis runs in a worker thread: ~3 ms of CPU (0.2 ms each,
@@ -200,7 +201,8 @@ class ClientCascade:
     ) -> ClientPlan:
         """Which documents to forward, in what form. `billed_as`, for a backend billed per search unit,
         sizes each forwarded text in billed documents: the plan is then fitted to search units
-        (`fit_search_units`). A policy that is not `enabled` forwards everything as sent, uncapped."""
+        (`fit_search_units`), a request of fewer than `min_documents` too: it skips the cut, not the cap of
+        one unit per request. A policy that is not `enabled` forwards everything as sent, uncapped."""
         s = self.settings
         if not s.enabled:
             return pass_through(documents)

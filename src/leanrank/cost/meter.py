@@ -334,7 +334,8 @@ class Meter:
         query_tokens = counter.count(query)
         document_tokens = sum(counter.count(text) for text in texts)
         price = self._pricing.price(link)
-        units = 0.0 if price is None else price.units(query_tokens, len(texts), document_tokens)
+        billed = 0 if price is None else price.documents_billed(query_tokens, texts, counter.count)
+        units = 0.0 if price is None else price.units(query_tokens, billed, document_tokens)
         name = parse_backend(link)
         return LedgerRecord(
             time=hold.time,

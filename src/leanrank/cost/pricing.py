@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
@@ -38,7 +38,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from leanrank.cost._names import chain_links, parse_backend
-from leanrank.cost.billing import PROVIDER_BILLING, search_units
+from leanrank.cost.billing import PROVIDER_BILLING, search_unit_documents, search_units
 from leanrank.cost.tokens import counter_for
 from leanrank.errors import ConfigError
 from leanrank.rerank.base import BilledUnit, Usage
@@ -100,11 +100,20 @@ class ModelPrice:
         """Billed units of one request: ceil(documents / 100) search units, or q × documents + Σ doc tokens.
 
         Takes totals (and accepts means) so projections can price an average query; `cost_usd` is the
-        per-document form.
+        per-document form. Search units count billed documents: a text over the context is several
+        (`documents_billed`).
         """
         if self.unit == "per_1k_search_units":
             return float(search_units(math.ceil(documents)))
         return query_tokens * documents + document_tokens
+
+    def documents_billed(self, query_tokens: int, texts: Sequence[str], count: Callable[[str], int]) -> int:
+        """Documents one request sending `texts` is billed for: per search unit, a text over the context
+        with the query counts as its chunks (`billing.search_unit_documents`, `count` the provider's token
+        counter); per token, each text is one."""
+        if self.billed_unit != "search_units":
+            return len(texts)
+        return sum(search_unit_documents(query_tokens, text, count) for text in texts)
 
     def cost_of_units(self, units: float) -> float:
         return units * self.price / _UNIT_SIZE[self.unit]
@@ -241,8 +250,9 @@ class Pricing:
         """US dollars a call should cost, before it is made: what a budget holds for it.
 
         A chain is held at its dearest link. Tokens are counted with the model's tokenizer where bundled,
-        else about four characters a token. A model without a listed price is held at 0 (its calls are
-        unpriced, and unpriced calls count towards no cap).
+        else about four characters a token; search units by the documents billed, a document over the
+        context with the query counting as its chunks (`ModelPrice.documents_billed`). A model without a
+        listed price is held at 0 (its calls are unpriced, and unpriced calls count towards no cap).
         """
         links = chain_links(backend)
         if len(links) > 1:
@@ -250,10 +260,12 @@ class Pricing:
         price = self.price(backend)
         if price is None or not price.is_paid:
             return 0.0
-        if price.billed_unit == "search_units":
-            return price.cost_for(0, len(documents), 0)
         counter = counter_for(backend)
-        return price.cost_usd(counter.count(query), [counter.count(doc) for doc in documents])
+        query_tokens = counter.count(query)
+        if price.billed_unit == "search_units":
+            billed = price.documents_billed(query_tokens, documents, counter.count)
+            return price.cost_for(query_tokens, billed, 0)
+        return price.cost_usd(query_tokens, [counter.count(doc) for doc in documents])
 
     def cost_of(self, usage: Usage, backend: str) -> float | None:
         """US dollars for one call: the cost the provider reported, else its units at the listed price.

@@ -29,7 +29,7 @@ from leanrank.errors import InputError
 from leanrank.pipeline import check_course_id
 from leanrank.rerank.base import Reranker, as_logits, as_probabilities, rank_order
 from leanrank.rerank.fallback import FallbackReranker
-from leanrank.rerank.windows import WindowedReranker, WindowPolicy
+from leanrank.rerank.windows import WindowedReranker, WindowPolicy, as_sent
 from leanrank.serve.accounting import CallContext, Charge
 from leanrank.serve.auth import Principal
 from leanrank.serve.errors import ForbiddenError, UnknownModelError
@@ -107,10 +107,8 @@ def serving_policy(service: Service, model: str | None, response: Response) -> R
     members = chain_links(policy.name)
     if model is None or _is_model(members[0], model):
         return policy
-    chain = policy
-    while not isinstance(chain, FallbackReranker) and isinstance(getattr(chain, "inner", None), Reranker):
-        chain = chain.inner  # type: ignore[attr-defined]  # a cache or micro-batcher around the chain
-    if isinstance(chain, FallbackReranker):
+    chain = _fallback_chain(policy)
+    if chain is not None:
         for i, backend in enumerate(chain.chain):
             if _is_model(backend.name, model):
                 rest = chain.chain[i:]
@@ -122,6 +120,14 @@ def serving_policy(service: Service, model: str | None, response: Response) -> R
         )
     response.headers["x-leanrank-model-ignored"] = header_text(model)
     return policy
+
+
+def _fallback_chain(reranker: Reranker) -> FallbackReranker | None:
+    """The fallback chain inside `reranker`'s wrappers (windows, score cache, batcher, guard), or None."""
+    layer = reranker
+    while not isinstance(layer, FallbackReranker) and isinstance(getattr(layer, "inner", None), Reranker):
+        layer = layer.inner  # type: ignore[attr-defined]
+    return layer if isinstance(layer, FallbackReranker) else None
 
 
 async def rerank_cascaded(
@@ -144,8 +150,7 @@ async def rerank_cascaded(
         plan = pass_through(documents)
     else:
         chosen = service.cascades.for_call(call.tenant, call.course)
-        windowed = reranker if isinstance(reranker, WindowedReranker) else None
-        billed_as = _search_unit_documents(reranker.name, query, windowed)
+        billed_as = _search_unit_documents(reranker, query)
         plan = await chosen.plan(query, documents, billed_as=billed_as)
     charge = await service.accountant.rerank(reranker, query, plan.texts, call, received=documents)
     charge = replace(charge, response=merge(plan, charge.response))
@@ -196,28 +201,33 @@ async def rerank_once(
     return charge, plan
 
 
-def _search_unit_documents(backend: str, query: str, windowed: WindowedReranker | None) -> BilledAs | None:
-    """How many documents a link of the chain that bills per search unit bills each text sent as (None when
-    none does): the text's windows under the request's own caps (`max_chunks_per_doc`), each split into
-    chunks over the provider's context, counted by the provider's token counter. The backend's own
-    truncation (`max_doc_tokens`) is left out: a text counted whole is never counted as fewer documents
-    than the provider bills for it."""
+def _search_unit_documents(reranker: Reranker, query: str) -> BilledAs | None:
+    """How many documents the first backend of `reranker` billed per search unit bills each text as (None
+    when none is): what is really sent for the text (`as_sent`: the request's own windows, then the
+    backend's configured truncation or windows, its `max_doc_tokens`; in a fallback chain, that link's own),
+    each part split into chunks over the provider's context with the query as sent, counted by the
+    provider's token counter: the rule the budget's estimate applies (`Pricing.estimate`)."""
+    chain = _fallback_chain(reranker)
     link = next(
         (
             link
-            for link in chain_links(backend)
-            if PROVIDER_BILLING.get(parse_backend(link).provider) == "search_units"
+            for link in ([reranker] if chain is None else chain.chain)
+            if PROVIDER_BILLING.get(parse_backend(link.name).provider) == "search_units"
         ),
         None,
     )
     if link is None:
         return None
-    count = counter_for(link).count
-    query_tokens = count(query)
+
+    def sent(texts: Sequence[str]) -> tuple[str, list[str]]:
+        sent_query, parts = as_sent(reranker, query, texts)
+        return (sent_query, parts) if chain is None else as_sent(link, sent_query, parts)
+
+    count = counter_for(link.name).count
+    query_tokens = count(sent(())[0])
 
     def billed_as(text: str) -> int:
-        parts = [text] if windowed is None else windowed.windows(text)
-        return sum(search_unit_documents(query_tokens, part, count) for part in parts)
+        return sum(search_unit_documents(query_tokens, part, count) for part in sent((text,))[1])
 
     return billed_as
 
