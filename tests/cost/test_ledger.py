@@ -346,22 +346,15 @@ def test_a_hold_expires_at_its_writer_s_deadline_then_its_id_is_served_and_recor
     assert ledger.totals("course", NOVEMBER) == []
     later = expires + timedelta(seconds=1)
     resent = replace(dead, time=later, expires=later + timedelta(seconds=90) + HOLD_MARGIN)
-    reaped = LedgerRecord(
-        time=NOV_3,
-        request_id="dead",
-        course="python-101",
-        tenant="school-a",
+    reaped = make_record(
+        "dead",
         stage="rerank:unconfirmed",
-        backend="cohere:rerank-v3.5",
-        model="rerank-v3.5",
         documents=150,
         query_tokens=0,
         document_tokens=0,
         billed_units=0.0,
         billed_unit="none",
-        cost_usd=0.004,
         latency_ms=0.0,
-        cache_hits=0,
         count_source="estimate",
     )
     # The reservation says what its reaping wrote: the process that wrote it counts it (`/metrics`).

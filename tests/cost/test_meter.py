@@ -474,12 +474,16 @@ async def test_two_timed_out_paid_links_of_one_chain_are_two_unconfirmed_records
     assert (course.calls, course.unconfirmed, course.cost_usd) == (3, 2, pytest.approx(0.008))
 
 
-def _unconfirmed_rows(tmp_path: Path) -> list[tuple[object, ...]]:
-    """Stage, backend, query and document tokens, billed units, unit and cost of each possibly billed row."""
+def _unconfirmed_rows(
+    tmp_path: Path,
+    columns: str = "stage, backend, query_tokens, document_tokens, billed_units, billed_unit, cost_usd",
+    order: str = "stage",
+) -> list[tuple[object, ...]]:
+    """`columns` of each possibly billed row (by default: stage, backend, query and document tokens, billed
+    units, unit and cost), by `order`."""
     with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
         rows = db.execute(
-            "SELECT stage, backend, query_tokens, document_tokens, billed_units, billed_unit, cost_usd "
-            "FROM leanrank_rerank_calls WHERE stage LIKE '%unconfirmed%' ORDER BY stage"
+            f"SELECT {columns} FROM leanrank_rerank_calls WHERE stage LIKE '%unconfirmed%' ORDER BY {order}"
         ).fetchall()
     return [tuple(r) for r in rows]
 
@@ -745,12 +749,7 @@ def in_turn(meeting: Rendezvous, callers: int) -> list[InTurn]:
 
 def _possibly_billed_for(tmp_path: Path) -> list[tuple[object, ...]]:
     """Request id, course, stage and backend of each possibly billed row."""
-    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
-        rows = db.execute(
-            "SELECT request_id, course, stage, backend FROM leanrank_rerank_calls "
-            "WHERE stage LIKE '%unconfirmed%' ORDER BY request_id, stage"
-        ).fetchall()
-    return [tuple(r) for r in rows]
+    return _unconfirmed_rows(tmp_path, "request_id, course, stage, backend", "request_id, stage")
 
 
 async def test_a_dropped_attempt_in_a_rendezvous_is_recorded_under_the_request_it_was_for(

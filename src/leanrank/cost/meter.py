@@ -364,9 +364,9 @@ class Meter:
         documents: Sequence[str],
         hold: Hold,
         sent: _Sent,
-        unconfirmed: Sequence[str] = (),
-        received: Sequence[str] | None = None,
-        intended: Reranker | None = None,
+        unconfirmed: Sequence[str],
+        received: Sequence[str] | None,
+        intended: Reranker,
     ) -> tuple[Usage, float | None, float | None, bool]:
         """Recount, price and record one call (off the event loop: tokenizers and the database block),
         with the links of a fallback chain that failed in a way their provider may still bill (estimated
@@ -376,7 +376,7 @@ class Meter:
         if usage.cost_usd is None and cost is not None:
             usage = replace(usage, cost_usd=cost)
         full = None
-        if received is not None and intended is not None and cost is not None:
+        if received is not None and cost is not None:
             full = self._full_cost(backend, intended, query, received, cost)
         name = parse_backend(backend)
         record = LedgerRecord(
@@ -437,7 +437,7 @@ class Meter:
         return max(self._pricing.estimate(priced, sent_query, texts), cost)
 
 
-def _sent(reranker: Reranker | None, query: str, documents: Sequence[str]) -> _Sent:
+def _sent(reranker: Reranker, query: str, documents: Sequence[str]) -> _Sent:
     """What `reranker` sends its backend for `documents`: the clipped query and every window of a long
     document, by a request's own windows (`WindowedReranker`: a Cohere v1 request's `max_chunks_per_doc`;
     split once and kept for the call) and then by any the backend is configured with (`as_sent`). Each window
@@ -446,8 +446,6 @@ def _sent(reranker: Reranker | None, query: str, documents: Sequence[str]) -> _S
     if isinstance(reranker, WindowedReranker):
         windows = reranker.split(query, documents)  # kept for the call that follows
         return as_sent(reranker.inner, windows.query, windows.texts)
-    if reranker is None:
-        return query, documents
     return as_sent(reranker, query, documents)
 
 
