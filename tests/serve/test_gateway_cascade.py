@@ -267,7 +267,7 @@ def test_a_backend_that_truncates_is_counted_by_what_it_sends_not_the_whole_text
     backend: Reranker = _truncating(cohere_fake, 1_000)
     if chained:
         backend = FallbackReranker([backend, adapter(jina_fake)])
-    server = LiveServer(create_app(settings_for(tmp_path), reranker=backend, pipeline=index))
+    server = LiveServer(create_app(priced(tmp_path), reranker=backend, pipeline=index))
     try:
         with server.client(ADMIN_KEY) as http:
             reply = http.post("/v2/rerank", json={"model": MODEL, "query": QUERY, "documents": docs})
@@ -278,6 +278,8 @@ def test_a_backend_that_truncates_is_counted_by_what_it_sends_not_the_whole_text
     assert sent == [" ".join(d.split()[:1_000]) for d in docs]  # BM25 matches none: the client's order
     assert reply.headers["x-leanrank-documents-forwarded"] == "60"
     assert reply.json()["meta"]["billed_units"] == {"search_units": 1}
+    # What sending all 60 would have cost is counted the same way, through the chain's link: 1 unit, $0.002.
+    assert reply.headers["x-leanrank-full-cost-usd"] == reply.headers["x-leanrank-cost-usd"] == "0.00200000"
 
 
 def test_held_back_documents_follow_in_the_pre_ranking_order(

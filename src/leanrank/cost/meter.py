@@ -420,8 +420,9 @@ class Meter:
 
         One rule, whatever the cascade held back or the score cache answered: the price of `backend` (or,
         when that has none, as when the score cache answered, of the first priced link of `intended`) over
-        what `intended` would send for those documents (`as_sent`: the request's truncation and windows, so
-        a windowed document counts as its windows), by the one estimate a budget holds (`Pricing.estimate`).
+        what `intended` would send for those documents through that link (`as_sent`: the request's and the
+        link's truncation and windows, so a windowed document counts as its windows), by the one estimate a
+        budget holds (`Pricing.estimate`).
         Blank documents are left out: the guard never sends one, cascade or not. Never the provider's
         reported usage, which covers only what was forwarded and not answered from the cache: the same
         request would get a different full cost with each cache state. At least `cost`, so savings (full
@@ -433,7 +434,7 @@ class Meter:
         priced = next((link for link in links if self._pricing.price(link) is not None), None)
         if priced is None:
             return None
-        sent_query, texts = as_sent(intended, query, [doc for doc in received if not is_blank(doc)])
+        sent_query, texts = as_sent(intended, query, [doc for doc in received if not is_blank(doc)], priced)
         return max(self._pricing.estimate(priced, sent_query, texts), cost)
 
 

@@ -159,12 +159,16 @@ class WindowedReranker:
         return replace(response, scores=tuple(best))
 
 
-def as_sent(reranker: Reranker, query: str, documents: Sequence[str]) -> tuple[str, list[str]]:
+def as_sent(
+    reranker: Reranker, query: str, documents: Sequence[str], link: str | None = None
+) -> tuple[str, list[str]]:
     """The query and texts `reranker` passes on for `query` and `documents`, windows and cuts applied.
 
     Each `WindowedReranker` met going inwards through the wrappers' `inner` (a request's own caps, then a
-    backend's configured windows behind the score cache and the guard) applies its policy in turn; a
-    fallback chain ends the walk. The meter prices sending every received document from this (full cost).
+    backend's configured windows behind the score cache and the guard) applies its policy in turn. A fallback
+    chain (`chain`) goes on into its member named `link` (each link truncates or windows as its backend is
+    configured) and, without `link` or such a member, ends the walk. The meter prices sending every received
+    document from this (full cost), as the gateway counts what a search-unit link bills.
     """
     layer: object = reranker
     texts = list(documents)
@@ -172,5 +176,9 @@ def as_sent(reranker: Reranker, query: str, documents: Sequence[str]) -> tuple[s
         if isinstance(layer, WindowedReranker):
             query = layer.query(query)
             texts = [part for doc in texts for part in layer.windows(doc)]
-        layer = getattr(layer, "inner", None)
+        members = getattr(layer, "chain", ())
+        if members:
+            layer = next((m for m in members if m.name == link), None)
+        else:
+            layer = getattr(layer, "inner", None)
     return query, texts

@@ -219,15 +219,12 @@ def _search_unit_documents(reranker: Reranker, query: str) -> BilledAs | None:
     if link is None:
         return None
 
-    def sent(texts: Sequence[str]) -> tuple[str, list[str]]:
-        sent_query, parts = as_sent(reranker, query, texts)
-        return (sent_query, parts) if chain is None else as_sent(link, sent_query, parts)
-
     count = counter_for(link.name).count
-    query_tokens = count(sent(())[0])
+    query_tokens = count(as_sent(reranker, query, (), link.name)[0])
 
     def billed_as(text: str) -> int:
-        return sum(search_unit_documents(query_tokens, part, count) for part in sent((text,))[1])
+        parts = as_sent(reranker, query, (text,), link.name)[1]
+        return sum(search_unit_documents(query_tokens, part, count) for part in parts)
 
     return billed_as
 
