@@ -170,15 +170,31 @@ def as_sent(
     configured) and, without `link` or such a member, ends the walk. The meter prices sending every received
     document from this (full cost), as the gateway counts what a search-unit link bills.
     """
+    return apply_windows(windows_on_path(reranker, link), query, documents)
+
+
+def windows_on_path(reranker: Reranker, link: str | None = None) -> tuple[WindowedReranker, ...]:
+    """The `WindowedReranker`s `as_sent` applies, outermost first: walked once for a call whose texts are
+    then sized one by one (a runtime `Protocol` check costs microseconds per layer)."""
     layer: object = reranker
-    texts = list(documents)
+    found: list[WindowedReranker] = []
     while isinstance(layer, Reranker):
         if isinstance(layer, WindowedReranker):
-            query = layer.query(query)
-            texts = [part for doc in texts for part in layer.windows(doc)]
+            found.append(layer)
         members = getattr(layer, "chain", ())
         if members:
             layer = next((m for m in members if m.name == link), None)
         else:
             layer = getattr(layer, "inner", None)
+    return tuple(found)
+
+
+def apply_windows(
+    path: Sequence[WindowedReranker], query: str, documents: Sequence[str]
+) -> tuple[str, list[str]]:
+    """`query` and `documents` through each of `path`'s policies in turn (`windows_on_path`)."""
+    texts = list(documents)
+    for layer in path:
+        query = layer.query(query)
+        texts = [part for doc in texts for part in layer.windows(doc)]
     return query, texts

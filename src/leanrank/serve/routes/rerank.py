@@ -29,7 +29,7 @@ from leanrank.errors import InputError
 from leanrank.pipeline import check_course_id
 from leanrank.rerank.base import Reranker, as_logits, as_probabilities, rank_order
 from leanrank.rerank.fallback import FallbackReranker
-from leanrank.rerank.windows import WindowedReranker, WindowPolicy, as_sent
+from leanrank.rerank.windows import WindowedReranker, WindowPolicy, apply_windows, windows_on_path
 from leanrank.serve.accounting import CallContext, Charge
 from leanrank.serve.auth import Principal
 from leanrank.serve.errors import ForbiddenError, UnknownModelError
@@ -220,10 +220,11 @@ def _search_unit_documents(reranker: Reranker, query: str) -> BilledAs | None:
         return None
 
     count = counter_for(link.name).count
-    query_tokens = count(as_sent(reranker, query, (), link.name)[0])
+    path = windows_on_path(reranker, link.name)
+    query_tokens = count(apply_windows(path, query, ())[0])
 
     def billed_as(text: str) -> int:
-        parts = as_sent(reranker, query, (text,), link.name)[1]
+        parts = apply_windows(path, query, (text,))[1]
         return sum(search_unit_documents(query_tokens, part, count) for part in parts)
 
     return billed_as
