@@ -70,6 +70,7 @@ from sqlalchemy import (
     delete,
     distinct,
     event,
+    exists,
     func,
     or_,
     select,
@@ -500,10 +501,11 @@ class Ledger:
         expired = or_(
             h.c.expires < bindparam("now"), and_(h.c.expires.is_(None), h.c.time < bindparam("old"))
         )
-        self._expired_holds = select(h).where(expired, h.c.backend.is_not(None))
-        self._reap_holds = delete(h).where(expired)
-        self._held = select(h.c.id).where(h.c.request_id == rid, h.c.stage == stage)
-        self._billed = select(t.c.id).where(t.c.request_id == rid, t.c.stage == stage)
+        self._reap_holds = delete(h).where(expired).returning(*h.c)
+        self._used = select(
+            exists().where(h.c.request_id == rid, h.c.stage == stage),
+            exists().where(t.c.request_id == rid, t.c.stage == stage),
+        )
         self._add_hold = h.insert()
         self._drop_hold = delete(h).where(h.c.request_id == rid, h.c.stage == stage)
         self._add_call = (
@@ -754,7 +756,9 @@ class Ledger:
         deadline; one without expires `HOLD_TTL` after its time. Returns the records written."""
         when = {"now": now, "old": now - HOLD_TTL}
         written: list[LedgerRecord] = []
-        for row in conn.execute(self._expired_holds, when).mappings().all():
+        for row in conn.execute(self._reap_holds, when).mappings().all():
+            if row["backend"] is None:
+                continue  # a free call's hold
             name = parse_backend(chain_links(row["backend"])[0])
             record = LedgerRecord(
                 time=row["time"],
@@ -775,7 +779,6 @@ class Ledger:
                 count_source="estimate",
             )
             written += self._insert_unconfirmed(conn, row["request_id"], row["stage"], [record])
-        conn.execute(self._reap_holds, when)
         return written
 
     def _insert_unconfirmed(
@@ -819,13 +822,13 @@ class Ledger:
         return dropped
 
     def _check_unused(self, conn: Connection, hold: Hold) -> None:
-        key = {"rid": hold.request_id, "stage": hold.stage}
-        for used, why in ((self._held, "is still running"), (self._billed, "was already billed")):
-            if conn.execute(used, key).first() is not None:
-                raise RequestConflictError(
-                    f"request id {hold.request_id.split('/', 1)[-1]!r} {why}; send a new X-Request-Id "
-                    "for a new request"
-                )
+        held, billed = conn.execute(self._used, {"rid": hold.request_id, "stage": hold.stage}).one()
+        if held or billed:
+            why = "is still running" if held else "was already billed"
+            raise RequestConflictError(
+                f"request id {hold.request_id.split('/', 1)[-1]!r} {why}; send a new X-Request-Id "
+                "for a new request"
+            )
 
     def _committed(self, conn: Connection, scope: Scope, name: str, period: Period) -> float:
         row = conn.execute(self._spent_and_held[scope], self._period_params(name, period)).one()
