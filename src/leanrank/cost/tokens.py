@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Literal, Protocol
 
 from leanrank.cost._names import parse_backend
@@ -146,6 +146,7 @@ FAMILIES: tuple[FamilyRule, ...] = (
 _OPTION_FAMILIES: dict[str, Family] = {"xlmr": "xlmr", "qwen3": "qwen"}
 
 
+@lru_cache(maxsize=256)  # asked per paid call for the few configured backends; parsing a name is not free
 def family_of(backend_name: str) -> Family:
     """The tokenizer family of a backend such as `siliconflow:Qwen/Qwen3-Reranker-0.6B` or `local:PATH`."""
     backend = parse_backend(backend_name)

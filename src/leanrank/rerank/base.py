@@ -10,7 +10,7 @@ import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeGuard, runtime_checkable
 
 BilledUnit = Literal["tokens", "search_units", "characters", "none"]
 CountSource = Literal["reported", "tokenizer", "estimate", "none"]
@@ -104,6 +104,12 @@ class Reranker(Protocol):
     def name(self) -> str: ...
 
     async def rerank(self, query: str, documents: Sequence[str]) -> RerankResponse: ...
+
+
+def is_reranker(value: object) -> TypeGuard[Reranker]:
+    """`isinstance(value, Reranker)` at a fraction of its cost (a runtime `Protocol` check walks the class's
+    attributes, microseconds each): for walks through a policy's wrappers on every call."""
+    return callable(getattr(value, "rerank", None)) and hasattr(value, "name")
 
 
 RerankRequest = tuple[str, Sequence[str]]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from leanrank.errors import ConfigError
-from leanrank.rerank.base import Reranker, RerankResponse
+from leanrank.rerank.base import Reranker, RerankResponse, is_reranker
 
 TokenCount = Callable[[str], int]
 LongDocs = Literal["maxpool", "truncate"]
@@ -178,7 +178,7 @@ def windows_on_path(reranker: Reranker, link: str | None = None) -> tuple[Window
     then sized one by one (a runtime `Protocol` check costs microseconds per layer)."""
     layer: object = reranker
     found: list[WindowedReranker] = []
-    while isinstance(layer, Reranker):
+    while is_reranker(layer):
         if isinstance(layer, WindowedReranker):
             found.append(layer)
         members = getattr(layer, "chain", ())

@@ -27,7 +27,7 @@ from leanrank.cost.tokens import counter_for
 from leanrank.encode.e5 import xlmr_token_count
 from leanrank.errors import InputError
 from leanrank.pipeline import check_course_id
-from leanrank.rerank.base import Reranker, as_logits, as_probabilities, rank_order
+from leanrank.rerank.base import Reranker, as_logits, as_probabilities, is_reranker, rank_order
 from leanrank.rerank.fallback import FallbackReranker
 from leanrank.rerank.windows import WindowedReranker, WindowPolicy, apply_windows, windows_on_path
 from leanrank.serve.accounting import CallContext, Charge
@@ -125,7 +125,7 @@ def serving_policy(service: Service, model: str | None, response: Response) -> R
 def _fallback_chain(reranker: Reranker) -> FallbackReranker | None:
     """The fallback chain inside `reranker`'s wrappers (windows, score cache, batcher, guard), or None."""
     layer = reranker
-    while not isinstance(layer, FallbackReranker) and isinstance(getattr(layer, "inner", None), Reranker):
+    while not isinstance(layer, FallbackReranker) and is_reranker(getattr(layer, "inner", None)):
         layer = layer.inner  # type: ignore[attr-defined]
     return layer if isinstance(layer, FallbackReranker) else None
 
