@@ -42,7 +42,7 @@ class RetryPolicy:
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
     """`Retry-After` (RFC 9110 §10.2.3) as seconds from now: a number of seconds or an HTTP date; None when
-    absent or unreadable. `headers` must look names up case-insensitively (httpx's do)."""
+    absent or unreadable. `headers` must look names up case-insensitively (httpx's and aiohttp's do)."""
     value = headers.get("retry-after")
     if value is None:
         return None

@@ -2,8 +2,8 @@
 
 A real HTTP server in a thread, so the adapters are tested through sockets, timeouts and status codes
 rather than mocks. It rejects any request body whose fields differ from what the provider documents,
-records every request, and can be scripted to answer faults before it answers normally (to one query's
-requests only, if need be).
+records every request, counts the connections opened to it (how a client pools them), and can be scripted
+to answer faults before it answers normally (to one query's requests only, if need be).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -225,7 +225,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeProvider:
-    """A running fake of `provider` on 127.0.0.1; `script()` queues faults, `requests` records traffic."""
+    """A running fake of `provider` on 127.0.0.1; `script()` queues faults, `requests` records traffic,
+    `connections` counts the connections opened to it and `open_connections` those not closed yet."""
 
     def __init__(
         self,
@@ -246,7 +247,10 @@ class FakeProvider:
         self.requests: list[Recorded] = []
         self.faults: deque[Fault] = deque()
         self.faults_for: dict[str, deque[Fault]] = {}
+        self.connections = 0
+        self.open_connections = 0
         self._lock = threading.Lock()
+        self._closed = threading.Condition(self._lock)
         self._server = _Server(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
         self._thread.start()
@@ -265,6 +269,12 @@ class FakeProvider:
 
     def batch_sizes(self) -> list[int]:
         return [len(r.body[self.wire.documents_key]) for r in self.requests]
+
+    def wait_all_closed(self, timeout_s: float = 10.0) -> bool:
+        """Whether every connection opened to it is closed, within `timeout_s`: a client's close reaches the
+        server's thread a moment after the client returns."""
+        with self._closed:
+            return self._closed.wait_for(lambda: self.open_connections == 0, timeout_s)
 
     def close(self) -> None:
         self._server.shutdown()
@@ -323,6 +333,18 @@ class FakeProvider:
             # second until the first is acknowledged, which a delayed ACK puts off by ~40 ms.
             disable_nagle_algorithm = True
 
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake.connections += 1
+                    fake.open_connections += 1
+
+            def finish(self) -> None:
+                super().finish()
+                with fake._closed:
+                    fake.open_connections -= 1
+                    fake._closed.notify_all()
+
             def do_GET(self) -> None:
                 fake.info_requests += 1
                 found = self.path == "/info" and fake.info is not None
@@ -362,6 +384,19 @@ def silent() -> Iterator[str]:
     kernel completes each handshake and buffers the request (the listen backlog); nothing ever reads it."""
     with socket.create_server(("127.0.0.1", 0), backlog=16) as listener:
         host, port = listener.getsockname()[:2]
+        yield f"http://{host}:{port}"
+
+
+@contextmanager
+def unreachable() -> Iterator[str]:
+    """The URL of a loopback server whose queue of connections waiting to be accepted is full: the kernel
+    drops each new handshake, so connecting hangs, as to a host behind a firewall, and nothing is sent."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as listener, ExitStack() as fillers:
+        host, port = listener.getsockname()[:2]
+        for _ in range(2):  # the queue holds backlog + 1; the second filler's handshake hangs already
+            filler = fillers.enter_context(socket.socket())
+            filler.setblocking(False)
+            filler.connect_ex((host, port))
         yield f"http://{host}:{port}"
 
 

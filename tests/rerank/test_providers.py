@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-import httpx
 import pytest
 
 from leanrank.errors import ConfigError
 from leanrank.rerank.catalog import reranker
-from leanrank.rerank.http import BadResponseError, PayloadTooLargeError
+from leanrank.rerank.http import BadResponseError, PayloadTooLargeError, RerankServerError, billable_failures
 from leanrank.rerank.providers import PROVIDERS, HttpReranker
 from leanrank.retry import RetryPolicy
 from tests.rerank.servers import (
@@ -27,6 +26,7 @@ from tests.rerank.servers import (
     score_of,
     siliconflow_legacy,
     tokens_of,
+    unreachable,
 )
 
 QUERY = "what does a rerank cost"
@@ -291,48 +291,37 @@ async def test_retry_after_as_an_http_date(serve: Any) -> None:
     assert len(response.scores) == len(DOCS)
 
 
-async def test_custom_transport_is_used() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        results = [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]
-        return httpx.Response(200, json={"results": results, "meta": {"billed_units": {"search_units": 1}}})
-
-    backend = HttpReranker(PROVIDERS["cohere"], MODEL, api_key="k", transport=httpx.MockTransport(handle))
-    response = await backend.rerank(QUERY, DOCS[:2])
-    assert response.scores == (0.1, 0.9)
-    assert response.usage.billed_units == 1
-
-
-class _CountingTransport(httpx.AsyncHTTPTransport):
-    """A real transport that counts the requests it sends and the times it is closed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent = 0
-        self.closed = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent += 1
-        return await super().handle_async_request(request)
-
-    async def aclose(self) -> None:
-        self.closed += 1
-        await super().aclose()
+async def test_a_connection_not_made_within_the_timeout_is_retried_and_not_billable() -> None:
+    """The timeout covers connecting too; one that fires before there is a connection sent nothing, so it is
+    a connection failure (retried, then a server error), not a timed-out call the provider may bill."""
+    with unreachable() as url, billable_failures() as billable:
+        hangs = HttpReranker(
+            PROVIDERS["cohere"],
+            MODEL,
+            api_key=API_KEY,
+            base_url=url,
+            timeout_s=0.2,
+            retry=RetryPolicy(max_attempts=2, backoff_s=0.01),
+        )
+        with pytest.raises(RerankServerError, match=r"connect timed out .*gave up after 2 attempts"):
+            await hangs.rerank(QUERY, DOCS)
+    assert billable.calls == []
 
 
 def test_one_client_per_event_loop_closed_with_the_loop(serve: Any) -> None:
-    fake = serve("cohere")
-    transport = _CountingTransport()
-    backend = adapter(fake, transport=transport)
-    seen: list[int] = []
+    fake = serve("cohere", keep_alive=True)
+    backend = adapter(fake)
+    seen: list[tuple[int, int]] = []
 
     async def three_calls() -> None:
         for _ in range(3):
             await backend.rerank(QUERY, DOCS)
-            seen.append(transport.closed)
+            seen.append((fake.connections, fake.open_connections))
 
     asyncio.run(three_calls())
-    assert transport.sent == 3
-    assert seen == [0, 0, 0]  # the client and its connections lived across the calls
-    assert transport.closed == 1  # and were closed when the loop shut down
+    assert len(fake.requests) == 3
+    assert seen == [(1, 1)] * 3  # one connection, kept open across the calls
+    assert fake.wait_all_closed()  # and closed when the loop shut down
     asyncio.run(three_calls())  # a new loop gets a client of its own
-    assert transport.sent == 6
+    assert (len(fake.requests), fake.connections) == (6, 2)
+    assert fake.wait_all_closed()

@@ -1,5 +1,5 @@
-"""A real uvicorn server on a free loopback port, in a thread, and a pooled transport for HTTP adapters:
-what the service tests and the gateway benchmark use."""
+"""A real uvicorn server on a free loopback port, in a thread: what the service tests and the gateway
+benchmark use."""
 
 from __future__ import annotations
 
@@ -55,20 +55,3 @@ class LiveServer:
         self.server.should_exit = True
         self._thread.join(30)
         self._socket.close()
-
-
-class PooledTransport(httpx.AsyncBaseTransport):
-    """One connection pool for all of an adapter's calls.
-
-    The HTTP adapter opens a client per call, and each client's TLS setup costs tens of milliseconds of
-    CPU: over a thousand calls that, not the service under test, would be what is measured.
-    """
-
-    def __init__(self) -> None:
-        self._pool = httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._pool.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        """Kept open across calls (each per-call client closes its transport); the server ends them."""

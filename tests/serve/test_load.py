@@ -29,7 +29,7 @@ from leanrank.serve import create_app
 from leanrank.settings import BudgetSettings, RerankSettings
 from tests.rerank.servers import API_KEY, MODEL, FakeProvider, Fault, adapter
 from tests.serve.conftest import ADMIN_KEY, auth, priced, settings_for
-from tests.serve.live import LiveServer, PooledTransport
+from tests.serve.live import LiveServer
 
 REQUESTS = 1_000
 CONCURRENCY = 50
@@ -83,7 +83,7 @@ def test_every_request_is_answered_and_billed_once(
 ) -> None:
     caplog.set_level(logging.WARNING, "leanrank")
     provider = Flaky()
-    paid = adapter(provider, retry=RetryPolicy(max_attempts=1), transport=PooledTransport())
+    paid = adapter(provider, retry=RetryPolicy(max_attempts=1))
     ledger = Ledger(f"sqlite:///{ledger_path}")
     server = LiveServer(
         create_app(

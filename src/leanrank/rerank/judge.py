@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
-
 from leanrank.cost.budget import BudgetExceededError
 from leanrank.cost.pricing import CHAT_PROVIDER
 from leanrank.errors import BackendError, ConfigError
@@ -93,7 +91,6 @@ class ChatJudge:
         timeout_s: float = 20.0,
         retry: RetryPolicy | None = None,
         max_tokens: int = 3,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not model:
             raise ConfigError("the judge needs a model name (judge.model)")
@@ -103,9 +100,7 @@ class ChatJudge:
         check_endpoint(KIND, base_url, timeout_s)
         # One pooled client per event loop for the process's life, as the rerank adapters keep theirs.
         self._clients = LoopClients(
-            lambda: JsonClient(
-                KIND, base_url, api_key=api_key, timeout_s=timeout_s, retry=self._retry, transport=transport
-            )
+            lambda: JsonClient(KIND, base_url, api_key=api_key, timeout_s=timeout_s, retry=self._retry)
         )
 
     @property

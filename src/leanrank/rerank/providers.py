@@ -16,8 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from leanrank.errors import ConfigError
 from leanrank.rerank.base import BilledUnit, CountSource, RerankResponse, Scale, Usage
 from leanrank.rerank.http import (
@@ -42,7 +40,8 @@ class Reported:
     cost_usd: float | None = None
 
 
-UsageReader = Callable[[Any, httpx.Headers], Reported | None]
+# (body, headers): the headers are looked up case-insensitively (`JsonReply.headers`).
+UsageReader = Callable[[Any, Mapping[str, str]], Reported | None]
 
 
 def _dig(body: Any, path: Sequence[str]) -> Any:
@@ -66,7 +65,7 @@ def _number(value: Any) -> float | None:
 def body_usage(*paths: tuple[str, ...], cost: tuple[str, ...] = ()) -> UsageReader:
     """Units at the first of `paths` present in the JSON body (providers moved it between API versions)."""
 
-    def read(body: Any, headers: httpx.Headers) -> Reported | None:
+    def read(body: Any, headers: Mapping[str, str]) -> Reported | None:
         for path in paths:
             units = _number(_dig(body, path))
             if units is not None:
@@ -79,7 +78,7 @@ def body_usage(*paths: tuple[str, ...], cost: tuple[str, ...] = ()) -> UsageRead
 def header_usage(name: str) -> UsageReader:
     """Units in a response header (TEI reports usage only there)."""
 
-    def read(body: Any, headers: httpx.Headers) -> Reported | None:
+    def read(body: Any, headers: Mapping[str, str]) -> Reported | None:
         try:
             value = float(headers[name])
         except (KeyError, ValueError):
@@ -282,7 +281,6 @@ class HttpReranker:
         billed_unit: BilledUnit | None = None,
         query_key: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
         count: Callable[[str], int] | None = None,
         count_source: CountSource = "estimate",
     ) -> None:
@@ -317,9 +315,7 @@ class HttpReranker:
         self._count = count or estimate_tokens
         self._count_source: CountSource = count_source if count is not None else "estimate"
         self._clients = LoopClients(
-            lambda: JsonClient(
-                spec.name, base, api_key=key, timeout_s=timeout_s, retry=self._retry, transport=transport
-            )
+            lambda: JsonClient(spec.name, base, api_key=key, timeout_s=timeout_s, retry=self._retry)
         )
 
     @property
