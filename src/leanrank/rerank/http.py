@@ -252,6 +252,9 @@ async def _connected(session: aiohttp.ClientSession, context: SimpleNamespace, p
 
 
 # Every session's; each request passes its `_Attempt` as `trace_request_ctx`.
+KEEPALIVE_S = 4.0
+"""How long an idle connection to a provider is kept for reuse (aiohttp's default is 15 s, httpx's 5)."""
+
 _TRACE = aiohttp.TraceConfig()
 _TRACE.on_connection_create_end.append(_connected)
 _TRACE.on_connection_reuseconn.append(_connected)
@@ -263,7 +266,9 @@ class JsonClient:
     Made inside the running loop it serves, and only used there. Its connections are kept alive and pooled,
     at most 100 at once (aiohttp's default, as httpx's was: a burst beyond it waits for a free one), with
     `TCP_NODELAY` set (aiohttp sets it on every connection: no 40 ms wait for a delayed ACK). Every attempt
-    has a total timeout of `timeout_s`, connecting and reading the whole answer included: always on.
+    has a total timeout of `timeout_s`, connecting and reading the whole answer included: always on. An idle
+    connection is closed after `KEEPALIVE_S`, before servers that close theirs after 5 s (uvicorn's default,
+    so infinity's) would: reusing one they just closed could lose a request on the way.
     """
 
     def __init__(
@@ -282,7 +287,7 @@ class JsonClient:
         self._retry = retry
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=_tls_context()),
+            connector=aiohttp.TCPConnector(ssl=_tls_context(), keepalive_timeout=KEEPALIVE_S),
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout_s),
             json_serialize=_JSON,
