@@ -13,7 +13,10 @@ bench-litellm` installs it in its own venv under bench/out) routes `/v2/rerank` 
 - leanrank, ledger on tmpfs: the same with the ledger under /dev/shm (what syncing to disk costs);
 - leanrank, cache hit: the same query again through the score cache (nothing sent to the backend);
 - litellm proxy: LiteLLM's `/v2/rerank` (key check, routing; no database: it keeps no spend records
-  without its PostgreSQL and Prisma set-up, so it does less per request than leanrank here).
+  without its PostgreSQL and Prisma set-up, so it does less per request than leanrank here);
+- bare pass-through, and the same + synced SQLite row: the floor under any Python gateway on this machine
+  (`bench/passthrough.py`: uvicorn as leanrank runs it, one kept aiohttp session, nothing else; then one
+  durable row per request before the answer, as leanrank promises).
 
 A round sends, to each path in turn (the order rotated every round, so the machine's load drifts hit all
 paths alike), one request per client at once; each request is timed on its own. "Added" is a path's
@@ -256,6 +259,13 @@ def main() -> None:
                     stack, folder, backend, entry, log, cache=cache, profile=profile
                 )
                 targets[name], logs[name] = (url, key), log
+            for name, extra in (("bare pass-through", []), ("bare pass-through + synced row", ["--ledger"])):
+                port, log = free_port(), tmp / f"{name.replace(' ', '-').replace('+', 'and')}.log"
+                argv = [sys.executable, "-m", "bench.passthrough", backend, str(port)]
+                if extra:
+                    argv += [*extra, str(tmp / "passthrough.sqlite")]
+                pids[name] = stack.enter_context(process(argv, env, log))
+                targets[name], logs[name] = (f"http://127.0.0.1:{port}", API_KEY), log
             if LITELLM.exists():
                 url, pids["litellm proxy"] = litellm_server(stack, backend, tmp)
                 targets["litellm proxy"], logs["litellm proxy"] = (url, LITELLM_KEY), tmp / "litellm.log"

@@ -707,3 +707,36 @@ def test_the_lock_timeout_comes_from_settings_and_fits_the_hold_margin(tmp_path:
             CostSettings(ledger_lock_timeout_s=refused)
     with pytest.raises(ConfigError, match="lock timeout must be positive"):
         Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}", lock_timeout_s=0)
+
+
+def test_sqlite_writes_keep_one_connection_per_sync_mode_and_set_each_mode_once(tmp_path: Path) -> None:
+    """Ten paid calls (a hold, unsynced; then its record, synced) write on two connections, one per sync
+    mode, and set each mode once: NORMAL for holds (the records' connection was set to FULL by the record
+    before counting). A write refused by the ledger itself (a hold under a request id already billed) keeps
+    its connection."""
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
+        ledger.record(make_record("first"))
+        writers: set[int] = set()
+        modes: list[str] = []
+
+        def note(conn: sa.Connection, _cursor: object, statement: str, *_: object) -> None:
+            if statement.startswith("BEGIN IMMEDIATE"):
+                writers.add(id(conn.connection.dbapi_connection))
+            if statement.startswith("PRAGMA synchronous="):
+                modes.append(statement.rsplit("=", 1)[1])
+
+        sa.event.listen(ledger._engine, "before_cursor_execute", note)
+
+        def hold(request_id: str) -> Hold:
+            return Hold(NOV_3, request_id, "rerank", "python-101", "school-a", 0.002, "cohere:rerank-v3.5", 20)
+
+        for i in range(10):
+            ledger.reserve(hold(f"call-{i}"), [], lambda _: True)
+            ledger.settle(make_record(f"call-{i}"))
+        assert (len(writers), modes) == (2, ["NORMAL"])
+        with pytest.raises(RequestConflictError):
+            ledger.reserve(hold("call-0"), [], lambda _: True)
+        ledger.reserve(hold("call-10"), [], lambda _: True)
+        assert (len(writers), modes) == (2, ["NORMAL"])
+        [total] = ledger.totals("course", NOVEMBER)
+        assert total.calls == 11

@@ -696,8 +696,8 @@ class Ledger:
         """The connection a group commit writes on (under the commit lock, so one at a time).
 
         SQLite keeps one open per kind of commit, synced or not: checking one out of the pool, and setting
-        its sync mode, at every commit cost about a tenth of a millisecond each of a paid call's two. One that
-        failed is closed, and the next commit opens a new one. PostgreSQL checks one out of its pool, which
+        its sync mode, at every commit cost about a tenth of a millisecond each of a paid call's two. One the
+        database failed on is closed, and the next commit opens a new one. PostgreSQL checks one out of its pool, which
         replaces connections the server dropped."""
         options = {"sqlite_immediate": True, "sqlite_durable": durable}
         if self._dialect != "sqlite":
@@ -709,7 +709,7 @@ class Ledger:
             kept = self._writers[durable] = self._engine.connect().execution_options(**options)
         try:
             yield kept
-        except BaseException:
+        except SQLAlchemyError:
             del self._writers[durable]
             kept.close()
             raise
