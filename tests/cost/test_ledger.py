@@ -728,7 +728,8 @@ def test_sqlite_writes_keep_one_connection_per_sync_mode_and_set_each_mode_once(
         sa.event.listen(ledger._engine, "before_cursor_execute", note)
 
         def hold(request_id: str) -> Hold:
-            return Hold(NOV_3, request_id, "rerank", "python-101", "school-a", 0.002, "cohere:rerank-v3.5", 20)
+            backend = "cohere:rerank-v3.5"
+            return Hold(NOV_3, request_id, "rerank", "python-101", "school-a", 0.002, backend, 20)
 
         for i in range(10):
             ledger.reserve(hold(f"call-{i}"), [], lambda _: True)

@@ -697,8 +697,8 @@ class Ledger:
 
         SQLite keeps one open per kind of commit, synced or not: checking one out of the pool, and setting
         its sync mode, at every commit cost about a tenth of a millisecond each of a paid call's two. One the
-        database failed on is closed, and the next commit opens a new one. PostgreSQL checks one out of its pool, which
-        replaces connections the server dropped."""
+        database failed on is closed, and the next commit opens a new one. PostgreSQL checks one out of its
+        pool, which replaces connections the server dropped."""
         options = {"sqlite_immediate": True, "sqlite_durable": durable}
         if self._dialect != "sqlite":
             with self._engine.connect().execution_options(**options) as pooled:
