@@ -3,10 +3,24 @@ whose code differs are never near-duplicates."""
 
 from __future__ import annotations
 
-import numpy as np
+import random
+from functools import lru_cache
 
-from leanrank.cascade.dedup import DedupConfig, Fingerprint, collapse, containment, shingles
+import numpy as np
+import pytest
+
+from leanrank.cascade.dedup import (
+    DedupConfig,
+    Fingerprint,
+    collapse,
+    collapse_groups,
+    containment,
+    overlap,
+    remembered_overlap,
+    shingles,
+)
 from leanrank.encode.bm25 import code_tokens
+from leanrank.types import Lang
 
 A = "Цикл while повторяет тело, пока условие истинно, и проверяет условие перед каждой итерацией."
 A_OVERLAP = A + " После цикла выполнение продолжается со следующей строки."
@@ -125,3 +139,96 @@ def test_translations_need_the_same_numbers_in_any_order() -> None:
     ru = "Python {} вышел 24 октября 2022 года."
     assert collapse([en, ru.format("3,11")], ["en", "ru"], config, vectors=vectors) == [0]
     assert collapse([en, ru.format("3,12")], ["en", "ru"], config, vectors=vectors) == [0, 1]
+
+
+def test_a_remembered_overlap_is_the_computed_one_in_either_order_and_is_not_computed_again() -> None:
+    texts = [A, A_OVERLAP, B, EN, "Hi there", "..."]
+    prints = [Fingerprint(t) for t in texts]
+    remembered = remembered_overlap(100)
+    for a in prints:
+        for b in prints:
+            expected = containment(shingles(a.text), shingles(b.text))
+            assert remembered(a, b) == remembered(b, a) == overlap(a, b) == expected
+    assert remembered(prints[1], prints[0]) == 1.0  # A is wholly inside A_OVERLAP
+    prints[0].shingles = frozenset()  # were it computed again, it would now be 0
+    assert overlap(prints[0], prints[1]) == 0.0
+    assert remembered(prints[0], prints[1]) == 1.0
+    assert remembered(Fingerprint(A), prints[1]) == 1.0  # the same text again is a new fingerprint: computed
+    assert Fingerprint(A).serial != Fingerprint(A).serial
+
+
+def test_a_full_overlap_memo_starts_over_and_size_0_remembers_nothing() -> None:
+    a, a_overlap, b = Fingerprint(A), Fingerprint(A_OVERLAP), Fingerprint(B)
+    one = remembered_overlap(1)
+    assert one(a, a_overlap) == 1.0
+    a.shingles = frozenset()
+    assert one(a_overlap, a) == 1.0  # remembered
+    one(b, a_overlap)  # a second pair: the memo starts over with it
+    assert one(a, a_overlap) == 0.0
+    c, c_overlap = Fingerprint(A), Fingerprint(A_OVERLAP)
+    nothing = remembered_overlap(0)
+    assert nothing(c, c_overlap) == 1.0
+    c.shingles = frozenset()
+    assert nothing(c, c_overlap) == 0.0
+
+
+def _collapse_by_hand(
+    texts: list[str], langs: list[Lang], threshold: float, query_lang: Lang, depth: int, min_kept: int
+) -> tuple[list[int], list[int]]:
+    """The collapse as its docstrings state it, from scratch: read in rank order (the first `depth`, then
+    while fewer than `min_kept` are kept), each a duplicate of the first kept one holding `threshold` of the
+    smaller one's shingles and the same code and numbers; a duplicate in the query's language takes the
+    place of a kept one in the other language, and stands for what it stood for."""
+    kept: list[int] = []
+    stands_for: list[int] = []
+    for i, text in enumerate(texts):
+        if i >= depth and len(kept) >= min_kept:
+            break
+        mine = shingles(text)
+        twins = [
+            k
+            for k in kept
+            if mine
+            and shingles(texts[k])
+            and len(mine & shingles(texts[k])) / min(len(mine), len(shingles(texts[k]))) >= threshold
+            and code_tokens(text) == code_tokens(texts[k])
+            and Fingerprint(text).numbers == Fingerprint(texts[k]).numbers
+        ]
+        if not twins:
+            kept.append(i)
+            stands_for.append(i)
+        elif langs[i] == query_lang != langs[twins[0]]:
+            kept[kept.index(twins[0])] = i
+            stands_for = [i if s == twins[0] else s for s in stands_for] + [i]
+        else:
+            stands_for.append(twins[0])
+    return kept, stands_for
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_collapse_with_remembered_fingerprints_and_overlaps_is_the_collapse_by_hand(seed: int) -> None:
+    """A gateway's memo shared by many requests, the same texts in ever other orders: every answer is the
+    one computed from scratch."""
+    rng = random.Random(seed)
+    words = ["цикл", "for", "list", "loop", "тело", "item", "value", "список", "range", "3", "x = a + b"]
+    base = [" ".join(rng.choices(words, k=rng.randint(0, 10))) for _ in range(12)]
+    longer = [t + " " + " ".join(rng.choices(words, k=rng.randint(1, 3))) for t in base]
+    pool = [*base, *longer, *(" ".join(rng.sample(base, 2)) for _ in range(12))]  # one holding two others
+    fingerprint_of = lru_cache(maxsize=64)(Fingerprint)
+    overlap_of = remembered_overlap(rng.choice([8, 10_000]))
+    for _ in range(150):
+        texts = rng.sample(pool, rng.randint(1, 16))
+        langs: list[Lang] = [rng.choice(["ru", "en"]) for _ in texts]
+        threshold = rng.choice([0.3, 0.5, 0.8, 1.0])
+        query_lang: Lang = rng.choice(["ru", "en"])
+        depth, min_kept = rng.randint(1, 16), rng.randint(0, 16)
+        assert collapse_groups(
+            texts,
+            langs,
+            DedupConfig(containment=threshold, cross_lingual=None),
+            query_lang=query_lang,
+            fingerprint_of=fingerprint_of,
+            overlap_of=overlap_of,
+            depth=depth,
+            min_kept=min_kept,
+        ) == _collapse_by_hand(texts, langs, threshold, query_lang, depth, min_kept)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import threading
 from collections.abc import Callable, Sequence
 
 import pytest
 
 from leanrank.cascade.dedup import DedupConfig, collapse, collapse_groups
+from leanrank.cascade.plan import gate_reranker
 from leanrank.cascade.request import (
     OFF_LOOP_DOCUMENTS,
     ClientCascade,
@@ -23,7 +25,7 @@ from leanrank.encode.base import SparseVec
 from leanrank.encode.bm25 import Bm25Encoder
 from leanrank.rerank.base import UNSCORED, RerankResponse, Usage, as_probabilities, rank_order
 from leanrank.settings import ClientCascadeSettings, GatewaySettings
-from tests.cascade.test_dedup import TIMEOUT
+from tests.cascade.test_dedup import A_OVERLAP, EN, TIMEOUT, A, B
 
 QUERY = "How does a for loop iterate over a list?"
 ON_TOPIC = [
@@ -71,6 +73,20 @@ def test_bm25_idf_is_counted_over_the_request(bm25: Bm25Encoder) -> None:
     idf_loop = math.log(1 + (4 - 3 + 0.5) / (3 + 0.5))
     assert scores[2] == pytest.approx(idf_loop * bm25.embed_documents(["loop"])[0].values[0])
     assert bm25_scores(set(), weights) == [0.0] * 4
+
+
+def test_bm25_scores_are_the_textbook_sum_on_random_requests() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        n = rng.randint(1, 30)
+        documents = [
+            {rng.randrange(12): rng.uniform(0.1, 2.0) for _ in range(rng.randint(0, 6))} for _ in range(n)
+        ]
+        terms = {rng.randrange(14) for _ in range(rng.randint(1, 5))}
+        df = {t: sum(t in doc for doc in documents) for t in terms}
+        idf = {t: math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in terms if df[t]}
+        textbook = [sum(w * doc[t] for t, w in idf.items() if t in doc) for doc in documents]
+        assert bm25_scores(terms, documents) == textbook  # to the last bit: the terms are added in one order
 
 
 def test_the_request_s_own_evidence_pulls_buried_passages_forward(bm25: Bm25Encoder) -> None:
@@ -293,16 +309,15 @@ class _SpyBm25(Bm25Encoder):
 
 def test_the_memo_forgets_the_least_recently_used_beyond_its_size() -> None:
     memo = DocumentMemo(Bm25Encoder(), size=2)
-    assert memo.recall("a loop") is None
+    assert memo.recall(["a loop"]) == [None]
     first = memo.analyse(["a loop", "a list"])
-    assert memo.recall("a loop") == first[0]  # now the most recently used: "a list" goes first
+    assert memo.recall(["a loop"]) == [first[0]]  # now the most recently used: "a list" goes first
     memo.analyse(["a dict"])
-    assert memo.recall("a list") is None
-    assert memo.recall("a loop") == first[0]
-    assert memo.recall("a dict") is not None
+    assert memo.recall(["a list", "a loop"]) == [None, first[0]]
+    assert memo.recall(["a dict", "a dict"])[1] is not None
     nothing = DocumentMemo(Bm25Encoder(), size=0)
     nothing.analyse(["a loop"])
-    assert nothing.recall("a loop") is None
+    assert nothing.recall(["a loop"]) == [None]
 
 
 def test_many_new_documents_are_analysed_off_the_event_loop_once_each() -> None:
@@ -318,3 +333,44 @@ def test_many_new_documents_are_analysed_off_the_event_loop_once_each() -> None:
     few = [ON_TOPIC[1], FILLER[0], FILLER[1]]  # one new text: analysed on the loop, no thread hop
     plan(c, few)
     assert spy.calls == [([ON_TOPIC[1]], True)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_warm_memo_plans_every_request_as_a_memo_remembering_nothing(bm25: Bm25Encoder, seed: int) -> None:
+    """What the memo remembers (analyses, fingerprints, near-duplicate pairs, cascade units, queries) is
+    shared by requests of every policy, their documents in ever other orders: no plan may depend on it."""
+    rng = random.Random(seed)
+    texts = [*ON_TOPIC, *FILLER[:8], *MANY[:8], A, A_OVERLAP, B, EN, TIMEOUT.format(n=10, v=2)]
+    pool = [
+        *texts,
+        *(t.upper() for t in texts[:6]),  # exact duplicates up to case
+        *(" ".join(t.split()[2:]) for t in texts),  # mostly inside another
+        TIMEOUT.format(n=30, v=3),
+        " ",
+    ]
+    queries = [QUERY, "Как работает цикл while?", "timeout retries", "numbers 3"]
+    warm, nothing = DocumentMemo(bm25), DocumentMemo(bm25, size=0)
+    for _ in range(40):
+        knobs = {
+            "keep_ratio": rng.choice([0.0, 0.3, 0.6]),
+            "min_depth": rng.choice([1, 5, 20]),
+            "near_dup": rng.choice([None, 0.5, 0.8]),
+            "cross_lang_keep": rng.choice([0, 1, 2]),
+            "trim_tokens": rng.choice([0, 0, 8]),
+            "client_weight": rng.choice([0.0, 1.0]),
+            "gate_keep": rng.choice([3, 50]),
+        }
+        settings = ClientCascadeSettings.model_validate({"preset": "off", "enabled": True, **knobs})
+        gate = gate_reranker(rng.choice(["off", "identity"]), lambda _: False)
+        documents = rng.choices(pool, k=rng.randint(1, 60))
+        query = rng.choice(queries)
+        billed_as = rng.choice([None, each(1), each(7), lambda text: 1 + len(text) // 40])
+        warm_plan, cold_plan = (
+            asyncio.run(
+                ClientCascade(settings, count=words, memo=m, gate=gate).plan(
+                    query, documents, billed_as=billed_as
+                )
+            )
+            for m in (warm, nothing)
+        )
+        assert warm_plan == cold_plan

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from leanrank.cascade.dedup import DedupConfig, Fingerprint, collapse_groups
+from leanrank.cascade.dedup import DedupConfig, Fingerprint, Overlap, collapse_groups, overlap
 from leanrank.cascade.mmr import mmr_order
 from leanrank.cascade.trim import Window, best_window
 from leanrank.encode.base import SparseEncoder
@@ -118,7 +118,11 @@ def _diverse(candidates: Sequence[Candidate], lam: float) -> list[Candidate]:
 
 
 class Cascade:
-    """The stages between retrieval and the paid reranker, configured by `CascadeSettings`."""
+    """The stages between retrieval and the paid reranker, configured by `CascadeSettings`.
+
+    `fingerprint`, `overlap_of` and `query_lang` may remember what they computed (the gateway's
+    `DocumentMemo`): a text's `Fingerprint`, two fingerprints' `overlap`, a query's language.
+    """
 
     def __init__(
         self,
@@ -128,12 +132,16 @@ class Cascade:
         sparse: SparseEncoder,
         gate: Reranker | None = None,
         fingerprint: Callable[[str], Fingerprint] = Fingerprint,
+        overlap_of: Overlap = overlap,
+        query_lang: Callable[[str], Lang] = detect_lang,
     ) -> None:
         self.settings = settings
         self._count = count
         self._sparse = sparse
         self._gate = gate
         self._fingerprint = fingerprint
+        self._overlap = overlap_of
+        self._query_lang = query_lang
 
     @property
     def needs_vectors(self) -> bool:
@@ -151,7 +159,7 @@ class Cascade:
         dedup = s.near_dup is not None or s.cross_lingual is not None
         twins: dict[str, str] = {}
         if dedup:
-            kept, twins, read = self._dedup(candidates, depth, detect_lang(query))
+            kept, twins, read = self._dedup(candidates, depth, self._query_lang(query))
         else:
             kept, read = list(candidates[:depth]), depth
         rest = list(candidates[read:])
@@ -191,6 +199,7 @@ class Cascade:
             query_lang=query_lang,
             vectors=vectors,
             fingerprint_of=self._fingerprint,
+            overlap_of=self._overlap,
             depth=depth,
             min_kept=s.min_depth if s.adaptive else 0,
         )

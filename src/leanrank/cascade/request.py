@@ -34,8 +34,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from itertools import islice
 
-from leanrank.cascade.dedup import Fingerprint
+from leanrank.cascade.dedup import Fingerprint, remembered_overlap
 from leanrank.cascade.plan import Cascade, gate_reranker
 from leanrank.cost.billing import SEARCH_UNIT_DOCUMENTS, search_units
 from leanrank.encode.base import SparseVec
@@ -52,6 +53,15 @@ from leanrank.types import Chunk, Lang
 BilledAs = Callable[[str], int]
 """How many documents a backend billed per search unit bills one forwarded text as: the windows or the cut it
 sends for it, each split into chunks over the provider's context (`billing.search_unit_documents`)."""
+
+QUERIES = 1024
+"""Queries whose BM25 terms and language `DocumentMemo` remembers: analysing a question costs ~20 µs (NFKC,
+stemming, counting its scripts' letters), and one question's lists may be reranked more than once (retries,
+several lists of one question, batches)."""
+
+PAIRS_PER_DOCUMENT = 8
+"""Near-duplicate comparisons `DocumentMemo` remembers per document it remembers (~150 bytes each, ~5 MB for
+4096 documents): a 100-document request compares ~300 pairs."""
 
 OFF_LOOP_DOCUMENTS = 16
 """New documents in one request from which their analysis runs in a worker thread: ~3 ms of CPU (0.2 ms each,
@@ -98,16 +108,19 @@ def bm25_scores(
     """Okapi BM25 of each document for a query, IDF `ln(1 + (N - df + 0.5) / (df + 0.5))` counted over the
     documents themselves (Robertson & Zaragoza 2009, eq. 3.11). `documents` map term id to the analyser's
     term-frequency part (`term_weights` of `Bm25Encoder.embed_documents`); the work is per query term, not
-    per document term, since a question has a handful of terms and a paragraph a hundred."""
+    per document term, since a question has a handful of terms and a paragraph a hundred, and a document
+    that holds none of them is never visited again (its score is 0)."""
     if not query_terms:
         return [0.0] * len(documents)
     n = len(documents)
-    idf = {}
+    parts: dict[int, list[float]] = {}  # each matching document's terms' scores, in query term order
     for t in query_terms:
-        df = sum(1 for doc in documents if t in doc)
-        if df:
-            idf[t] = math.log(1 + (n - df + 0.5) / (df + 0.5))
-    return [sum(w * doc[t] for t, w in idf.items() if t in doc) for doc in documents]
+        hits = [j for j, doc in enumerate(documents) if t in doc]
+        if hits:
+            idf = math.log(1 + (n - len(hits) + 0.5) / (len(hits) + 0.5))
+            for j in hits:
+                parts.setdefault(j, []).append(idf * documents[j][t])
+    return [sum(parts[j]) if j in parts else 0.0 for j in range(n)]
 
 
 def term_weights(vec: SparseVec) -> dict[int, float]:
@@ -125,7 +138,9 @@ class Analysed:
 
 
 class DocumentMemo:
-    """Each document's analysis (`Analysed`) and `Fingerprint`, by its text, for the `size` texts seen last.
+    """Each document's analysis (`Analysed`), `Fingerprint` and cascade unit (`chunk`), by its text, for the
+    `size` texts seen last, the near-duplicate comparisons of `PAIRS_PER_DOCUMENT` × `size` pairs, and the
+    BM25 terms and language of the last `QUERIES` queries (`query_terms`, `query_lang`).
 
     A client's pipeline sends documents of one corpus again and again, and analysing a paragraph costs
     about 0.2 ms of CPU: 100 new documents take ~20 ms, 100 remembered ones almost nothing. Fingerprints are
@@ -139,14 +154,26 @@ class DocumentMemo:
         self._known: OrderedDict[str, Analysed] = OrderedDict()
         self._lock = threading.Lock()
         self.fingerprint: Callable[[str], Fingerprint] = lru_cache(maxsize=size)(Fingerprint)
+        self.overlap = remembered_overlap(PAIRS_PER_DOCUMENT * size)
+        self.chunk: Callable[[str, Lang, int], Chunk] = lru_cache(maxsize=size)(_chunk)
+        queries = QUERIES if size > 0 else 0
+        self.query_terms: Callable[[str], frozenset[int]] = lru_cache(maxsize=queries)(self._query_terms)
+        self.query_lang: Callable[[str], Lang] = lru_cache(maxsize=queries)(detect_lang)
 
-    def recall(self, text: str) -> Analysed | None:
-        """`text`'s analysis if it is remembered (and now the most recently used), else None."""
+    def _query_terms(self, query: str) -> frozenset[int]:
+        return frozenset(self.sparse.embed_query(query).indices)
+
+    def recall(self, texts: Sequence[str]) -> list[Analysed | None]:
+        """Each text's analysis if it is remembered (and now among the most recently used), else None."""
+        known = self._known
+        found: list[Analysed | None] = []
         with self._lock:
-            found = self._known.get(text)
-            if found is not None:
-                self._known.move_to_end(text)
-            return found
+            for text in texts:
+                analysed = known.get(text)
+                if analysed is not None:
+                    known.move_to_end(text)
+                found.append(analysed)
+        return found
 
     def analyse(self, texts: Sequence[str]) -> list[Analysed]:
         """Analyse `texts` and remember them, the least recently used forgotten beyond `size`."""
@@ -194,6 +221,8 @@ class ClientCascade:
             sparse=memo.sparse,
             gate=gate,
             fingerprint=memo.fingerprint,
+            overlap_of=memo.overlap,
+            query_lang=memo.query_lang,
         )
 
     async def plan(
@@ -226,25 +255,26 @@ class ClientCascade:
         unique = [i for i, r in enumerate(stands_for) if r == i]
         texts = [documents[i] for i in unique]
         analysed = [every[i] for i in unique]
-        terms = set(self._memo.sparse.embed_query(query).indices)
+        terms = self._memo.query_terms(query)
         bm25 = bm25_scores(terms, [a.weights for a in analysed])
-        matched = sorted((j for j, b in enumerate(bm25) if b > 0), key=lambda j: -bm25[j])
+        matched = sorted((j for j, b in enumerate(bm25) if b > 0), key=bm25.__getitem__, reverse=True)
         bm25_rank = {j: r for r, j in enumerate(matched)}
-        fused = [
-            rrf_term(j, s.rrf_k, s.client_weight)
-            + (rrf_term(bm25_rank[j], s.rrf_k, s.bm25_weight) if j in bm25_rank else 0.0)
-            for j in range(len(unique))
-        ]
+        client = _rrf_terms(len(unique), s.rrf_k, s.client_weight)
+        lexical = _rrf_terms(len(unique), s.rrf_k, s.bm25_weight)
+        fused = list(client)  # a document BM25 did not match gets the client's term alone
+        for r, j in enumerate(matched):
+            fused[j] = client[j] + lexical[r]
         if s.cross_lang_keep and s.keep_ratio > 0:
             floor = s.keep_ratio * max(fused)
-            for j in _other_language(query, analysed)[: s.cross_lang_keep]:
+            for j in _other_language(self._memo.query_lang(query), analysed, s.cross_lang_keep):
                 fused[j] = max(fused[j], floor)
-        order = sorted(range(len(unique)), key=lambda j: -fused[j])
+        order = sorted(range(len(unique)), key=fused.__getitem__, reverse=True)  # stable: ties keep j order
         tokens: Callable[[str], int] = self._count if s.trim_tokens > 0 else (lambda _: 0)
+        chunk = self._memo.chunk
         candidates = [
             Candidate(
                 chunk_id=str(unique[j]),
-                chunk=_chunk(unique[j], texts[j], analysed[j].lang, tokens(texts[j])),
+                chunk=chunk(texts[j], analysed[j].lang, tokens(texts[j])),
                 fused=fused[j],
                 dense=None,
                 bm25=bm25[j] if j in bm25_rank else None,
@@ -257,15 +287,15 @@ class ClientCascade:
         for dup, rep in selection.twins.items():
             stands_for = [int(rep) if r == int(dup) else r for r in stands_for]
         forward = [int(sent.candidate.chunk_id) for sent in selection.sent]
-        sent = set(forward)
-        rest = [unique[j] for j in order if unique[j] not in sent and str(unique[j]) not in selection.twins]
+        gone = {*forward, *map(int, selection.twins)}
+        rest = [unique[j] for j in order if unique[j] not in gone]
         return ClientPlan(len(documents), forward, [x.text for x in selection.sent], rest, stands_for)
 
     async def _analysed(self, documents: Sequence[str]) -> list[Analysed]:
         """Every document's analysis: remembered ones from the memo, new ones analysed once each, in a
         worker thread when there are `OFF_LOOP_DOCUMENTS` or more (a client's first request, a re-indexed
         corpus), so that the event loop keeps serving other requests meanwhile."""
-        known = [self._memo.recall(doc) for doc in documents]
+        known = self._memo.recall(documents)
         new = list(dict.fromkeys(doc for doc, a in zip(documents, known, strict=True) if a is None))
         if not new:
             return [a for a in known if a is not None]
@@ -350,21 +380,27 @@ def _with_blanks(plan: ClientPlan, blank: list[int]) -> ClientPlan:
     )
 
 
-def _other_language(query: str, analysed: Sequence[Analysed]) -> list[int]:
-    """The documents written only in the language the query is not written in, in the client's order (none
-    for a query that mixes the languages): those BM25 over the request cannot match."""
-    lang = detect_lang(query)
+def _other_language(lang: Lang, analysed: Sequence[Analysed], most: int) -> list[int]:
+    """The first `most` documents written only in the language a query in `lang` is not written in, in the
+    client's order (none for a query that mixes the languages): those BM25 over the request cannot match."""
     if lang == "mixed":
         return []
-    return [j for j, a in enumerate(analysed) if a.lang not in (lang, "mixed")]
+    return list(islice((j for j, a in enumerate(analysed) if a.lang not in (lang, "mixed")), most))
 
 
-def _chunk(index: int, text: str, lang: Lang, tokens: int) -> Chunk:
-    """A client's document as the cascade's unit: no course, no source, its own language."""
+@lru_cache(maxsize=64)
+def _rrf_terms(n: int, k: int, weight: float) -> tuple[float, ...]:
+    """`rrf_term` of ranks 0 … n-1: the same for every request of n documents under one policy."""
+    return tuple(rrf_term(r, k, weight) for r in range(n))
+
+
+def _chunk(text: str, lang: Lang, tokens: int) -> Chunk:
+    """A client's document as the cascade's unit: no course, no source, no place in one (index 0; the
+    candidate's id is its place in the request), its own language."""
     return Chunk(
         course="",
         source="",
-        index=index,
+        index=0,
         text=text,
         start=0,
         end=len(text),
