@@ -32,6 +32,8 @@ SURROGATE = " holds a lone UTF-16 surrogate (U+D800 at character {}), which is n
         ("ab\ud800", "the value" + SURROGATE.format(2)),
         ({"query": "q", "documents": ["a", {"text": "\ud800"}]}, "documents.1.text" + SURROGATE.format(0)),
         ({"k\ud800": 1}, "k?" + SURROGATE.format(1)),  # a key: named printably
+        ({"a": [{"b": "ok"}, {"c": ["x", "y\ud800"]}]}, "a.1.c.1" + SURROGATE.format(1)),
+        ({"a": [{"k\ud800": 1}]}, "a.0.k?" + SURROGATE.format(1)),
         ([1, None, True, 2.5], None),
     ],
 )

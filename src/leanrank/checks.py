@@ -29,10 +29,14 @@ MAX_HEADING_SEGMENTS = 16
 def non_text(value: Any, top: str = "the value") -> str | None:
     """Why `value` (a string, or a decoded JSON value: every string and key in it) is not text, naming the
     dotted path of the first string that is not (`top` for `value` itself); None when all of it is text."""
-    found = _first_non_text(value, "")
+    found = _first_non_text(value)
     if found is None:
         return None
-    path, text, at = found
+    keys, text, at = found
+    path = ""
+    for key in reversed(keys):
+        name = str(key).encode("utf-8", "replace").decode("utf-8")
+        path = f"{path}.{name}" if path else name
     return (
         f"{path or top} holds a lone UTF-16 surrogate (U+{ord(text[at]):04X} at character {at}), "
         "which is not text"
@@ -97,20 +101,20 @@ def check_langs(values: Iterable[str]) -> tuple[Lang, ...]:
     return langs  # type: ignore[return-value]  # each checked just above
 
 
-def _first_non_text(value: Any, path: str) -> tuple[str, str, int] | None:
-    """(dotted path, string, index of its first lone surrogate) of the first string or key in `value` that
-    is not text, else None."""
+def _first_non_text(value: Any) -> tuple[list[Any], str, int] | None:
+    """(keys and indices leading to it, innermost first; string; index of its first lone surrogate) of the
+    first string or key in `value` that is not text, else None. The path is built only for that one: every
+    rerank body is checked, and almost all are text."""
     if isinstance(value, str):
         at = _surrogate_at(value)
-        return None if at is None else (path, value, at)
+        return None if at is None else ([], value, at)
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
-        name = str(key).encode("utf-8", "replace").decode("utf-8")
-        inner = f"{path}.{name}" if path else name
-        found = _first_non_text(key, inner) if isinstance(key, str) else None
+        found = _first_non_text(key) if isinstance(key, str) else None
         if found is None:
-            found = _first_non_text(item, inner)
+            found = _first_non_text(item)
         if found is not None:
+            found[0].append(key)
             return found
     return None
 

@@ -109,6 +109,26 @@ def test_public_probes_need_no_key(live: LiveServer) -> None:
         assert http.get("/openapi.json").status_code == 200
 
 
+def test_the_openapi_document_asks_for_the_key_wherever_the_edge_does(live: LiveServer) -> None:
+    """The rerank routes take their caller off the request, not through `PrincipalDep`, and declare the key
+    themselves; their header parameters stay documented. `/metrics` needs one per `serve.metrics_access`."""
+    with live.client(None) as http:
+        paths = http.get("/openapi.json").json()["paths"]
+    asked = {
+        (path, method)
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        if operation.get("security") == [{"ApiKey": []}]
+    }
+    keyed = {(path, method) for path, operations in paths.items() for method in operations}
+    keyed -= {(path, "get") for path in PUBLIC_PATHS | {"/metrics"}}
+    assert asked == keyed
+    assert {("/v2/rerank", "post"), ("/v1/rerank", "post"), ("/rerank", "post")} <= asked
+    for path in ("/v2/rerank", "/v1/rerank", "/rerank", "/v1/rerank/batch"):
+        headers = [(p["name"], p["in"], p["required"]) for p in paths[path]["post"]["parameters"]]
+        assert headers == [("X-Leanrank-Course", "header", False), ("X-Leanrank-Cascade", "header", False)]
+
+
 def test_keys_are_stored_as_sha256_hashes() -> None:
     key, entry = new_key("someone", "demo,cooking")
     key_id, digest, scopes = entry.split(":")

@@ -10,6 +10,7 @@ double the series count).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -22,11 +23,13 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 from leanrank.cost.ledger import LedgerRecord
 from leanrank.serve.accounting import Charge
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
 
 
 class Metrics:
@@ -35,6 +38,7 @@ class Metrics:
     def __init__(self) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide: off for every registry
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
         r = self.registry
         for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             r.register(standard)
@@ -136,8 +140,8 @@ class Metrics:
         )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        self._labelled(self.requests, route, method, str(status)).inc()
+        self._labelled(self.latency, route, method).observe(seconds)
 
     def observe_gateway(
         self, charge: Charge, course: str | None, key: str, received: int, forwarded: int
@@ -145,24 +149,24 @@ class Metrics:
         """One gateway call: documents received and forwarded (as `x-leanrank-documents-*` count them: a
         document sent as several windows is one), spend and savings per course and key."""
         labels = (charge.backend, course or "", key)
-        self.gateway_received.labels(*labels).inc(received)
-        self.gateway_forwarded.labels(*labels).inc(forwarded)
+        self._labelled(self.gateway_received, *labels).inc(received)
+        self._labelled(self.gateway_forwarded, *labels).inc(forwarded)
         if charge.cost_usd:
-            self.gateway_cost.labels(*labels).inc(charge.cost_usd)
+            self._labelled(self.gateway_cost, *labels).inc(charge.cost_usd)
         if charge.full_cost_usd is not None and charge.cost_usd is not None:
             # The ledger's `saved_usd`, unclamped: the meter never records a full cost below the cost.
-            self.gateway_saved.labels(*labels).inc(charge.full_cost_usd - charge.cost_usd)
+            self._labelled(self.gateway_saved, *labels).inc(charge.full_cost_usd - charge.cost_usd)
 
     def observe_charge(self, charge: Charge, course: str | None) -> None:
         labels = (charge.backend, course or "")
         usage = charge.response.usage
         self._count_call(labels, usage.documents, usage.total_tokens, charge.cost_usd)
         if charge.response.failed:
-            self.rerank_fallbacks.labels(*labels).inc(len(charge.response.failed))
+            self._labelled(self.rerank_fallbacks, *labels).inc(len(charge.response.failed))
         if usage.cache_hits:
-            self.cache_hits.labels(*labels).inc(usage.cache_hits)
+            self._labelled(self.cache_hits, *labels).inc(usage.cache_hits)
         if usage.documents > usage.cache_hits:
-            self.upstream_latency.labels(charge.backend).observe(usage.latency_s)
+            self._labelled(self.upstream_latency, charge.backend).observe(usage.latency_s)
 
     def observe_unconfirmed(self, records: Sequence[LedgerRecord]) -> None:
         """Calls a provider may have billed though no answer was used (`:unconfirmed` records, at their
@@ -172,9 +176,9 @@ class Metrics:
         for r in records:
             labels = (r.backend, r.course or "")
             self._count_call(labels, r.documents, r.query_tokens + r.document_tokens, r.cost_usd)
-            self.unconfirmed_calls.labels(*labels).inc()
+            self._labelled(self.unconfirmed_calls, *labels).inc()
             if r.cost_usd:
-                self.unconfirmed_cost.labels(*labels).inc(r.cost_usd)
+                self._labelled(self.unconfirmed_cost, *labels).inc(r.cost_usd)
 
     def observe_replaced(self, records: Sequence[LedgerRecord]) -> None:
         """Reaped records that their call's late settlement replaced in the ledger by its own record (which
@@ -186,20 +190,29 @@ class Metrics:
         has no tokens: `leanrank_rerank_tokens` needs nothing taken back)."""
         for r in records:
             labels = (r.backend, r.course or "")
-            self.replaced_calls.labels(*labels).inc()
-            self.replaced_documents.labels(*labels).inc(r.documents)
+            self._labelled(self.replaced_calls, *labels).inc()
+            self._labelled(self.replaced_documents, *labels).inc(r.documents)
             if r.cost_usd:
-                self.replaced_cost.labels(*labels).inc(r.cost_usd)
+                self._labelled(self.replaced_cost, *labels).inc(r.cost_usd)
 
     def _count_call(
         self, labels: tuple[str, str], documents: int, tokens: int, cost_usd: float | None
     ) -> None:
         """One call in the `leanrank_rerank_*` series, labelled (backend, course)."""
-        self.rerank_calls.labels(*labels).inc()
-        self.rerank_documents.labels(*labels).inc(documents)
-        self.rerank_tokens.labels(*labels).inc(tokens)
+        self._labelled(self.rerank_calls, *labels).inc()
+        self._labelled(self.rerank_documents, *labels).inc(documents)
+        self._labelled(self.rerank_tokens, *labels).inc(tokens)
         if cost_usd:
-            self.rerank_cost.labels(*labels).inc(cost_usd)
+            self._labelled(self.rerank_cost, *labels).inc(cost_usd)
+
+    def _labelled(self, metric: _Metric, *values: str) -> _Metric:
+        """`metric.labels(*values)`, kept: `labels` checks and locks on every call (~1 µs, and a rerank call
+        counts in about ten series). The label values are bounded (see the module's docstring)."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child  # type: ignore[return-value]  # stored from `metric.labels`: of its type
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
