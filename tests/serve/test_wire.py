@@ -278,3 +278,15 @@ def test_ignored_field_names_are_escaped_in_the_header(gateway: LiveServer, back
         reply = http.post("/rerank", content=body, headers={"content-type": "application/json"})
     assert reply.status_code == 200
     assert reply.headers["x-leanrank-ignored"] == "x\\ny, \\u00e9t\\u00e9"
+
+
+def test_a_header_value_ending_in_a_space_keeps_its_quotes(gateway: LiveServer, backend: Fixed) -> None:
+    """An empty field name (found by the fuzzer) and a model name padded with spaces: the headers naming them
+    would begin or end with a space, which HTTP forbids (the server failed the response); they are quoted."""
+    answers(backend, [0.5, 0.25])
+    body = '{"query": "q", "texts": ["a", "b"], "truncate": false, "": null}'
+    with gateway.client(ADMIN_KEY) as http:
+        reply = http.post("/rerank", content=body, headers={"content-type": "application/json"})
+        padded = http.post("/v2/rerank", json={"model": " other ", "query": "q", "documents": ["a", "b"]})
+    assert (reply.status_code, reply.headers["x-leanrank-ignored"]) == (200, '"truncate, "')
+    assert (padded.status_code, padded.headers["x-leanrank-model-ignored"]) == (200, '" other "')

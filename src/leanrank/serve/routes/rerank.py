@@ -248,8 +248,12 @@ _HEADER_CHARS = 1000
 
 def header_text(text: str) -> str:
     """`text` as a safe header value: field names come from the client, so anything outside printable ASCII
-    (control characters, lone surrogates, other scripts) is JSON-escaped, and the value is capped."""
+    (control characters, lone surrogates, other scripts) is JSON-escaped, and the value is capped. A value
+    that would begin or end with a space (an empty or padded field name, a model name) keeps its JSON
+    quotes: a header value cannot (RFC 9110 §5.5), and the server would fail the response."""
     escaped = json.dumps(text)[1:-1]
+    if escaped != escaped.strip(" "):
+        escaped = f'"{escaped}"'
     return escaped if len(escaped) <= _HEADER_CHARS else escaped[: _HEADER_CHARS - 3] + "..."
 
 
