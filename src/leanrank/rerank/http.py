@@ -251,10 +251,10 @@ async def _connected(session: aiohttp.ClientSession, context: SimpleNamespace, p
         attempt.connected = True
 
 
-# Every session's; each request passes its `_Attempt` as `trace_request_ctx`.
 KEEPALIVE_S = 4.0
 """How long an idle connection to a provider is kept for reuse (aiohttp's default is 15 s, httpx's 5)."""
 
+# Every session's; each request passes its `_Attempt` as `trace_request_ctx`.
 _TRACE = aiohttp.TraceConfig()
 _TRACE.on_connection_create_end.append(_connected)
 _TRACE.on_connection_reuseconn.append(_connected)
