@@ -35,6 +35,7 @@ from leanrank.serve.auth import Principal
 from leanrank.serve.errors import ForbiddenError, UnknownModelError
 from leanrank.serve.idempotency import header_token
 from leanrank.serve.limits import check_rerank
+from leanrank.serve.routes.lean import LeanRoute
 from leanrank.serve.service import KEY_REQUIRED, Caller, Service, call_context
 from leanrank.serve.wire import (
     CascadeCounts,
@@ -52,7 +53,9 @@ from leanrank.serve.wire import (
 CHUNK_TOKENS = 512
 _COHERE_IGNORED = ("priority", "relevant_spans")
 
-router = APIRouter(tags=["rerank"], responses=errors(400, 401, 403, 404, 413, 422, 424, 429, 503))
+router = APIRouter(
+    tags=["rerank"], responses=errors(400, 401, 403, 404, 413, 422, 424, 429, 503), route_class=LeanRoute
+)
 
 CascadeHeader = Annotated[
     Literal["off"] | None,
