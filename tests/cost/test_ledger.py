@@ -719,13 +719,20 @@ def test_sqlite_writes_keep_one_connection_per_sync_mode_and_set_each_mode_once(
         writers: set[int] = set()
         modes: list[str] = []
 
-        def note(conn: sa.Connection, _cursor: object, statement: str, *_: object) -> None:
-            if statement.startswith("BEGIN IMMEDIATE"):
-                writers.add(id(conn.connection.dbapi_connection))
-            if statement.startswith("PRAGMA synchronous="):
-                modes.append(statement.rsplit("=", 1)[1])
+        def trace(driver: sqlite3.Connection) -> None:
+            """Note the statements run on `driver` (the ledger runs a paid call's on the driver itself)."""
 
-        sa.event.listen(ledger._engine, "before_cursor_execute", note)
+            def note(statement: str) -> None:
+                if statement.startswith("BEGIN IMMEDIATE"):
+                    writers.add(id(driver))
+                if statement.startswith("PRAGMA synchronous="):
+                    modes.append(statement.rsplit("=", 1)[1])
+
+            driver.set_trace_callback(note)
+
+        for kept in ledger._writers.values():
+            trace(kept.connection.driver_connection)
+        sa.event.listen(ledger._engine, "connect", lambda driver, _record: trace(driver))
 
         def hold(request_id: str) -> Hold:
             backend = "cohere:rerank-v3.5"
