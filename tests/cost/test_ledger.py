@@ -748,3 +748,27 @@ def test_sqlite_writes_keep_one_connection_per_sync_mode_and_set_each_mode_once(
         assert (len(writers), modes) == (2, ["NORMAL"])
         [total] = ledger.totals("course", NOVEMBER)
         assert total.calls == 11
+
+
+def test_a_statement_failing_on_the_driver_is_a_ledger_error_that_writes_nothing(tmp_path: Path) -> None:
+    """A settlement's insert fails inside SQLite (a trigger refuses it, as a full disk or a corrupt page
+    would): `LedgerError`, the whole transaction rolled back (the hold still claims its id, no spend is
+    counted), and the next write on a fresh connection records the call once."""
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
+        hold = Hold(NOV_3, "r1", "rerank", "python-101", "school-a", 0.004, "cohere:rerank-v3.5", 20)
+        ledger.reserve(hold, [], lambda _: True)
+        with ledger._engine.begin() as conn:
+            refuse = "BEGIN SELECT RAISE(ABORT, 'no room'); END"
+            conn.exec_driver_sql(f"CREATE TRIGGER refuse BEFORE INSERT ON {DEFAULT_TABLE} {refuse}")
+        with pytest.raises(LedgerError, match="no room"):
+            ledger.settle(make_record("r1"))
+        with pytest.raises(RequestConflictError, match="still running"):
+            ledger.reserve(hold, [], lambda _: True)
+        assert ledger.totals("course", NOVEMBER) == []
+        assert ledger.spent("course", "python-101", NOVEMBER) == 0.0
+        with ledger._engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER refuse")
+        assert ledger.settle(make_record("r1")).recorded
+        [total] = ledger.totals("course", NOVEMBER)
+        assert (total.calls, total.cost_usd) == (1, pytest.approx(0.004))
+        assert ledger.spent("course", "python-101", NOVEMBER) == pytest.approx(0.004)

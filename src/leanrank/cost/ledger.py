@@ -90,7 +90,7 @@ from leanrank.rerank.base import BilledUnit, CountSource
 from leanrank.settings import LEDGER_LOCK_TIMEOUT_S, Settings
 
 _T = TypeVar("_T")
-_Statement = Select[Any] | Select[bool, bool] | Insert | Delete
+_Statement = Select[*tuple[Any, ...]] | Insert | Delete
 GroupBy = Literal["course", "backend", "day", "tenant"]
 Bucket = Literal["hour", "day"]
 Scope = Literal["course", "tenant"]
@@ -818,8 +818,8 @@ class Ledger:
         deadline; one without expires `HOLD_TTL` after its time. Returns the records written."""
         when = {"now": now, "old": now - HOLD_TTL}
         written: list[LedgerRecord] = []
-        if not self._run(conn, self._any_expired, when)[0]:
-            return written  # nearly always: the rows of the reaping statement are SQLAlchemy's to convert
+        if self._dialect == "sqlite" and not self._run(conn, self._any_expired, when)[0]:
+            return written  # nearly always: SQLAlchemy's reaping statement (whose rows it converts) is spared
         for row in conn.execute(self._reap_holds, when).mappings().all():
             if row["backend"] is None:
                 continue  # a free call's hold
@@ -1053,27 +1053,23 @@ class Ledger:
         On SQLite through the driver (`_Compiled`; `columns`: an insert of `values`' columns), a driver error
         raised as SQLAlchemy's, as `Connection.execute` raises it; elsewhere through `Connection.execute`."""
         if self._dialect != "sqlite":
-            result = conn.execute(stmt, dict(values))
+            result = conn.execute(stmt, values)
             return (list(result.all()) if result.returns_rows else []), result.rowcount
         compiled = self._compiled_for(stmt, tuple(values) if columns else None)
         params = compiled.params(values)
-        try:
+        with _driver_errors(compiled.sql, params):
             cursor = conn.connection.driver_connection.execute(compiled.sql, params)  # type: ignore[union-attr]
             return cursor.fetchall(), cursor.rowcount
-        except sqlite3.Error as exc:
-            raise DBAPIError.instance(compiled.sql, params, exc, sqlite3.Error) from exc
 
     def _run_many(self, conn: Connection, stmt: _Statement, rows: Sequence[Mapping[str, Any]]) -> None:
         """`stmt` run once per row of `rows` (an insert of the same columns each), as `_run` runs one."""
         if self._dialect != "sqlite":
-            conn.execute(stmt, [dict(row) for row in rows])
+            conn.execute(stmt, rows)
             return
         compiled = self._compiled_for(stmt, tuple(rows[0]))
         params = [compiled.params(row) for row in rows]
-        try:
+        with _driver_errors(compiled.sql, params):
             conn.connection.driver_connection.executemany(compiled.sql, params)  # type: ignore[union-attr]
-        except sqlite3.Error as exc:
-            raise DBAPIError.instance(compiled.sql, params, exc, sqlite3.Error) from exc
 
     def _compiled_for(self, stmt: _Statement, columns: tuple[str, ...] | None) -> _Compiled:
         key = (stmt, columns)
@@ -1167,8 +1163,17 @@ def _sqlite_begin(conn: Connection) -> None:
     if conn.info.get("synchronous") != mode:  # per database connection: a write connection keeps its mode
         statements.insert(0, f"PRAGMA synchronous={mode}")
     for statement in statements:  # on the driver, as `Ledger._run` runs a paid call's statements
-        try:
+        with _driver_errors(statement, ()):
             driver.execute(statement)  # type: ignore[union-attr]
-        except sqlite3.Error as exc:
-            raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
     conn.info["synchronous"] = mode
+
+
+@contextmanager
+def _driver_errors(statement: str, params: Any) -> Iterator[None]:
+    """A SQLite driver error raised as SQLAlchemy raises it from `Connection.execute` (its `DBAPIError`
+    subclass, the driver's error as `orig`), so the ledger's handling (`Ledger._failure`, dropping a failed
+    writer connection) sees every error alike, whichever way its statement ran."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, params, exc, sqlite3.Error) from exc
